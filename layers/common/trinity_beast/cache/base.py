@@ -1,0 +1,69 @@
+"""The hot store's contract: latest price per asset and exchange, pub/sub, counters.
+
+Two backends implement it (memory for the embedded default, Redis for production) and
+both pass tests/test_cache_contract.py. Nothing outside cache/ knows which one it has.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import AsyncIterator, Iterable
+
+from ..tick import Tick
+
+PRICES_CHANNEL = "prices"
+
+
+class CacheUnavailable(RuntimeError):
+    """The cache could not be reached; callers fall back to what they hold in process."""
+
+
+class Subscription(ABC):
+    """Messages of one channel, in order; `aclose` ends it."""
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self
+
+    @abstractmethod
+    async def __anext__(self) -> bytes: ...
+
+    @abstractmethod
+    async def aclose(self) -> None: ...
+
+
+class Cache(ABC):
+    @abstractmethod
+    async def put_tick(self, tick: Tick) -> None:
+        """Store `tick` as the latest for its (asset, exchange) and publish it on PRICES_CHANNEL."""
+
+    @abstractmethod
+    async def get_ticks(self, asset: str) -> dict[str, Tick]:
+        """Latest tick per exchange for one asset (empty when none)."""
+
+    @abstractmethod
+    async def all_ticks(self) -> dict[str, dict[str, Tick]]:
+        """Every stored tick: asset -> exchange -> tick (to seed an in-process copy)."""
+
+    @abstractmethod
+    async def publish(self, channel: str, message: bytes) -> None: ...
+
+    @abstractmethod
+    async def subscribe(self, channel: str) -> "Subscription":
+        """An active subscription: every message published on `channel` after this returns."""
+
+    @abstractmethod
+    async def hincr(self, increments: Iterable[tuple[str, str, int]]) -> list[int]:
+        """Add each amount to hash field (key, field) atomically; return the new values in order."""
+
+    @abstractmethod
+    async def hgetall(self, key: str) -> dict[str, int]: ...
+
+    @abstractmethod
+    async def keys(self, prefix: str) -> list[str]:
+        """Counter hash keys that start with `prefix`."""
+
+    @abstractmethod
+    async def ping(self) -> bool: ...
+
+    async def close(self) -> None:
+        return None

@@ -1,0 +1,127 @@
+"""Redis (or MemoryDB) cache for production: shared by every LPO process.
+
+Layout, all under one namespace prefix: `{ns}:price:{ASSET}` hash exchange -> tick JSON;
+channel `{ns}:{channel}`; counter hashes `{ns}:{key}`.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from ..tick import Tick
+from .base import PRICES_CHANNEL, Cache, CacheUnavailable, Subscription
+
+
+class _RedisSubscription(Subscription):
+    def __init__(self, pubsub: aioredis.client.PubSub) -> None:
+        self._pubsub = pubsub
+
+    async def __anext__(self) -> bytes:
+        try:
+            while True:
+                message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
+                if message is not None and message["type"] == "message":
+                    return message["data"]
+        except RedisError as exc:
+            raise CacheUnavailable(str(exc)) from exc
+
+    async def aclose(self) -> None:
+        try:
+            await self._pubsub.aclose()
+        except RedisError:
+            pass
+
+
+class RedisCache(Cache):
+    def __init__(self, url: str, namespace: str = "beast") -> None:
+        self._ns = namespace
+        self._redis = aioredis.Redis.from_url(
+            url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=30
+        )
+
+    def _k(self, key: str) -> str:
+        return f"{self._ns}:{key}"
+
+    async def put_tick(self, tick: Tick) -> None:
+        payload = tick.to_json()
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.hset(self._k(f"price:{tick.asset}"), tick.exchange, payload)
+                pipe.publish(self._k(PRICES_CHANNEL), payload)
+                await pipe.execute()
+        except RedisError as exc:
+            raise CacheUnavailable(str(exc)) from exc
+
+    async def get_ticks(self, asset: str) -> dict[str, Tick]:
+        try:
+            raw = await self._redis.hgetall(self._k(f"price:{asset}"))
+        except RedisError as exc:
+            raise CacheUnavailable(str(exc)) from exc
+        return {ex.decode(): Tick.from_json(v) for ex, v in raw.items()}
+
+    async def all_ticks(self) -> dict[str, dict[str, Tick]]:
+        prefix = self._k("price:")
+        out: dict[str, dict[str, Tick]] = {}
+        try:
+            async for key in self._redis.scan_iter(match=prefix + "*", count=500):
+                raw = await self._redis.hgetall(key)
+                if raw:
+                    out[key.decode()[len(prefix):]] = {ex.decode(): Tick.from_json(v) for ex, v in raw.items()}
+        except RedisError as exc:
+            raise CacheUnavailable(str(exc)) from exc
+        return out
+
+    async def publish(self, channel: str, message: bytes) -> None:
+        try:
+            await self._redis.publish(self._k(channel), message)
+        except RedisError as exc:
+            raise CacheUnavailable(str(exc)) from exc
+
+    async def subscribe(self, channel: str) -> Subscription:
+        pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+        try:
+            await pubsub.subscribe(self._k(channel))
+        except RedisError as exc:
+            await pubsub.aclose()
+            raise CacheUnavailable(str(exc)) from exc
+        return _RedisSubscription(pubsub)
+
+    async def hincr(self, increments: Iterable[tuple[str, str, int]]) -> list[int]:
+        items = list(increments)
+        if not items:
+            return []
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                for key, field, amount in items:
+                    pipe.hincrby(self._k(key), field, amount)
+                return [int(v) for v in await pipe.execute()]
+        except RedisError as exc:
+            raise CacheUnavailable(str(exc)) from exc
+
+    async def hgetall(self, key: str) -> dict[str, int]:
+        try:
+            raw = await self._redis.hgetall(self._k(key))
+        except RedisError as exc:
+            raise CacheUnavailable(str(exc)) from exc
+        return {f.decode(): int(v) for f, v in raw.items()}
+
+    async def keys(self, prefix: str) -> list[str]:
+        full = self._k(prefix)
+        strip = len(self._ns) + 1
+        try:
+            found = [k.decode()[strip:] async for k in self._redis.scan_iter(match=full + "*", count=500)]
+        except RedisError as exc:
+            raise CacheUnavailable(str(exc)) from exc
+        return sorted(found)
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self._redis.ping())
+        except RedisError:
+            return False
+
+    async def close(self) -> None:
+        await self._redis.aclose()

@@ -1,0 +1,192 @@
+"""`beast`: the one command line entry point (serve, migrate, keys, …)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import time
+from typing import Any, Callable, Sequence
+
+import orjson
+
+from .config import ConfigError, Settings, load_settings
+from .db import make_database
+from .keys import TIERS, KeyRequestError, new_key
+from .serving import Listener, StartupError, bind_tcp, run_until_signal
+
+log = logging.getLogger("trinity_beast")
+
+
+async def serve(settings: Settings, args: argparse.Namespace) -> None:
+    from .lpo.http import build_lpo
+    from .runtime import Runtime
+
+    rt = await asyncio.to_thread(Runtime.create, settings)
+    listeners = [Listener(build_lpo(rt), bind_tcp(settings.host, settings.lpo_port, "BEAST_LPO_PORT"))]
+    await rt.start()
+    log.info(
+        "serving: LPO http://%s:%d (cache %s, database %s)",
+        settings.host,
+        settings.lpo_port,
+        "redis" if settings.redis_url else "memory",
+        rt.db.dialect,
+    )
+    try:
+        await run_until_signal(listeners, settings.log_level)
+    finally:
+        log.info("stopping: connections drained, flushing usage")
+        await rt.stop()
+        log.info("stopped")
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from .runtime import ensure_admin_key
+
+    db = make_database(settings)
+    try:
+        db.migrate()
+        created = ensure_admin_key(db)
+    finally:
+        db.close()
+    if created is not None:
+        key, secret = created
+        print("First start: created an admin key. It is shown once; keep it somewhere safe.")
+        print(f"  id:  {key.id}")
+        print(f"  key: {secret}")
+        print(
+            f'  try: curl -H "Authorization: Bearer {secret}" '
+            f'"http://{settings.host}:{settings.lpo_port}/price?asset=BTC"',
+            flush=True,
+        )
+    try:
+        import uvloop
+
+        runner: Callable[..., Any] = uvloop.run
+    except ImportError:  # pragma: no cover - Windows
+        runner = asyncio.run
+    runner(serve(settings, args))
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    db = make_database(settings)
+    try:
+        applied = db.migrate()
+        names = db.applied_migrations()
+    finally:
+        db.close()
+    print(f"{db.dialect}: applied {len(applied)} new migration(s); schema at {names[-1] if names else 'none'}")
+    for name in applied:
+        print(f"  + {name}")
+    return 0
+
+
+def _iso(ts: float | None) -> str:
+    return "" if ts is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
+    db = make_database(settings)
+    try:
+        db.migrate()
+        if args.keys_command == "create":
+            try:
+                key, secret = new_key(args.name, args.tier, args.monthly_limit)
+            except KeyRequestError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
+            db.insert_key(key)
+            if args.json:
+                print(orjson.dumps({**key.public(), "key": secret}).decode())
+            else:
+                print(f"id:   {key.id}")
+                print(f"key:  {secret}")
+                print(f"tier: {key.tier}  monthly limit: {key.monthly_limit or 'unlimited'}")
+                print("The key is shown once and stored only as a hash: keep it now.")
+            return 0
+        if args.keys_command == "list":
+            keys = db.list_keys()
+            if args.json:
+                print(orjson.dumps([k.public() for k in keys]).decode())
+                return 0
+            print(f"{'ID':<20} {'TIER':<10} {'LIMIT':>10} {'CREATED':<20} {'REVOKED':<20} NAME")
+            for k in keys:
+                print(
+                    f"{k.id:<20} {k.tier:<10} {k.monthly_limit or 'unlimited':>10} "
+                    f"{_iso(k.created_at):<20} {_iso(k.revoked_at):<20} {k.name}"
+                )
+            return 0
+        if args.keys_command == "revoke":
+            if db.revoke_key(args.id, time.time()):
+                print(f"revoked {args.id}")
+                return 0
+            print(f"error: no active key with id {args.id!r}", file=sys.stderr)
+            return 1
+    finally:
+        db.close()
+    return 2
+
+
+def _non_negative_int(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {raw!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("expected 0 (unlimited) or more")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="beast",
+        description="Trinity Beast: real-time cryptocurrency prices over HTTP, UDP and WebSocket.",
+        epilog="Settings come from environment variables: see docs/configuration.md.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser(
+        "serve",
+        help="run the price server (embedded default, or Redis/PostgreSQL when REDIS_URL/DATABASE_URL are set)",
+    )
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("migrate", help="apply database migrations")
+    p.set_defaults(func=cmd_migrate)
+
+    p = sub.add_parser("keys", help="create, list and revoke API keys")
+    p.set_defaults(func=cmd_keys)
+    keys = p.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    k = keys.add_parser("create", help="create a key; prints its id and its secret once")
+    k.add_argument("--name", required=True, help="who or what the key is for")
+    k.add_argument("--tier", required=True, choices=TIERS)
+    k.add_argument(
+        "--monthly-limit", type=_non_negative_int, default=None, help="requests per month, 0 = unlimited"
+    )
+    k.add_argument("--json", action="store_true", help="print one JSON object with id and key")
+    k = keys.add_parser("list", help="list keys (never their secrets)")
+    k.add_argument("--json", action="store_true")
+    k = keys.add_parser("revoke", help="revoke a key by its public id")
+    k.add_argument("id", help="the key's public id (ak_…)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"beast: invalid setting {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    try:
+        return int(args.func(args, settings) or 0)
+    except StartupError as exc:
+        print(f"beast: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,138 @@
+"""The LPO HTTP server: a thin ASGI front for the hot routes, FastAPI for the rest.
+
+`GET /price` is the hottest path in the system, so it is answered straight from ASGI
+(no routing, dependency solving or validation layers) by the same `answer_price` that
+UDP uses. Every other path goes to the FastAPI app, whose errors are UMEs too.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from urllib.parse import parse_qs
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..envelope import Envelopes, dumps
+from ..usage import Quota
+from .price import PriceRequest, answer_price
+
+if TYPE_CHECKING:
+    from ..runtime import Runtime
+
+Scope = dict[str, Any]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+
+JSON = b"application/json"
+
+
+def bearer(headers: list[tuple[bytes, bytes]]) -> str | None:
+    for name, value in headers:
+        if name == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                return token.strip()
+            return None
+    return None
+
+
+def rate_limit_headers(quota: Quota | None) -> list[tuple[bytes, bytes]]:
+    if quota is None:
+        return []
+    if not quota.limit:
+        limit = remaining = b"unlimited"
+    else:
+        limit = str(quota.limit).encode()
+        remaining = str(quota.remaining).encode()
+    return [
+        (b"x-ratelimit-limit", limit),
+        (b"x-ratelimit-remaining", remaining),
+        (b"x-ratelimit-reset", str(int(quota.reset_at)).encode()),
+    ]
+
+
+async def send_body(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] = ()) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", JSON), (b"content-length", str(len(body)).encode()), *headers],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def envelope_response(body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+    return Response(dumps(body), status_code=body["status_code"], media_type="application/json", headers=headers)
+
+
+def install_error_handlers(app: FastAPI, envelopes: Envelopes) -> None:
+    """Every framework error (404, 405, validation) answers as a UME, never `{"detail": …}`."""
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        status = exc.status_code
+        if status == 404:
+            message = f"unknown path {request.url.path}"
+        elif status == 405:
+            message = f"method {request.method} not allowed on {request.url.path}"
+        else:
+            message = str(exc.detail)
+        return envelope_response(envelopes.error(request.url.path, status, message), headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e.get('loc', ()) if p not in ('query', 'body'))}: {e.get('msg')}"
+            for e in exc.errors()
+        )
+        return envelope_response(envelopes.error(request.url.path, 400, f"bad request: {problems}"))
+
+
+class LpoHttp:
+    """ASGI app: hot routes here, everything else to `api`."""
+
+    def __init__(self, rt: "Runtime", api: FastAPI) -> None:
+        self.rt = rt
+        self.api = api
+        self.envelopes = rt.envelopes("LPO")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path = scope["path"]
+            if path == "/price":
+                return await self.price(scope, send)
+            if path == "/health":
+                return await self.health(scope, send)
+        await self.api(scope, receive, send)
+
+    async def method_not_allowed(self, scope: Scope, send: Send, allowed: str) -> None:
+        body = self.envelopes.error(scope["path"], 405, f"method {scope['method']} not allowed on {scope['path']}")
+        await send_body(send, 405, dumps(body), [(b"allow", allowed.encode())])
+
+    async def price(self, scope: Scope, send: Send) -> None:
+        if scope["method"] != "GET":
+            return await self.method_not_allowed(scope, send, "GET")
+        query = parse_qs(scope["query_string"].decode("latin-1"), keep_blank_values=True)
+        secret = bearer(scope["headers"]) or (query.get("api_key") or [None])[0]
+        answer = await answer_price(self.rt, PriceRequest(secret, query.get("asset", []), "http"), self.envelopes)
+        headers = rate_limit_headers(answer.quota)
+        if answer.status == 401:
+            headers.append((b"www-authenticate", b'Bearer realm="trinity-beast"'))
+        await send_body(send, answer.status, dumps(answer.body), headers)
+
+    async def health(self, scope: Scope, send: Send) -> None:
+        if scope["method"] not in ("GET", "HEAD"):
+            return await self.method_not_allowed(scope, send, "GET, HEAD")
+        data = {"status": "ok", "uptime_s": round(time.time() - self.rt.started_at, 1), **self.rt.health()}
+        await send_body(send, 200, dumps(self.envelopes.ok("/health", data)))
+
+
+def build_lpo(rt: "Runtime") -> LpoHttp:
+    api = FastAPI(title="Trinity Beast LPO", version="0.1.0", docs_url="/docs", redoc_url=None)
+    install_error_handlers(api, rt.envelopes("LPO"))
+    return LpoHttp(rt, api)

@@ -1,0 +1,175 @@
+"""Answering a price request: the one implementation behind HTTP /price and UDP.
+
+Authenticate, validate the asset list, check the month's quota, look the prices up in the
+in-process book (the cache on a local miss), meter the request, build the envelope.
+Transports only adapt their input to `PriceRequest` and their output from `PriceAnswer`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Iterable
+
+from ..book import age, pick
+from ..cache import CacheUnavailable
+from ..envelope import Envelopes, utc_iso, utc_readable
+from ..keys import ApiKey
+from ..tick import Tick
+from ..usage import Quota
+
+if TYPE_CHECKING:
+    from ..runtime import Runtime
+
+MAX_ASSETS = 50
+ASSET_RE = re.compile(r"^[A-Z0-9]{1,15}$")
+ENDPOINT = "/price"
+
+
+class BadRequest(ValueError):
+    """A request the client must fix; the message says how."""
+
+
+def parse_assets(values: Iterable[str]) -> list[str]:
+    """`["BTC,eth", "SOL"]` -> `["BTC", "ETH", "SOL"]`: upper-cased, de-duplicated, validated."""
+    assets: list[str] = []
+    for value in values:
+        for part in value.split(","):
+            asset = part.strip().upper()
+            if not asset:
+                continue
+            if not ASSET_RE.match(asset):
+                shown = part.strip()[:20]
+                raise BadRequest(f"malformed asset {shown!r}: an asset is 1-15 letters or digits, e.g. BTC")
+            if asset not in assets:
+                assets.append(asset)
+    if not assets:
+        raise BadRequest("missing asset: ask for ?asset=BTC or ?asset=BTC,ETH,SOL")
+    if len(assets) > MAX_ASSETS:
+        raise BadRequest(f"too many assets: {len(assets)} asked, at most {MAX_ASSETS} per request")
+    return assets
+
+
+@dataclass(frozen=True, slots=True)
+class PriceRequest:
+    secret: str | None
+    assets: list[str]  # raw values as sent; parse_assets validates them
+    protocol: str  # "http" or "udp"
+
+
+@dataclass(frozen=True, slots=True)
+class PriceAnswer:
+    status: int
+    body: dict[str, Any]
+    key: ApiKey | None = None
+    quota: Quota | None = None
+
+
+def asset_entry(tick: Tick, now: float, latency_s: float, cached: bool = True) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "asset": tick.asset,
+        "price": float(tick.price),
+        "exchange": tick.label,
+        "cached": cached,
+        "cache_age_seconds": round(age(tick, now), 3),
+        "timestamp": utc_iso(tick.exchange_ts),
+        "readable_timestamp": utc_readable(tick.exchange_ts),
+        "latency_ms": round(latency_s * 1000, 3),
+    }
+    if tick.usd_rate is not None:
+        entry["converted_from"] = {"quote": tick.quote, "usd_rate": float(tick.usd_rate)}
+    return entry
+
+
+async def authenticate(rt: "Runtime", secret: str | None) -> tuple[ApiKey | None, str | None]:
+    """(key, None) for an active key, else (None or the revoked key, the error to answer)."""
+    if not secret:
+        return None, "missing API key: send Authorization: Bearer KEY or ?api_key=KEY"
+    hit, key = rt.keys.cached(secret)
+    if not hit:
+        key = await asyncio.to_thread(rt.keys.lookup, secret)
+    if key is None:
+        return None, "invalid API key"
+    if not key.active:
+        return key, "API key revoked"
+    return key, None
+
+
+async def quota_for(rt: "Runtime", key: ApiKey) -> Quota:
+    if not rt.meter.knows(key.id):
+        await rt.meter.load(key.id)
+    return rt.meter.quota(key.id, 0 if key.unlimited else key.monthly_limit)
+
+
+def usage_fields(quota: Quota) -> dict[str, Any]:
+    return {
+        "monthly_usage": quota.used,
+        "monthly_limit": quota.limit,
+        "usage_pct": quota.pct,
+        "usage_warning": quota.warning,
+    }
+
+
+async def lookup(rt: "Runtime", asset: str, now: float) -> tuple[Tick | None, str | None]:
+    """The tick to serve for `asset`, or the reason there is none."""
+    ticks = rt.live.get(asset)
+    if not ticks:
+        try:
+            ticks = await rt.live.refresh(asset)
+        except CacheUnavailable:
+            ticks = {}
+    tick, _fresh = pick(ticks, rt.settings.exchange_priority, now, rt.settings.stale_after_s)
+    if tick is None:
+        return None, f"no price cached for {asset}"
+    return tick, None
+
+
+async def answer_price(rt: "Runtime", request: PriceRequest, envelopes: Envelopes) -> PriceAnswer:
+    started = time.perf_counter()
+    key, problem = await authenticate(rt, request.secret)
+    if problem is not None:
+        return PriceAnswer(401, envelopes.error(ENDPOINT, 401, problem))
+    assert key is not None
+
+    def finish(status: int, data: Any, error: str | None, assets: str, quota: Quota | None) -> PriceAnswer:
+        rt.meter.record(
+            key.id, ENDPOINT, assets, request.protocol, status, time.perf_counter() - started, billable=status == 200
+        )
+        body = envelopes.build(ENDPOINT, status, data=data, error=error, api_key_id=key.id)
+        return PriceAnswer(status, body, key, quota)
+
+    try:
+        assets = parse_assets(request.assets)
+    except BadRequest as exc:
+        return finish(400, None, str(exc), "-", None)
+
+    quota = await quota_for(rt, key)
+    if quota.exhausted:
+        message = f"monthly limit of {quota.limit} requests reached; the limit resets at {utc_iso(quota.reset_at)}"
+        return finish(429, usage_fields(quota), message, ",".join(assets), quota)
+
+    now = time.time()
+    entries: list[dict[str, Any]] = []
+    failed: list[dict[str, str]] = []
+    for asset in assets:
+        asset_started = time.perf_counter()
+        tick, reason = await lookup(rt, asset, now)
+        if tick is None:
+            failed.append({"asset": asset, "reason": reason or "no price"})
+        else:
+            entries.append(asset_entry(tick, now, time.perf_counter() - asset_started))
+
+    status = 200 if entries else 404
+    if status == 200:
+        # This request counts towards the month: report usage including it.
+        quota = Quota(used=quota.used + 1, limit=quota.limit, reset_at=quota.reset_at)
+    data = {
+        "assets": entries,
+        "failed": failed,
+        "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+        **usage_fields(quota),
+    }
+    error = None if entries else "no price available for " + ", ".join(f["asset"] for f in failed)
+    return finish(status, data, error, ",".join(assets), quota)

@@ -1,0 +1,96 @@
+"""Wiring: the long-lived objects of one process, built once from settings.
+
+Servers, jobs and handlers take a Runtime instead of reaching for globals, so tests build
+one over real Redis/PostgreSQL (or memory/SQLite) and drive it the way production does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from .cache import Cache, make_cache
+from .config import Settings
+from .db import Database, make_database
+from .envelope import Envelopes
+from .keys import ApiKey, KeyRing, new_key
+from .lpo.live import LivePrices
+from .usage import Meter
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    db: Database
+    cache: Cache
+    keys: KeyRing
+    meter: Meter
+    live: LivePrices
+    started_at: float = field(default_factory=time.time)
+    _tasks: list[asyncio.Task] = field(default_factory=list)
+    _envelopes: dict[str, Envelopes] = field(default_factory=dict)
+
+    @classmethod
+    def create(cls, settings: Settings, db: Database | None = None, cache: Cache | None = None) -> "Runtime":
+        """Open the stores named by `settings` (or use the given ones) and apply migrations."""
+        db = db if db is not None else make_database(settings)
+        db.migrate()
+        cache = cache if cache is not None else make_cache(settings)
+        return cls(
+            settings=settings,
+            db=db,
+            cache=cache,
+            keys=KeyRing(db, ttl=settings.key_cache_s),
+            meter=Meter(cache),
+            live=LivePrices(cache),
+        )
+
+    def envelopes(self, service: str) -> Envelopes:
+        if service not in self._envelopes:
+            self._envelopes[service] = Envelopes.for_service(self.settings, service)
+        return self._envelopes[service]
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "cache": "redis" if self.settings.redis_url else "memory",
+            "cache_connected": self.live.connected.is_set(),
+            "database": self.db.dialect,
+            "assets_held": len(self.live.assets()),
+        }
+
+    def spawn(self, coro: Any, name: str) -> asyncio.Task:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.append(task)
+        return task
+
+    async def start(self) -> None:
+        """Start the background work every LPO process needs: price following, usage flushing."""
+        self.spawn(self.live.run(), "live-prices")
+        self.spawn(self.meter.run(self.settings.usage_flush_s), "usage-flush")
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self.live.connected.wait(), timeout=5)
+
+    async def stop(self) -> None:
+        """Cancel background work, flush usage (nothing counted is lost), close the stores."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        await self.meter.flush()
+        await self.cache.close()
+        self.db.close()
+
+
+def ensure_admin_key(db: Database) -> tuple[ApiKey, str] | None:
+    """On a first start with no keys, create an admin key so a new user can call the API at once."""
+    if db.count_keys():
+        return None
+    key, secret = new_key("first admin", "admin")
+    db.insert_key(key)
+    return key, secret

@@ -1,0 +1,78 @@
+"""Running several ASGI servers in one process under one signal handler."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import socket
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import uvicorn
+
+
+class StartupError(RuntimeError):
+    """Start-up cannot go on; the message says why in one line."""
+
+
+def bind_tcp(host: str, port: int, setting: str) -> socket.socket:
+    """Bind before serving so a taken port is one clear line naming the setting."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise StartupError(f"{setting}: cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.listen(2048)
+    return sock
+
+
+class _Server(uvicorn.Server):
+    """Signals are handled once for all servers by `run_until_signal`."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+@dataclass
+class Listener:
+    app: Any
+    sock: socket.socket
+
+
+def make_server(app: Any, log_level: str) -> uvicorn.Server:
+    config = uvicorn.Config(
+        app,
+        lifespan="off",
+        access_log=False,
+        log_level=log_level.lower(),
+        server_header=False,
+        date_header=False,
+        timeout_graceful_shutdown=10,
+        ws_max_size=64 * 1024,
+    )
+    return _Server(config)
+
+
+async def run_until_signal(listeners: list[Listener], log_level: str) -> None:
+    """Serve every listener until SIGINT/SIGTERM (or one server fails), then drain them all."""
+    servers = [(make_server(item.app, log_level), item.sock) for item in listeners]
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    tasks = [asyncio.create_task(server.serve(sockets=[sock])) for server, sock in servers]
+    stopper = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for server, _ in servers:
+            server.should_exit = True
+        await asyncio.gather(*tasks, return_exceptions=True)
+        stopper.cancel()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)

@@ -1,0 +1,157 @@
+"""Usage metering: in-process counters on the hot path, flushed to the cache in batches.
+
+`record` is a dict update and never awaits. `flush` (every BEAST_USAGE_FLUSH_S, and on a
+clean stop) adds the counts to the cache with one pipelined HINCRBY batch; if the cache is
+down the counts stay buffered in the process and go out with the next flush that works,
+so nothing counted is lost or counted twice.
+
+Cache layout: `usage:min:{epoch_minute}` hash, field `key|endpoint|asset|protocol|status|n`
+(requests) and `...|us` (latency sum, microseconds); `usage:month:{YYYY-MM}` hash, field
+key id -> billable requests that month.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Callable
+
+from .cache import Cache, CacheUnavailable
+
+log = logging.getLogger(__name__)
+
+WARN_LEVELS = (90, 80)
+FIELD_SEP = "|"
+
+
+def month_of(ts: float) -> str:
+    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m")
+
+
+def month_reset(ts: float) -> float:
+    """Epoch seconds when the month containing `ts` ends (UTC)."""
+    dt = datetime.fromtimestamp(ts, tz=timezone.utc)
+    year, month = (dt.year + 1, 1) if dt.month == 12 else (dt.year, dt.month + 1)
+    return datetime(year, month, 1, tzinfo=timezone.utc).timestamp()
+
+
+@dataclass(frozen=True, slots=True)
+class Quota:
+    """Where a key stands this month."""
+
+    used: int
+    limit: int  # 0 = unlimited
+    reset_at: float
+
+    @property
+    def pct(self) -> float:
+        return round(100.0 * self.used / self.limit, 2) if self.limit else 0.0
+
+    @property
+    def exhausted(self) -> bool:
+        return self.limit > 0 and self.used >= self.limit
+
+    @property
+    def remaining(self) -> int | None:
+        return None if not self.limit else max(self.limit - self.used, 0)
+
+    @property
+    def warning(self) -> str | None:
+        if not self.limit:
+            return None
+        if self.exhausted:
+            return f"monthly limit of {self.limit} requests reached"
+        for level in WARN_LEVELS:
+            if self.pct >= level:
+                return f"{level}% of the monthly limit of {self.limit} requests used"
+        return None
+
+
+class Meter:
+    def __init__(self, cache: Cache, clock: Callable[[], float] = time.time) -> None:
+        self._cache = cache
+        self._clock = clock
+        self._minutes: dict[tuple[int, str], list[int]] = defaultdict(lambda: [0, 0])
+        self._month_pending: dict[tuple[str, str], int] = defaultdict(int)
+        self._month_known: dict[tuple[str, str], int] = {}
+        self._lock = asyncio.Lock()
+
+    def record(
+        self,
+        key_id: str,
+        endpoint: str,
+        asset: str,
+        protocol: str,
+        status: int,
+        latency_s: float,
+        billable: bool,
+        now: float | None = None,
+    ) -> None:
+        now = self._clock() if now is None else now
+        field = FIELD_SEP.join((key_id, endpoint, asset, protocol, str(status)))
+        slot = self._minutes[(int(now // 60), field)]
+        slot[0] += 1
+        slot[1] += int(latency_s * 1_000_000)
+        if billable:
+            self._month_pending[(month_of(now), key_id)] += 1
+
+    def quota(self, key_id: str, limit: int, now: float | None = None) -> Quota:
+        now = self._clock() if now is None else now
+        month = month_of(now)
+        used = self._month_known.get((month, key_id), 0) + self._month_pending.get((month, key_id), 0)
+        return Quota(used=used, limit=limit, reset_at=month_reset(now))
+
+    def knows(self, key_id: str, now: float | None = None) -> bool:
+        return (month_of(self._clock() if now is None else now), key_id) in self._month_known
+
+    async def load(self, key_id: str, now: float | None = None) -> None:
+        """Read a key's month total from the cache (first sight of a key in this process)."""
+        month = month_of(self._clock() if now is None else now)
+        try:
+            totals = await self._cache.hgetall(f"usage:month:{month}")
+        except CacheUnavailable:
+            return
+        self._month_known[(month, key_id)] = totals.get(key_id, 0)
+
+    async def flush(self) -> int:
+        """Send buffered counts to the cache; return how many requests went out."""
+        async with self._lock:
+            minutes, self._minutes = self._minutes, defaultdict(lambda: [0, 0])
+            months, self._month_pending = self._month_pending, defaultdict(int)
+            increments: list[tuple[str, str, int]] = []
+            for (minute, field), (n, us) in minutes.items():
+                increments.append((f"usage:min:{minute}", field + "|n", n))
+                increments.append((f"usage:min:{minute}", field + "|us", us))
+            month_items = list(months.items())
+            increments.extend((f"usage:month:{m}", key_id, n) for (m, key_id), n in month_items)
+            try:
+                totals = await self._cache.hincr(increments) if increments else []
+                current = month_of(self._clock())
+                fresh = await self._cache.hgetall(f"usage:month:{current}")
+            except CacheUnavailable as exc:
+                log.warning("usage flush deferred, cache unavailable: %s", exc)
+                for k, (n, us) in minutes.items():
+                    slot = self._minutes[k]
+                    slot[0] += n
+                    slot[1] += us
+                for k, n in months.items():
+                    self._month_pending[k] += n
+                return 0
+            month_totals = totals[len(totals) - len(month_items):] if month_items else []
+            for (key, _), total in zip(month_items, month_totals):
+                self._month_known[key] = total
+            for key_id, total in fresh.items():
+                self._month_known[(current, key_id)] = total
+            return sum(n for n, _ in minutes.values())
+
+    async def run(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.flush()
+            except Exception:  # never let metering stop the server
+                log.exception("usage flush failed")
