@@ -38,9 +38,12 @@ class _RedisSubscription(Subscription):
 class RedisCache(Cache):
     def __init__(self, url: str, namespace: str = "beast") -> None:
         self._ns = namespace
-        self._redis = aioredis.Redis.from_url(
-            url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=30
+        # A bounded pool that waits for a free connection instead of failing under bursts.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=64, timeout=5, socket_connect_timeout=2, socket_timeout=5, health_check_interval=30
         )
+        self._pool = pool
+        self._redis = aioredis.Redis(connection_pool=pool)
 
     def _k(self, key: str) -> str:
         return f"{self._ns}:{key}"
@@ -125,3 +128,4 @@ class RedisCache(Cache):
 
     async def close(self) -> None:
         await self._redis.aclose()
+        await self._pool.disconnect()

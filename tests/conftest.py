@@ -1,0 +1,249 @@
+"""Shared fixtures: real Redis and PostgreSQL, servers on loopback.
+
+Integration tests use the machine's Redis (127.0.0.1:6379) and PostgreSQL (127.0.0.1:5432,
+database `test`). Without them a test is skipped on a developer machine, but fails under
+CI (CI=true), where a missing service is a broken run, not a pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, AsyncIterator, Iterator
+
+import httpx
+import pytest
+
+from trinity_beast.cache import Cache, MemoryCache
+from trinity_beast.config import load_settings
+from trinity_beast.db import Database
+from trinity_beast.db.postgres import PostgresDatabase
+from trinity_beast.db.sqlite import SqliteDatabase
+
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+PG_ADMIN_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _require(service: str, reachable: bool) -> None:
+    if reachable:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"{service} is not reachable and CI is set: integration tests must run")
+    pytest.skip(f"{service} is not reachable (set CI=true to make this a failure)")
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def redis_url() -> str:
+    _require("Redis at 127.0.0.1:6379", _reachable("127.0.0.1", 6379))
+    return REDIS_URL
+
+
+@pytest.fixture
+def redis_namespace(redis_url: str) -> Iterator[str]:
+    """A namespace no other test uses; its keys are deleted afterwards."""
+    import redis
+
+    namespace = "t" + uuid.uuid4().hex[:12]
+    yield namespace
+    client = redis.Redis.from_url(redis_url)
+    keys = list(client.scan_iter(match=f"{namespace}:*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database, dropped afterwards."""
+    _require("PostgreSQL at 127.0.0.1:5432", _reachable("127.0.0.1", 5432))
+    import pg8000.native
+
+    from trinity_beast.db.postgres import connect_args
+
+    name = "beast_t_" + uuid.uuid4().hex[:12]
+    admin = pg8000.native.Connection(**connect_args(PG_ADMIN_URL))
+    admin.run(f"CREATE DATABASE {name}")
+    try:
+        yield PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    finally:
+        admin.run(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n AND pid <> pg_backend_pid()",
+            n=name,
+        )
+        admin.run(f"DROP DATABASE IF EXISTS {name}")
+        admin.close()
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def cache_backend(request: pytest.FixtureRequest) -> AsyncIterator[Cache]:
+    if request.param == "memory":
+        yield MemoryCache()
+        return
+    from trinity_beast.cache.redis import RedisCache
+
+    cache = RedisCache(request.getfixturevalue("redis_url"), namespace=request.getfixturevalue("redis_namespace"))
+    yield cache
+    await cache.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    if request.param == "sqlite":
+        db: Database = SqliteDatabase(tmp_path / "beast.db")
+    else:
+        db = PostgresDatabase(request.getfixturevalue("pg_url"))
+    yield db
+    db.close()
+
+
+def stack_env(request: pytest.FixtureRequest, stack: str, tmp_path: Path) -> dict[str, str]:
+    """Environment for one storage stack: embedded (memory + SQLite) or production (Redis + PostgreSQL)."""
+    env = {"BEAST_DATA_DIR": str(tmp_path / "data"), "BEAST_IP_ADDRESS": "127.0.0.1"}
+    if stack == "production":
+        env["REDIS_URL"] = request.getfixturevalue("redis_url")
+        env["BEAST_REDIS_NAMESPACE"] = request.getfixturevalue("redis_namespace")
+        env["DATABASE_URL"] = request.getfixturevalue("pg_url")
+    return env
+
+
+@dataclass
+class InProcessServer:
+    """A real LPO HTTP server on loopback, running in its own thread and event loop."""
+
+    rt: Any
+    url: str
+    loop: asyncio.AbstractEventLoop
+    admin_key: str
+    admin_id: str
+
+    def call(self, coro: Any, timeout: float = 10) -> Any:
+        """Run a coroutine on the server's loop (e.g. write a tick into its cache)."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=10)
+
+    def create_key(self, tier: str = "subscriber", monthly_limit: int | None = None, name: str = "test") -> tuple[str, str]:
+        from trinity_beast.keys import new_key
+
+        key, secret = new_key(name, tier, monthly_limit)
+        self.rt.db.insert_key(key)
+        return key.id, secret
+
+
+@pytest.fixture(params=["embedded", "production"])
+def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[InProcessServer]:
+    from trinity_beast.lpo.http import build_lpo
+    from trinity_beast.runtime import Runtime, ensure_admin_key
+    from trinity_beast.serving import bind_tcp, make_server
+
+    env = stack_env(request, request.param, tmp_path)
+    env["BEAST_LPO_PORT"] = str(free_port())
+    settings = load_settings(env)
+    rt = Runtime.create(settings)
+    created = ensure_admin_key(rt.db)
+    assert created is not None
+    key, secret = created
+
+    loop = asyncio.new_event_loop()
+    sock = bind_tcp("127.0.0.1", settings.lpo_port, "BEAST_LPO_PORT")
+    srv = make_server(build_lpo(rt), "warning")
+    ready = threading.Event()
+
+    async def main() -> None:
+        await rt.start()
+        task = asyncio.create_task(srv.serve(sockets=[sock]))
+        while not srv.started:
+            await asyncio.sleep(0.01)
+        ready.set()
+        await task
+        await rt.stop()
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
+    thread.start()
+    assert ready.wait(15), "server did not start"
+    yield InProcessServer(rt, f"http://127.0.0.1:{settings.lpo_port}", loop, secret, key.id)
+    srv.should_exit = True
+    thread.join(15)
+    loop.close()
+
+
+@dataclass
+class BeastProcess:
+    proc: subprocess.Popen
+    url: str
+    env: dict[str, str]
+    first_output: str
+
+
+def run_beast(args: list[str], env: dict[str, str], timeout: float = 60, **kw: Any) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, **env}
+    return subprocess.run(
+        [sys.executable, "-m", "trinity_beast", *args], env=full_env, capture_output=True, text=True, timeout=timeout, **kw
+    )
+
+
+def start_beast_serve(env: dict[str, str], cwd: Path) -> BeastProcess:
+    """`beast serve` as a child process; returns once /health answers."""
+    env = {**env}
+    env.setdefault("BEAST_LPO_PORT", str(free_port()))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "trinity_beast", "serve"],
+        env={**os.environ, **env},
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{env['BEAST_LPO_PORT']}"
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"beast serve exited early: {proc.stderr.read()}")
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    else:
+        proc.kill()
+        raise AssertionError("beast serve did not answer /health in 30 s")
+    out = ""
+    if proc.stdout is not None:
+        os.set_blocking(proc.stdout.fileno(), False)
+        out = proc.stdout.read() or ""
+    return BeastProcess(proc, url, env, out)
+
+
+def stop_beast(p: BeastProcess) -> tuple[int, str]:
+    p.proc.terminate()
+    try:
+        p.proc.wait(20)
+    except subprocess.TimeoutExpired:
+        p.proc.kill()
+        p.proc.wait()
+    err = p.proc.stderr.read() if p.proc.stderr else ""
+    return p.proc.returncode, err
