@@ -197,6 +197,7 @@ class BeastProcess:
     url: str
     env: dict[str, str]
     first_output: str
+    stderr_path: Path
 
 
 def run_beast(args: list[str], env: dict[str, str], timeout: float = 60, **kw: Any) -> subprocess.CompletedProcess:
@@ -206,23 +207,22 @@ def run_beast(args: list[str], env: dict[str, str], timeout: float = 60, **kw: A
     )
 
 
-def start_beast_serve(env: dict[str, str], cwd: Path) -> BeastProcess:
+def start_beast_serve(env: dict[str, str], cwd: Path, args: tuple[str, ...] = ()) -> BeastProcess:
     """`beast serve` as a child process; returns once /health answers."""
     env = {**env}
     env.setdefault("BEAST_LPO_PORT", str(free_port()))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "trinity_beast", "serve"],
-        env={**os.environ, **env},
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    tag = uuid.uuid4().hex[:6]
+    out_path, err_path = cwd / f"serve-{tag}.out", cwd / f"serve-{tag}.err"
+    with open(out_path, "w") as out, open(err_path, "w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "trinity_beast", "serve", *args],
+            env={**os.environ, **env}, cwd=cwd, stdout=out, stderr=err,
+        )
     url = f"http://127.0.0.1:{env['BEAST_LPO_PORT']}"
     deadline = time.time() + 30
     while time.time() < deadline:
         if proc.poll() is not None:
-            raise AssertionError(f"beast serve exited early: {proc.stderr.read()}")
+            raise AssertionError(f"beast serve exited early: {err_path.read_text()}")
         try:
             if httpx.get(url + "/health", timeout=1).status_code == 200:
                 break
@@ -231,19 +231,15 @@ def start_beast_serve(env: dict[str, str], cwd: Path) -> BeastProcess:
     else:
         proc.kill()
         raise AssertionError("beast serve did not answer /health in 30 s")
-    out = ""
-    if proc.stdout is not None:
-        os.set_blocking(proc.stdout.fileno(), False)
-        out = proc.stdout.read() or ""
-    return BeastProcess(proc, url, env, out)
+    return BeastProcess(proc, url, env, out_path.read_text(), err_path)
 
 
 def stop_beast(p: BeastProcess) -> tuple[int, str]:
+    """SIGTERM, as a container stop sends; returns (exit code, stderr)."""
     p.proc.terminate()
     try:
         p.proc.wait(20)
     except subprocess.TimeoutExpired:
         p.proc.kill()
         p.proc.wait()
-    err = p.proc.stderr.read() if p.proc.stderr else ""
-    return p.proc.returncode, err
+    return p.proc.returncode, p.stderr_path.read_text()

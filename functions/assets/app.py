@@ -1,0 +1,18 @@
+"""GET /ws/assets: the prewarmed assets and the exchanges that quote each. No auth."""
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from trinity_beast.assets import load_registry
+from trinity_beast.lambda_api import envelope_response, handle, logger, make_resolver
+
+app, envelopes = make_resolver()
+
+
+@app.get("/ws/assets")
+def list_assets():
+    return envelope_response(envelopes.ok("/ws/assets", load_registry().listing()))
+
+
+@logger.inject_lambda_context
+def handler(event: dict, context: LambdaContext) -> dict:
+    return handle(app, envelopes, event, context)

@@ -1,0 +1,154 @@
+"""Pure pieces: settings, envelope, keys, quota, asset parsing, choosing a price."""
+
+from __future__ import annotations
+
+import time
+from decimal import Decimal
+
+import orjson
+import pytest
+
+from trinity_beast.book import pick
+from trinity_beast.config import DEFAULT_REST_URLS, DEFAULT_WS_URLS, EXCHANGES, ConfigError, load_settings
+from trinity_beast.envelope import FIELDS, Envelopes, dumps, utc_iso
+from trinity_beast.keys import KeyRing, KeyRequestError, hash_secret, new_key
+from trinity_beast.lpo.price import BadRequest, parse_assets
+from trinity_beast.tick import Tick
+from trinity_beast.usage import Quota, month_reset
+
+
+def test_defaults_are_the_documented_ones() -> None:
+    s = load_settings({})
+    assert (s.lpo_port, s.lrs_port, s.lpo_udp_port, s.lrs_udp_port) == (8080, 9090, 2679, 2680)
+    assert s.redis_url is None and s.database_url is None
+    assert str(s.data_dir) == "data" and s.region == "us-east-2" and s.cluster_node == "BeastMain"
+    assert s.report_server is True
+    assert dict(s.ws_urls) == DEFAULT_WS_URLS and dict(s.rest_urls) == DEFAULT_REST_URLS
+    assert DEFAULT_WS_URLS["okx"] == "wss://ws.okx.com:8443/ws/v5/public"
+    assert s.exchange_priority == EXCHANGES
+
+
+def test_every_exchange_url_can_be_overridden() -> None:
+    env = {}
+    for ex in EXCHANGES:
+        env[f"BEAST_{ex.upper()}_WS_URL"] = f"ws://127.0.0.1:9700/{ex}"
+        env[f"BEAST_{ex.upper()}_REST_URL"] = f"http://127.0.0.1:9700/{ex}"
+    s = load_settings(env)
+    assert all(s.ws_urls[ex] == f"ws://127.0.0.1:9700/{ex}" for ex in EXCHANGES)
+    assert all(s.rest_urls[ex] == f"http://127.0.0.1:9700/{ex}" for ex in EXCHANGES)
+
+
+def test_priority_puts_named_exchanges_first() -> None:
+    assert load_settings({"BEAST_EXCHANGE_PRIORITY": "okx, Kraken"}).exchange_priority == (
+        "okx", "kraken", "coinbase", "gemini", "gateio", "cryptocom")
+
+
+@pytest.mark.parametrize(
+    "env,names",
+    [
+        ({"BEAST_LPO_PORT": "0"}, "BEAST_LPO_PORT"),
+        ({"BEAST_LPO_PORT": "9090"}, "BEAST_LRS_PORT"),
+        ({"DATABASE_URL": "mysql://x"}, "DATABASE_URL"),
+        ({"BEAST_EXCHANGE_PRIORITY": "coinbase,binance"}, "BEAST_EXCHANGE_PRIORITY"),
+        ({"BEAST_EXCHANGE_PRIORITY": "okx,okx"}, "BEAST_EXCHANGE_PRIORITY"),
+        ({"BEAST_STALE_AFTER_S": "-1"}, "BEAST_STALE_AFTER_S"),
+        ({"BEAST_STALE_AFTER_S": "nan"}, "BEAST_STALE_AFTER_S"),
+        ({"BEAST_REGION": "us[1]"}, "BEAST_REGION"),
+        ({"BEAST_LOG_LEVEL": "LOUD"}, "BEAST_LOG_LEVEL"),
+        ({"BEAST_REDIS_NAMESPACE": "a b"}, "BEAST_REDIS_NAMESPACE"),
+        ({"BEAST_KRAKEN_REST_URL": "ftp://x"}, "BEAST_KRAKEN_REST_URL"),
+    ],
+)
+def test_invalid_settings_name_the_setting(env: dict, names: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_settings(env)
+    assert str(err.value).startswith(names + ":")
+    assert "\n" not in str(err.value)
+
+
+def test_envelope_has_twelve_fields_in_order() -> None:
+    env = Envelopes.for_service(load_settings({"BEAST_IP_ADDRESS": "10.1.2.3", "BEAST_AGENT_PROFILE_ARN": "arn:x"}), "LPO")
+    ok = env.ok("/price", {"a": 1}, api_key_id="ak_1")
+    assert tuple(ok) == FIELDS and len(FIELDS) == 12
+    assert ok["status"] == "✅ [LPO] [us-east-2] [BeastMain] [/price] [200]"
+    assert ok["ip_address"] == "10.1.2.3" and ok["agent_profile_arn"] == "arn:x" and ok["language"] == "python"
+    assert ok["error"] is None and ok["timestamp"].endswith("Z")
+    bad = env.error("/price", 429, "too much")
+    assert bad["status"] == "❌ [LPO] [us-east-2] [BeastMain] [/price] [429]" and bad["error"] == "too much"
+    # orjson keeps insertion order: the wire order is the field order.
+    assert list(orjson.loads(dumps(ok))) == list(FIELDS)
+
+
+def test_utc_iso_is_z_and_milliseconds() -> None:
+    assert utc_iso(0) == "1970-01-01T00:00:00.000Z"
+    assert utc_iso(1_700_000_000.1234) == "2023-11-14T22:13:20.123Z"
+
+
+def test_new_keys_store_only_a_hash() -> None:
+    key, secret = new_key("a", "subscriber")
+    assert key.id.startswith("ak_") and len(key.id) == 19
+    assert secret.startswith("tbk_") and len(secret) > 40
+    assert key.secret_hash == hash_secret(secret) and secret not in repr(key)
+    assert key.monthly_limit == 100_000
+    assert new_key("p", "partner", 50)[0].monthly_limit == 0  # partners are never limited
+    with pytest.raises(KeyRequestError):
+        new_key("a", "root")
+    with pytest.raises(KeyRequestError):
+        new_key("a", "subscriber", -1)
+    assert "secret_hash" not in key.public()
+
+
+def test_key_ring_caches_for_its_ttl_then_sees_revocation(tmp_path) -> None:
+    from trinity_beast.db.sqlite import SqliteDatabase
+
+    db = SqliteDatabase(tmp_path / "k.db")
+    db.migrate()
+    key, secret = new_key("a", "subscriber")
+    db.insert_key(key)
+    now = [0.0]
+    ring = KeyRing(db, ttl=5, clock=lambda: now[0])
+    assert ring.lookup(secret).active
+    db.revoke_key(key.id, 1.0)
+    assert ring.lookup(secret).active  # still cached
+    now[0] = 6.0
+    assert not ring.lookup(secret).active
+    assert ring.lookup("tbk_unknown_secret_value") is None
+    assert ring.lookup("\x00bad") is None
+
+
+def test_quota_warnings() -> None:
+    reset = month_reset(time.time())
+    assert Quota(79, 100, reset).warning is None
+    assert Quota(80, 100, reset).warning == "80% of the monthly limit of 100 requests used"
+    assert Quota(95, 100, reset).warning == "90% of the monthly limit of 100 requests used"
+    assert Quota(100, 100, reset).exhausted and Quota(100, 100, reset).remaining == 0
+    assert Quota(10**9, 0, reset).warning is None and not Quota(10**9, 0, reset).exhausted
+
+
+def test_month_reset_is_the_first_of_next_month_utc() -> None:
+    assert utc_iso(month_reset(1_700_000_000)) == "2023-12-01T00:00:00.000Z"
+    assert utc_iso(month_reset(1_703_980_800 + 3600)) == "2024-01-01T00:00:00.000Z"  # Dec 31 2023 -> Jan 1
+    assert utc_iso(month_reset(1_704_067_200)) == "2024-02-01T00:00:00.000Z"
+
+
+def test_parse_assets() -> None:
+    assert parse_assets(["btc, eth", "SOL,btc"]) == ["BTC", "ETH", "SOL"]
+    for bad in ([], [""], ["BTC;DROP"], ["x" * 16], [",".join(f"A{i}" for i in range(51))]):
+        with pytest.raises(BadRequest):
+            parse_assets(bad)
+
+
+def _t(exchange: str, age: float, quote: str = "USD", rate: str | None = None) -> Tick:
+    now = 1000.0
+    return Tick("BTC", quote, Decimal(1), None, None, exchange, now - age, now - age,
+                usd_rate=None if rate is None else Decimal(rate))
+
+
+def test_pick_follows_priority_among_fresh_usd_prices() -> None:
+    ticks = {"kraken": _t("kraken", 1), "coinbase": _t("coinbase", 2), "okx": _t("okx", 0, quote="USDT")}
+    assert pick(ticks, ("okx", "coinbase", "kraken"), 1000.0, 30) == (ticks["coinbase"], True)
+    ticks["okx"] = _t("okx", 0, quote="USDT", rate="1.0001")
+    assert pick(ticks, ("okx", "coinbase", "kraken"), 1000.0, 30) == (ticks["okx"], True)
+    stale = {"kraken": _t("kraken", 100), "coinbase": _t("coinbase", 200)}
+    assert pick(stale, ("coinbase", "kraken"), 1000.0, 30) == (stale["kraken"], False)
+    assert pick({}, ("coinbase",), 1000.0, 30) == (None, False)
