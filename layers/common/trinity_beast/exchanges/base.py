@@ -301,13 +301,16 @@ def not_json(raw: str | bytes, out: Parsed) -> None:
     out.events.append(Event(ERROR, f"not JSON: {preview(raw)}"))
 
 
+NOT_JSON: Any = object()  # what decode_or_report returns for a frame that is not JSON
+
+
 def decode_or_report(raw: str | bytes, out: Parsed, decoder: Callable[[str | bytes], Any] = loads) -> Any:
-    """The decoded frame, or None after reporting a non-JSON frame."""
+    """The decoded frame, or NOT_JSON after reporting a frame that is not JSON."""
     try:
         return decoder(raw)
     except (ValueError, UnicodeDecodeError, RecursionError):
         not_json(raw, out)
-        return None
+        return NOT_JSON
 
 
 def unexpected(msg: Any, out: Parsed) -> None:

@@ -10,6 +10,7 @@ from ..tick import Tick
 from .base import (
     ACK,
     HEARTBEAT,
+    NOT_JSON,
     Connector,
     ConnState,
     Event,
@@ -55,7 +56,7 @@ class CryptoCom(Connector):
 
     def _parse(self, raw: str | bytes, received_ts: float, state: ConnState, out: Parsed) -> None:
         msg = decode_or_report(raw, out)
-        if msg is None:
+        if msg is NOT_JSON:
             return
         if not isinstance(msg, dict):
             return unexpected(msg, out)

@@ -15,6 +15,7 @@ from ..tick import Tick
 from .base import (
     HEARTBEAT,
     INFO,
+    NOT_JSON,
     Connector,
     ConnState,
     Event,
@@ -24,6 +25,7 @@ from .base import (
     as_dict,
     as_list,
     decode_or_report,
+    rows,
     dumps,
     find_symbol,
     http_json,
@@ -111,7 +113,7 @@ class Gemini(Connector):
 
     def _parse(self, raw: str | bytes, received_ts: float, state: ConnState, out: Parsed) -> None:
         msg = decode_or_report(raw, out)
-        if msg is None:
+        if msg is NOT_JSON:
             return
         if not isinstance(msg, dict):
             return unexpected(msg, out)
@@ -123,11 +125,12 @@ class Gemini(Connector):
                 return
             book = self._book(state, symbol)
             before = (book.last_price, book.best_bid, book.best_ask)
-            bad = sum(1 for c in as_list(msg.get("changes")) if not (isinstance(c, list) and len(c) == 3 and book.apply(*c)))
+            changes = rows(msg.get("changes", []), out, f"{symbol} book changes")
+            bad = sum(1 for c in changes if not (isinstance(c, list) and len(c) == 3 and book.apply(*c)))
             if bad:
                 out.events.append(Event("error", f"{symbol}: {bad} malformed book change(s)", None))
             trade_ts = None
-            for t in as_list(msg.get("trades")):
+            for t in rows(msg.get("trades", []), out, f"{symbol} trades"):
                 trade_ts = self._apply_trade(book, as_dict(t)) or trade_ts
             if (book.last_price, book.best_bid, book.best_ask) != before:
                 self._emit(state, out, symbol, book, book.last_trade[0] if trade_ts else None, received_ts)

@@ -10,6 +10,7 @@ from .base import (
     ACK,
     HEARTBEAT,
     INFO,
+    NOT_JSON,
     Connector,
     ConnState,
     Event,
@@ -58,7 +59,7 @@ class Kraken(Connector):
 
     def _parse(self, raw: str | bytes, received_ts: float, state: ConnState, out: Parsed) -> None:
         msg = decode_or_report(raw, out, loads_exact)
-        if msg is None:
+        if msg is NOT_JSON:
             return
         if not isinstance(msg, dict):
             return unexpected(msg, out)

@@ -9,6 +9,7 @@ from .base import (
     ACK,
     HEARTBEAT,
     INFO,
+    NOT_JSON,
     Connector,
     ConnState,
     Event,
@@ -49,7 +50,7 @@ class OKX(Connector):
             out.events.append(Event(HEARTBEAT, "pong"))
             return
         msg = decode_or_report(raw, out)
-        if msg is None:
+        if msg is NOT_JSON:
             return
         if not isinstance(msg, dict):
             return unexpected(msg, out)

@@ -1,0 +1,61 @@
+"""Fixtures for the exchange tests: recorded samples, the registry, a running simulator."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any, AsyncIterator, Callable
+
+import pytest
+
+from trinity_beast.assets import AssetRegistry, load_registry
+from trinity_beast.config import Settings
+from trinity_beast.sim import Simulator
+
+SAMPLES = Path(__file__).with_name("samples")
+
+
+def sample_text(name: str) -> str:
+    return (SAMPLES / name).read_text(encoding="utf-8")
+
+
+def sample(name: str) -> Any:
+    return json.loads(sample_text(name))
+
+
+async def wait_for(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
+    """Poll until `predicate()` holds; fail with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+@pytest.fixture(scope="session")
+def registry() -> AssetRegistry:
+    return load_registry()
+
+
+@pytest.fixture
+async def sim(registry: AssetRegistry) -> AsyncIterator[Simulator]:
+    # Fast heartbeats so keep-alive paths run within a test's lifetime.
+    simulator = Simulator(
+        registry=registry,
+        seed=7,
+        push_interval_s=0.05,
+        updates_per_push=20,
+        heartbeat_s={"cryptocom": 0.5, "gemini": 0.5},
+        heartbeat_reply_s=1.0,
+        drop_after_s=0.3,
+        rest_stall_s=3.0,
+    )
+    async with simulator:
+        yield simulator
+
+
+@pytest.fixture
+def sim_settings(sim: Simulator) -> Settings:
+    return Settings(ws_urls=sim.ws_urls, rest_urls=sim.rest_urls)
