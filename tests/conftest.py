@@ -31,6 +31,13 @@ from trinity_beast.db.sqlite import SqliteDatabase
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 PG_ADMIN_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REPO = Path(__file__).resolve().parents[1]
+# Tests never reach a real exchange: unless a test points them at the simulator, exchange
+# URLs go to a closed loopback port (connection refused at once).
+UNREACHABLE_EXCHANGES = {
+    f"BEAST_{ex}_{kind}_URL": f"{scheme}://127.0.0.1:9/{ex.lower()}"
+    for ex in ("COINBASE", "KRAKEN", "GEMINI", "GATEIO", "CRYPTOCOM", "OKX")
+    for kind, scheme in (("WS", "ws"), ("REST", "http"))
+}
 
 
 def _require(service: str, reachable: bool) -> None:
@@ -121,7 +128,7 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Databas
 
 def stack_env(request: pytest.FixtureRequest, stack: str, tmp_path: Path) -> dict[str, str]:
     """Environment for one storage stack: embedded (memory + SQLite) or production (Redis + PostgreSQL)."""
-    env = {"BEAST_DATA_DIR": str(tmp_path / "data"), "BEAST_IP_ADDRESS": "127.0.0.1"}
+    env = {"BEAST_DATA_DIR": str(tmp_path / "data"), "BEAST_IP_ADDRESS": "127.0.0.1", **UNREACHABLE_EXCHANGES}
     if stack == "production":
         env["REDIS_URL"] = request.getfixturevalue("redis_url")
         env["BEAST_REDIS_NAMESPACE"] = request.getfixturevalue("redis_namespace")

@@ -109,3 +109,15 @@ async def test_unreachable_redis_raises_cache_unavailable() -> None:
         assert await cache.ping() is False
     finally:
         await cache.close()
+
+
+async def test_a_batch_of_ticks_is_stored_and_published_in_order(cache_backend: Cache) -> None:
+    sub = await cache_backend.subscribe(PRICES_CHANNEL)
+    try:
+        batch = [tick("BTC", price="1"), tick("ETH", price="2"), tick("BTC", "kraken", price="3")]
+        await cache_backend.put_ticks(batch)
+        assert [Tick.from_json(await asyncio.wait_for(sub.__anext__(), 5)) for _ in batch] == batch
+        assert set((await cache_backend.get_ticks("BTC"))) == {"coinbase", "kraken"}
+        await cache_backend.put_ticks([])
+    finally:
+        await sub.aclose()

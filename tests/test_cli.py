@@ -25,7 +25,8 @@ def test_serve_first_start_prints_an_admin_key_that_works(request: pytest.Fixtur
         secret = next(line.split()[1] for line in p.first_output.splitlines() if line.strip().startswith("key:"))
         r = httpx.get(p.url + "/price?asset=BTC", headers={"Authorization": f"Bearer {secret}"})
         assert r.status_code == 404
-        assert r.json()["data"]["failed"] == [{"asset": "BTC", "reason": "no price cached for BTC"}]
+        [failed] = r.json()["data"]["failed"]
+        assert failed["asset"] == "BTC" and failed["reason"].startswith("no live price: coinbase: request failed")
         health = httpx.get(p.url + "/health").json()["data"]
         assert health["cache"] == ("redis" if stack == "production" else "memory")
         assert health["database"] == ("postgres" if stack == "production" else "sqlite")

@@ -103,6 +103,7 @@ def test_priority_order_and_staleness(server: InProcessServer) -> None:
     put(server, "DOT", "7.2", exchange="kraken", age_s=200)
     entry = wait_served(server, "DOT", 7.2)["data"]["assets"][0]
     assert entry["exchange"] == "kraken-ws" and entry["cache_age_seconds"] >= 200
+    assert entry["stale"] is True  # the live REST fallback was tried and could not do better
 
 
 def test_an_asset_without_a_price_goes_to_failed(server: InProcessServer) -> None:
@@ -111,7 +112,7 @@ def test_an_asset_without_a_price_goes_to_failed(server: InProcessServer) -> Non
     body = get_price(server, "asset=BTC,NOPE").json()
     assert_envelope(body, 200)
     assert [a["asset"] for a in body["data"]["assets"]] == ["BTC"]
-    assert body["data"]["failed"] == [{"asset": "NOPE", "reason": "no price cached for NOPE"}]
+    assert body["data"]["failed"] == [{"asset": "NOPE", "reason": "unknown asset NOPE: no exchange in the registry lists it"}]
 
     r = get_price(server, "asset=NOPE")
     assert r.status_code == 404

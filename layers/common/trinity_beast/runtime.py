@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
+from .assets import AssetRegistry, load_registry
 from .cache import Cache, make_cache
 from .config import Settings
 from .db import Database, make_database
@@ -20,6 +22,9 @@ from .envelope import Envelopes
 from .keys import ApiKey, KeyRing, new_key
 from .lpo.live import LivePrices
 from .usage import Meter
+
+if TYPE_CHECKING:
+    from .lpo.fallback import RestFallback
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +38,22 @@ class Runtime:
     meter: Meter
     live: LivePrices
     started_at: float = field(default_factory=time.time)
+    feeds: Any = None  # FeedManager, when this process runs the exchange feeds
     _tasks: list[asyncio.Task] = field(default_factory=list)
+    _stoppers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     _envelopes: dict[str, Envelopes] = field(default_factory=dict)
+
+    @functools.cached_property
+    def registry(self) -> AssetRegistry:
+        return load_registry()
+
+    @functools.cached_property
+    def fallback(self) -> "RestFallback":
+        from .lpo.fallback import RestFallback
+
+        fallback = RestFallback(self)
+        self.on_stop(fallback.close)
+        return fallback
 
     @classmethod
     def create(cls, settings: Settings, db: Database | None = None, cache: Cache | None = None) -> "Runtime":
@@ -62,7 +81,12 @@ class Runtime:
             "cache_connected": self.live.connected.is_set(),
             "database": self.db.dialect,
             "assets_held": len(self.live.assets()),
+            "feeds": None if self.feeds is None else self.feeds.health(),
         }
+
+    def on_stop(self, stopper: Callable[[], Awaitable[None]]) -> None:
+        """Run `stopper` when the runtime stops, before usage is flushed and the stores close."""
+        self._stoppers.append(stopper)
 
     def spawn(self, coro: Any, name: str) -> asyncio.Task:
         task = asyncio.create_task(coro, name=name)
@@ -78,6 +102,12 @@ class Runtime:
 
     async def stop(self) -> None:
         """Cancel background work, flush usage (nothing counted is lost), close the stores."""
+        for stopper in reversed(self._stoppers):
+            try:
+                await stopper()
+            except Exception:
+                log.exception("stopping %s failed", stopper)
+        self._stoppers.clear()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

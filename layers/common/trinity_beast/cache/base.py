@@ -33,8 +33,11 @@ class Subscription(ABC):
 
 class Cache(ABC):
     @abstractmethod
+    async def put_ticks(self, ticks: Iterable[Tick]) -> None:
+        """Store each tick as the latest for its (asset, exchange) and publish it on PRICES_CHANNEL."""
+
     async def put_tick(self, tick: Tick) -> None:
-        """Store `tick` as the latest for its (asset, exchange) and publish it on PRICES_CHANNEL."""
+        await self.put_ticks((tick,))
 
     @abstractmethod
     async def get_ticks(self, asset: str) -> dict[str, Tick]:

@@ -34,9 +34,10 @@ class MemoryCache(Cache):
         self._hashes: dict[str, dict[str, int]] = defaultdict(dict)
         self._subscribers: dict[str, set[asyncio.Queue[bytes]]] = defaultdict(set)
 
-    async def put_tick(self, tick: Tick) -> None:
-        self._ticks[tick.asset][tick.exchange] = tick
-        await self.publish(PRICES_CHANNEL, tick.to_json())
+    async def put_ticks(self, ticks: Iterable[Tick]) -> None:
+        for tick in ticks:
+            self._ticks[tick.asset][tick.exchange] = tick
+            await self.publish(PRICES_CHANNEL, tick.to_json())
 
     async def get_ticks(self, asset: str) -> dict[str, Tick]:
         return dict(self._ticks.get(asset, {}))

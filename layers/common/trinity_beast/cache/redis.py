@@ -48,12 +48,14 @@ class RedisCache(Cache):
     def _k(self, key: str) -> str:
         return f"{self._ns}:{key}"
 
-    async def put_tick(self, tick: Tick) -> None:
-        payload = tick.to_json()
+    async def put_ticks(self, ticks: Iterable[Tick]) -> None:
+        channel = self._k(PRICES_CHANNEL)
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.hset(self._k(f"price:{tick.asset}"), tick.exchange, payload)
-                pipe.publish(self._k(PRICES_CHANNEL), payload)
+                for tick in ticks:
+                    payload = tick.to_json()
+                    pipe.hset(self._k(f"price:{tick.asset}"), tick.exchange, payload)
+                    pipe.publish(channel, payload)
                 await pipe.execute()
         except RedisError as exc:
             raise CacheUnavailable(str(exc)) from exc

@@ -119,7 +119,14 @@ class LpoHttp:
             return await self.method_not_allowed(scope, send, "GET")
         query = parse_qs(scope["query_string"].decode("latin-1"), keep_blank_values=True)
         secret = bearer(scope["headers"]) or (query.get("api_key") or [None])[0]
-        answer = await answer_price(self.rt, PriceRequest(secret, query.get("asset", []), "http"), self.envelopes)
+        request = PriceRequest(
+            secret,
+            query.get("asset", []),
+            "http",
+            aggregate=(query.get("aggregate") or [None])[0],
+            max_age_ms=(query.get("max_age_ms") or [None])[0],
+        )
+        answer = await answer_price(self.rt, request, self.envelopes)
         headers = rate_limit_headers(answer.quota)
         if answer.status == 401:
             headers.append((b"www-authenticate", b'Bearer realm="trinity-beast"'))

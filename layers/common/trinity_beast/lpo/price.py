@@ -13,12 +13,13 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable
 
-from ..book import age, pick
+from ..book import Median, age, median, pick
 from ..cache import CacheUnavailable
 from ..envelope import Envelopes, utc_iso, utc_readable
 from ..keys import ApiKey
 from ..tick import Tick
 from ..usage import Quota
+from .fallback import NoPrice
 
 if TYPE_CHECKING:
     from ..runtime import Runtime
@@ -52,11 +53,32 @@ def parse_assets(values: Iterable[str]) -> list[str]:
     return assets
 
 
+MAX_AGE_MS_LIMIT = 86_400_000
+
+
+def parse_options(aggregate: str | None, max_age_ms: str | None) -> tuple[str, float | None]:
+    """(aggregate, max age in seconds) from the raw query values."""
+    mode = (aggregate or "best").strip().lower()
+    if mode not in ("best", "median"):
+        raise BadRequest(f"unknown aggregate {aggregate[:20]!r}: use aggregate=median, or leave it out for the priority price")
+    if max_age_ms is None:
+        return mode, None
+    try:
+        value = int(max_age_ms)
+    except ValueError:
+        raise BadRequest(f"max_age_ms must be a whole number of milliseconds, got {max_age_ms[:20]!r}") from None
+    if not 1 <= value <= MAX_AGE_MS_LIMIT:
+        raise BadRequest(f"max_age_ms must be between 1 and {MAX_AGE_MS_LIMIT}, got {value}")
+    return mode, value / 1000
+
+
 @dataclass(frozen=True, slots=True)
 class PriceRequest:
     secret: str | None
     assets: list[str]  # raw values as sent; parse_assets validates them
     protocol: str  # "http" or "udp"
+    aggregate: str | None = None
+    max_age_ms: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +102,26 @@ def asset_entry(tick: Tick, now: float, latency_s: float, cached: bool = True) -
     }
     if tick.usd_rate is not None:
         entry["converted_from"] = {"quote": tick.quote, "usd_rate": float(tick.usd_rate)}
+    return entry
+
+
+def median_entry(asset: str, m: Median, now: float, latency_s: float) -> dict[str, Any]:
+    newest = max(m.used, key=lambda t: t.exchange_ts)
+    entry = asset_entry(newest, now, latency_s)
+    entry["asset"] = asset
+    entry["price"] = float(m.price)
+    entry["exchange"] = "median"
+    entry["cache_age_seconds"] = round(min(age(t, now) for t in m.used), 3)
+    entry["sources"] = [
+        {
+            "exchange": s.tick.label,
+            "price": float(s.tick.price),
+            "age_seconds": round(s.age_s, 3),
+            "rejected": s.rejected,
+            **({"converted_from": s.tick.quote} if s.tick.usd_rate is not None else {}),
+        }
+        for s in m.sources
+    ]
     return entry
 
 
@@ -112,18 +154,45 @@ def usage_fields(quota: Quota) -> dict[str, Any]:
     }
 
 
-async def lookup(rt: "Runtime", asset: str, now: float) -> tuple[Tick | None, str | None]:
-    """The tick to serve for `asset`, or the reason there is none."""
+async def held(rt: "Runtime", asset: str) -> dict[str, Tick]:
+    """The ticks this process holds for `asset`, reading the cache once on a local miss."""
     ticks = rt.live.get(asset)
     if not ticks:
         try:
             ticks = await rt.live.refresh(asset)
         except CacheUnavailable:
             ticks = {}
-    tick, _fresh = pick(ticks, rt.settings.exchange_priority, now, rt.settings.stale_after_s)
-    if tick is None:
-        return None, f"no price cached for {asset}"
-    return tick, None
+    return ticks
+
+
+async def lookup(
+    rt: "Runtime", asset: str, now: float, aggregate: str, max_age_s: float | None
+) -> tuple[dict[str, Any] | None, str | None]:
+    """The answer entry for `asset`, or the reason there is none."""
+    started = time.perf_counter()
+    settings = rt.settings
+    ticks = await held(rt, asset)
+    if aggregate == "median":
+        m = median(ticks, now, max_age_s or settings.stale_after_s)
+        if m is not None:
+            return median_entry(asset, m, now, time.perf_counter() - started), None
+
+    tick, fresh = pick(ticks, settings.exchange_priority, now, settings.stale_after_s)
+    limit = settings.stale_after_s if max_age_s is None else max_age_s
+    if tick is not None and age(tick, now) <= limit:
+        return asset_entry(tick, now, time.perf_counter() - started), None
+    try:
+        live = await rt.fallback.fetch(asset)
+    except NoPrice as exc:
+        if tick is None:
+            return None, str(exc)
+        if max_age_s is not None:
+            ms = round(age(tick, now) * 1000)
+            return None, f"price of {asset} is {ms} ms old, older than max_age_ms={round(max_age_s * 1000)}; {exc}"
+        entry = asset_entry(tick, now, time.perf_counter() - started)
+        entry["stale"] = True
+        return entry, None
+    return asset_entry(live, time.time(), time.perf_counter() - started, cached=False), None
 
 
 async def answer_price(rt: "Runtime", request: PriceRequest, envelopes: Envelopes) -> PriceAnswer:
@@ -142,6 +211,7 @@ async def answer_price(rt: "Runtime", request: PriceRequest, envelopes: Envelope
 
     try:
         assets = parse_assets(request.assets)
+        aggregate, max_age_s = parse_options(request.aggregate, request.max_age_ms)
     except BadRequest as exc:
         return finish(400, None, str(exc), "-", None)
 
@@ -153,13 +223,15 @@ async def answer_price(rt: "Runtime", request: PriceRequest, envelopes: Envelope
     now = time.time()
     entries: list[dict[str, Any]] = []
     failed: list[dict[str, str]] = []
-    for asset in assets:
-        asset_started = time.perf_counter()
-        tick, reason = await lookup(rt, asset, now)
-        if tick is None:
+    if len(assets) == 1:  # the common case needs no task per asset
+        results = [await lookup(rt, assets[0], now, aggregate, max_age_s)]
+    else:
+        results = await asyncio.gather(*(lookup(rt, a, now, aggregate, max_age_s) for a in assets))
+    for asset, (entry, reason) in zip(assets, results):
+        if entry is None:
             failed.append({"asset": asset, "reason": reason or "no price"})
         else:
-            entries.append(asset_entry(tick, now, time.perf_counter() - asset_started))
+            entries.append(entry)
 
     status = 200 if entries else 404
     if status == 200:
