@@ -90,6 +90,7 @@ class FeedManager:
         max_size: int = 2**22,
         connect_delay_s: float | None = None,
         max_per_connection: Mapping[str, int] | None = None,
+        keepalive_s: Mapping[str, float] | None = None,
         on_event: Callable[[str, Event], None] | None = None,
     ) -> None:
         names = list(EXCHANGES if exchanges is None else exchanges)
@@ -106,6 +107,7 @@ class FeedManager:
         self.open_timeout_s = open_timeout_s
         self.max_size = max_size
         self.connect_delay_s = connect_delay_s
+        self.keepalive_s = dict(keepalive_s or {})
         wanted = None if assets is None else set(assets)
         self._feeds: dict[str, _Feed] = {}
         for name in names:
@@ -237,8 +239,9 @@ class FeedManager:
                 await asyncio.sleep(delay)
             for message in connector.subscribe_messages(subscribed):
                 await ws.send(message)
-            if connector.keepalive_interval:
-                keepalive = asyncio.create_task(self._keepalive(connector, ws))
+            interval = self.keepalive_s.get(feed.name, connector.keepalive_interval)
+            if interval:
+                keepalive = asyncio.create_task(self._keepalive(connector, ws, interval))
             while True:
                 try:
                     async with asyncio.timeout(self.watchdog_s):
@@ -270,10 +273,9 @@ class FeedManager:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await keepalive
 
-    async def _keepalive(self, connector: Connector, ws: ClientConnection) -> None:
-        assert connector.keepalive_interval
+    async def _keepalive(self, connector: Connector, ws: ClientConnection, interval: float) -> None:
         while True:
-            await asyncio.sleep(connector.keepalive_interval)
+            await asyncio.sleep(interval)
             message = connector.keepalive_message()
             if message is not None:
                 await ws.send(message)

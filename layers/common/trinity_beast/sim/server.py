@@ -420,7 +420,12 @@ async def serve(host: str = "127.0.0.1", port: int = 8765, **options: Any) -> No
     server = uvicorn.Server(sim._config())
     sim._server = server
     walk = asyncio.create_task(sim._walk())
+    task = asyncio.ensure_future(server.serve())
     try:
-        await server.serve()
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        server.should_exit = True  # shut down cleanly: close the listening socket and clients
+        await task
+        raise
     finally:
         walk.cancel()
