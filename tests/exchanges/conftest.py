@@ -47,7 +47,7 @@ async def sim(registry: AssetRegistry) -> AsyncIterator[Simulator]:
         seed=7,
         push_interval_s=0.05,
         updates_per_push=20,
-        heartbeat_s={"cryptocom": 0.5, "gemini": 0.5},
+        heartbeat_s={"cryptocom": 0.5, "gemini": 0.5, "coinbase": 0.3, "kraken": 0.3},
         heartbeat_reply_s=1.0,
         drop_after_s=0.3,
         rest_stall_s=3.0,
