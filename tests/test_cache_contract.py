@@ -121,3 +121,49 @@ async def test_a_batch_of_ticks_is_stored_and_published_in_order(cache_backend: 
         await cache_backend.put_ticks([])
     finally:
         await sub.aclose()
+
+
+async def test_maxima_raise_fields_in_the_same_step_as_increments(cache_backend: Cache) -> None:
+    got = await cache_backend.hincr([("usage:m", "n", 1)], maxima=[("usage:m", "max", 7), ("usage:m2", "max", 3)])
+    assert got == [1]
+    await cache_backend.hincr([("usage:m", "n", 1)], maxima=[("usage:m", "max", 5), ("usage:m2", "max", 9)])
+    assert await cache_backend.hgetall("usage:m") == {"n": 2, "max": 7}
+    assert await cache_backend.hgetall("usage:m2") == {"max": 9}
+    assert await cache_backend.hincr([], maxima=[("usage:m", "max", 8)]) == []
+    assert (await cache_backend.hgetall("usage:m"))["max"] == 8
+
+
+async def test_concurrent_maxima_keep_the_largest(cache_backend: Cache) -> None:
+    await asyncio.gather(*(cache_backend.hincr([], maxima=[("usage:x", "max", v)]) for v in range(100)))
+    assert await cache_backend.hgetall("usage:x") == {"max": 99}
+
+
+async def test_claim_renames_once_and_counts(cache_backend: Cache) -> None:
+    before = await cache_backend.claims()
+    await cache_backend.hincr([("usage:min:1", "a", 4)])
+    assert await cache_backend.claim("usage:min:1", "usage:claim:1:x") is True
+    assert await cache_backend.claims() == before + 1
+    assert await cache_backend.hgetall("usage:min:1") == {}
+    assert await cache_backend.hgetall("usage:claim:1:x") == {"a": 4}
+    # Absent source, or a taken target: no claim, nothing moves, nothing counted.
+    assert await cache_backend.claim("usage:min:1", "usage:claim:1:y") is False
+    await cache_backend.hincr([("usage:min:1", "a", 1)])
+    assert await cache_backend.claim("usage:min:1", "usage:claim:1:x") is False
+    assert await cache_backend.hgetall("usage:claim:1:x") == {"a": 4}
+    assert await cache_backend.hgetall("usage:min:1") == {"a": 1}
+    assert await cache_backend.claims() == before + 1
+
+
+async def test_only_one_of_many_concurrent_claimers_wins(cache_backend: Cache) -> None:
+    await cache_backend.hincr([("usage:min:5", "a", 1)])
+    won = await asyncio.gather(*(cache_backend.claim("usage:min:5", f"usage:claim:5:{i}") for i in range(20)))
+    assert won.count(True) == 1
+    assert len(await cache_backend.keys("usage:claim:5:")) == 1
+
+
+async def test_delete_removes_a_hash(cache_backend: Cache) -> None:
+    await cache_backend.hincr([("usage:d", "a", 1)])
+    assert await cache_backend.delete("usage:d") is True
+    assert await cache_backend.delete("usage:d") is False
+    assert await cache_backend.hgetall("usage:d") == {}
+    assert await cache_backend.keys("usage:d") == []

@@ -116,3 +116,92 @@ def test_concurrent_migrators_apply_each_migration_once(request: pytest.FixtureR
         assert sorted(len(r) for r in results) == [0, 0, 0, len(migration_files())]
         for db in dbs:
             db.close()
+
+
+def _counts(**by_key: int) -> dict:
+    from trinity_beast.usage import Counts, Group
+
+    return {Group(k, "/price", "BTC", "http", 200): Counts(n, n * 100, n * 10) for k, n in by_key.items()}
+
+
+def test_a_usage_batch_is_written_once(database: Database) -> None:
+    from trinity_beast.db.base import UsageQuery
+
+    database.migrate()
+    assert database.write_usage_batch("usage:claim:1:a", 60, _counts(ak_a=3, ak_b=1), now=1.0) is True
+    assert database.write_usage_batch("usage:claim:1:a", 60, _counts(ak_a=3, ak_b=1), now=2.0) is False
+    # Another batch of the same minute (late increments) adds up.
+    assert database.write_usage_batch("usage:claim:1:b", 60, _counts(ak_a=2), now=3.0) is True
+    rows = database.usage_totals(UsageQuery(start=0, end=10_000))
+    assert [(b, g.api_key_id, c.n, c.latency_us_sum, c.latency_us_max) for b, g, c in rows] == [
+        (60, "ak_a", 5, 500, 30),
+        (60, "ak_b", 1, 100, 10),
+    ]
+    assert database.batches_written(["usage:claim:1:a", "usage:claim:1:b", "usage:claim:1:z"]) == {
+        "usage:claim:1:a",
+        "usage:claim:1:b",
+    }
+    assert database.batches_written([]) == set()
+
+
+def test_a_failed_batch_write_leaves_no_trace(database: Database) -> None:
+    from trinity_beast.usage import Counts, Group
+
+    database.migrate()
+    bad = {Group("ak_a", "/price", "BTC", "http", 200): Counts(1, 1, 1), Group(None, "/price", "BTC", "http", 200): Counts(1, 1, 1)}  # type: ignore[arg-type]
+    with pytest.raises(Exception):
+        database.write_usage_batch("usage:claim:9:x", 540, bad, now=1.0)
+    assert database.batches_written(["usage:claim:9:x"]) == set()
+    assert database.query("SELECT COUNT(*) FROM usage_buckets")[0][0] == 0
+
+
+def test_usage_totals_filter_and_bucket(database: Database) -> None:
+    from trinity_beast.db.base import UsageQuery
+    from trinity_beast.usage import Counts, Group
+
+    database.migrate()
+    database.write_usage_batch("b1", 0, {Group("ak_a", "/price", "BTC,ETH", "udp", 200): Counts(2, 20, 15)}, 1.0)
+    database.write_usage_batch("b2", 120, {Group("ak_a", "/price", "ETH", "http", 429): Counts(1, 5, 5)}, 1.0)
+    database.write_usage_batch("b3", 3600, {Group("ak_b", "/price", "BTC", "http", 200): Counts(4, 40, 12)}, 1.0)
+    hourly = database.usage_totals(UsageQuery(start=0, end=7200, step=3600))
+    assert [(b, g.api_key_id, g.status, c.n) for b, g, c in hourly] == [(0, "ak_a", 200, 2), (0, "ak_a", 429, 1), (3600, "ak_b", 200, 4)]
+    assert [c.n for _, _, c in database.usage_totals(UsageQuery(start=0, end=7200, asset="ETH"))] == [2, 1]
+    assert [c.n for _, _, c in database.usage_totals(UsageQuery(start=0, end=7200, asset="BTC"))] == [2, 4]
+    assert [c.n for _, _, c in database.usage_totals(UsageQuery(start=0, end=7200, protocol="udp"))] == [2]
+    assert [c.n for _, _, c in database.usage_totals(UsageQuery(start=0, end=7200, status=429))] == [1]
+    assert [c.n for _, _, c in database.usage_totals(UsageQuery(start=0, end=7200, api_key_id="ak_b"))] == [4]
+    assert database.usage_totals(UsageQuery(start=60, end=120)) == []
+    edges = database.usage_totals(UsageQuery(start=0, end=7200, edges=(0, 100, 1000)))
+    assert [(b, c.n) for b, _, c in edges] == [(0, 2), (100, 1), (1000, 4)]
+    assert database.first_usage_at() == 0
+
+
+def test_roll_up_keeps_every_count(database: Database) -> None:
+    from trinity_beast.db.base import UsageQuery
+    from trinity_beast.usage import Counts, Group
+
+    database.migrate()
+    g = Group("ak_a", "/price", "BTC", "http", 200)
+    for minute in range(0, 130):
+        database.write_usage_batch(f"m{minute}", minute * 60, {g: Counts(1, 10, minute)}, float(minute))
+    # Minutes before 01:30 fold into hours; only whole hours fold, so 01:xx stays in minutes.
+    assert database.roll_up("minute", "hour", before=90 * 60) == 60
+    assert database.roll_up("minute", "hour", before=90 * 60) == 0
+    grains = dict(database.query("SELECT grain, COUNT(*) FROM usage_buckets GROUP BY grain"))
+    assert grains == {"hour": 1, "minute": 70}
+    [(_, _, total)] = database.usage_totals(UsageQuery(start=0, end=10**9, step=86400))
+    assert (total.n, total.latency_us_sum, total.latency_us_max) == (130, 1300, 129)
+    database.roll_up("minute", "hour", before=10**6)
+    database.roll_up("hour", "day", before=10**6)
+    assert dict(database.query("SELECT grain, COUNT(*) FROM usage_buckets GROUP BY grain")) == {"day": 1}
+    [(_, _, total)] = database.usage_totals(UsageQuery(start=0, end=10**9, step=60))
+    assert (total.n, total.latency_us_max) == (130, 129)
+    assert database.prune_batches(before=100.0) == 100
+
+
+def test_a_snapshot_reads_one_state(database: Database) -> None:
+    database.migrate()
+    with database.snapshot():
+        assert database.batches_written(["x"]) == set()
+    database.write_usage_batch("x", 0, _counts(ak_a=1), 1.0)
+    assert database.batches_written(["x"]) == {"x"}

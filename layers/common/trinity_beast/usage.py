@@ -6,8 +6,10 @@ down the counts stay buffered in the process and go out with the next flush that
 so nothing counted is lost or counted twice.
 
 Cache layout: `usage:min:{epoch_minute}` hash, field `key|endpoint|asset|protocol|status|n`
-(requests) and `...|us` (latency sum, microseconds); `usage:month:{YYYY-MM}` hash, field
-key id -> billable requests that month.
+(requests), `...|us` (latency sum, microseconds) and `...|max` (slowest request, µs, kept
+with an atomic max); `usage:month:{YYYY-MM}` hash, field key id -> billable requests that
+month. The sync job (sync.py) renames closed minute hashes to `usage:claim:{minute}:{uuid}`
+and moves them into the database.
 """
 
 from __future__ import annotations
@@ -26,6 +28,49 @@ log = logging.getLogger(__name__)
 
 WARN_LEVELS = (90, 80)
 FIELD_SEP = "|"
+MINUTE_PREFIX = "usage:min:"
+CLAIM_PREFIX = "usage:claim:"
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Group:
+    """What one usage row is counted by (besides its time bucket)."""
+
+    api_key_id: str
+    endpoint: str
+    asset: str
+    protocol: str
+    status: int
+
+
+@dataclass(slots=True)
+class Counts:
+    n: int = 0
+    latency_us_sum: int = 0
+    latency_us_max: int = 0
+
+    def add(self, other: "Counts") -> None:
+        self.n += other.n
+        self.latency_us_sum += other.latency_us_sum
+        self.latency_us_max = max(self.latency_us_max, other.latency_us_max)
+
+
+def parse_bucket(fields: dict[str, int]) -> dict[Group, Counts]:
+    """A minute hash from the cache -> counts per group (unknown fields are skipped, logged)."""
+    out: dict[Group, Counts] = {}
+    for name, value in fields.items():
+        parts = name.split(FIELD_SEP)
+        if len(parts) != 6 or not parts[4].isdigit() or parts[5] not in ("n", "us", "max"):
+            log.warning("ignoring malformed usage field %r", name)
+            continue
+        counts = out.setdefault(Group(parts[0], parts[1], parts[2], parts[3], int(parts[4])), Counts())
+        if parts[5] == "n":
+            counts.n += value
+        elif parts[5] == "us":
+            counts.latency_us_sum += value
+        else:
+            counts.latency_us_max = max(counts.latency_us_max, value)
+    return {g: c for g, c in out.items() if c.n}
 
 
 def month_of(ts: float) -> str:
@@ -71,11 +116,15 @@ class Quota:
         return None
 
 
+def _slot() -> list[int]:
+    return [0, 0, 0]  # requests, latency sum (µs), latency max (µs)
+
+
 class Meter:
     def __init__(self, cache: Cache, clock: Callable[[], float] = time.time) -> None:
         self._cache = cache
         self._clock = clock
-        self._minutes: dict[tuple[int, str], list[int]] = defaultdict(lambda: [0, 0])
+        self._minutes: dict[tuple[int, str], list[int]] = defaultdict(_slot)
         self._month_pending: dict[tuple[str, str], int] = defaultdict(int)
         self._month_known: dict[tuple[str, str], int] = {}
         self._lock = asyncio.Lock()
@@ -94,8 +143,11 @@ class Meter:
         now = self._clock() if now is None else now
         field = FIELD_SEP.join((key_id, endpoint, asset, protocol, str(status)))
         slot = self._minutes[(int(now // 60), field)]
+        us = int(latency_s * 1_000_000)
         slot[0] += 1
-        slot[1] += int(latency_s * 1_000_000)
+        slot[1] += us
+        if us > slot[2]:
+            slot[2] = us
         if billable:
             self._month_pending[(month_of(now), key_id)] += 1
 
@@ -120,24 +172,27 @@ class Meter:
     async def flush(self) -> int:
         """Send buffered counts to the cache; return how many requests went out."""
         async with self._lock:
-            minutes, self._minutes = self._minutes, defaultdict(lambda: [0, 0])
+            minutes, self._minutes = self._minutes, defaultdict(_slot)
             months, self._month_pending = self._month_pending, defaultdict(int)
             increments: list[tuple[str, str, int]] = []
-            for (minute, field), (n, us) in minutes.items():
-                increments.append((f"usage:min:{minute}", field + "|n", n))
-                increments.append((f"usage:min:{minute}", field + "|us", us))
+            maxima: list[tuple[str, str, int]] = []
+            for (minute, field), (n, us, top) in minutes.items():
+                increments.append((f"{MINUTE_PREFIX}{minute}", field + "|n", n))
+                increments.append((f"{MINUTE_PREFIX}{minute}", field + "|us", us))
+                maxima.append((f"{MINUTE_PREFIX}{minute}", field + "|max", top))
             month_items = list(months.items())
             increments.extend((f"usage:month:{m}", key_id, n) for (m, key_id), n in month_items)
             try:
-                totals = await self._cache.hincr(increments) if increments else []
+                totals = await self._cache.hincr(increments, maxima) if increments else []
                 current = month_of(self._clock())
                 fresh = await self._cache.hgetall(f"usage:month:{current}")
             except CacheUnavailable as exc:
                 log.warning("usage flush deferred, cache unavailable: %s", exc)
-                for k, (n, us) in minutes.items():
+                for k, (n, us, top) in minutes.items():
                     slot = self._minutes[k]
                     slot[0] += n
                     slot[1] += us
+                    slot[2] = max(slot[2], top)
                 for k, n in months.items():
                     self._month_pending[k] += n
                 return 0
@@ -146,7 +201,7 @@ class Meter:
                 self._month_known[key] = total
             for key_id, total in fresh.items():
                 self._month_known[(current, key_id)] = total
-            return sum(n for n, _ in minutes.values())
+            return sum(slot[0] for slot in minutes.values())
 
     async def run(self, interval: float) -> None:
         while True:

@@ -55,8 +55,14 @@ class Cache(ABC):
         """An active subscription: every message published on `channel` after this returns."""
 
     @abstractmethod
-    async def hincr(self, increments: Iterable[tuple[str, str, int]]) -> list[int]:
-        """Add each amount to hash field (key, field) atomically; return the new values in order."""
+    async def hincr(
+        self, increments: Iterable[tuple[str, str, int]], maxima: Iterable[tuple[str, str, int]] = ()
+    ) -> list[int]:
+        """Add each amount to hash field (key, field) and raise each `maxima` field to at least
+        its value, all in one atomic step; return the incremented fields' new values in order.
+
+        One step, so a caller that retries after CacheUnavailable never applies half a batch.
+        """
 
     @abstractmethod
     async def hgetall(self, key: str) -> dict[str, int]: ...
@@ -64,6 +70,21 @@ class Cache(ABC):
     @abstractmethod
     async def keys(self, prefix: str) -> list[str]:
         """Counter hash keys that start with `prefix`."""
+
+    @abstractmethod
+    async def claim(self, key: str, new_key: str) -> bool:
+        """Atomically rename counter hash `key` to `new_key`; False when `key` is absent or
+        `new_key` exists. Only one of many concurrent claimers of a key wins, and every win
+        bumps `claims()`."""
+
+    @abstractmethod
+    async def claims(self) -> int:
+        """How many claims ever succeeded: a reader that sees it unchanged across a read knows
+        no counter hash moved under it."""
+
+    @abstractmethod
+    async def delete(self, key: str) -> bool:
+        """Remove a counter hash; False when it was already gone."""
 
     @abstractmethod
     async def ping(self) -> bool: ...

@@ -33,6 +33,7 @@ class MemoryCache(Cache):
         self._ticks: dict[str, dict[str, Tick]] = defaultdict(dict)
         self._hashes: dict[str, dict[str, int]] = defaultdict(dict)
         self._subscribers: dict[str, set[asyncio.Queue[bytes]]] = defaultdict(set)
+        self._claims = 0
 
     async def put_ticks(self, ticks: Iterable[Tick]) -> None:
         for tick in ticks:
@@ -57,12 +58,17 @@ class MemoryCache(Cache):
         self._subscribers[channel].add(queue)
         return _MemorySubscription(queue, lambda: self._subscribers[channel].discard(queue))
 
-    async def hincr(self, increments: Iterable[tuple[str, str, int]]) -> list[int]:
+    async def hincr(
+        self, increments: Iterable[tuple[str, str, int]], maxima: Iterable[tuple[str, str, int]] = ()
+    ) -> list[int]:
         out = []
         for key, field, amount in increments:
             h = self._hashes[key]
             h[field] = h.get(field, 0) + amount
             out.append(h[field])
+        for key, field, value in maxima:
+            h = self._hashes[key]
+            h[field] = max(h.get(field, value), value)
         return out
 
     async def hgetall(self, key: str) -> dict[str, int]:
@@ -70,6 +76,19 @@ class MemoryCache(Cache):
 
     async def keys(self, prefix: str) -> list[str]:
         return sorted(k for k, v in self._hashes.items() if k.startswith(prefix) and v)
+
+    async def claim(self, key: str, new_key: str) -> bool:
+        if not self._hashes.get(key) or self._hashes.get(new_key):
+            return False
+        self._hashes[new_key] = self._hashes.pop(key)
+        self._claims += 1
+        return True
+
+    async def claims(self) -> int:
+        return self._claims
+
+    async def delete(self, key: str) -> bool:
+        return bool(self._hashes.pop(key, None))
 
     async def ping(self) -> bool:
         return True

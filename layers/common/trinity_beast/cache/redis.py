@@ -1,7 +1,7 @@
 """Redis (or MemoryDB) cache for production: shared by every LPO process.
 
 Layout, all under one namespace prefix: `{ns}:price:{ASSET}` hash exchange -> tick JSON;
-channel `{ns}:{channel}`; counter hashes `{ns}:{key}`.
+channel `{ns}:{channel}`; counter hashes `{ns}:{key}`; `{ns}:meta:claims` counts claims.
 """
 
 from __future__ import annotations
@@ -13,6 +13,30 @@ from redis.exceptions import RedisError
 
 from ..tick import Tick
 from .base import PRICES_CHANNEL, Cache, CacheUnavailable, Subscription
+
+
+_CLAIMS = "meta:claims"
+
+# Raise hash fields to at least the given values: ARGV = field1, value1, field2, value2, …
+_HMAX_LUA = """
+for i = 1, #ARGV, 2 do
+  local cur = redis.call('HGET', KEYS[1], ARGV[i])
+  if (not cur) or tonumber(cur) < tonumber(ARGV[i + 1]) then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  end
+end
+return 0
+"""
+
+# RENAME only when the source exists and the target does not, and count the claim.
+_CLAIM_LUA = """
+if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('EXISTS', KEYS[2]) == 1 then
+  return 0
+end
+redis.call('RENAME', KEYS[1], KEYS[2])
+redis.call('INCR', KEYS[3])
+return 1
+"""
 
 
 class _RedisSubscription(Subscription):
@@ -44,6 +68,8 @@ class RedisCache(Cache):
         )
         self._pool = pool
         self._redis = aioredis.Redis(connection_pool=pool)
+        self._hmax = self._redis.register_script(_HMAX_LUA)
+        self._claim = self._redis.register_script(_CLAIM_LUA)
 
     def _k(self, key: str) -> str:
         return f"{self._ns}:{key}"
@@ -94,15 +120,22 @@ class RedisCache(Cache):
             raise CacheUnavailable(str(exc)) from exc
         return _RedisSubscription(pubsub)
 
-    async def hincr(self, increments: Iterable[tuple[str, str, int]]) -> list[int]:
+    async def hincr(
+        self, increments: Iterable[tuple[str, str, int]], maxima: Iterable[tuple[str, str, int]] = ()
+    ) -> list[int]:
         items = list(increments)
-        if not items:
+        by_key: dict[str, list[str | int]] = {}
+        for key, field, value in maxima:
+            by_key.setdefault(key, []).extend((field, value))
+        if not items and not by_key:
             return []
         try:
             async with self._redis.pipeline(transaction=True) as pipe:
                 for key, field, amount in items:
                     pipe.hincrby(self._k(key), field, amount)
-                return [int(v) for v in await pipe.execute()]
+                for key, args in by_key.items():
+                    await self._hmax(keys=[self._k(key)], args=args, client=pipe)
+                return [int(v) for v in (await pipe.execute())[: len(items)]]
         except RedisError as exc:
             raise CacheUnavailable(str(exc)) from exc
 
@@ -121,6 +154,24 @@ class RedisCache(Cache):
         except RedisError as exc:
             raise CacheUnavailable(str(exc)) from exc
         return sorted(found)
+
+    async def claim(self, key: str, new_key: str) -> bool:
+        try:
+            return bool(await self._claim(keys=[self._k(key), self._k(new_key), self._k(_CLAIMS)]))
+        except RedisError as exc:
+            raise CacheUnavailable(str(exc)) from exc
+
+    async def claims(self) -> int:
+        try:
+            return int(await self._redis.get(self._k(_CLAIMS)) or 0)
+        except RedisError as exc:
+            raise CacheUnavailable(str(exc)) from exc
+
+    async def delete(self, key: str) -> bool:
+        try:
+            return bool(await self._redis.delete(self._k(key)))
+        except RedisError as exc:
+            raise CacheUnavailable(str(exc)) from exc
 
     async def ping(self) -> bool:
         try:

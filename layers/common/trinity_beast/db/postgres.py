@@ -52,6 +52,9 @@ class PostgresDatabase(Database):
     def _rollback(self) -> None:
         self._conn.run("ROLLBACK")
 
+    def _begin_snapshot(self) -> None:
+        self._conn.run("START TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+
     def _lock_migrations(self) -> None:
         self._conn.run("SELECT pg_advisory_xact_lock(:id)", id=_MIGRATION_LOCK_ID)
 

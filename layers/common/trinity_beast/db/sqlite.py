@@ -37,6 +37,9 @@ class SqliteDatabase(Database):
     def _rollback(self) -> None:
         self._conn.execute("ROLLBACK")
 
+    def _begin_snapshot(self) -> None:
+        self._conn.execute("BEGIN")  # deferred: in WAL mode its reads share one snapshot
+
     def _lock_migrations(self) -> None:
         pass  # BEGIN IMMEDIATE already holds the write lock
 
