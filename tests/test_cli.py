@@ -13,7 +13,7 @@ import pytest
 
 from trinity_beast.tick import Tick
 
-from conftest import run_beast, stack_env, start_beast_serve, stop_beast
+from support import run_beast, stack_env, start_beast_serve, stop_beast
 
 
 @pytest.mark.parametrize("stack", ["embedded", "production"])

@@ -13,7 +13,7 @@ import pytest
 from trinity_beast.envelope import FIELDS
 from trinity_beast.tick import Tick
 
-from conftest import InProcessServer
+from support import InProcessServer
 
 ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import dataclasses
 import logging
 import sys
 import time
@@ -14,6 +16,8 @@ import orjson
 from .config import ConfigError, Settings, load_settings
 from .db import make_database
 from .keys import TIERS, KeyRequestError, new_key
+from .ingest import start_feeds
+from .prewarm import prewarm
 from .serving import Listener, StartupError, bind_tcp, run_until_signal
 
 log = logging.getLogger("trinity_beast")
@@ -23,9 +27,22 @@ async def serve(settings: Settings, args: argparse.Namespace) -> None:
     from .lpo.http import build_lpo
     from .runtime import Runtime
 
+    sim = None
+    if args.sim:
+        from .sim import Simulator
+
+        sim = await Simulator(host="127.0.0.1", port=args.sim_port).start()
+        settings = dataclasses.replace(settings, ws_urls=sim.ws_urls, rest_urls=sim.rest_urls)
+        log.info("exchange simulator on 127.0.0.1:%d: every exchange points at it", sim.port)
     rt = await asyncio.to_thread(Runtime.create, settings)
+    if sim is not None:
+        rt.on_stop(sim.stop)
     listeners = [Listener(build_lpo(rt), bind_tcp(settings.host, settings.lpo_port, "BEAST_LPO_PORT"))]
     await rt.start()
+    if settings.feeds:
+        await start_feeds(rt)
+    if settings.prewarm:
+        rt.spawn(prewarm(rt), "prewarm")
     log.info(
         "serving: LPO http://%s:%d (cache %s, database %s)",
         settings.host,
@@ -67,6 +84,18 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     except ImportError:  # pragma: no cover - Windows
         runner = asyncio.run
     runner(serve(settings, args))
+    return 0
+
+
+def cmd_sim(args: argparse.Namespace, settings: Settings) -> int:
+    from .sim import serve as serve_sim
+    from .sim import sim_env
+
+    print(f"exchange simulator on {args.host}:{args.port}; point beast at it with:", flush=True)
+    for name, value in sim_env(args.host, args.port).items():
+        print(f"  export {name}={value}")
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve_sim(args.host, args.port))
     return 0
 
 
@@ -151,7 +180,20 @@ def build_parser() -> argparse.ArgumentParser:
         "serve",
         help="run the price server (embedded default, or Redis/PostgreSQL when REDIS_URL/DATABASE_URL are set)",
     )
+    p.add_argument(
+        "--sim",
+        action="store_true",
+        help="start the exchange simulator in-process and point every exchange at it (no internet needed)",
+    )
+    p.add_argument("--sim-port", type=int, default=0, help="simulator port with --sim (default: any free port)")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser(
+        "sim", help="run the exchange simulator: all six exchanges' WS and REST protocols on loopback"
+    )
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=9700)
+    p.set_defaults(func=cmd_sim)
 
     p = sub.add_parser("migrate", help="apply database migrations")
     p.set_defaults(func=cmd_migrate)
@@ -183,6 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per exchange call is noise
     try:
         return int(args.func(args, settings) or 0)
     except StartupError as exc:

@@ -58,8 +58,13 @@ class Settings:
     exchange_priority: tuple[str, ...] = EXCHANGES
     ws_urls: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_WS_URLS))
     rest_urls: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_REST_URLS))
+    feeds: bool = True
+    prewarm: bool = True
     stale_after_s: float = 30.0
     usage_flush_s: float = 1.0
+    sync_every_s: float = 60.0
+    usage_minute_days: float = 7.0
+    usage_hour_days: float = 90.0
     key_cache_s: float = 5.0
     log_level: str = "INFO"
 
@@ -81,16 +86,16 @@ def _port(env: Mapping[str, str], name: str, default: int) -> int:
     return value
 
 
-def _positive_float(env: Mapping[str, str], name: str, default: float) -> float:
+def _positive_float(env: Mapping[str, str], name: str, default: float, unit: str = "seconds") -> float:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
     try:
         value = float(raw)
     except ValueError:
-        raise ConfigError(f"{name}: expected a positive number of seconds, got {raw!r}") from None
+        raise ConfigError(f"{name}: expected a positive number of {unit}, got {raw!r}") from None
     if not value > 0 or value != value or value == float("inf"):
-        raise ConfigError(f"{name}: expected a positive number of seconds, got {raw!r}")
+        raise ConfigError(f"{name}: expected a positive number of {unit}, got {raw!r}")
     return value
 
 
@@ -179,15 +184,24 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ip_address=env.get("BEAST_IP_ADDRESS", "").strip() or _own_ip(),
         report_server=_bool(env, "APP_REPORT_SERVER", True),
         exchange_priority=priority,
+        feeds=_bool(env, "BEAST_FEEDS", True),
+        prewarm=_bool(env, "BEAST_PREWARM", True),
         ws_urls=ws_urls,
         rest_urls=rest_urls,
         stale_after_s=_positive_float(env, "BEAST_STALE_AFTER_S", 30.0),
         usage_flush_s=_positive_float(env, "BEAST_USAGE_FLUSH_S", 1.0),
+        sync_every_s=_positive_float(env, "BEAST_SYNC_EVERY_S", 60.0),
+        usage_minute_days=_positive_float(env, "BEAST_USAGE_MINUTE_DAYS", 7.0, "days"),
+        usage_hour_days=_positive_float(env, "BEAST_USAGE_HOUR_DAYS", 90.0, "days"),
         key_cache_s=_positive_float(env, "BEAST_KEY_CACHE_S", 5.0),
         log_level=log_level,
     )
     if settings.lpo_port == settings.lrs_port:
         raise ConfigError(f"BEAST_LRS_PORT: must differ from BEAST_LPO_PORT ({settings.lpo_port})")
+    if settings.usage_hour_days < settings.usage_minute_days:
+        raise ConfigError(
+            f"BEAST_USAGE_HOUR_DAYS: must be at least BEAST_USAGE_MINUTE_DAYS ({settings.usage_minute_days:g})"
+        )
     if settings.lpo_udp_port == settings.lrs_udp_port:
         raise ConfigError(f"BEAST_LRS_UDP_PORT: must differ from BEAST_LPO_UDP_PORT ({settings.lpo_udp_port})")
     return settings

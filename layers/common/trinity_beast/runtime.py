@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
+import httpx
+
 from .assets import AssetRegistry, load_registry
 from .cache import Cache, make_cache
 from .config import Settings
@@ -48,12 +50,17 @@ class Runtime:
         return load_registry()
 
     @functools.cached_property
+    def http(self) -> httpx.AsyncClient:
+        """One pooled client for every exchange REST call this process makes."""
+        client = httpx.AsyncClient(headers={"User-Agent": "trinity-beast/0.1"}, follow_redirects=False)
+        self.on_stop(client.aclose)
+        return client
+
+    @functools.cached_property
     def fallback(self) -> "RestFallback":
         from .lpo.fallback import RestFallback
 
-        fallback = RestFallback(self)
-        self.on_stop(fallback.close)
-        return fallback
+        return RestFallback(self)
 
     @classmethod
     def create(cls, settings: Settings, db: Database | None = None, cache: Cache | None = None) -> "Runtime":

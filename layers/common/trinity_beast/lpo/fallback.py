@@ -15,8 +15,6 @@ import time
 from collections import Counter
 from typing import TYPE_CHECKING
 
-import httpx
-
 from ..book import convert, usd_rate
 from ..exchanges import ExchangeError, UnknownInstrument
 from ..exchanges.rest import fetch_ticker
@@ -38,7 +36,6 @@ class RestFallback:
     def __init__(self, rt: "Runtime", timeout_s: float = 2.0) -> None:
         self._rt = rt
         self._timeout_s = timeout_s
-        self._client = httpx.AsyncClient(headers={"User-Agent": "trinity-beast/0.1"}, follow_redirects=False)
         self._inflight: dict[str, asyncio.Task[Tick]] = {}
         self._failures: dict[str, tuple[float, str]] = {}
         self.calls: Counter[str] = Counter()  # REST calls made, per exchange
@@ -68,7 +65,7 @@ class RestFallback:
             self.calls[exchange] += 1
             try:
                 raw = await fetch_ticker(
-                    self._client, exchange, rt.settings.rest_urls[exchange], asset, rt.registry, self._timeout_s
+                    rt.http, exchange, rt.settings.rest_urls[exchange], asset, rt.registry, self._timeout_s
                 )
             except (ExchangeError, UnknownInstrument) as exc:
                 problems.append(str(exc))
@@ -86,6 +83,3 @@ class RestFallback:
         reason = "no live price: " + "; ".join(problems)
         self._failures[asset] = (time.monotonic() + FAILURE_MEMORY_S, reason)
         raise NoPrice(reason)
-
-    async def close(self) -> None:
-        await self._client.aclose()

@@ -141,5 +141,11 @@ class LpoHttp:
 
 def build_lpo(rt: "Runtime") -> LpoHttp:
     api = FastAPI(title="Trinity Beast LPO", version="0.1.0", docs_url="/docs", redoc_url=None)
-    install_error_handlers(api, rt.envelopes("LPO"))
+    envelopes = rt.envelopes("LPO")
+    install_error_handlers(api, envelopes)
+
+    @api.get("/ws/assets", summary="The prewarmed assets and the exchanges that quote each (no key needed)")
+    async def assets() -> Response:
+        return envelope_response(envelopes.ok("/ws/assets", rt.registry.listing()))
+
     return LpoHttp(rt, api)
