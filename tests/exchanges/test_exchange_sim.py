@@ -11,7 +11,6 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from conftest import wait_for
 from trinity_beast.assets import AssetRegistry
 from trinity_beast.sim import Simulator, serve
 

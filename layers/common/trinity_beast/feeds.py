@@ -83,7 +83,7 @@ class FeedManager:
         exchanges: Iterable[str] | None = None,
         *,
         assets: Iterable[str] | None = None,
-        watchdog_s: float = 30.0,
+        watchdog_s: float = 40.0,  # > Crypto.com's ~30 s heartbeat, the slowest keep-alive we rely on
         backoff_initial_s: float = 0.5,
         backoff_max_s: float = 30.0,
         open_timeout_s: float = 10.0,

@@ -226,12 +226,15 @@ class Simulator:
         return sim_env(self.host, self.port)
 
     # ---- lifecycle ---------------------------------------------------------------------------
-    def _config(self) -> uvicorn.Config:
+    def _config(self, embedded: bool = True) -> uvicorn.Config:
+        # Embedded in another process, leave its logging configuration alone.
+        extra: dict[str, Any] = {"log_config": None} if embedded else {}
         return uvicorn.Config(
             self.app,
             host=self.host,
             port=self.port,
             log_level="warning",
+            **extra,
             access_log=False,
             lifespan="off",
             ws="websockets-sansio",
@@ -417,7 +420,7 @@ class Simulator:
 async def serve(host: str = "127.0.0.1", port: int = 8765, **options: Any) -> None:
     """Run the simulator until cancelled or interrupted (`beast sim`)."""
     sim = Simulator(host, port, **options)
-    server = uvicorn.Server(sim._config())
+    server = uvicorn.Server(sim._config(embedded=False))
     sim._server = server
     walk = asyncio.create_task(sim._walk())
     task = asyncio.ensure_future(server.serve())
