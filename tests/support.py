@@ -169,6 +169,9 @@ def start_beast_serve(env: dict[str, str], cwd: Path, args: tuple[str, ...] = ()
     """`beast serve` as a child process; returns once /health answers."""
     env = {**env}
     env.setdefault("BEAST_LPO_PORT", str(free_port()))
+    env.setdefault("BEAST_LRS_PORT", str(free_port()))
+    env.setdefault("BEAST_LPO_UDP_PORT", str(free_port(socket.SOCK_DGRAM)))
+    env.setdefault("BEAST_LRS_UDP_PORT", str(free_port(socket.SOCK_DGRAM)))
     tag = uuid.uuid4().hex[:6]
     out_path, err_path = cwd / f"serve-{tag}.out", cwd / f"serve-{tag}.err"
     with open(out_path, "w") as out, open(err_path, "w") as err:

@@ -9,7 +9,7 @@ import dataclasses
 import logging
 import sys
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Awaitable, Callable, Sequence
 
 import orjson
 
@@ -18,7 +18,10 @@ from .db import make_database
 from .keys import TIERS, KeyRequestError, new_key
 from .ingest import start_feeds
 from .prewarm import prewarm
-from .serving import Listener, StartupError, bind_tcp, run_until_signal
+from .lpo.udp import UdpPriceServer
+from .serving import Listener, StartupError, bind_tcp, bind_udp, run_until_signal
+from .sync import options as sync_options
+from .sync import run_sync
 
 log = logging.getLogger("trinity_beast")
 
@@ -38,15 +41,24 @@ async def serve(settings: Settings, args: argparse.Namespace) -> None:
     if sim is not None:
         rt.on_stop(sim.stop)
     listeners = [Listener(build_lpo(rt), bind_tcp(settings.host, settings.lpo_port, "BEAST_LPO_PORT"))]
+    if settings.report_server:
+        from .lrs.http import build_lrs
+
+        listeners.append(Listener(build_lrs(rt), bind_tcp(settings.host, settings.lrs_port, "BEAST_LRS_PORT")))
+    udp_sock = bind_udp(settings.host, settings.lpo_udp_port, "BEAST_LPO_UDP_PORT")
     await rt.start()
+    udp, _ = await asyncio.get_running_loop().create_datagram_endpoint(lambda: UdpPriceServer(rt), sock=udp_sock)
+    rt.on_stop(_closer(udp))
+    rt.spawn(run_sync(rt.cache, rt.db, settings.sync_every_s, **sync_options(settings)), "usage-sync")
     if settings.feeds:
         await start_feeds(rt)
     if settings.prewarm:
         rt.spawn(prewarm(rt), "prewarm")
     log.info(
-        "serving: LPO http://%s:%d (cache %s, database %s)",
+        "serving: LPO http://%s:%d and udp %d (cache %s, database %s)",
         settings.host,
         settings.lpo_port,
+        settings.lpo_udp_port,
         "redis" if settings.redis_url else "memory",
         rt.db.dialect,
     )
@@ -56,6 +68,13 @@ async def serve(settings: Settings, args: argparse.Namespace) -> None:
         log.info("stopping: connections drained, flushing usage")
         await rt.stop()
         log.info("stopped")
+
+
+def _closer(transport: asyncio.BaseTransport) -> Callable[[], Awaitable[None]]:
+    async def close() -> None:
+        transport.close()
+
+    return close
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -96,6 +115,36 @@ def cmd_sim(args: argparse.Namespace, settings: Settings) -> int:
         print(f"  export {name}={value}")
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve_sim(args.host, args.port))
+    return 0
+
+
+def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
+    from .cache import make_cache
+    from .sync import sync_once
+
+    if not settings.redis_url:
+        print(
+            "beast sync: no REDIS_URL, so usage counters live inside `beast serve` (the embedded memory"
+            " cache), which syncs them itself; nothing to do here.",
+            file=sys.stderr,
+        )
+        return 0
+
+    async def run() -> None:
+        db = make_database(settings)
+        cache = make_cache(settings)
+        try:
+            await asyncio.to_thread(db.migrate)
+            if args.every is not None:
+                await run_sync(cache, db, args.every, **sync_options(settings))
+            result = await sync_once(cache, db, **sync_options(settings))
+            print(result.summary(), flush=True)
+        finally:
+            await cache.close()
+            db.close()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run())
     return 0
 
 
@@ -168,6 +217,16 @@ def _non_negative_int(raw: str) -> int:
     return value
 
 
+def _positive_seconds(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {raw!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError("expected a positive number of seconds")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="beast",
@@ -194,6 +253,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=9700)
     p.set_defaults(func=cmd_sim)
+
+    p = sub.add_parser(
+        "sync",
+        help="move closed usage minutes from the cache into the database (once, or --every N seconds)",
+        description=(
+            "Moves closed minute buckets of usage counters from Redis into the database exactly once, "
+            "applies retention (BEAST_USAGE_MINUTE_DAYS, BEAST_USAGE_HOUR_DAYS). Safe to kill at any "
+            "point and to run several at once. `beast serve` also runs it every BEAST_SYNC_EVERY_S."
+        ),
+    )
+    p.add_argument("--every", type=_positive_seconds, default=None, metavar="N", help="keep syncing every N seconds")
+    p.set_defaults(func=cmd_sync)
 
     p = sub.add_parser("migrate", help="apply database migrations")
     p.set_defaults(func=cmd_migrate)

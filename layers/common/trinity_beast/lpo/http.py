@@ -143,6 +143,9 @@ def build_lpo(rt: "Runtime") -> LpoHttp:
     api = FastAPI(title="Trinity Beast LPO", version="0.1.0", docs_url="/docs", redoc_url=None)
     envelopes = rt.envelopes("LPO")
     install_error_handlers(api, envelopes)
+    from ..lrs.http import add_usage_me  # here: lrs.http imports this module
+
+    add_usage_me(api, rt, envelopes)
 
     @api.get("/ws/assets", summary="The prewarmed assets and the exchanges that quote each (no key needed)")
     async def assets() -> Response:

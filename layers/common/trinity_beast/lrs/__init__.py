@@ -1,0 +1,1 @@
+"""LRS: the report server (usage reports, a key's own usage)."""
