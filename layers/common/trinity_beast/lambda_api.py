@@ -7,15 +7,21 @@ response instead of a stack trace.
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, TypeVar
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.utilities.data_classes.common import BaseProxyEvent
 
 from .config import load_settings
 from .envelope import Envelopes, dumps
 
+if TYPE_CHECKING:
+    from .runtime import Runtime
+
+T = TypeVar("T")
 logger = Logger(service="trinity-beast")
 
 
@@ -41,6 +47,56 @@ def make_resolver(service: str = "LAMBDA") -> tuple[APIGatewayRestResolver, Enve
         return envelope_response(envelopes.error(path, 500, "internal error; the failure was logged"))
 
     return app, envelopes
+
+
+class LambdaRuntime:
+    """One Runtime and one event loop per warm Lambda container.
+
+    Built on first use (settings come from the function's environment) and kept across
+    invocations: the database connection and Redis pool are reused, and redis.asyncio pools
+    belong to one loop. Every invocation ends by flushing usage, since a frozen container
+    may never run again.
+    """
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._rt: "Runtime | None" = None
+
+    def run(self, work: Callable[["Runtime"], Awaitable[T]]) -> T:
+        from .runtime import Runtime
+
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+        if self._rt is None:
+            self._rt = Runtime.create(load_settings())
+        rt = self._rt
+
+        async def invocation() -> T:
+            try:
+                return await work(rt)
+            finally:
+                await rt.meter.flush()
+
+        return self._loop.run_until_complete(invocation())
+
+
+def query_pairs(event: BaseProxyEvent) -> list[tuple[str, str]]:
+    """Every query parameter as (name, value), repeated ones included."""
+    multi = event.multi_value_query_string_parameters or {}
+    if multi:
+        return [(name, value) for name, values in multi.items() for value in values]
+    return list((event.query_string_parameters or {}).items())
+
+
+def header_pairs(event: BaseProxyEvent) -> list[tuple[str, str]]:
+    return [(name.lower(), value) for name, value in (event.headers or {}).items()]
+
+
+def answer_response(answer: Any) -> Response:
+    """An lrs.answers.Answer as an API Gateway response."""
+    return Response(
+        status_code=answer.status, content_type=answer.content_type, body=answer.body.decode(), headers=answer.headers
+    )
 
 
 def malformed(envelopes: Envelopes, why: str) -> dict[str, Any]:

@@ -221,8 +221,8 @@ def parse_filters(params: Sequence[tuple[str, str]], now: float) -> ReportFilter
         raise ReportError(f"granularity: expected one of {', '.join(GRANULARITIES)}, got {p['granularity'][:20]!r}")
     start = parse_time("from", p["from"], False) if p.get("from") else int(month_start(int(now)).timestamp())
     end = parse_time("to", p["to"], True) if p.get("to") else int(now) + 60
-    if start > end:
-        raise ReportError(f"from ({iso(start)}) is after to ({iso(end)})")
+    if start >= end:
+        raise ReportError(f"from ({iso(start)}) must be before to ({iso(end)}; a date alone as to means its end)")
 
     key_id = p.get("api_key_id") or None
     if key_id is not None and not _KEY_ID_RE.match(key_id):

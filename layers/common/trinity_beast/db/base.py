@@ -61,6 +61,8 @@ class UsageQuery:
             step = int(self.step)
             return f"(bucket_start - (bucket_start % {step}))"
         edges = [int(e) for e in self.edges]
+        if len(edges) == 1:
+            return str(edges[0])
         whens = " ".join(f"WHEN bucket_start < {nxt} THEN {cur}" for cur, nxt in zip(edges, edges[1:]))
         return f"(CASE {whens} ELSE {edges[-1]} END)"
 
