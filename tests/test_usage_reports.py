@@ -260,3 +260,24 @@ async def test_usage_me_on_the_lrs(lrs: Lrs) -> None:
     assert data["resets_at"].endswith("T00:00:00.000Z") and data["resets_at"][8:10] == "01"
     assert r.headers["x-ratelimit-remaining"] == "2" and r.headers["x-ratelimit-limit"] == "10"
     assert (await lrs.client.get("/usage/me")).status_code == 401
+
+
+async def test_reports_stay_exact_while_a_sync_runs(lrs: Lrs) -> None:
+    """A report read while buckets are being claimed, written and deleted never sees one twice or not at all."""
+    import asyncio
+
+    _, admin = lrs.key("admin", "admin")
+    a, _ = lrs.key("a")
+    for minutes_ago in range(1, 13):
+        await lrs.record(a, 5, minutes_ago=minutes_ago)
+
+    async def slowly(batch_id: str) -> None:
+        await asyncio.sleep(0.01)  # widen the window between commit and delete
+
+    sync = asyncio.create_task(sync_once(lrs.rt.cache, lrs.rt.db, now=time.time() + 120, after_commit=slowly))
+    seen = []
+    while not sync.done():
+        seen.append(total((await lrs.get("/reports/usage", admin, endpoint="/price")).json()))
+    assert (await sync).buckets >= 12
+    seen.append(total((await lrs.get("/reports/usage", admin, endpoint="/price")).json()))
+    assert len(seen) > 3 and set(seen) == {60}
