@@ -1,0 +1,65 @@
+"""Pure pieces of metering and reports: no servers."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+
+from trinity_beast.config import ConfigError, load_settings
+from trinity_beast.reports import ReportError, decode_cursor, encode_cursor, month_edges, neutralize, parse_filters
+from trinity_beast.usage import Counts, Group, parse_bucket
+
+
+def ts(s: str) -> int:
+    return int(datetime.fromisoformat(s).replace(tzinfo=timezone.utc).timestamp())
+
+
+def test_month_edges_follow_the_calendar() -> None:
+    edges = month_edges(ts("2024-01-15T00:00:00"), ts("2024-03-01T00:00:01"))
+    assert edges == (ts("2024-01-01T00:00:00"), ts("2024-02-01T00:00:00"), ts("2024-03-01T00:00:00"))
+    assert month_edges(ts("2024-12-31T00:00:00"), ts("2025-01-02T00:00:00"))[-1] == ts("2025-01-01T00:00:00")
+
+
+def test_dates_and_defaults() -> None:
+    now = ts("2026-11-23T15:10:00")
+    f = parse_filters([], now)
+    assert (f.start, f.end, f.format, f.granularity, f.limit) == (ts("2026-11-01T00:00:00"), now + 60, "json", "hour", 1000)
+    f = parse_filters([("from", "2026-11-02"), ("to", "2026-11-02")], now)
+    assert (f.start, f.end) == (ts("2026-11-02T00:00:00"), ts("2026-11-03T00:00:00"))
+    f = parse_filters([("from", "2026-11-02T10:00:00+02:00"), ("to", "2026-11-02T10:30")], now)
+    assert (f.start, f.end) == (ts("2026-11-02T08:00:00"), ts("2026-11-02T10:30:00"))
+    with pytest.raises(ReportError, match="format: give it once"):
+        parse_filters([("format", "csv"), ("format", "tsv")], now)
+
+
+def test_a_cursor_round_trips_and_rejects_edits() -> None:
+    after = (60, "ak_1", "/price", "BTC", "http", 200)
+    cursor = encode_cursor(after, "fp")
+    assert decode_cursor(cursor, "fp") == after
+    with pytest.raises(ReportError, match="other filters"):
+        decode_cursor(cursor, "other")
+    for bad in ("", ".", "x.y", cursor + "0", cursor.replace(".", ".0", 1), "e30." + cursor.split(".")[1]):
+        with pytest.raises(ReportError):
+            decode_cursor(bad, "fp")
+
+
+@pytest.mark.parametrize("value,shown", [("=1+1", "'=1+1"), ("+1", "'+1"), ("-", "'-"), ("@SUM(A1)", "'@SUM(A1)"),
+                                         ("\tx", "'\tx"), ("BTC", "BTC"), (200, 200)])
+def test_formula_cells_are_neutralised(value: object, shown: object) -> None:
+    assert neutralize(value) == shown
+
+
+def test_parse_bucket_adds_fields_and_skips_junk() -> None:
+    fields = {"ak_1|/price|BTC|http|200|n": 3, "ak_1|/price|BTC|http|200|us": 900, "ak_1|/price|BTC|http|200|max": 500,
+              "junk": 1, "ak_1|/price|BTC|http|abc|n": 1, "ak_1|/price|BTC|udp|200|max": 7}
+    assert parse_bucket(fields) == {Group("ak_1", "/price", "BTC", "http", 200): Counts(3, 900, 500)}
+
+
+def test_new_settings_are_validated() -> None:
+    s = load_settings({"BEAST_SYNC_EVERY_S": "30", "BEAST_USAGE_MINUTE_DAYS": "2", "BEAST_USAGE_HOUR_DAYS": "30"})
+    assert (s.sync_every_s, s.usage_minute_days, s.usage_hour_days) == (30.0, 2.0, 30.0)
+    with pytest.raises(ConfigError, match="BEAST_USAGE_HOUR_DAYS: must be at least BEAST_USAGE_MINUTE_DAYS"):
+        load_settings({"BEAST_USAGE_MINUTE_DAYS": "10", "BEAST_USAGE_HOUR_DAYS": "5"})
+    with pytest.raises(ConfigError, match="BEAST_USAGE_MINUTE_DAYS: expected a positive number of days"):
+        load_settings({"BEAST_USAGE_MINUTE_DAYS": "0"})
