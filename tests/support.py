@@ -78,6 +78,8 @@ class InProcessServer:
     admin_key: str
     admin_id: str
     sim: Any = None  # the exchange Simulator, when started with one
+    app: Any = None  # the LPO ASGI app (its `hub` is the WebSocket feed)
+    udp_port: int = 0
 
     def call(self, coro: Any, timeout: float = 10) -> Any:
         """Run a coroutine on the server's loop (e.g. write a tick into its cache)."""
@@ -100,7 +102,8 @@ def in_process_server(env: dict[str, str], sim: bool = False, feeds: bool = Fals
     from trinity_beast.ingest import start_feeds
     from trinity_beast.lpo.http import build_lpo
     from trinity_beast.runtime import Runtime, ensure_admin_key
-    from trinity_beast.serving import bind_tcp, make_server
+    from trinity_beast.lpo.udp import UdpPriceServer
+    from trinity_beast.serving import bind_tcp, bind_udp, make_server
     from trinity_beast.sim import Simulator
 
     env = {**env, "BEAST_LPO_PORT": str(free_port())}
@@ -122,11 +125,14 @@ def in_process_server(env: dict[str, str], sim: bool = False, feeds: bool = Fals
     assert created is not None
     key, secret = created
     sock = bind_tcp("127.0.0.1", settings.lpo_port, "BEAST_LPO_PORT")
-    srv = make_server(build_lpo(rt), "warning")
+    udp_sock = bind_udp("127.0.0.1", 0, "BEAST_LPO_UDP_PORT")
+    app = build_lpo(rt)
+    srv = make_server(app, "warning")
     ready = threading.Event()
 
     async def main() -> None:
         await rt.start()
+        udp, _ = await asyncio.get_running_loop().create_datagram_endpoint(lambda: UdpPriceServer(rt), sock=udp_sock)
         if feeds:
             await start_feeds(rt)
         task = asyncio.create_task(srv.serve(sockets=[sock]))
@@ -134,6 +140,7 @@ def in_process_server(env: dict[str, str], sim: bool = False, feeds: bool = Fals
             await asyncio.sleep(0.01)
         ready.set()
         await task
+        udp.close()
         await rt.stop()
         if simulator is not None:
             await simulator.stop()
@@ -142,7 +149,9 @@ def in_process_server(env: dict[str, str], sim: bool = False, feeds: bool = Fals
     thread.start()
     assert ready.wait(15), "server did not start"
     try:
-        yield InProcessServer(rt, f"http://127.0.0.1:{settings.lpo_port}", loop, secret, key.id, simulator)
+        yield InProcessServer(
+            rt, f"http://127.0.0.1:{settings.lpo_port}", loop, secret, key.id, simulator, app, udp_sock.getsockname()[1]
+        )
     finally:
         srv.should_exit = True
         thread.join(15)

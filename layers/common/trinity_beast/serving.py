@@ -11,6 +11,8 @@ from typing import Any, Iterator
 
 import uvicorn
 
+from .lpo.ws import MAX_FRAME_BYTES
+
 
 class StartupError(RuntimeError):
     """Start-up cannot go on; the message says why in one line."""
@@ -27,6 +29,18 @@ def bind_tcp(host: str, port: int, setting: str) -> socket.socket:
         sock.close()
         raise StartupError(f"{setting}: cannot listen on {host}:{port}: {exc.strerror}") from None
     sock.listen(2048)
+    return sock
+
+
+def bind_udp(host: str, port: int, setting: str) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise StartupError(f"{setting}: cannot listen on UDP {host}:{port}: {exc.strerror}") from None
+    sock.setblocking(False)
     return sock
 
 
@@ -53,7 +67,9 @@ def make_server(app: Any, log_level: str) -> uvicorn.Server:
         server_header=False,
         date_header=False,
         timeout_graceful_shutdown=10,
-        ws_max_size=64 * 1024,
+        ws="websockets-sansio",
+        ws_max_size=MAX_FRAME_BYTES,
+        ws_per_message_deflate=False,  # compression doubles the cost of every push
     )
     return _Server(config)
 

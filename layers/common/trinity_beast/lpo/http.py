@@ -19,6 +19,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ..envelope import Envelopes, dumps
 from ..usage import Quota
 from .price import PriceRequest, answer_price
+from .ws import ENDPOINT as WS_ENDPOINT
+from .ws import Hub
 
 if TYPE_CHECKING:
     from ..runtime import Runtime
@@ -100,14 +102,18 @@ class LpoHttp:
         self.rt = rt
         self.api = api
         self.envelopes = rt.envelopes("LPO")
+        self.hub = Hub(rt)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
+        kind = scope["type"]
+        if kind == "http":
             path = scope["path"]
             if path == "/price":
                 return await self.price(scope, send)
             if path == "/health":
                 return await self.health(scope, send)
+        elif kind == "websocket" and scope["path"] == WS_ENDPOINT:
+            return await self.hub.serve(scope, receive, send)
         await self.api(scope, receive, send)
 
     async def method_not_allowed(self, scope: Scope, send: Send, allowed: str) -> None:
@@ -135,7 +141,12 @@ class LpoHttp:
     async def health(self, scope: Scope, send: Send) -> None:
         if scope["method"] not in ("GET", "HEAD"):
             return await self.method_not_allowed(scope, send, "GET, HEAD")
-        data = {"status": "ok", "uptime_s": round(time.time() - self.rt.started_at, 1), **self.rt.health()}
+        data = {
+            "status": "ok",
+            "uptime_s": round(time.time() - self.rt.started_at, 1),
+            **self.rt.health(),
+            "websocket": self.hub.stats(),
+        }
         await send_body(send, 200, dumps(self.envelopes.ok("/health", data)))
 
 
