@@ -1,37 +1,14 @@
-"""Fixtures for the exchange tests: recorded samples, the registry, a running simulator."""
+"""Fixtures for the exchange tests: the registry and a running simulator."""
 
 from __future__ import annotations
 
-import asyncio
-import json
-import time
-from pathlib import Path
-from typing import Any, AsyncIterator, Callable
+from typing import AsyncIterator
 
 import pytest
 
 from trinity_beast.assets import AssetRegistry, load_registry
 from trinity_beast.config import Settings
 from trinity_beast.sim import Simulator
-
-SAMPLES = Path(__file__).with_name("samples")
-
-
-def sample_text(name: str) -> str:
-    return (SAMPLES / name).read_text(encoding="utf-8")
-
-
-def sample(name: str) -> Any:
-    return json.loads(sample_text(name))
-
-
-async def wait_for(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
-    """Poll until `predicate()` holds; fail with `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 @pytest.fixture(scope="session")

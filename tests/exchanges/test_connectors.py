@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import sample, sample_text
+from exchange_support import sample, sample_text
 from trinity_beast.exchanges import (
     ACK,
     CONNECTORS,

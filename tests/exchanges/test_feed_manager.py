@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from conftest import wait_for
+from exchange_support import wait_for
 from trinity_beast.assets import AssetRegistry
 from trinity_beast.config import EXCHANGES, Settings
 from trinity_beast.exchanges import HEARTBEAT, Event
