@@ -12,6 +12,7 @@ import pytest
 
 from trinity_beast.envelope import FIELDS
 from trinity_beast.tick import Tick
+from trinity_beast.usage import MONTH_PREFIX
 
 from support import InProcessServer
 
@@ -142,7 +143,7 @@ def state(server: InProcessServer) -> tuple:
     return (
         [k.public() for k in server.rt.db.list_keys()],
         {a: {e: t.to_dict() for e, t in by.items()} for a, by in server.call(server.rt.cache.all_ticks()).items()},
-        server.call(server.rt.cache.hgetall(f"usage:month:{month}")),
+        server.call(server.rt.cache.hgetall(f"{MONTH_PREFIX}{month}")),
     )
 
 

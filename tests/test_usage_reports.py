@@ -18,6 +18,7 @@ from support import stack_env
 from trinity_beast.config import load_settings
 from trinity_beast.envelope import FIELDS
 from trinity_beast.keys import new_key
+from trinity_beast.usage import MINUTE_PREFIX
 from trinity_beast.lrs.http import build_lrs
 from trinity_beast.reports import COLUMNS, MAX_LIMIT
 from trinity_beast.runtime import Runtime
@@ -86,7 +87,7 @@ async def test_a_report_splits_by_protocol_status_and_key_and_survives_sync(lrs:
     # Sync moves everything into the database; the report does not change.
     result = await sync_once(lrs.rt.cache, lrs.rt.db, now=time.time() + 120)
     assert result.requests == 14
-    assert await lrs.rt.cache.keys("usage:min:") == []
+    assert await lrs.rt.cache.keys(MINUTE_PREFIX) == []
     again = (await lrs.get("/reports/usage", admin, granularity="minute")).json()
     assert price_rows(again) == price_rows(body)
     # Late requests for a synced minute are added, before and after the next sync.
@@ -219,7 +220,8 @@ async def test_paging_walks_every_row_once(lrs: Lrs) -> None:
     first = (await lrs.get("/reports/usage", admin, granularity="minute", limit="1")).json()["data"]["paging"]["next_cursor"]
     body, mac = first.split(".")
     tampered = body[:-2] + ("A" if body[-2] != "A" else "B") + body[-1] + "." + mac
-    for bad, why in ((tampered, "not a cursor from this report"), (first[:-1] + "0", "not a cursor from this report")):
+    bad_mac = first[:-1] + ("0" if first[-1] != "0" else "1")  # always a different last character
+    for bad, why in ((tampered, "not a cursor from this report"), (bad_mac, "not a cursor from this report")):
         r = await lrs.get("/reports/usage", admin, granularity="minute", cursor=bad)
         assert r.status_code == 400 and why in r.json()["error"]
     r = await lrs.get("/reports/usage", admin, granularity="hour", cursor=first)

@@ -1,10 +1,10 @@
 """The sync job: closed minute buckets move from the cache into the database, exactly once.
 
-For each bucket `usage:min:{minute}` whose minute ended more than `grace_s` ago:
+For each bucket `{usage}:min:{minute}` whose minute ended more than `grace_s` ago:
 
-1. claim it: an atomic rename to `usage:claim:{minute}:{uuid}`. Of many syncs running at
+1. claim it: an atomic rename to `{usage}:claim:{minute}:{uuid}`. Of many syncs running at
    once only one wins a bucket; late increments for that minute land in a fresh
-   `usage:min:{minute}` that a later sync adds (upsert ADD);
+   `{usage}:min:{minute}` that a later sync adds (upsert ADD);
 2. write its counts and a ledger row (batch id = the claimed key's name) in ONE transaction;
    a batch already in the ledger is never written again;
 3. delete the claimed key, only after the commit.
@@ -30,7 +30,7 @@ from typing import Awaitable, Callable
 from .cache import Cache, CacheUnavailable
 from .config import Settings
 from .db import Database
-from .usage import CLAIM_PREFIX, MINUTE_PREFIX, month_of, parse_bucket
+from .usage import CLAIM_PREFIX, MINUTE_PREFIX, MONTH_PREFIX, month_of, parse_bucket
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ class SyncResult:
 
 
 def minute_of(key: str) -> int:
-    """`usage:min:123` or `usage:claim:123:abc` -> 123."""
+    """`{usage}:min:123` or `{usage}:claim:123:abc` -> 123."""
     rest = key[len(MINUTE_PREFIX):] if key.startswith(MINUTE_PREFIX) else key[len(CLAIM_PREFIX):]
     return int(rest.split(":", 1)[0])
 
@@ -88,8 +88,8 @@ async def apply_retention(cache: Cache, db: Database, now: float, retention: Ret
     await asyncio.to_thread(db.prune_batches, now - retention.minute_days * DAY_S)
     # Month totals drive limits; only this month and the last one can still matter.
     keep = {month_of(now), month_of(_month_start(now) - 1)}
-    for key in await cache.keys("usage:month:"):
-        if key.removeprefix("usage:month:") not in keep:
+    for key in await cache.keys(MONTH_PREFIX):
+        if key.removeprefix(MONTH_PREFIX) not in keep:
             await cache.delete(key)
     return folded
 

@@ -5,10 +5,10 @@ clean stop) adds the counts to the cache with one pipelined HINCRBY batch; if th
 down the counts stay buffered in the process and go out with the next flush that works,
 so nothing counted is lost or counted twice.
 
-Cache layout: `usage:min:{epoch_minute}` hash, field `key|endpoint|asset|protocol|status|n`
+Cache layout: `{usage}:min:{epoch_minute}` hash, field `key|endpoint|asset|protocol|status|n`
 (requests), `...|us` (latency sum, microseconds) and `...|max` (slowest request, µs, kept
-with an atomic max); `usage:month:{YYYY-MM}` hash, field key id -> billable requests that
-month. The sync job (sync.py) renames closed minute hashes to `usage:claim:{minute}:{uuid}`
+with an atomic max); `{usage}:month:{YYYY-MM}` hash, field key id -> billable requests that
+month. The sync job (sync.py) renames closed minute hashes to `{usage}:claim:{minute}:{uuid}`
 and moves them into the database.
 """
 
@@ -28,8 +28,11 @@ log = logging.getLogger(__name__)
 
 WARN_LEVELS = (90, 80)
 FIELD_SEP = "|"
-MINUTE_PREFIX = "usage:min:"
-CLAIM_PREFIX = "usage:claim:"
+# Every usage key carries the hash tag `{usage}`, so the multi-key operations (the atomic
+# flush, the claim rename) stay in one slot on a cluster-mode Redis such as MemoryDB.
+MINUTE_PREFIX = "{usage}:min:"
+CLAIM_PREFIX = "{usage}:claim:"
+MONTH_PREFIX = "{usage}:month:"
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -164,7 +167,7 @@ class Meter:
         """Read a key's month total from the cache (first sight of a key in this process)."""
         month = month_of(self._clock() if now is None else now)
         try:
-            totals = await self._cache.hgetall(f"usage:month:{month}")
+            totals = await self._cache.hgetall(f"{MONTH_PREFIX}{month}")
         except CacheUnavailable:
             return
         self._month_known[(month, key_id)] = totals.get(key_id, 0)
@@ -181,11 +184,11 @@ class Meter:
                 increments.append((f"{MINUTE_PREFIX}{minute}", field + "|us", us))
                 maxima.append((f"{MINUTE_PREFIX}{minute}", field + "|max", top))
             month_items = list(months.items())
-            increments.extend((f"usage:month:{m}", key_id, n) for (m, key_id), n in month_items)
+            increments.extend((f"{MONTH_PREFIX}{m}", key_id, n) for (m, key_id), n in month_items)
             try:
                 totals = await self._cache.hincr(increments, maxima) if increments else []
                 current = month_of(self._clock())
-                fresh = await self._cache.hgetall(f"usage:month:{current}")
+                fresh = await self._cache.hgetall(f"{MONTH_PREFIX}{current}")
             except CacheUnavailable as exc:
                 log.warning("usage flush deferred, cache unavailable: %s", exc)
                 for k, (n, us, top) in minutes.items():
