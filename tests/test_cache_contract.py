@@ -178,3 +178,12 @@ def test_usage_keys_share_one_cluster_slot() -> None:
 
     keys = [f"beast:{MINUTE_PREFIX}29000000", f"beast:{CLAIM_PREFIX}29000000:ab12", f"beast:{MONTH_PREFIX}2026-11"]
     assert len({key_slot(k.encode()) for k in keys}) == 1
+
+
+async def test_hsetnx_sets_only_an_absent_field(cache_backend: Cache) -> None:
+    assert await cache_backend.hsetnx("usage:s", "k", 7) == 7
+    assert await cache_backend.hsetnx("usage:s", "k", 9) == 7
+    await cache_backend.hincr([("usage:s", "k", 1)])
+    assert await cache_backend.hsetnx("usage:s", "k", 100) == 8
+    results = await asyncio.gather(*(cache_backend.hsetnx("usage:r", "k", v) for v in range(1, 20)))
+    assert len(set(results)) == 1  # one writer won; everyone sees its value

@@ -65,3 +65,42 @@ def test_a_partner_is_never_limited(server: InProcessServer) -> None:
             assert r.headers["x-ratelimit-limit"] == "unlimited" and r.headers["x-ratelimit-remaining"] == "unlimited"
         me = c.get("/usage/me", headers=auth).json()["data"]
         assert (me["tier"], me["monthly_limit"], me["remaining"], me["monthly_usage"]) == ("partner", 0, None, 40)
+
+
+
+def test_a_restart_does_not_give_a_subscriber_a_fresh_month(tmp_path) -> None:
+    """The embedded cache dies with the process: a clean stop syncs every bucket to SQLite and
+    the next start seeds the month's totals from it, so the limit still holds."""
+    import json
+
+    import httpx
+
+    from support import UNREACHABLE_EXCHANGES, run_beast, start_beast_serve, stop_beast
+
+    env = {"BEAST_DATA_DIR": str(tmp_path / "data"), "BEAST_PREWARM": "false", **UNREACHABLE_EXCHANGES}
+    made = run_beast(["keys", "create", "--name", "s", "--tier", "subscriber", "--monthly-limit", "3", "--json"], env)
+    auth = {"Authorization": f"Bearer {json.loads(made.stdout)['key']}"}
+
+    def ask(url: str) -> httpx.Response:
+        deadline = time.time() + 10
+        while True:  # the simulator's first prices arrive within a moment of start
+            r = httpx.get(url + "/price?asset=BTC", headers=auth)
+            if r.status_code != 404 or time.time() > deadline:
+                return r
+            time.sleep(0.05)
+
+    p = start_beast_serve(env, cwd=tmp_path, args=("--sim",))
+    try:
+        assert [ask(p.url).status_code for _ in range(3)] == [200, 200, 200]
+        assert ask(p.url).status_code == 429
+    finally:
+        code, err = stop_beast(p)
+    assert code == 0, err
+
+    p = start_beast_serve(env, cwd=tmp_path, args=("--sim",))
+    try:
+        r = ask(p.url)
+        assert r.status_code == 429, r.text
+        assert r.json()["data"]["monthly_usage"] == 3
+    finally:
+        stop_beast(p)

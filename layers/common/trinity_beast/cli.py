@@ -40,27 +40,43 @@ async def serve(settings: Settings, args: argparse.Namespace) -> None:
     rt = await asyncio.to_thread(Runtime.create, settings)
     if sim is not None:
         rt.on_stop(sim.stop)
-    listeners = [Listener(build_lpo(rt), bind_tcp(settings.host, settings.lpo_port, "BEAST_LPO_PORT"))]
-    if settings.report_server:
+    lpo = args.only != "lrs"
+    lrs = args.only == "lrs" or (args.only is None and settings.report_server)
+    listeners = []
+    if lpo:
+        listeners.append(Listener(build_lpo(rt), bind_tcp(settings.host, settings.lpo_port, "BEAST_LPO_PORT")))
+    if lrs:
         from .lrs.http import build_lrs
 
         listeners.append(Listener(build_lrs(rt), bind_tcp(settings.host, settings.lrs_port, "BEAST_LRS_PORT")))
-    udp_sock = bind_udp(settings.host, settings.lpo_udp_port, "BEAST_LPO_UDP_PORT")
+    udp_sock = bind_udp(settings.host, settings.lpo_udp_port, "BEAST_LPO_UDP_PORT") if lpo else None
     await rt.start()
-    udp, _ = await asyncio.get_running_loop().create_datagram_endpoint(lambda: UdpPriceServer(rt), sock=udp_sock)
-    rt.on_stop(_closer(udp))
-    rt.spawn(run_sync(rt.cache, rt.db, settings.sync_every_s, **sync_options(settings)), "usage-sync")
-    if settings.feeds:
+    if udp_sock is not None:
+        udp, _ = await asyncio.get_running_loop().create_datagram_endpoint(lambda: UdpPriceServer(rt), sock=udp_sock)
+        rt.on_stop(_closer(udp))
+    if not args.no_sync:
+        rt.spawn(
+            run_sync(
+                rt.cache,
+                rt.db,
+                settings.sync_every_s,
+                prewarm=(lambda: prewarm(rt, stale_only=True)) if settings.prewarm else None,
+                **sync_options(settings),
+            ),
+            "usage-sync",
+        )
+    if lpo and settings.feeds:
         await start_feeds(rt)
-    if settings.prewarm:
+    if lpo and settings.prewarm:
         rt.spawn(prewarm(rt), "prewarm")
+    parts = [f"LPO http://{settings.host}:{settings.lpo_port} and udp {settings.lpo_udp_port}"] if lpo else []
+    parts += [f"LRS http://{settings.host}:{settings.lrs_port}"] if lrs else []
     log.info(
-        "serving: LPO http://%s:%d and udp %d (cache %s, database %s)",
-        settings.host,
-        settings.lpo_port,
-        settings.lpo_udp_port,
+        "serving: %s (cache %s, database %s%s)",
+        ", ".join(parts),
         "redis" if settings.redis_url else "memory",
         rt.db.dialect,
+        "" if not args.no_sync else ", usage sync left to a separate job",
     )
     try:
         await run_until_signal(listeners, settings.log_level)
@@ -245,6 +261,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="start the exchange simulator in-process and point every exchange at it (no internet needed)",
     )
     p.add_argument("--sim-port", type=int, default=0, help="simulator port with --sim (default: any free port)")
+    p.add_argument(
+        "--only",
+        choices=("lpo", "lrs"),
+        default=None,
+        help="serve only the price server (lpo: feeds, HTTP/WS, UDP) or only the report server (lrs);"
+        " default: LPO, plus LRS when APP_REPORT_SERVER is on",
+    )
+    p.add_argument(
+        "--no-sync",
+        action="store_true",
+        help="leave the usage sync to a separate job (the sync Lambda function or `beast sync --every N`)",
+    )
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser(

@@ -1,7 +1,7 @@
 """Prewarm: fill the cache with a REST price for every registry asset.
 
-Runs at start (alongside serving, so early requests are never held up) and from the sync
-job. Assets are spread over the exchanges that list them, each exchange paced below its
+Runs at start for every asset (alongside serving, so early requests are never held up) and
+from the sync job for the assets whose cached price has gone stale. Assets are spread over the exchanges that list them, each exchange paced below its
 published public REST limit, stablecoins first so USDT/USDC prices can be converted.
 """
 
@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .book import STABLECOINS, convert, usd_rate
+from .book import STABLECOINS, convert, pick, usd_rate
 from .exchanges import ExchangeError
 from .exchanges.rest import fetch_ticker
 
@@ -68,9 +68,26 @@ def plan(rt: "Runtime", assets: list[str]) -> dict[str, list[str]]:
     return {ex: q for ex, q in queues.items() if q}
 
 
-async def prewarm(rt: "Runtime", assets: list[str] | None = None, timeout_s: float = 60.0) -> PrewarmResult:
+async def stale_assets(rt: "Runtime") -> list[str]:
+    """Registry assets the cache holds no fresh price for (what the sync job prewarms).
+
+    Reads the cache itself (not this process's copy), so it works where no feed runs, as in
+    the sync Lambda; the snapshot also gives the copy the stablecoin rates for conversion.
+    """
+    s = rt.settings
+    snapshot = await rt.cache.all_ticks()
+    for by_exchange in snapshot.values():
+        for tick in by_exchange.values():
+            rt.live.apply(tick)
+    now = time.time()
+    return [a for a in rt.registry.assets if not pick(snapshot.get(a, {}), s.exchange_priority, now, s.stale_after_s)[1]]
+
+
+async def prewarm(
+    rt: "Runtime", assets: list[str] | None = None, timeout_s: float = 60.0, stale_only: bool = False
+) -> PrewarmResult:
     started = time.monotonic()
-    wanted = list(assets or rt.registry.assets)
+    wanted = await stale_assets(rt) if stale_only else list(assets or rt.registry.assets)
     result = PrewarmResult()
     pacers = {ex: Pacer(rate) for ex, rate in REST_RATE.items()}
     s = rt.settings

@@ -17,12 +17,13 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable
 import httpx
 
 from .assets import AssetRegistry, load_registry
-from .cache import Cache, make_cache
+from .cache import Cache, MemoryCache, make_cache
 from .config import Settings
 from .db import Database, make_database
 from .envelope import Envelopes
 from .keys import ApiKey, KeyRing, new_key
 from .lpo.live import LivePrices
+from .metrics import Metrics
 from .usage import Meter
 
 if TYPE_CHECKING:
@@ -40,6 +41,7 @@ class Runtime:
     meter: Meter
     live: LivePrices
     started_at: float = field(default_factory=time.time)
+    metrics: Metrics = field(default_factory=Metrics)  # GET /metrics (ops.py)
     feeds: Any = None  # FeedManager, when this process runs the exchange feeds
     _tasks: list[asyncio.Task] = field(default_factory=list)
     _stoppers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
@@ -73,7 +75,7 @@ class Runtime:
             db=db,
             cache=cache,
             keys=KeyRing(db, ttl=settings.key_cache_s),
-            meter=Meter(cache),
+            meter=Meter(cache, seed=lambda key, since, until: asyncio.to_thread(db.billable_requests, key, since, until)),
             live=LivePrices(cache),
         )
 
@@ -120,6 +122,12 @@ class Runtime:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
         await self.meter.flush()
+        if isinstance(self.cache, MemoryCache):
+            # The embedded cache dies with this process: move every bucket, open minutes too,
+            # into the database now, so nothing counted is lost across a restart.
+            from .sync import sync_once
+
+            await sync_once(self.cache, self.db, now=time.time() + 120)
         await self.cache.close()
         self.db.close()
 

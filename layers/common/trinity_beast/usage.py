@@ -20,7 +20,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Callable
+from typing import Awaitable, Callable
 
 from .cache import Cache, CacheUnavailable
 
@@ -33,6 +33,9 @@ FIELD_SEP = "|"
 MINUTE_PREFIX = "{usage}:min:"
 CLAIM_PREFIX = "{usage}:claim:"
 MONTH_PREFIX = "{usage}:month:"
+# What counts towards a monthly limit: answered price requests and pushed updates (status 200).
+BILLABLE_ENDPOINTS = ("/price", "/ws/prices")
+Seed = Callable[[str, int, int], Awaitable[int]]
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -80,6 +83,11 @@ def month_of(ts: float) -> str:
     return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m")
 
 
+def month_start(ts: float) -> float:
+    dt = datetime.fromtimestamp(ts, tz=timezone.utc)
+    return datetime(dt.year, dt.month, 1, tzinfo=timezone.utc).timestamp()
+
+
 def month_reset(ts: float) -> float:
     """Epoch seconds when the month containing `ts` ends (UTC)."""
     dt = datetime.fromtimestamp(ts, tz=timezone.utc)
@@ -124,13 +132,15 @@ def _slot() -> list[int]:
 
 
 class Meter:
-    def __init__(self, cache: Cache, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, cache: Cache, clock: Callable[[], float] = time.time, seed: Seed | None = None) -> None:
         self._cache = cache
         self._clock = clock
+        self._seed = seed  # billable requests the database holds for (key, since, until)
         self._minutes: dict[tuple[int, str], list[int]] = defaultdict(_slot)
         self._month_pending: dict[tuple[str, str], int] = defaultdict(int)
         self._month_known: dict[tuple[str, str], int] = {}
         self._lock = asyncio.Lock()
+        self.flush_failures = 0  # flushes deferred because the cache was down
 
     def record(
         self,
@@ -164,13 +174,27 @@ class Meter:
         return (month_of(self._clock() if now is None else now), key_id) in self._month_known
 
     async def load(self, key_id: str, now: float | None = None) -> None:
-        """Read a key's month total from the cache (first sight of a key in this process)."""
-        month = month_of(self._clock() if now is None else now)
+        """Read a key's month total from the cache (first sight of a key in this process).
+
+        A cache that has no total for the key (a restarted memory cache, a Redis that lost its
+        data) is seeded from the database's synced history, once, atomically (HSETNX), so a
+        restart never hands a subscriber a fresh month.
+        """
+        now = self._clock() if now is None else now
+        month = month_of(now)
         try:
             totals = await self._cache.hgetall(f"{MONTH_PREFIX}{month}")
+            total = totals.get(key_id)
+            if total is None and self._seed is not None:
+                synced = await self._seed(key_id, int(month_start(now)), int(month_reset(now)))
+                total = await self._cache.hsetnx(f"{MONTH_PREFIX}{month}", key_id, synced) if synced else 0
         except CacheUnavailable:
             return
-        self._month_known[(month, key_id)] = totals.get(key_id, 0)
+        self._month_known[(month, key_id)] = total or 0
+
+    def pending(self) -> int:
+        """Requests counted in this process and not yet flushed to the cache."""
+        return sum(slot[0] for slot in self._minutes.values())
 
     async def flush(self) -> int:
         """Send buffered counts to the cache; return how many requests went out."""
@@ -190,6 +214,7 @@ class Meter:
                 current = month_of(self._clock())
                 fresh = await self._cache.hgetall(f"{MONTH_PREFIX}{current}")
             except CacheUnavailable as exc:
+                self.flush_failures += 1
                 log.warning("usage flush deferred, cache unavailable: %s", exc)
                 for k, (n, us, top) in minutes.items():
                     slot = self._minutes[k]

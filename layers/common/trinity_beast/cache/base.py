@@ -78,6 +78,10 @@ class Cache(ABC):
         bumps `claims()`."""
 
     @abstractmethod
+    async def hsetnx(self, key: str, field: str, value: int) -> int:
+        """Set hash field (key, field) to `value` unless it exists; return what it holds after."""
+
+    @abstractmethod
     async def claims(self) -> int:
         """How many claims ever succeeded: a reader that sees it unchanged across a read knows
         no counter hash moved under it."""

@@ -84,6 +84,9 @@ class MemoryCache(Cache):
         self._claims += 1
         return True
 
+    async def hsetnx(self, key: str, field: str, value: int) -> int:
+        return self._hashes[key].setdefault(field, value)
+
     async def claims(self) -> int:
         return self._claims
 

@@ -15,7 +15,9 @@ from ..tick import Tick
 from .base import PRICES_CHANNEL, Cache, CacheUnavailable, Subscription
 
 
-_CLAIMS = "meta:claims"
+# Claims only ever move usage buckets: the counter shares their `{usage}` hash-tag slot so the
+# claim script stays single-slot on cluster-mode Redis.
+_CLAIMS = "{usage}:claims"
 
 # Raise hash fields to at least the given values: ARGV = field1, value1, field2, value2, …
 _HMAX_LUA = """
@@ -36,6 +38,15 @@ end
 redis.call('RENAME', KEYS[1], KEYS[2])
 redis.call('INCR', KEYS[3])
 return 1
+"""
+
+
+# Set a hash field only if it is absent; return the value it holds afterwards.
+_HSETNX_LUA = """
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 1 then
+  return tonumber(ARGV[2])
+end
+return tonumber(redis.call('HGET', KEYS[1], ARGV[1]))
 """
 
 
@@ -70,6 +81,7 @@ class RedisCache(Cache):
         self._redis = aioredis.Redis(connection_pool=pool)
         self._hmax = self._redis.register_script(_HMAX_LUA)
         self._claim = self._redis.register_script(_CLAIM_LUA)
+        self._hsetnx = self._redis.register_script(_HSETNX_LUA)
 
     def _k(self, key: str) -> str:
         return f"{self._ns}:{key}"
@@ -158,6 +170,12 @@ class RedisCache(Cache):
     async def claim(self, key: str, new_key: str) -> bool:
         try:
             return bool(await self._claim(keys=[self._k(key), self._k(new_key), self._k(_CLAIMS)]))
+        except RedisError as exc:
+            raise CacheUnavailable(str(exc)) from exc
+
+    async def hsetnx(self, key: str, field: str, value: int) -> int:
+        try:
+            return int(await self._hsetnx(keys=[self._k(key)], args=[field, value]))
         except RedisError as exc:
             raise CacheUnavailable(str(exc)) from exc
 

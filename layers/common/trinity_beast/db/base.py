@@ -19,9 +19,15 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Sequence
 
 from ..keys import ApiKey
-from ..usage import Counts, Group
+from ..partners.model import AuditEntry, Partner
+from ..usage import BILLABLE_ENDPOINTS, Counts, Group
 
 _KEY_COLUMNS = "id, name, tier, monthly_limit, secret_hash, created_at, revoked_at"
+_PARTNER_COLUMNS = (
+    "id, name, aws_account_id, region, connection_type, vpc_id, cidr, subnet_ids, security_group_ids, "
+    "route_table_id, connection_id, status, api_key_id, created_at, updated_at"
+)
+_AUDIT_COLUMNS = "id, partner_id, at, actor, action, detail"
 _GROUP_COLUMNS = "api_key_id, endpoint, asset, protocol, status"
 _USAGE_COLUMNS = f"grain, bucket_start, {_GROUP_COLUMNS}, requests, latency_us_sum, latency_us_max"
 _USAGE_KEY = f"grain, bucket_start, {_GROUP_COLUMNS}"
@@ -95,6 +101,25 @@ def split_statements(sql: str) -> list[str]:
     """Split a migration file into statements (our own files: no `;` inside literals)."""
     lines = [line for line in sql.splitlines() if not line.strip().startswith("--")]
     return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+
+
+def _partner(row: Sequence[Any]) -> Partner:
+    return Partner(
+        id=row[0], name=row[1], aws_account_id=row[2], region=row[3], connection_type=row[4], vpc_id=row[5],
+        cidr=row[6], subnet_ids=tuple(row[7].split()), security_group_ids=tuple(row[8].split()),
+        route_table_id=row[9], connection_id=row[10], status=row[11], api_key_id=row[12],
+        created_at=float(row[13]), updated_at=float(row[14]),
+    )
+
+
+def _partner_params(p: Partner) -> dict[str, Any]:
+    return {
+        "id": p.id, "name": p.name, "aws_account_id": p.aws_account_id, "region": p.region,
+        "connection_type": p.connection_type, "vpc_id": p.vpc_id, "cidr": p.cidr,
+        "subnet_ids": " ".join(p.subnet_ids), "security_group_ids": " ".join(p.security_group_ids),
+        "route_table_id": p.route_table_id, "connection_id": p.connection_id, "status": p.status,
+        "api_key_id": p.api_key_id, "created_at": p.created_at, "updated_at": p.updated_at,
+    }
 
 
 def _key(row: Sequence[Any]) -> ApiKey:
@@ -232,6 +257,72 @@ class Database(ABC):
             )
         return count == 1
 
+    # --- partners ----------------------------------------------------------------------
+    def _insert_audit(self, entry: AuditEntry) -> None:
+        import orjson
+
+        self._execute(
+            f"INSERT INTO partner_audit ({_AUDIT_COLUMNS}) VALUES (:id, :p, :at, :actor, :action, :detail)",
+            {"id": entry.id, "p": entry.partner_id, "at": entry.at, "actor": entry.actor, "action": entry.action,
+             "detail": orjson.dumps(entry.detail).decode()},
+        )
+
+    def create_partner(self, partner: Partner, key: ApiKey, audit: AuditEntry) -> None:
+        """The partner, its key and the audit entry together, or none of them."""
+        names = ", ".join(f":{c.strip()}" for c in _PARTNER_COLUMNS.split(","))
+        with self.transaction():
+            self._execute(
+                f"INSERT INTO api_keys ({_KEY_COLUMNS}) VALUES (:id, :name, :tier, :limit, :hash, :created, NULL)",
+                {"id": key.id, "name": key.name, "tier": key.tier, "limit": key.monthly_limit,
+                 "hash": key.secret_hash, "created": key.created_at},
+            )
+            self._execute(f"INSERT INTO partners ({_PARTNER_COLUMNS}) VALUES ({names})", _partner_params(partner))
+            self._insert_audit(audit)
+
+    def update_partner(
+        self, partner: Partner, expected_status: str, audit: AuditEntry, revoke_key_at: float | None = None
+    ) -> bool:
+        """Save `partner` if it is still `expected_status` (else False, nothing written), with its
+        audit entry and, when `revoke_key_at` is set, its key revoked, in one transaction."""
+        sets = ", ".join(f"{c.strip()} = :{c.strip()}" for c in _PARTNER_COLUMNS.split(",")[1:])
+        with self.transaction():
+            _, count = self._execute(
+                f"UPDATE partners SET {sets} WHERE id = :id AND status = :expected",
+                {**_partner_params(partner), "expected": expected_status},
+            )
+            if count != 1:
+                return False
+            if revoke_key_at is not None and partner.api_key_id:
+                self._execute(
+                    "UPDATE api_keys SET revoked_at = :when WHERE id = :id AND revoked_at IS NULL",
+                    {"when": revoke_key_at, "id": partner.api_key_id},
+                )
+            self._insert_audit(audit)
+        return True
+
+    def partner_by_id(self, partner_id: str) -> Partner | None:
+        rows = self.query(f"SELECT {_PARTNER_COLUMNS} FROM partners WHERE id = :id", id=partner_id)
+        return _partner(rows[0]) if rows else None
+
+    def list_partners(self, status: str | None = None) -> list[Partner]:
+        params = {} if status is None else {"status": status}
+        where = "WHERE status = :status" if params else ""
+        rows = self.query(f"SELECT {_PARTNER_COLUMNS} FROM partners {where} ORDER BY created_at, id", **params)
+        return [_partner(r) for r in rows]
+
+    def add_audit(self, entry: AuditEntry) -> None:
+        with self.transaction():
+            self._insert_audit(entry)
+
+    def audit_trail(self, partner_id: str | None = None, limit: int = 200) -> list[AuditEntry]:
+        """The newest `limit` entries (of one partner, or of all), oldest first."""
+        import orjson
+
+        params: dict[str, Any] = {"n": int(limit)} if partner_id is None else {"n": int(limit), "p": partner_id}
+        where = "WHERE partner_id = :p" if partner_id is not None else ""
+        rows = self.query(f"SELECT {_AUDIT_COLUMNS} FROM partner_audit {where} ORDER BY id DESC LIMIT :n", **params)
+        return [AuditEntry(r[0], r[1], float(r[2]), r[3], r[4], orjson.loads(r[5])) for r in reversed(rows)]
+
     # --- usage -------------------------------------------------------------------------
     def write_usage_batch(
         self, batch_id: str, minute_start: int, counts: dict[Group, Counts], now: float
@@ -317,6 +408,19 @@ class Database(ABC):
         """Forget ledger rows older than `before` (their cache buckets are long gone)."""
         with self.transaction():
             return self._execute("DELETE FROM usage_batches WHERE synced_at < :t", {"t": before})[1]
+
+    def billable_requests(self, key_id: str, since: int, until: int) -> int:
+        """Requests that count towards a key's limit, synced for buckets in [since, until)."""
+        rows = self.query(
+            "SELECT COALESCE(SUM(requests), 0) FROM usage_buckets WHERE api_key_id = :k AND status = 200 "
+            "AND endpoint IN (:e1, :e2) AND bucket_start >= :since AND bucket_start < :until",
+            k=key_id,
+            e1=BILLABLE_ENDPOINTS[0],
+            e2=BILLABLE_ENDPOINTS[1],
+            since=since,
+            until=until,
+        )
+        return int(rows[0][0])
 
     def first_usage_at(self) -> int | None:
         rows = self.query("SELECT MIN(bucket_start) FROM usage_buckets")
