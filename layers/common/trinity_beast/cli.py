@@ -49,10 +49,16 @@ async def serve(settings: Settings, args: argparse.Namespace) -> None:
         from .lrs.http import build_lrs
 
         listeners.append(Listener(build_lrs(rt), bind_tcp(settings.host, settings.lrs_port, "BEAST_LRS_PORT")))
-    udp_sock = bind_udp(settings.host, settings.lpo_udp_port, "BEAST_LPO_UDP_PORT") if lpo else None
+    datagrams: list[tuple[Callable[[], asyncio.DatagramProtocol], Any]] = []
+    if lpo:
+        datagrams.append((lambda: UdpPriceServer(rt), bind_udp(settings.host, settings.lpo_udp_port, "BEAST_LPO_UDP_PORT")))
+    if lrs:
+        from .lrs.udp import UdpReportServer
+
+        datagrams.append((lambda: UdpReportServer(rt), bind_udp(settings.host, settings.lrs_udp_port, "BEAST_LRS_UDP_PORT")))
     await rt.start()
-    if udp_sock is not None:
-        udp, _ = await asyncio.get_running_loop().create_datagram_endpoint(lambda: UdpPriceServer(rt), sock=udp_sock)
+    for protocol, sock in datagrams:
+        udp, _ = await asyncio.get_running_loop().create_datagram_endpoint(protocol, sock=sock)
         rt.on_stop(_closer(udp))
     if not args.no_sync:
         rt.spawn(
@@ -70,7 +76,7 @@ async def serve(settings: Settings, args: argparse.Namespace) -> None:
     if lpo and settings.prewarm:
         rt.spawn(prewarm(rt), "prewarm")
     parts = [f"LPO http://{settings.host}:{settings.lpo_port} and udp {settings.lpo_udp_port}"] if lpo else []
-    parts += [f"LRS http://{settings.host}:{settings.lrs_port}"] if lrs else []
+    parts += [f"LRS http://{settings.host}:{settings.lrs_port} and udp {settings.lrs_udp_port}"] if lrs else []
     log.info(
         "serving: %s (cache %s, database %s%s)",
         ", ".join(parts),

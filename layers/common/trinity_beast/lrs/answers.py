@@ -16,7 +16,7 @@ from ..envelope import Envelopes, dumps, utc_iso
 from ..keys import ApiKey
 from ..lpo.http import rate_limit_headers
 from ..lpo.price import authenticate, quota_for, usage_fields
-from ..reports import CONTENT_TYPES, ReportError, page_data, parse_filters, render_file, report
+from ..reports import CONTENT_TYPES, ReportError, ReportFilters, page_data, parse_filters, render_file, report
 from ..usage import Quota
 
 if TYPE_CHECKING:
@@ -85,6 +85,15 @@ async def answer_usage_me(rt: "Runtime", secret: str | None, envelopes: Envelope
     return _metered(rt, key, USAGE_ME_ENDPOINT, Answer(200, dumps(body), headers=headers), started)
 
 
+def scope_to_key(filters: ReportFilters, key: ApiKey) -> ReportFilters:
+    """Admin keys see every key; any other key only its own usage (PermissionError otherwise)."""
+    if key.tier == "admin":
+        return filters
+    if filters.api_key_id not in (None, key.id):
+        raise PermissionError(f"a {key.tier} key sees only its own usage (api_key_id={key.id})")
+    return replace(filters, api_key_id=key.id)
+
+
 async def answer_report(
     rt: "Runtime", secret: str | None, params: Sequence[tuple[str, str]], envelopes: Envelopes
 ) -> Answer:
@@ -103,10 +112,10 @@ async def answer_report(
         filters = parse_filters(params, time.time())
     except ReportError as exc:
         return error(400, str(exc))
-    if key.tier != "admin":
-        if filters.api_key_id not in (None, key.id):
-            return error(403, f"a {key.tier} key sees only its own usage (api_key_id={key.id})")
-        filters = replace(filters, api_key_id=key.id)
+    try:
+        filters = scope_to_key(filters, key)
+    except PermissionError as exc:
+        return error(403, str(exc))
     page = await report(rt.cache, rt.db, filters)
     if filters.format == "json":
         body = dumps(envelopes.ok(REPORT_ENDPOINT, page_data(filters, page), api_key_id=key.id))
