@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import subprocess
 import time
 import sys
@@ -165,3 +167,85 @@ def test_sync_function_moves_closed_minutes_once(usage_stack) -> None:
     # Nothing is lost to the move: the report still shows all nine requests.
     result = invoke("ReportsFunction", api_event("reports_usage_json.json", keys["admin"][1], endpoint="/price"))
     assert sum(r["requests"] for r in json.loads(result["body"])["data"]["rows"]) == 9
+
+
+# --- as deployed: the database from Secrets Manager (moto), every event file, metrics ----------
+
+FUNCTION_OF_EVENT = {Path(props["CodeUri"]).name: name for name, props in functions().items()}
+# partners_* events belong to the partners function and are exercised by the partners tests.
+DEPLOYED_EVENTS = sorted(p.name for p in EVENTS.glob("*.json") if not p.name.startswith("partners_"))
+
+
+@pytest.fixture
+def deployed_stack(usage_stack, monkeypatch: pytest.MonkeyPatch):
+    """usage_stack as the template wires it: no DATABASE_URL, only the Aurora secret's ARN (moto)."""
+    import boto3
+    from moto import mock_aws
+
+    from support import UNREACHABLE_EXCHANGES
+    from trinity_beast.db.postgres import connect_args
+
+    db_url = os.environ["DATABASE_URL"]
+    for name, value in {**UNREACHABLE_EXCHANGES, "BEAST_PREWARM": "false", "AWS_DEFAULT_REGION": "us-east-2",
+                        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("DATABASE_URL")
+    args = connect_args(db_url)
+    with mock_aws():
+        secret = {"username": args["user"], "password": "unused-with-trust-auth", "host": args["host"],
+                  "port": args["port"], "dbname": args["database"], "engine": "postgres", "sslmode": "disable"}
+        arn = boto3.client("secretsmanager").create_secret(Name="trinity-beast/test/database", SecretString=json.dumps(secret))["ARN"]
+        monkeypatch.setenv("DATABASE_SECRET_ARN", arn)
+        yield usage_stack
+
+
+def emf_lines(text: str) -> list[dict]:
+    out = []
+    for line in text.splitlines():
+        with contextlib.suppress(ValueError):
+            record = json.loads(line)
+            if isinstance(record, dict) and "_aws" in record:
+                out.append(record)
+    return out
+
+
+@pytest.mark.parametrize("event_file", DEPLOYED_EVENTS)
+def test_every_event_file_is_answered_as_deployed(event_file: str, deployed_stack, capsys: pytest.CaptureFixture) -> None:
+    keys, _ = deployed_stack
+    function = FUNCTION_OF_EVENT[event_file.split("_", 1)[0]]
+    event = json.loads((EVENTS / event_file).read_text())
+    if "headers" in event and "Authorization" in (event["headers"] or {}):
+        event = api_event(event_file, keys["admin"][1])
+    result = invoke(function, event)
+    if "statusCode" in event or "httpMethod" in event:
+        assert result["statusCode"] == 200, result["body"]
+        if result["multiValueHeaders"]["Content-Type"][0].startswith("application/json"):
+            body = json.loads(result["body"])
+            assert body["status"].startswith("✅") and body["error"] is None
+    else:
+        assert result["ok"] is True and result["errors"] == [], result
+    metrics = emf_lines(capsys.readouterr().out)
+    assert metrics and all(m["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "TrinityBeast" for m in metrics)
+    names = {d["Name"] for m in metrics for d in m["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
+    assert names & {"Responses2xx", "UsageBucketsSynced"}
+
+
+@pytest.mark.parametrize(
+    "event,why",
+    [
+        ("tick", "expected an EventBridge scheduled event object, got str"),
+        ({"detail-type": "Object Created", "source": "aws.s3"}, "expected detail-type 'Scheduled Event', got 'Object Created'"),
+    ],
+)
+def test_sync_refuses_a_malformed_event_with_a_clear_error(event: object, why: str, capsys: pytest.CaptureFixture) -> None:
+    result = invoke("SyncFunction", event)
+    assert result == {"ok": False, "error": f"malformed event: {why}"}
+    names = {d["Name"] for m in emf_lines(capsys.readouterr().out) for d in m["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
+    assert names == {"MalformedEvents"}
+
+
+def test_a_malformed_api_event_is_counted_as_a_4xx(capsys: pytest.CaptureFixture) -> None:
+    assert invoke("AssetsFunction", {"httpMethod": 1})["statusCode"] == 400
+    [record] = emf_lines(capsys.readouterr().out)
+    assert record["Responses4xx"] == [1.0] or record["Responses4xx"] == 1.0
+    assert record["function"] == "AssetsFunction" and record["service"] == "trinity-beast"

@@ -3,7 +3,7 @@
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from trinity_beast.assets import load_registry
-from trinity_beast.lambda_api import envelope_response, handle, logger, make_resolver
+from trinity_beast.lambda_api import envelope_response, handle, logger, make_resolver, metrics
 
 app, envelopes = make_resolver()
 
@@ -13,6 +13,7 @@ def list_assets():
     return envelope_response(envelopes.ok("/ws/assets", load_registry().listing()))
 
 
+@metrics.log_metrics
 @logger.inject_lambda_context
 def handler(event: dict, context: LambdaContext) -> dict:
     return handle(app, envelopes, event, context)

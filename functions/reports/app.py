@@ -3,7 +3,7 @@
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from trinity_beast.lambda_api import (
-    LambdaRuntime, answer_response, handle, header_pairs, logger, make_resolver, query_pairs,
+    LambdaRuntime, answer_response, handle, header_pairs, logger, make_resolver, metrics, query_pairs,
 )
 from trinity_beast.lrs.answers import answer_report, answer_usage_me, secret_from
 
@@ -26,6 +26,7 @@ def usage_me():
     return answer_response(runtime.run(lambda rt: answer_usage_me(rt, secret, envelopes)))
 
 
+@metrics.log_metrics
 @logger.inject_lambda_context
 def handler(event: dict, context: LambdaContext) -> dict:
     return handle(app, envelopes, event, context)

@@ -1,22 +1,46 @@
 """Scheduled (EventBridge, every minute): move closed usage minutes into the database, prewarm stale prices."""
 
 from dataclasses import asdict
+from typing import Any
 
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from trinity_beast.lambda_api import LambdaRuntime, logger
+from trinity_beast.lambda_api import LambdaRuntime, logger, metrics
 from trinity_beast.prewarm import prewarm
 from trinity_beast.sync import options, sync_once
 
 runtime = LambdaRuntime()
+PREWARM_MARGIN_S = 5.0  # leave time to flush and answer before the function's timeout
 
 
+def refusal(event: Any) -> str | None:
+    """Why `event` is not a schedule tick (None if it is one, or an empty manual `{}`)."""
+    if not isinstance(event, dict):
+        return f"expected an EventBridge scheduled event object, got {type(event).__name__}"
+    if event and EventBridgeEvent(event).get("detail-type") != "Scheduled Event":
+        return f"expected detail-type 'Scheduled Event', got {event.get('detail-type')!r}"
+    return None
+
+
+@metrics.log_metrics
 @logger.inject_lambda_context
-def handler(event: dict, context: LambdaContext) -> dict:
-    if not isinstance(event, dict) or event.get("detail-type") != "Scheduled Event":
-        logger.warning("not a scheduled event; syncing anyway", extra={"event_type": type(event).__name__})
-    result = runtime.run(
-        lambda rt: sync_once(rt.cache, rt.db, prewarm=lambda: prewarm(rt, stale_only=True), **options(rt.settings))
-    )
+def handler(event: Any, context: LambdaContext) -> dict:
+    why = refusal(event)
+    if why is not None:
+        logger.warning("refused a malformed event", extra={"why": why})
+        metrics.add_metric(name="MalformedEvents", unit=MetricUnit.Count, value=1)
+        return {"ok": False, "error": f"malformed event: {why}"}
+    budget_s = max(1.0, context.get_remaining_time_in_millis() / 1000 - PREWARM_MARGIN_S)
+
+    async def work(rt):
+        warm = (lambda: prewarm(rt, stale_only=True, timeout_s=budget_s)) if rt.settings.prewarm else None
+        return await sync_once(rt.cache, rt.db, prewarm=warm, **options(rt.settings))
+
+    result = runtime.run(work)
+    metrics.add_metric(name="UsageBucketsSynced", unit=MetricUnit.Count, value=result.buckets)
+    metrics.add_metric(name="UsageRequestsSynced", unit=MetricUnit.Count, value=result.requests)
+    metrics.add_metric(name="SyncErrors", unit=MetricUnit.Count, value=len(result.errors))
     logger.info("usage sync", extra={"result": asdict(result)})
-    return asdict(result)
+    return {"ok": not result.errors, **asdict(result)}

@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, TypeVar
 
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes.common import BaseProxyEvent
 
 from .config import load_settings
@@ -23,6 +24,8 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 logger = Logger(service="trinity-beast")
+# CloudWatch embedded-metric-format lines on stdout: no AWS call, CloudWatch Logs extracts them.
+metrics = Metrics(namespace="TrinityBeast", service="trinity-beast")
 
 
 def envelope_response(body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
@@ -105,7 +108,16 @@ def malformed(envelopes: Envelopes, why: str) -> dict[str, Any]:
 
 
 def handle(app: APIGatewayRestResolver, envelopes: Envelopes, event: Any, context: Any) -> dict[str, Any]:
-    """Resolve an API Gateway proxy event; refuse anything that is not one with a UME 400."""
+    """Resolve an API Gateway proxy event (counting answers by status class); refuse anything that is not one."""
+    metrics.add_dimension(name="function", value=str(getattr(context, "function_name", "unknown")))
+    response = _resolve(app, envelopes, event, context)
+    metrics.add_metric(name="Responses", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name=f"Responses{response['statusCode'] // 100}xx", unit=MetricUnit.Count, value=1)
+    return response
+
+
+def _resolve(app: APIGatewayRestResolver, envelopes: Envelopes, event: Any, context: Any) -> dict[str, Any]:
+    """Refuse anything that is not an API Gateway proxy event with a UME 400."""
     if not isinstance(event, dict):
         return malformed(envelopes, "expected an API Gateway proxy event object")
     for field in ("httpMethod", "path"):
