@@ -67,6 +67,8 @@ class Settings:
     usage_hour_days: float = 90.0
     key_cache_s: float = 5.0
     log_level: str = "INFO"
+    ws_max_per_key: int = 20  # open /ws/prices connections per non-partner key; 0 = no limit
+    ws_max_per_ip: int = 100  # open /ws/prices connections per client address (non-partner keys); 0 = no limit
 
     @property
     def sqlite_path(self) -> Path:
@@ -84,6 +86,16 @@ def _port(env: Mapping[str, str], name: str, default: int) -> int:
     if not 1 <= value <= 65535:
         raise ConfigError(f"{name}: expected a port number 1-65535, got {value}")
     return value
+
+
+def _limit(env: Mapping[str, str], name: str, default: int) -> int:
+    """A whole number >= 0, where 0 means no limit."""
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    if not raw.strip().isdigit():
+        raise ConfigError(f"{name}: expected a whole number (0 = no limit), got {raw!r}")
+    return int(raw.strip())
 
 
 def _positive_float(env: Mapping[str, str], name: str, default: float, unit: str = "seconds") -> float:
@@ -203,6 +215,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         usage_minute_days=_positive_float(env, "BEAST_USAGE_MINUTE_DAYS", 7.0, "days"),
         usage_hour_days=_positive_float(env, "BEAST_USAGE_HOUR_DAYS", 90.0, "days"),
         key_cache_s=_positive_float(env, "BEAST_KEY_CACHE_S", 5.0),
+        ws_max_per_key=_limit(env, "BEAST_WS_MAX_PER_KEY", 20),
+        ws_max_per_ip=_limit(env, "BEAST_WS_MAX_PER_IP", 100),
         log_level=log_level,
     )
     if settings.lpo_port == settings.lrs_port:

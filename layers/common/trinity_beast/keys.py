@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
+from .dberrors import DatabaseUnavailable
+
 if TYPE_CHECKING:
     from .db.base import Database
 
@@ -111,14 +113,23 @@ class KeyRing:
         return False, None
 
     def lookup(self, secret: str) -> ApiKey | None:
-        """The key for `secret` (active or revoked), or None. Blocking: call off the event loop."""
+        """The key for `secret` (active or revoked), or None. Blocking: call off the event loop.
+
+        While the database is unreachable an expired entry is still answered (a revocation
+        cannot happen then either); a secret never seen raises DatabaseUnavailable.
+        """
         if not plausible_secret(secret):
             return None
         digest = hash_secret(secret)
         entry = self._cache.get(digest)
         if entry is not None and entry[0] > self._clock():
             return entry[1]
-        key = self._db.key_by_hash(digest)
+        try:
+            key = self._db.key_by_hash(digest)
+        except DatabaseUnavailable:
+            if entry is not None:  # the last answer stands while the database is unreachable
+                return entry[1]
+            raise
         if key is not None and not hmac.compare_digest(key.secret_hash, digest):
             key = None
         if len(self._cache) > 100_000:

@@ -15,6 +15,7 @@ import base64
 import bisect
 import csv
 import hashlib
+import hmac
 import io
 import logging
 import re
@@ -27,6 +28,7 @@ import orjson
 from .cache import Cache, CacheUnavailable
 from .db import Database
 from .db.base import GRAIN_SECONDS, UsageQuery
+from .dberrors import DatabaseUnavailable
 from .usage import CLAIM_PREFIX, MINUTE_PREFIX, Counts, Group, parse_bucket
 
 log = logging.getLogger(__name__)
@@ -149,6 +151,7 @@ class Page:
     total: int
     next_cursor: str | None
     includes_unsynced: bool  # False when the cache could not be read: recent minutes may be missing
+    missing: tuple[str, ...] = ()  # sources that could not be read: "cache" (unsynced minutes), "database" (history)
 
 
 # --- filters -------------------------------------------------------------------------------
@@ -272,7 +275,7 @@ def decode_cursor(cursor: str, fingerprint: str) -> tuple:
         payload = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
     except (ValueError, TypeError):
         raise bad from None
-    if not mac or _sign(payload) != mac:
+    if not mac or not hmac.compare_digest(_sign(payload), mac):
         raise bad
     try:
         data = orjson.loads(payload)
@@ -313,20 +316,34 @@ def _db_read(db: Database, q: UsageQuery, claimed: list[str]) -> tuple[list[tupl
         return db.usage_totals(q), db.batches_written(claimed)
 
 
-async def gather(cache: Cache, db: Database, f: ReportFilters) -> tuple[list[Row], bool]:
-    """Every row matching `f`, summed per period and group, sorted; and whether the
-    cache's unsynced buckets are included."""
+async def _db_read_or_missing(
+    db: Database, q: UsageQuery, claimed: list[str], missing: set[str]
+) -> tuple[list[tuple[int, Group, Counts]], set[str]]:
+    """The database's rows and ledger, or nothing (and "database" in `missing`) when it is down."""
+    try:
+        return await asyncio.to_thread(_db_read, db, q, claimed)
+    except DatabaseUnavailable as exc:
+        log.warning("usage report without synced history, database unavailable: %s", exc)
+        missing.add("database")
+        return [], set()
+
+
+async def gather(cache: Cache, db: Database, f: ReportFilters) -> tuple[list[Row], tuple[str, ...]]:
+    """Every row matching `f`, summed per period and group, sorted; and the sources that
+    could not be read ("cache": the unsynced minutes; "database": the synced history)."""
     q = f.usage_query()
+    missing: set[str] = set()
     for attempt in range(_READ_ATTEMPTS):
+        missing.clear()
         try:
             claims = await cache.claims()
             buckets = await _cache_buckets(cache)
         except CacheUnavailable as exc:
             log.warning("usage report without unsynced minutes, cache unavailable: %s", exc)
-            db_rows, _ = await asyncio.to_thread(_db_read, db, q, [])
-            return [Row(b, g, c) for b, g, c in db_rows], False
+            db_rows, _ = await _db_read_or_missing(db, q, [], missing)
+            return [Row(b, g, c) for b, g, c in db_rows], tuple(sorted(missing | {"cache"}))
         claimed = [key for key, _, _ in buckets if key.startswith(CLAIM_PREFIX)]
-        db_rows, written = await asyncio.to_thread(_db_read, db, q, claimed)
+        db_rows, written = await _db_read_or_missing(db, q, claimed, missing)
         try:
             stable = await cache.claims() == claims
         except CacheUnavailable:
@@ -342,7 +359,7 @@ async def gather(cache: Cache, db: Database, f: ReportFilters) -> tuple[list[Row
                 merged.setdefault((bucket_of(minute_start, q), g), Counts()).add(c)
     rows = [Row(b, g, c) for (b, g), c in merged.items()]
     rows.sort(key=lambda r: r.key)
-    return rows, True
+    return rows, tuple(sorted(missing))
 
 
 def bucket_of(ts: int, q: UsageQuery) -> int:
@@ -353,12 +370,12 @@ def bucket_of(ts: int, q: UsageQuery) -> int:
 
 async def report(cache: Cache, db: Database, f: ReportFilters) -> Page:
     """One page of the report."""
-    rows, complete = await gather(cache, db, f)
+    rows, missing = await gather(cache, db, f)
     first = 0 if f.after is None else bisect.bisect_right([r.key for r in rows], f.after)
     page = rows[first : first + f.limit]
     more = first + f.limit < len(rows)
     cursor = encode_cursor(page[-1].key, f.fingerprint()) if more and page else None
-    return Page(page, len(rows), cursor, complete)
+    return Page(page, len(rows), cursor, "cache" not in missing, missing)
 
 
 # --- rendering -----------------------------------------------------------------------------
@@ -427,6 +444,7 @@ def page_data(f: ReportFilters, page: Page) -> dict[str, Any]:
         "paging": {"total": page.total, "limit": f.limit, "returned": len(page.rows), "next_cursor": page.next_cursor},
         "filters": f.echo(),
         "includes_unsynced": page.includes_unsynced,
+        "missing": list(page.missing),
     }
 
 
@@ -444,6 +462,8 @@ def render_file(f: ReportFilters, page: Page) -> tuple[bytes, dict[str, str]]:
         "X-Page-Limit": str(f.limit),
         "X-Includes-Unsynced": "true" if page.includes_unsynced else "false",
     }
+    if page.missing:
+        headers["X-Missing"] = ",".join(page.missing)
     if page.next_cursor:
         headers["X-Next-Cursor"] = page.next_cursor
     return body, headers

@@ -11,6 +11,7 @@ from typing import Any, Iterator
 
 import uvicorn
 
+from .httpguard import LimitedHttpTools
 from .lpo.ws import MAX_FRAME_BYTES
 
 
@@ -58,9 +59,16 @@ class Listener:
     sock: socket.socket
 
 
+KEEP_ALIVE_S = 5  # an idle keep-alive connection is closed after this long
+
+
 def make_server(app: Any, log_level: str) -> uvicorn.Server:
+    """uvicorn with the limits one client must not exceed (httpguard.py): header and body size,
+    header time, idle keep-alive time, WebSocket frame size."""
     config = uvicorn.Config(
         app,
+        http=LimitedHttpTools,
+        timeout_keep_alive=KEEP_ALIVE_S,
         lifespan="off",
         access_log=False,
         log_level=log_level.lower(),

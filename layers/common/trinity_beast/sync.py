@@ -30,6 +30,7 @@ from typing import Awaitable, Callable
 from .cache import Cache, CacheUnavailable
 from .config import Settings
 from .db import Database
+from .dberrors import DatabaseUnavailable
 from .usage import CLAIM_PREFIX, MINUTE_PREFIX, MONTH_PREFIX, month_of, parse_bucket
 
 log = logging.getLogger(__name__)
@@ -137,6 +138,22 @@ async def sync_once(
     return result
 
 
+@dataclass(slots=True)
+class SyncStats:
+    """What the sync loop of this process has done (GET /metrics reads it)."""
+
+    runs: int = 0
+    failures: int = 0
+    buckets: int = 0
+    requests: int = 0
+    last_success: float | None = None  # epoch seconds
+    last_error: str | None = None
+
+
+STATS = SyncStats()  # the process's sync loop; one per process
+RETRY_INITIAL_S = 1.0
+
+
 async def run_sync(
     cache: Cache,
     db: Database,
@@ -145,18 +162,36 @@ async def run_sync(
     grace_s: float = 5.0,
     retention: Retention = Retention(),
     prewarm: Callable[[], Awaitable[object]] | None = None,
+    stats: SyncStats = STATS,
 ) -> None:
-    """Sync now, then every `every_s` seconds, forever; a failed pass is logged and retried."""
+    """Sync now, then every `every_s` seconds, forever.
+
+    A failed pass (cache or database unreachable) is retried sooner, with a doubling delay
+    from RETRY_INITIAL_S up to `every_s`: claimed buckets stay in the cache until a pass
+    writes them, so a retry loses nothing and the backlog clears as soon as both are back.
+    """
+    retry_s = RETRY_INITIAL_S
     while True:
+        delay = every_s
+        stats.runs += 1
         try:
             result = await sync_once(cache, db, grace_s=grace_s, retention=retention, prewarm=prewarm)
+            stats.buckets += result.buckets
+            stats.requests += result.requests
+            stats.last_success = time.time()
+            retry_s = RETRY_INITIAL_S
             if result.buckets or result.recovered:
                 log.info("usage sync: %s", result.summary())
-        except CacheUnavailable as exc:
-            log.warning("usage sync deferred, cache unavailable: %s", exc)
-        except Exception:
-            log.exception("usage sync failed; retrying in %.0f s", every_s)
-        await asyncio.sleep(every_s)
+        except Exception as exc:
+            stats.failures += 1
+            stats.last_error = f"{type(exc).__name__}: {exc}"
+            delay = min(retry_s, every_s)
+            retry_s = min(retry_s * 2, every_s)
+            if isinstance(exc, (CacheUnavailable, DatabaseUnavailable)):
+                log.warning("usage sync deferred (%s); retrying in %.0f s", stats.last_error, delay)
+            else:
+                log.exception("usage sync failed; retrying in %.0f s", delay)
+        await asyncio.sleep(delay)
 
 
 def options(settings: Settings) -> dict:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from ..config import Settings
 from .base import Database
+from ..dberrors import DatabaseUnavailable
 
-__all__ = ["Database", "make_database"]
+__all__ = ["Database", "DatabaseUnavailable", "make_database"]
 
 
 def make_database(settings: Settings) -> Database:

@@ -6,8 +6,10 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pg8000.native
+from pg8000.exceptions import InterfaceError
 
 from .base import Database
+from ..dberrors import DatabaseUnavailable
 
 _MIGRATION_LOCK_ID = 0x7B3A57  # pg_advisory_xact_lock key shared by every migrator
 
@@ -33,30 +35,82 @@ def connect_args(url: str) -> dict[str, Any]:
 
 
 class PostgresDatabase(Database):
+    """One connection, reopened after the server went away (a restart, a failover, a cut).
+
+    A statement that fails because the connection broke raises DatabaseUnavailable. Outside
+    a transaction a read is retried once on a fresh connection (the old one may simply have
+    been cut while idle); inside one the whole transaction fails, and the caller's retry
+    starts it again on a new connection.
+    """
+
     dialect = "postgres"
 
     def __init__(self, url: str) -> None:
         super().__init__()
-        self._conn = pg8000.native.Connection(**connect_args(url))
+        self._args = connect_args(url)
+        self._conn: pg8000.native.Connection | None = None
+        self._in_tx = False
+        self._connect()
+
+    def _connect(self) -> pg8000.native.Connection:
+        if self._conn is None:
+            try:
+                self._conn = pg8000.native.Connection(**self._args)
+            except (InterfaceError, OSError) as exc:
+                raise DatabaseUnavailable(f"cannot connect to PostgreSQL: {exc}") from None
+        return self._conn
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        self._in_tx = False
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:  # already broken: nothing to close cleanly
+                pass
+
+    def _run(self, sql: str, params: dict[str, Any] | None = None) -> tuple[list, int]:
+        retry = not self._in_tx and self._conn is not None
+        while True:
+            conn = self._connect()
+            try:
+                rows = conn.run(sql, **(params or {}))
+                return rows or [], conn.row_count
+            except (InterfaceError, OSError) as exc:
+                self._drop()
+                if not retry:
+                    raise DatabaseUnavailable(f"PostgreSQL connection lost: {exc}") from None
+                retry = False
 
     def _execute(self, sql: str, params: dict[str, Any] | None = None) -> tuple[list[tuple], int]:
-        rows = self._conn.run(sql, **(params or {}))
-        return [tuple(r) for r in rows or []], self._conn.row_count
+        rows, count = self._run(sql, params)
+        return [tuple(r) for r in rows], count
 
     def _begin(self) -> None:
-        self._conn.run("START TRANSACTION")
+        self._run("START TRANSACTION")
+        self._in_tx = True
 
     def _commit(self) -> None:
-        self._conn.run("COMMIT")
+        try:
+            self._run("COMMIT")
+        finally:
+            self._in_tx = False
 
     def _rollback(self) -> None:
-        self._conn.run("ROLLBACK")
+        self._in_tx = False
+        if self._conn is None:
+            return  # the connection broke: the server rolled the transaction back
+        try:
+            self._conn.run("ROLLBACK")
+        except (InterfaceError, OSError):
+            self._drop()
 
     def _begin_snapshot(self) -> None:
-        self._conn.run("START TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        self._run("START TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        self._in_tx = True
 
     def _lock_migrations(self) -> None:
-        self._conn.run("SELECT pg_advisory_xact_lock(:id)", id=_MIGRATION_LOCK_ID)
+        self._run("SELECT pg_advisory_xact_lock(:id)", {"id": _MIGRATION_LOCK_ID})
 
     def close(self) -> None:
-        self._conn.close()
+        self._drop()

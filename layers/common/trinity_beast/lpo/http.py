@@ -17,6 +17,8 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..envelope import Envelopes, dumps
+from ..openapi import install_openapi, lpo_paths
+from ..ops import Instrument, add_ops_routes, route_paths, ws_samples
 from ..usage import Quota
 from .price import PriceRequest, answer_price
 from .ws import ENDPOINT as WS_ENDPOINT
@@ -98,13 +100,20 @@ def install_error_handlers(app: FastAPI, envelopes: Envelopes) -> None:
 class LpoHttp:
     """ASGI app: hot routes here, everything else to `api`."""
 
+    HOT_PATHS = ("/price", "/health")
+
     def __init__(self, rt: "Runtime", api: FastAPI) -> None:
         self.rt = rt
         self.api = api
         self.envelopes = rt.envelopes("LPO")
         self.hub = Hub(rt)
+        self._front = Instrument(self.route, rt.metrics, "LPO", lambda: [*self.HOT_PATHS, *route_paths(api)])
+        rt.metrics.add_collector(lambda: ws_samples(self.hub.stats()))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._front(scope, receive, send)
+
+    async def route(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
             path = scope["path"]
@@ -157,9 +166,11 @@ def build_lpo(rt: "Runtime") -> LpoHttp:
     from ..lrs.http import add_usage_me  # here: lrs.http imports this module
 
     add_usage_me(api, rt, envelopes)
+    add_ops_routes(api, rt, envelopes, "LPO")
 
     @api.get("/ws/assets", summary="The prewarmed assets and the exchanges that quote each (no key needed)")
     async def assets() -> Response:
         return envelope_response(envelopes.ok("/ws/assets", rt.registry.listing()))
 
+    install_openapi(api, lpo_paths())
     return LpoHttp(rt, api)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 from ..book import Median, age, median, pick
 from ..cache import CacheUnavailable
+from ..dberrors import DatabaseUnavailable
 from ..envelope import Envelopes, utc_iso, utc_readable
 from ..keys import ApiKey
 from ..tick import Tick
@@ -125,8 +126,14 @@ def median_entry(asset: str, m: Median, now: float, latency_s: float) -> dict[st
     return entry
 
 
+KEYS_UNAVAILABLE = "cannot check the API key right now: the key database is unreachable; retry shortly"
+
+
 async def authenticate(rt: "Runtime", secret: str | None) -> tuple[ApiKey | None, str | None]:
-    """(key, None) for an active key, else (None or the revoked key, the error to answer)."""
+    """(key, None) for an active key, else (None or the revoked key, the error to answer).
+
+    Raises DatabaseUnavailable for a key this process has never seen while the database is
+    down (callers answer 503: the key may well be valid)."""
     if not secret:
         return None, "missing API key: send Authorization: Bearer KEY or ?api_key=KEY"
     hit, key = rt.keys.cached(secret)
@@ -141,7 +148,10 @@ async def authenticate(rt: "Runtime", secret: str | None) -> tuple[ApiKey | None
 
 async def quota_for(rt: "Runtime", key: ApiKey) -> Quota:
     if not rt.meter.knows(key.id):
-        await rt.meter.load(key.id)
+        try:
+            await rt.meter.load(key.id)
+        except DatabaseUnavailable:
+            pass  # the month total is read again on the next request; counting goes on meanwhile
     return rt.meter.quota(key.id, 0 if key.unlimited else key.monthly_limit)
 
 
@@ -197,7 +207,10 @@ async def lookup(
 
 async def answer_price(rt: "Runtime", request: PriceRequest, envelopes: Envelopes) -> PriceAnswer:
     started = time.perf_counter()
-    key, problem = await authenticate(rt, request.secret)
+    try:
+        key, problem = await authenticate(rt, request.secret)
+    except DatabaseUnavailable:
+        return PriceAnswer(503, envelopes.error(ENDPOINT, 503, KEYS_UNAVAILABLE))
     if problem is not None:
         return PriceAnswer(401, envelopes.error(ENDPOINT, 401, problem))
     assert key is not None

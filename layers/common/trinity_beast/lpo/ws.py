@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import defaultdict, deque
+from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 from urllib.parse import parse_qs
@@ -21,6 +21,7 @@ from urllib.parse import parse_qs
 import orjson
 
 from ..book import pick
+from ..dberrors import DatabaseUnavailable
 from ..envelope import utc_iso
 from ..keys import ApiKey
 from ..tick import Tick
@@ -97,6 +98,9 @@ class Hub:
         self.clients: set[Client] = set()
         self.deliveries = 0
         self.dropped_slow = 0
+        self.refused_limit = 0  # connections refused by the per-key or per-address limit
+        self.per_key: Counter[str] = Counter()  # open connections per key id
+        self.per_ip: Counter[str] = Counter()  # open connections per client address (non-partner keys)
         self.slow_client_s = SLOW_CLIENT_S
         self.revalidate_s = REVALIDATE_S
         self._revalidating: asyncio.Task | None = None
@@ -220,6 +224,20 @@ class Hub:
                 self.message(client, 400, None, f"unknown action ({shown}): expected subscribe, unsubscribe or ping")
             )
 
+    def over_limit(self, key: ApiKey, ip: str) -> str | None:
+        """Why one more connection for this key from this address is refused, or None.
+
+        Partner keys are exempt: they are never throttled, and many partners may reach us
+        through one PrivateLink address."""
+        if key.tier == "partner":
+            return None
+        s = self.rt.settings
+        if s.ws_max_per_key and self.per_key[key.id] >= s.ws_max_per_key:
+            return f"too many connections for this key: at most {s.ws_max_per_key} open at once"
+        if s.ws_max_per_ip and self.per_ip[ip] >= s.ws_max_per_ip:
+            return f"too many connections from {ip}: at most {s.ws_max_per_ip} open at once"
+        return None
+
     def drop(self, client: Client) -> None:
         self.clients.discard(client)
         for asset in client.assets:
@@ -240,7 +258,12 @@ class Hub:
             for name, value in scope.get("headers", []):
                 if name == b"authorization" and value[:7].lower() == b"bearer ":
                     secret = value[7:].decode("latin-1").strip()
-        key, problem = await authenticate(self.rt, secret)
+        try:
+            key, problem = await authenticate(self.rt, secret)
+        except DatabaseUnavailable:
+            await send({"type": "websocket.accept"})
+            await send({"type": "websocket.close", "code": 1013, "reason": "key database unreachable: retry shortly"})
+            return
         await send({"type": "websocket.accept"})
         if problem is not None or key is None:
             await send({"type": "websocket.close", "code": 1008, "reason": problem or "invalid API key"})
@@ -251,7 +274,18 @@ class Hub:
             await send({"type": "websocket.close", "code": 1008, "reason": reason})
             return
 
+        ip = str((scope.get("client") or ("unknown",))[0])
+        refused = self.over_limit(key, ip)
+        if refused is not None:
+            self.refused_limit += 1
+            await send({"type": "websocket.close", "code": 1008, "reason": refused})
+            return
+        limited_ip = None if key.tier == "partner" else ip
+
         client = Client(key, send)
+        self.per_key[key.id] += 1
+        if limited_ip is not None:
+            self.per_ip[limited_ip] += 1
         self.clients.add(client)
         if self._revalidating is None:
             self._revalidating = self.rt.spawn(self.revalidate(), "ws-revalidate")
@@ -262,6 +296,9 @@ class Hub:
             await asyncio.wait((reader, writer), return_when=asyncio.FIRST_COMPLETED)
         finally:
             self.drop(client)
+            _release(self.per_key, key.id)
+            if limited_ip is not None:
+                _release(self.per_ip, limited_ip)
             client.close(1000, "")
             reader.cancel()
             await asyncio.gather(reader, writer, return_exceptions=True)
@@ -298,7 +335,9 @@ class Hub:
                         break
                     await asyncio.wait_for(self._send(client, head + client.key_json + tail), self.slow_client_s)
                     self.deliveries += 1
-                    meter.record(client.key.id, ENDPOINT, asset, "ws", 200, time.perf_counter() - published, True)
+                    latency = time.perf_counter() - published
+                    meter.record(client.key.id, ENDPOINT, asset, "ws", 200, latency, True)
+                    self.rt.metrics.observe("WS", ENDPOINT, "ws", 200, latency)
                 if client.closing is not None:
                     code, reason = client.closing
                     await asyncio.wait_for(client.send({"type": "websocket.close", "code": code, "reason": reason}), 1)
@@ -338,4 +377,15 @@ class Hub:
                     client.close(1008, "API key revoked")
 
     def stats(self) -> dict[str, int]:
-        return {"clients": len(self.clients), "deliveries": self.deliveries, "dropped_slow": self.dropped_slow}
+        return {
+            "clients": len(self.clients),
+            "deliveries": self.deliveries,
+            "dropped_slow": self.dropped_slow,
+            "refused_limit": self.refused_limit,
+        }
+
+
+def _release(counts: Counter[str], name: str) -> None:
+    counts[name] -= 1
+    if counts[name] <= 0:
+        del counts[name]

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Sequence
 from ..envelope import Envelopes, dumps, utc_iso
 from ..keys import ApiKey
 from ..lpo.http import rate_limit_headers
-from ..lpo.price import authenticate, quota_for, usage_fields
+from ..dberrors import DatabaseUnavailable
+from ..lpo.price import KEYS_UNAVAILABLE, authenticate, quota_for, usage_fields
 from ..reports import CONTENT_TYPES, ReportError, ReportFilters, page_data, parse_filters, render_file, report
 from ..usage import Quota
 
@@ -52,7 +53,10 @@ def limit_headers(quota: Quota) -> dict[str, str]:
 async def _authorized(
     rt: "Runtime", secret: str | None, endpoint: str, envelopes: Envelopes
 ) -> tuple[ApiKey | None, Answer | None]:
-    key, problem = await authenticate(rt, secret)
+    try:
+        key, problem = await authenticate(rt, secret)
+    except DatabaseUnavailable:
+        return None, Answer(503, dumps(envelopes.error(endpoint, 503, KEYS_UNAVAILABLE)), headers={"Retry-After": "5"})
     if problem is not None:
         body = envelopes.error(endpoint, 401, problem)
         return None, Answer(401, dumps(body), headers={"WWW-Authenticate": 'Bearer realm="trinity-beast"'})
@@ -117,6 +121,8 @@ async def answer_report(
     except PermissionError as exc:
         return error(403, str(exc))
     page = await report(rt.cache, rt.db, filters)
+    if set(page.missing) >= {"cache", "database"}:
+        return error(503, "usage report unavailable: neither the cache nor the database can be reached; retry shortly")
     if filters.format == "json":
         body = dumps(envelopes.ok(REPORT_ENDPOINT, page_data(filters, page), api_key_id=key.id))
         answer = Answer(200, body)

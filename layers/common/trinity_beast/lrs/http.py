@@ -9,6 +9,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from ..envelope import Envelopes
+from ..openapi import install_openapi, lrs_paths
+from ..ops import Instrument, add_ops_routes, route_paths
 from ..lpo.http import envelope_response, install_error_handlers
 from ..reports import FORMATS, GRANULARITIES, MAX_LIMIT
 from .answers import Answer, answer_report, answer_usage_me, secret_from
@@ -56,4 +58,8 @@ def build_lrs(rt: "Runtime") -> FastAPI:
         data = {"status": "ok", "uptime_s": round(time.time() - rt.started_at, 1), **rt.health()}
         return envelope_response(envelopes.ok("/health", data))
 
+    add_ops_routes(api, rt, envelopes, "LRS")
+    api.add_middleware(Instrument, metrics=rt.metrics, service="LRS", known=lambda: route_paths(api))
+    api.state.envelopes = envelopes  # for refusals made below the app (serving.LimitedHttp)
+    install_openapi(api, lrs_paths())
     return api
