@@ -199,6 +199,64 @@ def test_roll_up_keeps_every_count(database: Database) -> None:
     assert database.prune_batches(before=100.0) == 100
 
 
+def _partner(**changes):
+    from dataclasses import replace
+
+    from trinity_beast.partners.model import new_partner
+
+    body = {"name": "Acme", "aws_account_id": "111122223333", "region": "us-east-2", "connection_type": "peering",
+            "vpc_id": "vpc-0a1b2c3d4e5f67890", "cidr": "172.31.0.0/16", "route_table_id": "rtb-0a1b2c3d4e5f67890"}
+    partner = new_partner(body, "10.0.0.0/16", [], now=1000.0)
+    key, _ = new_key("partner Acme", "partner", now=1000.0)
+    return replace(partner, api_key_id=key.id, **changes), key
+
+
+def test_partners_round_trip_with_key_and_audit(database: Database) -> None:
+    from dataclasses import replace
+
+    from trinity_beast.partners.model import AuditEntry
+
+    database.migrate()
+    partner, key = _partner()
+    database.create_partner(partner, key, AuditEntry.record(partner.id, "ak_admin", "create", 1000.0, n=1))
+    assert database.partner_by_id(partner.id) == partner
+    assert database.key_by_id(key.id) == key and key.tier == "partner"
+    assert database.partner_by_id("pt_missing") is None
+    pending = replace(partner, status="pending", connection_id="pcx-0a1b2c3d4e5f67890", updated_at=1001.0)
+    assert database.update_partner(pending, "invited", AuditEntry.record(partner.id, "ak_admin", "register", 1001.0))
+    # A stale writer (expecting the old status) changes nothing, not even the audit trail.
+    assert not database.update_partner(replace(pending, status="rejected"), "invited", AuditEntry.record(partner.id, "x", "reject"))
+    revoked = replace(pending, status="revoked", updated_at=1002.0)
+    assert database.update_partner(revoked, "pending", AuditEntry.record(partner.id, "ak_admin", "revoke", 1002.0), revoke_key_at=1002.0)
+    assert database.partner_by_id(partner.id) == revoked
+    assert database.key_by_id(key.id).revoked_at == 1002.0
+    assert [p.id for p in database.list_partners()] == [partner.id]
+    assert database.list_partners("active") == []
+    trail = database.audit_trail(partner.id)
+    assert [(e.action, e.actor) for e in trail] == [("create", "ak_admin"), ("register", "ak_admin"), ("revoke", "ak_admin")]
+    assert trail[0].detail == {"n": 1}
+    database.add_audit(AuditEntry.record(None, "ak_admin", "udp_allow", 1003.0, cidr="198.51.100.0/24"))
+    assert [e.action for e in database.audit_trail(limit=2)] == ["revoke", "udp_allow"]
+    assert [e.action for e in database.audit_trail(partner.id)] == ["create", "register", "revoke"]
+
+
+def test_partner_creation_is_all_or_nothing(database: Database) -> None:
+    from dataclasses import replace
+
+    from trinity_beast.partners.model import AuditEntry
+
+    database.migrate()
+    partner, key = _partner(connection_id="pcx-0a1b2c3d4e5f67890", status="pending")
+    database.create_partner(partner, key, AuditEntry.record(partner.id, "a", "create"))
+    twin, twin_key = _partner(connection_id="pcx-0a1b2c3d4e5f67890", status="pending")  # same connection id
+    with pytest.raises(Exception):
+        database.create_partner(twin, twin_key, AuditEntry.record(twin.id, "a", "create"))
+    assert database.key_by_id(twin_key.id) is None and database.partner_by_id(twin.id) is None
+    with pytest.raises(Exception):  # the schema refuses an unknown status
+        database.create_partner(replace(twin, status="dreaming", connection_id=None), twin_key, AuditEntry.record(twin.id, "a", "c"))
+    assert database.count_keys() == 1 and len(database.audit_trail()) == 1
+
+
 def test_a_snapshot_reads_one_state(database: Database) -> None:
     database.migrate()
     with database.snapshot():

@@ -67,6 +67,14 @@ class Settings:
     usage_hour_days: float = 90.0
     key_cache_s: float = 5.0
     log_level: str = "INFO"
+    # The stack's own network, for partner onboarding (docs/partners.md); empty = not set.
+    partner_service_name: str = ""
+    vpc_id: str = ""
+    vpc_cidr: str = "10.0.0.0/16"
+    aws_account_id: str = ""
+    route_table_id: str = ""
+    partner_security_group_id: str = ""
+    udp_nlb_ip: str = ""
     ws_max_per_key: int = 20  # open /ws/prices connections per non-partner key; 0 = no limit
     ws_max_per_ip: int = 100  # open /ws/prices connections per client address (non-partner keys); 0 = no limit
 
@@ -131,6 +139,25 @@ def _url(env: Mapping[str, str], name: str, schemes: tuple[str, ...], default: s
     parts = urlsplit(raw)
     if parts.scheme not in schemes or not (parts.netloc or parts.path):
         raise ConfigError(f"{name}: expected a URL starting with {' or '.join(s + '://' for s in schemes)}, got {raw!r}")
+    return raw
+
+
+def _aws(env: Mapping[str, str], name: str, kind: str, default: str = "") -> str:
+    """An AWS id, CIDR or address setting; empty when unset."""
+    from .partners.cidr import CidrError, parse_cidr
+    from .partners.ids import id_problem, ipv4_problem
+
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if kind == "cidr":
+        try:
+            return str(parse_cidr(raw))
+        except CidrError as exc:
+            raise ConfigError(f"{name}: {exc}") from None
+    problem = ipv4_problem(raw) if kind == "ipv4" else id_problem(kind, raw)
+    if problem:
+        raise ConfigError(f"{name}: {problem}")
     return raw
 
 
@@ -218,6 +245,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ws_max_per_key=_limit(env, "BEAST_WS_MAX_PER_KEY", 20),
         ws_max_per_ip=_limit(env, "BEAST_WS_MAX_PER_IP", 100),
         log_level=log_level,
+        partner_service_name=_aws(env, "BEAST_PARTNER_SERVICE_NAME", "service_name"),
+        vpc_id=_aws(env, "BEAST_VPC_ID", "vpc"),
+        vpc_cidr=_aws(env, "BEAST_VPC_CIDR", "cidr", "10.0.0.0/16"),
+        aws_account_id=_aws(env, "BEAST_AWS_ACCOUNT_ID", "account"),
+        route_table_id=_aws(env, "BEAST_ROUTE_TABLE_ID", "route_table"),
+        partner_security_group_id=_aws(env, "BEAST_PARTNER_SECURITY_GROUP_ID", "security_group"),
+        udp_nlb_ip=_aws(env, "BEAST_UDP_NLB_IP", "ipv4"),
     )
     if settings.lpo_port == settings.lrs_port:
         raise ConfigError(f"BEAST_LRS_PORT: must differ from BEAST_LPO_PORT ({settings.lpo_port})")
