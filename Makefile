@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run serve test lint clean
+.PHONY: run serve test lint sam clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,5 +32,19 @@ test: $(VENV)/.test
 lint: $(VENV)/.test
 	$(BIN)/cfn-lint template.yaml
 
+# The SAM CLI pins its own boto3/click: it gets a virtual environment of its own.
+SAM_VENV := .sam-venv
+SAM      := SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=us-east-2 $(SAM_VENV)/bin/sam
+
+$(SAM_VENV)/bin/sam:
+	python3.11 -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install --quiet --upgrade pip
+	$(SAM_VENV)/bin/pip install --quiet aws-sam-cli==1.170.0
+
+## sam: `sam validate --lint`, then `sam build` (the layer and every function; needs PyPI)
+sam: $(SAM_VENV)/bin/sam
+	$(SAM) validate --lint
+	$(SAM) build
+
 clean:
-	rm -rf $(VENV) data .pytest_cache
+	rm -rf $(VENV) $(SAM_VENV) .aws-sam data .pytest_cache

@@ -133,15 +133,34 @@ def container_env(df: Dockerfile, port_setting: str, udp_setting: str, tmp_path:
     return env
 
 
-@pytest.mark.parametrize("image", sorted(IMAGES))
-def test_entrypoint_serves_health_and_exits_cleanly_on_sigterm(image: str, tmp_path: Path) -> None:
+# The image's own CMD, then the commands the task definitions give it per deployment mode
+# (tests/test_template.py checks the template says exactly these).
+RUNS = [
+    ("lpo", None, {}),
+    ("lpo", ["serve", "--only", "lpo", "--no-sync"], {}),  # independent, hybrid
+    ("lpo", ["serve"], {"APP_REPORT_SERVER": "true"}),  # combined: LPO and LRS in one container
+    ("lrs", None, {}),
+    ("lrs", ["serve", "--only", "lrs", "--no-sync"], {}),  # independent
+    ("lrs", ["serve", "--only", "lrs"], {}),  # hybrid: the LRS task syncs
+]
+
+
+@pytest.mark.parametrize("image,command,task_env", RUNS, ids=lambda v: " ".join(v) if isinstance(v, list) else None)
+def test_entrypoint_serves_health_and_exits_cleanly_on_sigterm(
+    image: str, command: list[str] | None, task_env: dict[str, str], tmp_path: Path
+) -> None:
     port_setting, udp_setting, _, _ = IMAGES[image]
     df = parse(REPO / "containers" / image / "Dockerfile")
-    env = container_env(df, port_setting, udp_setting, tmp_path)
+    env = {**container_env(df, port_setting, udp_setting, tmp_path), **task_env}
+    combined = env.get("APP_REPORT_SERVER") == "true" and command == ["serve"]
+    if combined:
+        env["BEAST_LRS_PORT"] = str(free_port())
+        env["BEAST_LRS_UDP_PORT"] = str(free_port(socket.SOCK_DGRAM))
+    command = df.cmd if command is None else command
     url = f"http://127.0.0.1:{env[port_setting]}/health"
     err = tmp_path / "stderr"
     with open(err, "w") as stderr:
-        proc = subprocess.Popen(df.entrypoint + df.cmd, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=stderr, text=True)
+        proc = subprocess.Popen(df.entrypoint + command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=stderr, text=True)
     try:
         deadline = time.time() + 30
         while True:
@@ -159,7 +178,11 @@ def test_entrypoint_serves_health_and_exits_cleanly_on_sigterm(image: str, tmp_p
         assert subprocess.run(["sh", "-c", check], env=env, timeout=10).returncode == 0
         [serving] = [line for line in err.read_text().splitlines() if "serving: " in line]
         other = "LRS" if image == "lpo" else "LPO"
-        assert f"{image.upper()} http://" in serving and f"{other} http://" not in serving, serving
+        assert f"{image.upper()} http://" in serving and (f"{other} http://" in serving) == combined, serving
+        assert ("usage sync left to a separate job" in serving) == ("--no-sync" in command), serving
+        if combined:
+            lrs = httpx.get(f"http://127.0.0.1:{env['BEAST_LRS_PORT']}/health", timeout=5)
+            assert lrs.json()["status"].startswith("✅ [LRS]")
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0, err.read_text()
     finally:
