@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run serve test lint sam clean
+.PHONY: run serve test lint sam bench bench-quick clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,14 @@ lint: $(VENV)/.test
 	$(BIN)/cfn-lint template.yaml
 
 # The SAM CLI pins its own boto3/click: it gets a virtual environment of its own.
+## bench: the full benchmark run by hand (starts everything on loopback; writes bench/RESULTS.md)
+bench: $(VENV)/.test
+	$(BIN)/python bench/run.py --full
+
+## bench-quick: a few seconds per figure, to prove the harness works (CI)
+bench-quick: $(VENV)/.test
+	$(BIN)/python bench/run.py --quick
+
 SAM_VENV := .sam-venv
 SAM      := SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=us-east-2 $(SAM_VENV)/bin/sam
 

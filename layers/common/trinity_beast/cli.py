@@ -7,6 +7,9 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import os
+import signal
+import subprocess
 import sys
 import time
 from typing import Any, Awaitable, Callable, Sequence
@@ -44,14 +47,17 @@ async def serve(settings: Settings, args: argparse.Namespace) -> None:
     lrs = args.only == "lrs" or (args.only is None and settings.report_server)
     listeners = []
     if lpo:
-        listeners.append(Listener(build_lpo(rt), bind_tcp(settings.host, settings.lpo_port, "BEAST_LPO_PORT")))
+        listeners.append(
+            Listener(build_lpo(rt), bind_tcp(settings.host, settings.lpo_port, "BEAST_LPO_PORT", args.reuse_port))
+        )
     if lrs:
         from .lrs.http import build_lrs
 
         listeners.append(Listener(build_lrs(rt), bind_tcp(settings.host, settings.lrs_port, "BEAST_LRS_PORT")))
     datagrams: list[tuple[Callable[[], asyncio.DatagramProtocol], Any]] = []
     if lpo:
-        datagrams.append((lambda: UdpPriceServer(rt), bind_udp(settings.host, settings.lpo_udp_port, "BEAST_LPO_UDP_PORT")))
+        lpo_udp = bind_udp(settings.host, settings.lpo_udp_port, "BEAST_LPO_UDP_PORT", args.reuse_port)
+        datagrams.append((lambda: UdpPriceServer(rt), lpo_udp))
     if lrs:
         from .lrs.udp import UdpReportServer
 
@@ -118,14 +124,48 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             f'"http://{settings.host}:{settings.lpo_port}/price?asset=BTC"',
             flush=True,
         )
+    workers = start_workers(args, settings)
     try:
         import uvloop
 
         runner: Callable[..., Any] = uvloop.run
     except ImportError:  # pragma: no cover - Windows
         runner = asyncio.run
-    runner(serve(settings, args))
+    try:
+        runner(serve(settings, args))
+    finally:
+        stop_workers(workers)
     return 0
+
+
+def start_workers(args: argparse.Namespace, settings: Settings) -> list[subprocess.Popen]:
+    """`--workers N`: N-1 more LPO processes on the same ports (SO_REUSEPORT), one per core.
+
+    This process stays the one that runs the feeds, the sync and the LRS; the others only
+    answer (HTTP, WebSocket, UDP). They share prices and usage through Redis, so more than
+    one worker needs REDIS_URL.
+    """
+    if args.workers < 1:
+        raise StartupError(f"--workers: expected 1 or more, got {args.workers}")
+    if args.workers == 1:
+        return []
+    if not settings.redis_url:
+        raise StartupError("--workers: more than one worker needs REDIS_URL (workers share prices and usage through Redis)")
+    args.reuse_port = True
+    env = {**os.environ, "BEAST_FEEDS": "false", "BEAST_PREWARM": "false"}
+    command = [sys.executable, "-m", "trinity_beast", "serve", "--only", "lpo", "--no-sync", "--reuse-port"]
+    return [subprocess.Popen(command, env=env) for _ in range(args.workers - 1)]
+
+
+def stop_workers(workers: list[subprocess.Popen]) -> None:
+    for worker in workers:
+        if worker.poll() is None:
+            worker.send_signal(signal.SIGTERM)
+    for worker in workers:
+        try:
+            worker.wait(30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
 
 
 def cmd_sim(args: argparse.Namespace, settings: Settings) -> int:
@@ -274,6 +314,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve only the price server (lpo: feeds, HTTP/WS, UDP) or only the report server (lrs);"
         " default: LPO, plus LRS when APP_REPORT_SERVER is on",
     )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="LPO processes sharing the ports, one per core (needs REDIS_URL when more than 1)",
+    )
+    p.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # set on worker processes
     p.add_argument(
         "--no-sync",
         action="store_true",

@@ -19,11 +19,17 @@ class StartupError(RuntimeError):
     """Start-up cannot go on; the message says why in one line."""
 
 
-def bind_tcp(host: str, port: int, setting: str) -> socket.socket:
-    """Bind before serving so a taken port is one clear line naming the setting."""
+def bind_tcp(host: str, port: int, setting: str, reuse_port: bool = False) -> socket.socket:
+    """Bind before serving so a taken port is one clear line naming the setting.
+
+    `reuse_port`: several worker processes bind the same port and the kernel spreads new
+    connections evenly over them (SO_REUSEPORT).
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, port))
     except OSError as exc:
@@ -33,9 +39,11 @@ def bind_tcp(host: str, port: int, setting: str) -> socket.socket:
     return sock
 
 
-def bind_udp(host: str, port: int, setting: str) -> socket.socket:
+def bind_udp(host: str, port: int, setting: str, reuse_port: bool = False) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_DGRAM)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, port))
     except OSError as exc:
