@@ -80,6 +80,7 @@ class InProcessServer:
     sim: Any = None  # the exchange Simulator, when started with one
     app: Any = None  # the LPO ASGI app (its `hub` is the WebSocket feed)
     udp_port: int = 0
+    lrs_url: str | None = None  # the LRS (reports, partners, /admin), when started with lrs=True
 
     def call(self, coro: Any, timeout: float = 10) -> Any:
         """Run a coroutine on the server's loop (e.g. write a tick into its cache)."""
@@ -97,8 +98,10 @@ class InProcessServer:
 
 
 @contextlib.contextmanager
-def in_process_server(env: dict[str, str], sim: bool = False, feeds: bool = False, **sim_options: Any) -> Iterator[InProcessServer]:
-    """`beast serve` in this process: optional simulator (every exchange pointed at it) and feeds."""
+def in_process_server(
+    env: dict[str, str], sim: bool = False, feeds: bool = False, lrs: bool = False, **sim_options: Any
+) -> Iterator[InProcessServer]:
+    """`beast serve` in this process: optional simulator (every exchange pointed at it), feeds and LRS."""
     from trinity_beast.ingest import start_feeds
     from trinity_beast.lpo.http import build_lpo
     from trinity_beast.runtime import Runtime, ensure_admin_key
@@ -128,6 +131,12 @@ def in_process_server(env: dict[str, str], sim: bool = False, feeds: bool = Fals
     udp_sock = bind_udp("127.0.0.1", 0, "BEAST_LPO_UDP_PORT")
     app = build_lpo(rt)
     srv = make_server(app, "warning")
+    lrs_srv = lrs_sock = None
+    if lrs:
+        from trinity_beast.lrs.http import build_lrs
+
+        lrs_sock = bind_tcp("127.0.0.1", 0, "BEAST_LRS_PORT")
+        lrs_srv = make_server(build_lrs(rt), "warning")
     ready = threading.Event()
 
     async def main() -> None:
@@ -136,10 +145,13 @@ def in_process_server(env: dict[str, str], sim: bool = False, feeds: bool = Fals
         if feeds:
             await start_feeds(rt)
         task = asyncio.create_task(srv.serve(sockets=[sock]))
-        while not srv.started:
+        lrs_task = None if lrs_srv is None else asyncio.create_task(lrs_srv.serve(sockets=[lrs_sock]))
+        while not srv.started or (lrs_srv is not None and not lrs_srv.started):
             await asyncio.sleep(0.01)
         ready.set()
         await task
+        if lrs_task is not None:
+            await lrs_task
         udp.close()
         await rt.stop()
         if simulator is not None:
@@ -150,10 +162,13 @@ def in_process_server(env: dict[str, str], sim: bool = False, feeds: bool = Fals
     assert ready.wait(15), "server did not start"
     try:
         yield InProcessServer(
-            rt, f"http://127.0.0.1:{settings.lpo_port}", loop, secret, key.id, simulator, app, udp_sock.getsockname()[1]
+            rt, f"http://127.0.0.1:{settings.lpo_port}", loop, secret, key.id, simulator, app, udp_sock.getsockname()[1],
+            None if lrs_sock is None else f"http://127.0.0.1:{lrs_sock.getsockname()[1]}",
         )
     finally:
         srv.should_exit = True
+        if lrs_srv is not None:
+            lrs_srv.should_exit = True
         thread.join(15)
         loop.close()
 

@@ -41,6 +41,9 @@ def build_lrs(rt: "Runtime") -> FastAPI:
     api = FastAPI(title="Trinity Beast LRS", version="0.1.0", docs_url="/docs", redoc_url=None)
     install_error_handlers(api, envelopes)
     add_usage_me(api, rt, envelopes)
+    from .admin import add_command_center  # partners, /admin and its JSON
+
+    add_command_center(api, rt, envelopes)
 
     @api.get(
         "/reports/usage",
