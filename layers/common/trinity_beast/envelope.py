@@ -7,6 +7,7 @@ orjson call.
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -32,15 +33,22 @@ FIELDS: tuple[str, ...] = (
 )
 
 
+@functools.lru_cache(maxsize=4096)
+def _second(second: int, pattern: str) -> str:
+    """strftime of one whole second: every answer formats timestamps, most within a few seconds."""
+    return datetime.fromtimestamp(second, tz=timezone.utc).strftime(pattern)
+
+
 def utc_iso(ts: float | None = None) -> str:
     """UTC ISO-8601 with millisecond precision and a `Z`."""
-    dt = datetime.fromtimestamp(time.time() if ts is None else ts, tz=timezone.utc)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+    ms = int((time.time() if ts is None else ts) * 1000)
+    second, rest = divmod(ms, 1000)
+    return f"{_second(second, '%Y-%m-%dT%H:%M:%S')}.{rest:03d}Z"
 
 
 def utc_readable(ts: float) -> str:
     """A timestamp a person reads at a glance: `2026-11-23 15:10:34 UTC`."""
-    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return _second(int(ts // 1), "%Y-%m-%d %H:%M:%S UTC")
 
 
 @dataclass(frozen=True, slots=True)

@@ -96,7 +96,9 @@ class KeyRing:
     """Authenticates secrets against the database with a short in-process cache.
 
     The cache keeps the hot path off the database; its lifetime (`ttl` seconds) bounds how
-    long a revoked key can still be used by a process.
+    long a revoked key can still be used by a process. It is keyed by the secret itself so a
+    hit costs no hashing; the secret is in this process's request buffers anyway, and the
+    cache lives only in memory, bounded, for seconds.
     """
 
     def __init__(self, db: "Database", ttl: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
@@ -107,7 +109,7 @@ class KeyRing:
 
     def cached(self, secret: str) -> tuple[bool, ApiKey | None]:
         """(hit, key) from the cache alone, for the synchronous hot path."""
-        entry = self._cache.get(hash_secret(secret))
+        entry = self._cache.get(secret)
         if entry is not None and entry[0] > self._clock():
             return True, entry[1]
         return False, None
@@ -120,10 +122,10 @@ class KeyRing:
         """
         if not plausible_secret(secret):
             return None
-        digest = hash_secret(secret)
-        entry = self._cache.get(digest)
+        entry = self._cache.get(secret)
         if entry is not None and entry[0] > self._clock():
             return entry[1]
+        digest = hash_secret(secret)
         try:
             key = self._db.key_by_hash(digest)
         except DatabaseUnavailable:
@@ -134,7 +136,7 @@ class KeyRing:
             key = None
         if len(self._cache) > 100_000:
             self._cache.clear()  # bounded: junk secrets cannot grow memory without limit
-        self._cache[digest] = (self._clock() + self._ttl, key)
+        self._cache[secret] = (self._clock() + self._ttl, key)
         return key
 
     def forget(self) -> None:

@@ -80,7 +80,21 @@ def parse_bucket(fields: dict[str, int]) -> dict[Group, Counts]:
 
 
 def month_of(ts: float) -> str:
-    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m")
+    """`YYYY-MM` (UTC) of `ts`; the current month is remembered, as every request asks for it."""
+    start, end, name = _current_month
+    if start <= ts < end:
+        return name
+    name = datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m")
+    _remember_month(month_start(ts), month_reset(ts), name)
+    return name
+
+
+def _remember_month(start: float, end: float, name: str) -> None:
+    global _current_month
+    _current_month = (start, end, name)
+
+
+_current_month: tuple[float, float, str] = (0.0, 0.0, "")
 
 
 def month_start(ts: float) -> float:

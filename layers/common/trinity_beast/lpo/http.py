@@ -34,6 +34,19 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 JSON = b"application/json"
 
 
+def query_params(raw: bytes) -> dict[str, list[str]]:
+    """The query string's parameters; the common case (nothing escaped) skips urllib's machinery."""
+    text = raw.decode("latin-1")
+    if "%" in text or "+" in text:
+        return parse_qs(text, keep_blank_values=True)
+    params: dict[str, list[str]] = {}
+    for part in text.split("&"):
+        if part:
+            name, _, value = part.partition("=")
+            params.setdefault(name, []).append(value)
+    return params
+
+
 def bearer(headers: list[tuple[bytes, bytes]]) -> str | None:
     for name, value in headers:
         if name == b"authorization":
@@ -132,7 +145,7 @@ class LpoHttp:
     async def price(self, scope: Scope, send: Send) -> None:
         if scope["method"] != "GET":
             return await self.method_not_allowed(scope, send, "GET")
-        query = parse_qs(scope["query_string"].decode("latin-1"), keep_blank_values=True)
+        query = query_params(scope["query_string"])
         secret = bearer(scope["headers"]) or (query.get("api_key") or [None])[0]
         request = PriceRequest(
             secret,

@@ -8,6 +8,7 @@ Transports only adapt their input to `PriceRequest` and their output from `Price
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import time
 from dataclasses import dataclass
@@ -36,6 +37,12 @@ class BadRequest(ValueError):
 
 def parse_assets(values: Iterable[str]) -> list[str]:
     """`["BTC,eth", "SOL"]` -> `["BTC", "ETH", "SOL"]`: upper-cased, de-duplicated, validated."""
+    return list(_parse_assets(tuple(values)))
+
+
+@functools.lru_cache(maxsize=2048)
+def _parse_assets(values: tuple[str, ...]) -> tuple[str, ...]:
+    """Clients ask for the same lists again and again: each list is validated once (errors are not cached)."""
     assets: list[str] = []
     for value in values:
         for part in value.split(","):
@@ -51,7 +58,7 @@ def parse_assets(values: Iterable[str]) -> list[str]:
         raise BadRequest("missing asset: ask for ?asset=BTC or ?asset=BTC,ETH,SOL")
     if len(assets) > MAX_ASSETS:
         raise BadRequest(f"too many assets: {len(assets)} asked, at most {MAX_ASSETS} per request")
-    return assets
+    return tuple(assets)
 
 
 MAX_AGE_MS_LIMIT = 86_400_000
