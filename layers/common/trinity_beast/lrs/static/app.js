@@ -8,6 +8,8 @@
   const PROTOCOL_COLORS = { http: "#4f8cff", udp: "#2ecc8f", ws: "#a58bff" };
   const STATUS_BADGE = { active: "ok", pending: "warn", invited: "info", rejected: "bad", revoked: "muted" };
   const FEED_BADGE = { connected: "ok", degraded: "warn", connecting: "warn", idle: "muted" };
+  const EXCHANGE_NAMES = { coinbase: "Coinbase", kraken: "Kraken", gemini: "Gemini", gateio: "Gate.io",
+                           cryptocom: "Crypto.com", okx: "OKX" };
   const state = { key: sessionStorage.getItem(STORE), session: null, tab: null, range: "1h", charts: {},
                   ws: null, wsRetry: null, timers: [], prices: {}, partners: [] };
   const $ = (sel, root = document) => root.querySelector(sel);
@@ -188,6 +190,7 @@
 
   async function showPartner(id) {
     const box = $("#partner-detail");
+    box.classList.add("detail");
     let data, onboarding = null;
     try { data = await api("GET", `/partners/${id}`); } catch (e) { return toast(e.message, true); }
     try { onboarding = await api("GET", `/partners/${id}/onboarding`); } catch (e) { /* settings missing */ }
@@ -202,7 +205,8 @@
       onboarding ? commandList(onboarding) : null,
       h("h3", {}, "Audit trail"),
       h("ul", { class: "audit" }, data.audit.map((e) => h("li", {}, h("time", {}, when(e.at)),
-        h("strong", {}, e.action), ` by ${e.actor} `, h("span", { class: "sub mono" }, JSON.stringify(e.detail))))));
+        h("strong", {}, e.action), h("span", { class: "cell-muted" }, `by ${e.actor}`),
+        Object.entries(e.detail).map(([k, v]) => h("span", { class: "kv" }, `${k}: ${v}`))))));
     box.hidden = false;
     box.scrollIntoView({ behavior: "smooth", block: "start" });
   }
@@ -335,8 +339,10 @@
       for (const c of onboarding.commands.filter((x) => x.side === side)) {
         const button = h("button", { class: "btn btn-small", type: "button" }, "Copy");
         button.addEventListener("click", () => copy(c.command, button));
-        out.push(h("div", { class: `cmd${c.complete ? "" : " incomplete"}` },
-          h("div", { class: "cmd-head" }, h("span", {}, c.title), button), h("pre", {}, c.command)));
+        out.push(h("div", { class: "cmd" },
+          h("div", { class: "cmd-head" }, h("span", { class: "grow" }, c.title),
+            c.complete ? null : h("span", { class: "tag" }, "waiting for the partner's id"), button),
+          h("pre", {}, c.command)));
       }
     }
     out.push(h("p", { class: "muted" }, "Then the partner reaches: " + onboarding.reach.join(", ")));
@@ -380,7 +386,7 @@
   }
 
   /* ---- usage ----------------------------------------------------------------------- */
-  function lineChart(id, labels, datasets) {
+  function timeChart(id, labels, datasets) {
     const existing = state.charts[id];
     if (existing) {
       existing.data.labels = labels;
@@ -389,13 +395,13 @@
       return existing;
     }
     state.charts[id] = new Chart(document.getElementById(id), {
-      type: "line",
+      type: "bar",
       data: { labels, datasets },
       options: {
         responsive: true, maintainAspectRatio: false, animation: false,
         interaction: { mode: "index", intersect: false },
         scales: {
-          x: { ticks: { color: "#8d99b5", maxTicksLimit: 8, maxRotation: 0 }, grid: { color: "#1c2640" } },
+          x: { stacked: true, ticks: { color: "#8d99b5", maxTicksLimit: 8, maxRotation: 0 }, grid: { display: false } },
           y: { beginAtZero: true, stacked: true, ticks: { color: "#8d99b5", precision: 0 }, grid: { color: "#1c2640" } },
         },
         plugins: { legend: { labels: { color: "#e6ebf5", boxWidth: 12 } } },
@@ -405,8 +411,8 @@
   }
 
   function series(label, counts, color) {
-    return { label, data: counts, borderColor: color, backgroundColor: color + "33", fill: true, tension: 0.3,
-             pointRadius: 0, borderWidth: 2 };
+    return { label, data: counts, backgroundColor: color + "cc", borderColor: color, borderWidth: 0,
+             borderRadius: 3, barPercentage: 0.9, categoryPercentage: 0.9 };
   }
 
   function tick(iso, granularity) {
@@ -422,9 +428,9 @@
     $("#usage-stats").replaceChildren(stat("Requests", fmt(data.totals.requests)), stat("Errors", fmt(data.totals.errors)),
       stat("Active keys", fmt(data.totals.keys)),
       stat("Top asset", data.top_assets.length ? data.top_assets[0].asset : "—"));
-    lineChart("chart-keys", labels, data.by_key.map((k, i) =>
+    timeChart("chart-keys", labels, data.by_key.map((k, i) =>
       series(`${k.name} (${k.api_key_id})`, k.counts, PALETTE[i % PALETTE.length])));
-    lineChart("chart-protocols", labels, data.by_protocol.map((p) =>
+    timeChart("chart-protocols", labels, data.by_protocol.map((p) =>
       series(p.protocol.toUpperCase(), p.counts, PROTOCOL_COLORS[p.protocol] || "#8d99b5")));
     const assets = { labels: data.top_assets.map((a) => a.asset),
       datasets: [{ label: "Requests", data: data.top_assets.map((a) => a.requests), backgroundColor: "#4f8cffcc", borderRadius: 6 }] };
@@ -453,7 +459,7 @@
     } else {
       $("#feed-cards").replaceChildren(...Object.entries(data.exchanges).map(([name, f]) =>
         h("div", { class: "feed", dataset: { exchange: name, state: f.state } },
-          h("div", { class: "feed-head" }, h("span", { class: "feed-name" }, name), badge(f.state, FEED_BADGE[f.state] || "bad")),
+          h("div", { class: "feed-head" }, h("span", { class: "feed-name" }, EXCHANGE_NAMES[name] || name), badge(f.state, FEED_BADGE[f.state] || "bad")),
           h("dl", {}, h("dt", {}, "Last message"), h("dd", {}, f.last_message_age_s === null ? "—" : `${f.last_message_age_s.toFixed(1)} s ago`),
             h("dt", {}, "Ticks"), h("dd", {}, fmt(f.ticks)), h("dt", {}, "Symbols"), h("dd", {}, fmt(f.symbols)),
             h("dt", {}, "Reconnects"), h("dd", {}, fmt(f.reconnects)), h("dt", {}, "Errors"), h("dd", {}, fmt(f.errors))))));
@@ -469,7 +475,7 @@
       if (body.querySelector(`tr[data-asset="${asset}"]`)) continue;
       body.append(h("tr", { dataset: { asset, updates: "0" } }, h("td", {}, h("strong", {}, asset)),
         h("td", { class: "num price" }, "—"), h("td", { class: "num change" }, ""), h("td", { class: "source" }, ""),
-        h("td", { class: "updated sub" }, "")));
+        h("td", { class: "updated cell-muted" }, "")));
     }
   }
 
