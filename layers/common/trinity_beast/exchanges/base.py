@@ -175,7 +175,7 @@ class Connector:
                 bid=to_price(bid),
                 ask=to_price(ask),
                 exchange=self.name,
-                exchange_ts=received_ts if exchange_ts is None else exchange_ts,
+                exchange_ts=believable_time(exchange_ts, received_ts),
                 received_ts=received_ts,
                 source="ws",
             )
@@ -194,7 +194,7 @@ class Connector:
             bid=to_price(bid),
             ask=to_price(ask),
             exchange=self.name,
-            exchange_ts=received_ts if exchange_ts is None else exchange_ts,
+            exchange_ts=believable_time(exchange_ts, received_ts),
             received_ts=received_ts,
             source="rest",
         )
@@ -208,6 +208,20 @@ class Connector:
 
 
 # ---- decoding -----------------------------------------------------------------------
+
+# A timestamp further ahead of our clock than this, or before EARLIEST_TS, comes from a broken
+# clock or a garbage field: it is replaced by our receive time (which also keeps every shown
+# date representable). Past times stay: a REST ticker's last trade may be days old.
+# Staleness never depends on the exchange's time either way: it is measured from receipt.
+MAX_AHEAD_S = 3600.0
+EARLIEST_TS = 946684800.0  # 2000-01-01
+
+
+def believable_time(exchange_ts: float | None, received_ts: float) -> float:
+    """The exchange's timestamp when it is plausible, else when we received the message."""
+    if exchange_ts is None or not EARLIEST_TS <= exchange_ts <= received_ts + MAX_AHEAD_S:
+        return received_ts
+    return exchange_ts
 
 
 def loads(raw: str | bytes) -> Any:

@@ -11,6 +11,7 @@ import itertools
 import json
 import random
 import time
+from contextvars import ContextVar
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -29,20 +30,29 @@ def dumps(obj: Any) -> str:
     return orjson.dumps(obj).decode()
 
 
+# Seconds the current exchange's clock is off (Simulator.set_clock_skew); set per session task.
+CLOCK_SKEW: ContextVar[float] = ContextVar("sim_clock_skew", default=0.0)
+
+
+def exchange_time() -> float:
+    """The simulated exchange's own clock: ours plus its skew."""
+    return time.time() + CLOCK_SKEW.get()
+
+
 def now_ms() -> int:
-    return int(time.time() * 1000)
+    return int(exchange_time() * 1000)
 
 
 def rfc3339_ns(ts: float | None = None) -> str:
     """Coinbase's envelope time: RFC 3339 with nanoseconds."""
-    ts = time.time() if ts is None else ts
+    ts = exchange_time() if ts is None else ts
     dt = datetime.fromtimestamp(ts, timezone.utc)
     ns = int(round((ts % 1) * 1e9)) % 1_000_000_000
     return f"{dt:%Y-%m-%dT%H:%M:%S}.{ns:09d}Z"
 
 
 def rfc3339_us(ts: float | None = None) -> str:
-    ts = time.time() if ts is None else ts
+    ts = exchange_time() if ts is None else ts
     return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 

@@ -31,15 +31,17 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from ..assets import AssetRegistry, Instrument, load_registry
 from ..config import DEFAULT_REST_URLS, EXCHANGES
 from .prices import PriceModel
-from .protocols import PROTOCOLS, SimProtocol, SimSession
+from .protocols import CLOCK_SKEW, PROTOCOLS, SimProtocol, SimSession
 from .rest import kraken_result_key, rest_routes
 
 log = logging.getLogger("trinity_beast.sim")
 
 # normal: behave; drop: close every connection shortly after it opens; silent: keep
 # connections open but send nothing (REST hangs); garbage: mix malformed frames into the
-# stream (REST answers garbage); down: refuse connections (REST 503).
-MODES = ("normal", "drop", "silent", "garbage", "down")
+# stream (REST answers garbage); down: refuse connections (REST 503); flood: send updates
+# for every subscribed symbol, FLOOD_COPIES times over, as fast as the connection takes them.
+MODES = ("normal", "drop", "silent", "garbage", "down", "flood")
+FLOOD_COPIES = 20
 
 _GARBAGE: list[str | bytes] = ["{not json", "[]", '{"unexpected": true}', "null", '"just a string"', b"\xff\xfe\x00binary"]
 
@@ -102,6 +104,7 @@ class Simulator:
         self.prices = PriceModel(self.registry.assets, seed=seed)
         self._rng = random.Random(seed)
         self._modes: dict[str, str] = {ex: "normal" for ex in EXCHANGES}
+        self._skew: dict[str, float] = {ex: 0.0 for ex in EXCHANGES}
         self._rejected: dict[str, set[str]] = {ex: set() for ex in EXCHANGES}
         self._by_symbol: dict[str, dict[str, Instrument]] = {}
         self._by_rest: dict[str, dict[str, Instrument]] = {}
@@ -133,6 +136,13 @@ class Simulator:
 
     def mode(self, exchange: str) -> str:
         return self._modes.get(exchange, "normal")
+
+    def set_clock_skew(self, exchange: str, seconds: float) -> None:
+        """Make the exchange's timestamps run `seconds` ahead of real time (negative: behind)."""
+        self._check_exchange(exchange)
+        if not math.isfinite(seconds):
+            raise ValueError(f"bad clock skew {seconds!r}")
+        self._skew[exchange] = float(seconds)
 
     def reject(self, exchange: str, symbol: str) -> None:
         """Make the exchange answer `symbol` (WS or REST) as an unknown instrument."""
@@ -176,6 +186,7 @@ class Simulator:
         """Back to normal: every exchange well-behaved, nothing rejected, prices unpinned."""
         for ex in EXCHANGES:
             self._modes[ex] = "normal"
+            self._skew[ex] = 0.0
             self._rejected[ex].clear()
         for asset in list(self.prices.pinned):
             self.prices.pin(asset, None)
@@ -184,6 +195,7 @@ class Simulator:
         """State and counters, JSON-ready (GET /_control)."""
         return {
             "modes": dict(self._modes),
+            "clock_skew": {ex: s for ex, s in self._skew.items() if s},
             "rejected": {ex: sorted(s) for ex, s in self._rejected.items() if s},
             "pinned": {a: str(p) for a, p in self.prices.pinned.items()},
             "active": {ex: len(s) for ex, s in self.sessions.items()},
@@ -296,7 +308,7 @@ class Simulator:
         return app
 
     async def _control(self, request: Request) -> Response:
-        """POST {"action": "set_mode"|"reject"|"accept"|"set_price"|"drop"|"reset"|"reset_counters", ...}."""
+        """POST {"action": "set_mode"|"set_clock_skew"|"reject"|"accept"|"set_price"|"drop"|"reset"|"reset_counters", ...}."""
         if request.method == "POST":
             try:
                 body = orjson.loads(await request.body())
@@ -307,6 +319,8 @@ class Simulator:
                     self.reject(body["exchange"], body["symbol"])
                 elif action == "accept":
                     self.accept(body["exchange"], body["symbol"])
+                elif action == "set_clock_skew":
+                    self.set_clock_skew(body["exchange"], float(body["seconds"]))
                 elif action == "set_price":
                     self.set_price(body["asset"], body.get("price"))
                 elif action == "drop":
@@ -369,11 +383,13 @@ class Simulator:
         next_hb = time.monotonic() + hb_every if hb_every else math.inf
         deadline = self.subscribe_deadline_s.get(exchange, proto.subscribe_deadline_s)
         while True:
-            await asyncio.wait({reader}, timeout=self.push_interval_s)
+            flooding = self.mode(exchange) == "flood" and s.subscribed
+            await asyncio.wait({reader}, timeout=0 if flooding else self.push_interval_s)
             if reader.done():
                 return False
             now = time.monotonic()
             mode = self.mode(exchange)
+            CLOCK_SKEW.set(self._skew[exchange])
             if s.kill or (mode == "drop" and now - s.opened >= self.drop_after_s):
                 return True
             if mode == "silent":
@@ -391,6 +407,8 @@ class Simulator:
                 symbols = list(s.subscribed)
                 chosen = self._rng.sample(symbols, min(self.updates_per_push, len(symbols)))
                 frames += proto.updates(s, chosen)
+                if mode == "flood":
+                    frames += proto.updates(s, symbols) * FLOOD_COPIES
                 if mode == "garbage":
                     frames += _GARBAGE
                     frames.append(proto.bad_ticker(s, chosen[0]))
@@ -408,6 +426,7 @@ class Simulator:
                 text = raw.decode("utf-8", "replace")
             if self.mode(s.exchange) == "silent":
                 continue
+            CLOCK_SKEW.set(self._skew[s.exchange])
             try:
                 frames = proto.on_text(s, text)
             except Exception:  # a bad client frame must not break the simulator
