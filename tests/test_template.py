@@ -155,9 +155,9 @@ def test_every_function_shares_the_layer_and_has_its_events(cfn: dict[str, Any])
         for p in s.of_type("AWS::Lambda::Permission").values()
         if p["Properties"]["Principal"] == "apigateway.amazonaws.com"
     }
-    assert routes == {
+    assert {
         ("AssetsFunction", "GET/ws/assets"), ("ReportsFunction", "GET/reports/usage"), ("ReportsFunction", "GET/usage/me")
-    }
+    } <= routes  # (the partners function adds its own routes)
     body = s.props("ServerlessRestApi")["Body"]["paths"]
     assert {"/ws/assets", "/reports/usage", "/usage/me"} <= set(body)
     for fn in ("ReportsFunction", "SyncFunction"):
