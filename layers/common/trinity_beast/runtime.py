@@ -14,8 +14,6 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
-import httpx
-
 from .assets import AssetRegistry, load_registry
 from .cache import Cache, MemoryCache, make_cache
 from .config import Settings
@@ -27,6 +25,8 @@ from .metrics import Metrics
 from .usage import Meter
 
 if TYPE_CHECKING:
+    import httpx
+
     from .lpo.fallback import RestFallback
 
 log = logging.getLogger(__name__)
@@ -52,8 +52,10 @@ class Runtime:
         return load_registry()
 
     @functools.cached_property
-    def http(self) -> httpx.AsyncClient:
+    def http(self) -> "httpx.AsyncClient":
         """One pooled client for every exchange REST call this process makes."""
+        import httpx  # only processes that call exchanges pay for importing it
+
         client = httpx.AsyncClient(headers={"User-Agent": "trinity-beast/0.1"}, follow_redirects=False)
         self.on_stop(client.aclose)
         return client

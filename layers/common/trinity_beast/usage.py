@@ -252,3 +252,19 @@ class Meter:
                 await self.flush()
             except Exception:  # never let metering stop the server
                 log.exception("usage flush failed")
+
+
+def rate_limit_headers(quota: Quota | None) -> list[tuple[bytes, bytes]]:
+    """X-RateLimit-* headers for an HTTP answer (`unlimited` for keys without a limit)."""
+    if quota is None:
+        return []
+    if not quota.limit:
+        limit = remaining = b"unlimited"
+    else:
+        limit = str(quota.limit).encode()
+        remaining = str(quota.remaining).encode()
+    return [
+        (b"x-ratelimit-limit", limit),
+        (b"x-ratelimit-remaining", remaining),
+        (b"x-ratelimit-reset", str(int(quota.reset_at)).encode()),
+    ]

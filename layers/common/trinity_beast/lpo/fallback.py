@@ -19,6 +19,7 @@ from ..book import convert, usd_rate
 from ..exchanges import ExchangeError, UnknownInstrument
 from ..exchanges.rest import fetch_ticker
 from ..tick import Tick
+from .price import NoPrice
 
 if TYPE_CHECKING:
     from ..runtime import Runtime
@@ -26,10 +27,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 FAILURE_MEMORY_S = 2.0
-
-
-class NoPrice(LookupError):
-    """No exchange could price the asset; the message says why for each one tried."""
 
 
 class RestFallback:

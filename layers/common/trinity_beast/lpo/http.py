@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ..envelope import Envelopes, dumps
 from ..openapi import install_openapi, lpo_paths
 from ..ops import Instrument, add_ops_routes, route_paths, ws_samples
-from ..usage import Quota
+from ..usage import rate_limit_headers
 from .price import PriceRequest, answer_price
 from .ws import ENDPOINT as WS_ENDPOINT
 from .ws import Hub
@@ -55,21 +55,6 @@ def bearer(headers: list[tuple[bytes, bytes]]) -> str | None:
                 return token.strip()
             return None
     return None
-
-
-def rate_limit_headers(quota: Quota | None) -> list[tuple[bytes, bytes]]:
-    if quota is None:
-        return []
-    if not quota.limit:
-        limit = remaining = b"unlimited"
-    else:
-        limit = str(quota.limit).encode()
-        remaining = str(quota.remaining).encode()
-    return [
-        (b"x-ratelimit-limit", limit),
-        (b"x-ratelimit-remaining", remaining),
-        (b"x-ratelimit-reset", str(int(quota.reset_at)).encode()),
-    ]
 
 
 async def send_body(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] = ()) -> None:

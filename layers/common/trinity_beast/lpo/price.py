@@ -21,7 +21,6 @@ from ..envelope import Envelopes, utc_iso, utc_readable
 from ..keys import ApiKey
 from ..tick import Tick
 from ..usage import Quota
-from .fallback import NoPrice
 
 if TYPE_CHECKING:
     from ..runtime import Runtime
@@ -33,6 +32,10 @@ ENDPOINT = "/price"
 
 class BadRequest(ValueError):
     """A request the client must fix; the message says how."""
+
+
+class NoPrice(LookupError):
+    """No exchange could price the asset; the message says why for each one tried."""
 
 
 def parse_assets(values: Iterable[str]) -> list[str]:

@@ -25,7 +25,7 @@ from ..dberrors import DatabaseUnavailable
 from ..envelope import utc_iso
 from ..keys import ApiKey
 from ..tick import Tick
-from .price import ASSET_RE, authenticate, quota_for
+from .price import ASSET_RE, NoPrice, authenticate, quota_for
 
 if TYPE_CHECKING:
     from ..runtime import Runtime
@@ -165,8 +165,6 @@ class Hub:
                 self.rt.spawn(self._fetch_first(asset), f"ws-first-{asset}")
 
     async def _fetch_first(self, asset: str) -> None:
-        from .fallback import NoPrice
-
         try:
             await self.rt.fallback.fetch(asset)  # lands in the live book, whose listener pushes it
         except NoPrice as exc:

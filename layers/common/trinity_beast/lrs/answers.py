@@ -14,11 +14,10 @@ from typing import TYPE_CHECKING, Sequence
 
 from ..envelope import Envelopes, dumps, utc_iso
 from ..keys import ApiKey
-from ..lpo.http import rate_limit_headers
 from ..dberrors import DatabaseUnavailable
 from ..lpo.price import KEYS_UNAVAILABLE, authenticate, quota_for, usage_fields
 from ..reports import CONTENT_TYPES, ReportError, ReportFilters, page_data, parse_filters, render_file, report
-from ..usage import Quota
+from ..usage import Quota, rate_limit_headers
 
 if TYPE_CHECKING:
     from ..runtime import Runtime
