@@ -18,12 +18,11 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
 
+from fault_support import counted, wait_until
 from faultproxy import fault_proxy
-from support import REDIS_URL, InProcessServer, in_process_server, stack_env
+from support import InProcessServer, in_process_server, stack_env
 from trinity_beast.tick import Tick
-from trinity_beast.usage import MINUTE_PREFIX, MONTH_PREFIX, parse_bucket
 
 ASSETS = ("BTC", "ETH")
 
@@ -31,24 +30,6 @@ ASSETS = ("BTC", "ETH")
 def put(srv: InProcessServer, asset: str, price: str) -> None:
     now = time.time()
     srv.call(srv.rt.cache.put_tick(Tick(asset, "USD", Decimal(price), None, None, "coinbase", now, now)))
-
-
-def counted(namespace: str, key_id: str) -> tuple[Counter, int]:
-    """Requests per (protocol, status) for `key_id` in every minute bucket, and its month total."""
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        per: Counter = Counter()
-        for raw in client.scan_iter(match=f"{namespace}:{MINUTE_PREFIX}*", count=1000):
-            fields = {f.decode(): int(v) for f, v in client.hgetall(raw).items()}
-            for group, counts in parse_bucket(fields).items():
-                if group.api_key_id == key_id:
-                    per[(group.protocol, group.status)] += counts.n
-        month = 0
-        for raw in client.scan_iter(match=f"{namespace}:{MONTH_PREFIX}*", count=100):
-            month += int(client.hget(raw, key_id) or 0)
-        return per, month
-    finally:
-        client.close()
 
 
 class Load:
@@ -107,13 +88,6 @@ class Load:
                     continue
                 self._tally("udp", json.loads(data))
                 time.sleep(0.002)
-
-
-def wait_until(check: Any, timeout: float, what: str) -> None:
-    deadline = time.time() + timeout
-    while not check():
-        assert time.time() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 @pytest.mark.parametrize("fault,outage_s", [("refuse", 10.0), ("stall", 6.0)])
