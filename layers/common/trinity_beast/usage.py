@@ -166,17 +166,19 @@ class Meter:
         latency_s: float,
         billable: bool,
         now: float | None = None,
+        count: int = 1,
     ) -> None:
+        """Count `count` answers (a WebSocket update pushed to several clients of one key is one call)."""
         now = self._clock() if now is None else now
         field = FIELD_SEP.join((key_id, endpoint, asset, protocol, str(status)))
         slot = self._minutes[(int(now // 60), field)]
         us = int(latency_s * 1_000_000)
-        slot[0] += 1
-        slot[1] += us
+        slot[0] += count
+        slot[1] += us * count
         if us > slot[2]:
             slot[2] = us
         if billable:
-            self._month_pending[(month_of(now), key_id)] += 1
+            self._month_pending[(month_of(now), key_id)] += count
 
     def quota(self, key_id: str, limit: int, now: float | None = None) -> Quota:
         now = self._clock() if now is None else now

@@ -45,11 +45,31 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 
 
-class Closed(Exception):
-    def __init__(self, code: int, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
+def text_frame_header(length: int) -> bytes:
+    """RFC 6455 header of a final, unmasked text frame (server to client) of `length` bytes."""
+    if length < 126:
+        return bytes((0x81, length))
+    if length < 65536:
+        return bytes((0x81, 126)) + length.to_bytes(2, "big")
+    return bytes((0x81, 127)) + length.to_bytes(8, "big")
+
+
+def direct_connection(send: Send) -> Any:
+    """uvicorn's sans-io WebSocket connection behind `send`, if that is what serves us.
+
+    Writing a ready frame to its transport skips the per-client ASGI send and frame encoding
+    (the cost of a push to a thousand clients); its `writable` flag is uvicorn's own
+    backpressure signal. Anything else (another server, another implementation) gets None and
+    the portable ASGI path.
+    """
+    conn = getattr(send, "__self__", None)
+    if (
+        isinstance(getattr(conn, "writable", None), asyncio.Event)
+        and hasattr(conn, "transport")
+        and hasattr(conn, "close_sent")
+    ):
+        return conn
+    return None
 
 
 @dataclass(eq=False)
@@ -61,9 +81,28 @@ class Client:
     control: deque[bytes] = field(default_factory=deque)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     closing: tuple[int, str] | None = None
+    direct: Any = None  # the server's connection, when updates can be written to it as ready frames
 
     def __post_init__(self) -> None:
         self.key_json = orjson.dumps(self.key.id)
+        self.metered_here = self.key.unlimited  # limited keys go through the writer, which checks quota
+
+    def push_now(self, frame_head: bytes, tail: bytes) -> bool:
+        """Write an update straight to the socket when nothing is queued ahead of it and the
+        socket is taking data; False sends it down the queue instead."""
+        conn = self.direct
+        if (
+            conn is None
+            or self.prices
+            or self.control
+            or self.closing is not None
+            or conn.close_sent
+            or not conn.writable.is_set()
+            or conn.transport.is_closing()
+        ):
+            return False
+        conn.transport.write(b"".join((frame_head, self.key_json, tail)))
+        return True
 
     def offer(self, asset: str, head: bytes, tail: bytes, published: float) -> None:
         """Queue an update; once MAX_PENDING are waiting, keep only the newest per asset."""
@@ -136,8 +175,23 @@ class Hub:
             return  # nobody listens, or this exchange's tick is not the price we serve
         head, tail = self.price_parts(tick)
         now = time.perf_counter()
+        frame_heads: dict[int, bytes] = {}  # by key-id length: the frame header + the head, encoded once
+        pushed: dict[str, int] = {}
         for client in clients:
+            if client.metered_here and client.direct is not None:
+                size = len(head) + len(client.key_json) + len(tail)
+                frame_head = frame_heads.get(size)
+                if frame_head is None:
+                    frame_head = frame_heads[size] = text_frame_header(size) + head
+                if client.push_now(frame_head, tail):
+                    pushed[client.key.id] = pushed.get(client.key.id, 0) + 1
+                    continue
             client.offer(tick.asset, head, tail, now)
+        if pushed:
+            latency = time.perf_counter() - now
+            for key_id, count in pushed.items():
+                self.rt.meter.record(key_id, ENDPOINT, tick.asset, "ws", 200, latency, True, count=count)
+            self.deliveries += sum(pushed.values())
 
     # ---- client actions ----------------------------------------------------------------
     def subscribe(self, client: Client, raw: Any) -> None:
@@ -280,7 +334,7 @@ class Hub:
             return
         limited_ip = None if key.tier == "partner" else ip
 
-        client = Client(key, send)
+        client = Client(key, send, direct=direct_connection(send))
         self.per_key[key.id] += 1
         if limited_ip is not None:
             self.per_ip[limited_ip] += 1
