@@ -11,6 +11,7 @@ from typing import Any, Iterator
 
 import uvicorn
 
+from . import redact
 from .httpguard import LimitedHttpTools
 from .lpo.ws import MAX_FRAME_BYTES
 
@@ -87,6 +88,7 @@ def make_server(app: Any, log_level: str) -> uvicorn.Server:
         ws_max_size=MAX_FRAME_BYTES,
         ws_per_message_deflate=False,  # compression doubles the cost of every push
     )
+    redact.install()  # after uvicorn configured its log handlers
     return _Server(config)
 
 
