@@ -63,3 +63,13 @@ def test_new_settings_are_validated() -> None:
         load_settings({"BEAST_USAGE_MINUTE_DAYS": "10", "BEAST_USAGE_HOUR_DAYS": "5"})
     with pytest.raises(ConfigError, match="BEAST_USAGE_MINUTE_DAYS: expected a positive number of days"):
         load_settings({"BEAST_USAGE_MINUTE_DAYS": "0"})
+
+
+def test_later_pages_keep_the_range_of_the_first_even_when_now_moves() -> None:
+    from trinity_beast.reports import parse_filters
+
+    first = parse_filters([("granularity", "minute")], now=1_800_000_000)
+    cursor = encode_cursor((0, "ak_1", "/price", "BTC", "http", 200), first.fingerprint(), (first.start, first.end))
+    later = parse_filters([("granularity", "minute"), ("cursor", cursor)], now=1_800_000_000 + 3600)
+    assert (later.start, later.end) == (first.start, first.end)
+    assert later.after == (0, "ak_1", "/price", "BTC", "http", 200)

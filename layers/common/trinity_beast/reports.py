@@ -222,8 +222,10 @@ def parse_filters(params: Sequence[tuple[str, str]], now: float) -> ReportFilter
     granularity = p.get("granularity", "hour").strip().lower() or "hour"
     if granularity not in GRANULARITIES:
         raise ReportError(f"granularity: expected one of {', '.join(GRANULARITIES)}, got {p['granularity'][:20]!r}")
-    start = parse_time("from", p["from"], False) if p.get("from") else int(month_start(int(now)).timestamp())
-    end = parse_time("to", p["to"], True) if p.get("to") else int(now) + 60
+    # Later pages of a report asked without from/to keep the range the first page resolved.
+    span = cursor_span(p["cursor"]) if p.get("cursor") else None
+    start = parse_time("from", p["from"], False) if p.get("from") else span[0] if span else int(month_start(int(now)).timestamp())
+    end = parse_time("to", p["to"], True) if p.get("to") else span[1] if span else int(now) + 60
     if start >= end:
         raise ReportError(f"from ({iso(start)}) must be before to ({iso(end)}; a date alone as to means its end)")
 
@@ -263,28 +265,53 @@ def _sign(payload: bytes) -> str:
     return hashlib.blake2b(payload, key=_CURSOR_KEY, digest_size=8).hexdigest()
 
 
-def encode_cursor(after: tuple, fingerprint: str) -> str:
-    payload = orjson.dumps({"after": list(after), "q": fingerprint})
+def encode_cursor(after: tuple, fingerprint: str, span: tuple[int, int] | None = None) -> str:
+    """`span`: the report's (start, end) as the first page resolved them, so later pages asked
+    without from/to cover the same range even when "now" has moved on."""
+    payload = orjson.dumps({"after": list(after), "q": fingerprint, **({"span": list(span)} if span else {})})
     return base64.urlsafe_b64encode(payload).decode().rstrip("=") + "." + _sign(payload)
 
 
-def decode_cursor(cursor: str, fingerprint: str) -> tuple:
-    bad = ReportError("cursor: not a cursor from this report; start again without one")
+_BAD_CURSOR = "cursor: not a cursor from this report; start again without one"
+
+
+def _cursor_payload(cursor: str) -> dict[str, Any]:
+    """The signed payload of a cursor; ReportError when it was not made here or was edited."""
     body, _, mac = cursor.partition(".")
     try:
         payload = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
     except (ValueError, TypeError):
-        raise bad from None
+        raise ReportError(_BAD_CURSOR) from None
     if not mac or not hmac.compare_digest(_sign(payload), mac):
-        raise bad
+        raise ReportError(_BAD_CURSOR)
     try:
         data = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        raise ReportError(_BAD_CURSOR) from None
+    if not isinstance(data, dict):
+        raise ReportError(_BAD_CURSOR)
+    return data
+
+
+def cursor_span(cursor: str) -> tuple[int, int] | None:
+    span = _cursor_payload(cursor).get("span")
+    if span is None:
+        return None
+    if not (isinstance(span, list) and len(span) == 2 and all(type(v) is int for v in span)):
+        raise ReportError(_BAD_CURSOR)
+    return span[0], span[1]
+
+
+def decode_cursor(cursor: str, fingerprint: str) -> tuple:
+    bad = ReportError(_BAD_CURSOR)
+    data = _cursor_payload(cursor)
+    try:
         after = data["after"]
         shape_ok = (
             isinstance(after, list) and len(after) == 6 and isinstance(after[0], int) and isinstance(after[5], int)
             and all(isinstance(v, str) for v in after[1:5])
         )
-    except (orjson.JSONDecodeError, KeyError, TypeError):
+    except (KeyError, TypeError):
         raise bad from None
     if not shape_ok:
         raise bad
@@ -374,7 +401,7 @@ async def report(cache: Cache, db: Database, f: ReportFilters) -> Page:
     first = 0 if f.after is None else bisect.bisect_right([r.key for r in rows], f.after)
     page = rows[first : first + f.limit]
     more = first + f.limit < len(rows)
-    cursor = encode_cursor(page[-1].key, f.fingerprint()) if more and page else None
+    cursor = encode_cursor(page[-1].key, f.fingerprint(), (f.start, f.end)) if more and page else None
     return Page(page, len(rows), cursor, "cache" not in missing, missing)
 
 
