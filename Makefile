@@ -19,9 +19,12 @@ $(VENV)/.test: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@ $(VENV)/.runtime
 
-## run: install, then serve on the embedded default (in-process cache, SQLite under ./data)
+## run: install, then serve on the embedded default (in-process cache, SQLite under ./data),
+## prices from the built-in exchange simulator so it works offline; `make run SERVE_ARGS=`
+## connects to the real exchanges instead
+SERVE_ARGS ?= --sim
 run: $(VENV)/.runtime
-	$(BIN)/beast serve
+	$(BIN)/beast serve $(SERVE_ARGS)
 
 serve: run
 
