@@ -72,6 +72,7 @@ class LimitedHttpTools(HttpToolsProtocol):
         self._body_bytes = 0
         self._started = False  # bytes of the current request have arrived
         self._header_timer: asyncio.TimerHandle | None = None
+        self._refused: Refused | None = None  # set by a callback; the parser error that follows sends it
 
     # ---- timer ---------------------------------------------------------------------------
     def _arm(self) -> None:
@@ -109,12 +110,25 @@ class LimitedHttpTools(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if self.parser is None:  # lost already
+        if self.parser is None or self.transport.is_closing():  # lost or refused already
             return
-        try:
-            super().data_received(data)
-        except Refused as refused:
+        super().data_received(data)
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to a parser error: ours when a limit raised it."""
+        refused, self._refused = self._refused, None
+        if refused is None:
+            return super().send_400_response(msg)
+        if self.cycle is not None and self.cycle.response_complete:
+            self._disarm()
+            self.transport.close()  # answered already: just stop reading the rest of the body
+        else:
             self._refuse(refused)
+
+    def _limit(self, status: int, message: str) -> None:
+        """Stop parsing: httptools turns this into a parser error, answered by send_400_response."""
+        self._refused = Refused(status, message)
+        raise self._refused
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -134,7 +148,7 @@ class LimitedHttpTools(HttpToolsProtocol):
     def _count_header(self, n: int) -> None:
         self._header_bytes += n
         if self._header_bytes > self.max_header_bytes:
-            raise Refused(431, f"request line and headers over {self.max_header_bytes} bytes")
+            self._limit(431, f"request line and headers over {self.max_header_bytes} bytes")
 
     def on_headers_complete(self) -> None:
         self._disarm()
@@ -144,13 +158,13 @@ class LimitedHttpTools(HttpToolsProtocol):
                 if name == b"content-length" and value.strip().isdigit():
                     length = int(value)
         if length is not None and length > self.max_body_bytes:
-            raise Refused(413, f"request body of {length} bytes is over the {self.max_body_bytes}-byte limit")
+            self._limit(413, f"request body of {length} bytes is over the {self.max_body_bytes}-byte limit")
         super().on_headers_complete()
 
     def on_body(self, body: bytes) -> None:
         self._body_bytes += len(body)
         if self._body_bytes > self.max_body_bytes:
-            raise Refused(413, f"request body over the {self.max_body_bytes}-byte limit")
+            self._limit(413, f"request body over the {self.max_body_bytes}-byte limit")
         super().on_body(body)
 
     def on_message_complete(self) -> None:
