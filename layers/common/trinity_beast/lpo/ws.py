@@ -191,7 +191,9 @@ class Hub:
             latency = time.perf_counter() - now
             for key_id, count in pushed.items():
                 self.rt.meter.record(key_id, ENDPOINT, tick.asset, "ws", 200, latency, True, count=count)
-            self.deliveries += sum(pushed.values())
+            delivered = sum(pushed.values())
+            self.deliveries += delivered
+            self.rt.metrics.observe("WS", ENDPOINT, "ws", 200, latency, count=delivered)
 
     # ---- client actions ----------------------------------------------------------------
     def subscribe(self, client: Client, raw: Any) -> None:
