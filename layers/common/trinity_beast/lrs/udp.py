@@ -14,7 +14,8 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any, Iterable
 
 from ..envelope import dumps
-from ..lpo.price import authenticate
+from ..dberrors import DatabaseUnavailable
+from ..lpo.price import KEYS_UNAVAILABLE, authenticate
 from ..reports import ReportError, Row, gather, iso, parse_filters
 from ..udp import BadDatagram, DatagramServer, decode_object, fit, small_error
 from .answers import scope_to_key
@@ -80,7 +81,10 @@ class UdpReportServer(DatagramServer):
             params = [(name, str(msg[name])) for name in FILTERS if msg.get(name) is not None]
         except BadDatagram as exc:
             return exc.status, small_error(self.envelopes, ENDPOINT, exc.status, str(exc))
-        key, problem = await authenticate(self.rt, msg.get("api_key"))
+        try:
+            key, problem = await authenticate(self.rt, msg.get("api_key"))
+        except DatabaseUnavailable:
+            return 503, small_error(self.envelopes, ENDPOINT, 503, KEYS_UNAVAILABLE)
         if problem is not None or key is None:
             return 401, small_error(self.envelopes, ENDPOINT, 401, problem or "invalid API key")
 
