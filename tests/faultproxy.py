@@ -41,9 +41,10 @@ class FaultProxy:
         return self
 
     def stop(self) -> None:
-        self._call(self._close_all(listen=False))
+        self._call(self._shutdown())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
+        self._loop.close()
 
     def __enter__(self) -> "FaultProxy":
         return self.start()
@@ -100,6 +101,15 @@ class FaultProxy:
         self._flowing.clear()
         if self._server is None:
             await self._listen()
+
+    async def _shutdown(self) -> None:
+        await self._close_all(listen=False)
+        assert self._flowing is not None
+        self._flowing.set()  # release pumps held by a stall, so they see their sockets closed
+        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in others:
+            task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
 
     async def _close_conns(self) -> None:
         for writer in list(self._writers):

@@ -7,6 +7,7 @@ server, in a throwaway database, so refusing or cutting connections breaks only 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from decimal import Decimal
 from typing import Any, AsyncIterator
@@ -22,6 +23,7 @@ from trinity_beast.dberrors import DatabaseUnavailable
 from trinity_beast.keys import new_key
 from trinity_beast.lpo.http import build_lpo
 from trinity_beast.lrs.http import build_lrs
+from trinity_beast.lrs.udp import UdpReportServer
 from trinity_beast.runtime import Runtime
 from trinity_beast.sync import SyncStats, run_sync, sync_once
 from trinity_beast.tick import Tick
@@ -96,7 +98,7 @@ async def test_sync_retries_with_backoff_while_postgres_is_down_and_loses_nothin
             await asyncio.sleep(1.0)
             assert stats.failures <= 4, "the retry delay grows (1 s, 2 s, 4 s...)"
             proxy.restore()
-            await wait_for(lambda: _done(cache), 15, "the backlog to clear")
+            await wait_for(lambda: _done(cache, stats), 15, "the backlog to clear")
             assert time.time() - started < 10
         finally:
             loop.cancel()
@@ -114,8 +116,9 @@ async def _ge(value: int, floor: int) -> bool:
     return value >= floor
 
 
-async def _done(cache: RedisCache) -> bool:
-    return not await cache.keys(CLAIM_PREFIX) and not [
+async def _done(cache: RedisCache, stats: SyncStats) -> bool:
+    """A pass finished after the outage and left no claimed or closed bucket behind."""
+    return stats.last_success is not None and not await cache.keys(CLAIM_PREFIX) and not [
         k for k in await cache.keys(MINUTE_PREFIX) if int(k.rsplit(":", 1)[1]) < time.time() // 60 - 1
     ]
 
@@ -162,6 +165,10 @@ async def test_reports_and_prices_answer_from_what_they_can_reach(
                 assert ok.status_code == 200
                 late = await p.get("/price?asset=BTC", headers={"Authorization": f"Bearer {never_seen_secret}"})
                 assert late.status_code == 503 and late.json()["error"].startswith("cannot check the API key")
+                status, _ = await UdpReportServer(rt).answer(json.dumps({"report": "usage", "api_key": never_seen_secret}).encode())
+                assert status == 503
+                status, body = await UdpReportServer(rt).answer(json.dumps({"report": "usage", "api_key": sub_secret}).encode())
+                assert status == 200 and json.loads(body)["data"]["missing"] == ["database"]
                 assert (await r.get("/ready")).status_code == 503
 
                 redis_proxy.refuse()
