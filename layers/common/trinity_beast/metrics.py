@@ -71,7 +71,7 @@ class Metrics:
     def __init__(self) -> None:
         self._requests: dict[tuple[str, str, str, int], int] = {}
         self._latency: dict[tuple[str, str, str], _Histogram] = {}
-        self._collectors: list[Collector] = []
+        self._collectors: dict[str, Collector] = {}
         self.started = time.time()
 
     def observe(self, service: str, endpoint: str, protocol: str, status: int, seconds: float, count: int = 1) -> None:
@@ -91,13 +91,14 @@ class Metrics:
             if service in (None, s) and endpoint in (None, e) and protocol in (None, p)
         )
 
-    def add_collector(self, collector: Collector) -> None:
-        """`collector()` (sync or async) yields samples each time /metrics is scraped."""
-        self._collectors.append(collector)
+    def add_collector(self, name: str, collector: Collector) -> None:
+        """`collector()` (sync or async) yields samples each time /metrics is scraped; one per name
+        (a process serving the LPO and the LRS registers its runtime figures once)."""
+        self._collectors.setdefault(name, collector)
 
     async def render(self) -> bytes:
         samples: list[Sample] = []
-        for collector in self._collectors:
+        for collector in self._collectors.values():
             try:
                 produced = collector()
                 if hasattr(produced, "__await__"):

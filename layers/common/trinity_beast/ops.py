@@ -201,12 +201,9 @@ def feed_samples(rt: "Runtime") -> Iterable[Sample]:
 
 def install_runtime_collectors(rt: "Runtime") -> None:
     """Once per process, however many servers it runs."""
-    if getattr(rt.metrics, "_runtime_collectors", False):
-        return
-    rt.metrics._runtime_collectors = True  # type: ignore[attr-defined]
-    rt.metrics.add_collector(lambda: runtime_samples(rt))
-    rt.metrics.add_collector(lambda: cache_samples(rt))
-    rt.metrics.add_collector(lambda: feed_samples(rt))
+    rt.metrics.add_collector("runtime", lambda: runtime_samples(rt))
+    rt.metrics.add_collector("cache", lambda: cache_samples(rt))
+    rt.metrics.add_collector("feeds", lambda: feed_samples(rt))
 
 
 def add_ops_routes(api: FastAPI, rt: "Runtime", envelopes: Envelopes, service: str) -> None:

@@ -106,7 +106,7 @@ class LpoHttp:
         self.envelopes = rt.envelopes("LPO")
         self.hub = Hub(rt)
         self._front = Instrument(self.route, rt.metrics, "LPO", lambda: [*self.HOT_PATHS, *route_paths(api)])
-        rt.metrics.add_collector(lambda: ws_samples(self.hub.stats()))
+        rt.metrics.add_collector("websocket", lambda: ws_samples(self.hub.stats()))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self._front(scope, receive, send)
