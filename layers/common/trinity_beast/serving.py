@@ -20,36 +20,34 @@ class StartupError(RuntimeError):
     """Start-up cannot go on; the message says why in one line."""
 
 
-def bind_tcp(host: str, port: int, setting: str, reuse_port: bool = False) -> socket.socket:
-    """Bind before serving so a taken port is one clear line naming the setting.
+def _bound(kind: int, host: str, port: int, setting: str, reuse_port: bool) -> socket.socket:
+    """A socket bound to host:port, or StartupError: a taken port is one clear line naming the setting.
 
-    `reuse_port`: several worker processes bind the same port and the kernel spreads new
-    connections evenly over them (SO_REUSEPORT).
+    `reuse_port`: several worker processes bind the same port and the kernel spreads the load
+    evenly over them (SO_REUSEPORT).
     """
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, kind)
+    if kind == socket.SOCK_STREAM:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     if reuse_port:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise StartupError(f"{setting}: cannot listen on {host}:{port}: {exc.strerror}") from None
+        what = "listen on" if kind == socket.SOCK_STREAM else "listen on UDP"
+        raise StartupError(f"{setting}: cannot {what} {host}:{port}: {exc.strerror}") from None
+    return sock
+
+
+def bind_tcp(host: str, port: int, setting: str, reuse_port: bool = False) -> socket.socket:
+    sock = _bound(socket.SOCK_STREAM, host, port, setting, reuse_port)
     sock.listen(2048)
     return sock
 
 
 def bind_udp(host: str, port: int, setting: str, reuse_port: bool = False) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_DGRAM)
-    if reuse_port:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise StartupError(f"{setting}: cannot listen on UDP {host}:{port}: {exc.strerror}") from None
+    sock = _bound(socket.SOCK_DGRAM, host, port, setting, reuse_port)
     sock.setblocking(False)
     return sock
 

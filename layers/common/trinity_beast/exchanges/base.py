@@ -167,19 +167,7 @@ class Connector:
             out.events.append(Event(ERROR, f"{symbol}: unusable price {price!r}", symbol))
             return
         asset, quote = state.symbols[symbol]
-        out.ticks.append(
-            Tick(
-                asset=asset,
-                quote=quote,
-                price=p,
-                bid=to_price(bid),
-                ask=to_price(ask),
-                exchange=self.name,
-                exchange_ts=believable_time(exchange_ts, received_ts),
-                received_ts=received_ts,
-                source="ws",
-            )
-        )
+        out.ticks.append(self._tick(asset, quote, p, bid, ask, exchange_ts, received_ts, "ws"))
 
     def rest_tick(
         self, asset: str, quote: str, price: Any, bid: Any, ask: Any, exchange_ts: float | None, received_ts: float
@@ -187,16 +175,22 @@ class Connector:
         p = to_price(price)
         if p is None:
             raise ExchangeError(self.name, f"{asset}: unusable price {price!r}")
+        return self._tick(asset, quote, p, bid, ask, exchange_ts, received_ts, "rest")
+
+    def _tick(
+        self, asset: str, quote: str, price: Decimal, bid: Any, ask: Any, exchange_ts: float | None,
+        received_ts: float, source: str,
+    ) -> Tick:
         return Tick(
             asset=asset,
             quote=quote,
-            price=p,
+            price=price,
             bid=to_price(bid),
             ask=to_price(ask),
             exchange=self.name,
             exchange_ts=believable_time(exchange_ts, received_ts),
             received_ts=received_ts,
-            source="rest",
+            source=source,
         )
 
     def error_or_rejection(self, out: Parsed, text: str, symbol: str | None) -> None:
