@@ -52,8 +52,9 @@ def bind_udp(host: str, port: int, setting: str, reuse_port: bool = False) -> so
     return sock
 
 
-class _Server(uvicorn.Server):
-    """Signals are handled once for all servers by `run_until_signal`."""
+class QuietServer(uvicorn.Server):
+    """uvicorn without its own signal handlers: the host process handles signals once for all
+    its servers (`run_until_signal`, or whoever embeds one, such as the exchange simulator)."""
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -87,7 +88,7 @@ def make_server(app: Any, log_level: str) -> uvicorn.Server:
         ws_per_message_deflate=False,  # compression doubles the cost of every push
     )
     redact.install()  # after uvicorn configured its log handlers
-    return _Server(config)
+    return QuietServer(config)
 
 
 async def run_until_signal(listeners: list[Listener], log_level: str) -> None:

@@ -30,6 +30,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from ..assets import AssetRegistry, Instrument, load_registry
 from ..config import DEFAULT_REST_URLS, EXCHANGES
+from ..serving import QuietServer
 from .prices import PriceModel
 from .protocols import CLOCK_SKEW, PROTOCOLS, SimProtocol, SimSession
 from .rest import kraken_result_key, rest_routes
@@ -59,14 +60,6 @@ def sim_env(host: str, port: int) -> dict[str, str]:
     env = {f"BEAST_{ex.upper()}_WS_URL": url for ex, url in ws.items()}
     env.update({f"BEAST_{ex.upper()}_REST_URL": url for ex, url in rest.items()})
     return env
-
-
-class _EmbeddedServer(uvicorn.Server):
-    """uvicorn without its signal handlers: the host process owns the signals."""
-
-    @contextlib.contextmanager
-    def capture_signals(self):  # type: ignore[override]
-        yield
 
 
 class Simulator:
@@ -259,7 +252,7 @@ class Simulator:
         """Serve in the background of the current event loop; returns once listening."""
         if self._serve_task is not None:
             return self
-        self._server = _EmbeddedServer(self._config())
+        self._server = QuietServer(self._config())
         self._serve_task = asyncio.create_task(self._server.serve(), name="exchange-sim")
         while not self._server.started:
             if self._serve_task.done():
