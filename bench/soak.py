@@ -270,6 +270,7 @@ class Soak:
             "rss_mb_last": steady[-1][1] if steady else None,
             "rss_mb_max": max((y for _, y in steady), default=None),
             "rss_slope_mb_per_min": round(slope_mb_per_min(steady), 3),
+            "rss_slope_second_half_mb_per_min": round(slope_mb_per_min(steady[len(steady) // 2 :]), 3),
             "answers": dict(self.answers),
             "errors": dict(self.errors),
             "chaos": self.chaos_log,
