@@ -157,6 +157,7 @@ def test_slow_and_idle_clients_are_cut_off(srv: InProcessServer, monkeypatch: py
     ],
 )
 def test_invalid_utf8_and_bad_numbers_get_a_4xx_envelope(srv: InProcessServer, request_bytes: bytes) -> None:
+    request_bytes = request_bytes.replace(b"Host: x\r\n", b"Host: x\r\nConnection: close\r\n")  # no keep-alive wait
     answer = raw_http(srv, request_bytes.replace(b"{key}", srv.admin_key.encode()))
     if answer.startswith(b"HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain"):
         return  # rejected by the HTTP parser itself, before any app code (invalid request line)
