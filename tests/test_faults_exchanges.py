@@ -20,7 +20,7 @@ from support import in_process_server, stack_env
 from trinity_beast.metrics import resident_memory_bytes
 
 EXCHANGES = ("coinbase", "kraken", "gemini", "gateio", "cryptocom", "okx")
-FAULTS = {"kraken": "silent", "gemini": "garbage", "gateio": "down", "cryptocom": "drop", "okx": "flood"}
+FAULTS = {"kraken": "silent", "gemini": "garbage", "gateio": "down", "cryptocom": "drop", "okx": "flood"}  # + error frames
 SKEWS = {"okx": 1e12, "coinbase": -3e8}  # ~31,000 years ahead (past any datetime); ~9.5 years behind
 
 
@@ -66,6 +66,9 @@ def test_all_six_exchanges_misbehaving_at_once(request: pytest.FixtureRequest, t
         for exchange, mode in FAULTS.items():
             srv.sim.set_mode(exchange, mode)
         srv.sim.drop("gateio")  # down: its open connection goes too, new ones are refused
+        rejected = srv.rt.registry.instrument("SOL", "gemini").symbol
+        srv.sim.reject("gemini", rejected)  # error frames for one symbol when it resubscribes...
+        srv.sim.drop("gemini")  # ...after this drop
         for exchange, skew in SKEWS.items():
             srv.sim.set_clock_skew(exchange, skew)
 
@@ -91,7 +94,7 @@ def test_all_six_exchanges_misbehaving_at_once(request: pytest.FixtureRequest, t
         assert health["okx"]["messages"] > 2000  # the flood arrived...
         assert resident_memory_bytes() - rss_before < 80 * 2**20  # ...and memory stayed bounded
         assert health["gemini"]["errors"] > 0 and health["gateio"]["reconnects"] > 0
-        assert health["cryptocom"]["reconnects"] > 0
+        assert health["cryptocom"]["reconnects"] > 0 and rejected in health["gemini"]["unknown_symbols"]
         metrics = c.get("/metrics").text
         assert metric(metrics, "beast_feed_up", exchange="kraken") == 0
         assert metric(metrics, "beast_feed_up", exchange="coinbase") == 1
