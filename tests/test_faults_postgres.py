@@ -170,6 +170,8 @@ async def test_reports_and_prices_answer_from_what_they_can_reach(
                 status, body = await UdpReportServer(rt).answer(json.dumps({"report": "usage", "api_key": sub_secret}).encode())
                 assert status == 200 and json.loads(body)["data"]["missing"] == ["database"]
                 assert (await r.get("/ready")).status_code == 503
+                partners = await r.get("/partners", headers=auth)  # a route that needs the database itself
+                assert partners.status_code == 503 and partners.json()["error"].startswith("the database is unreachable")
 
                 redis_proxy.refuse()
                 both = (await r.get("/reports/usage", headers=auth)).json()

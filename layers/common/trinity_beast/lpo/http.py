@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ..dberrors import DatabaseUnavailable
 from ..envelope import Envelopes, dumps
 from ..openapi import install_openapi, lpo_paths
 from ..ops import Instrument, add_ops_routes, route_paths, ws_samples
@@ -93,6 +94,15 @@ def install_error_handlers(app: FastAPI, envelopes: Envelopes) -> None:
             for e in exc.errors()
         )
         return envelope_response(envelopes.error(request.url.path, 400, f"bad request: {problems}"))
+
+    @app.exception_handler(DatabaseUnavailable)
+    async def database_down(request: Request, exc: DatabaseUnavailable) -> Response:
+        message = "the database is unreachable; retry shortly"
+        return envelope_response(envelopes.error(request.url.path, 503, message), headers={"Retry-After": "5"})
+
+    @app.exception_handler(Exception)
+    async def crashed(request: Request, exc: Exception) -> Response:  # logged by the server as well
+        return envelope_response(envelopes.error(request.url.path, 500, "internal error; the failure was logged"))
 
 
 class LpoHttp:
