@@ -7,6 +7,7 @@ UDP uses. Every other path goes to the FastAPI app, whose errors are UMEs too.
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 from urllib.parse import parse_qs
@@ -27,6 +28,8 @@ from .ws import Hub
 
 if TYPE_CHECKING:
     from ..runtime import Runtime
+
+log = logging.getLogger(__name__)
 
 Scope = dict[str, Any]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -149,7 +152,12 @@ class LpoHttp:
             aggregate=(query.get("aggregate") or [None])[0],
             max_age_ms=(query.get("max_age_ms") or [None])[0],
         )
-        answer = await answer_price(self.rt, request, self.envelopes)
+        try:
+            answer = await answer_price(self.rt, request, self.envelopes)
+        except Exception:  # a bug must still answer an envelope, and never stop the server
+            log.exception("GET /price failed")
+            body = self.envelopes.error("/price", 500, "internal error; the failure was logged")
+            return await send_body(send, 500, dumps(body))
         headers = rate_limit_headers(answer.quota)
         if answer.status == 401:
             headers.append((b"www-authenticate", b'Bearer realm="trinity-beast"'))
