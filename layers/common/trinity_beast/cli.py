@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import logging
 import os
 import signal
@@ -90,12 +91,21 @@ async def serve(settings: Settings, args: argparse.Namespace) -> None:
         rt.db.dialect,
         "" if not args.no_sync else ", usage sync left to a separate job",
     )
+    settle_garbage_collector()
     try:
         await run_until_signal(listeners, settings.log_level)
     finally:
         log.info("stopping: connections drained, flushing usage")
         await rt.stop()
         log.info("stopped")
+
+
+def settle_garbage_collector() -> None:
+    """Full collections of everything built at start-up made the tail latency (~30 ms pauses):
+    freeze what exists now out of the collector's sight and collect young objects less often."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
 
 
 def _closer(transport: asyncio.BaseTransport) -> Callable[[], Awaitable[None]]:
