@@ -304,7 +304,7 @@ def test_report_filters(pairs: list[tuple[str, str]]) -> None:
 
 
 @PROPS
-@given(cursor=hostile_text, after=st.tuples(st.integers(0, 2**40), st.text(max_size=10), st.text(max_size=10),
+@given(cursor=hostile_text | st.tuples(hostile_text, st.text()).map(".".join), after=st.tuples(st.integers(0, 2**40), st.text(max_size=10), st.text(max_size=10),
                                             st.text(max_size=10), st.text(max_size=10), st.integers(100, 599)))
 def test_cursors(cursor: str, after: tuple) -> None:
     with pytest.raises(ReportError):

@@ -282,7 +282,7 @@ def _cursor_payload(cursor: str) -> dict[str, Any]:
         payload = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
     except (ValueError, TypeError):
         raise ReportError(_BAD_CURSOR) from None
-    if not mac or not hmac.compare_digest(_sign(payload), mac):
+    if not mac or not hmac.compare_digest(_sign(payload).encode(), mac.encode("utf-8", "surrogatepass")):
         raise ReportError(_BAD_CURSOR)
     try:
         data = orjson.loads(payload)
