@@ -456,6 +456,8 @@ def write_results(h: Harness, path: Path, command: str) -> None:
         lines.append(f"| {f.name} | {f.value} | {f.baseline} | {f.ratio if f.ratio is not None else '-'} | {f.goal} | {met} |")
     lines += ["", "Commands:", ""]
     lines += [f"- {f.name}: `{f.command}`" + (f" ({f.notes})" if f.notes else "") for f in h.figures]
+    lines += ["", (BENCH / "GAPS.md").read_text().rstrip(), "", "## Profiles of this run (`python bench/hotpaths.py`)", "",
+              subprocess.run([PY, str(BENCH / "hotpaths.py")], capture_output=True, text=True, check=True).stdout.rstrip()]
     path.write_text("\n".join(lines) + "\n")
 
 
