@@ -266,6 +266,8 @@ def test_combined_mode_is_one_container_serving_both(cfn: dict[str, Any]) -> Non
     assert "LpoScalableTarget" not in s.resources
     lpo = s.container("LpoTaskDefinition")
     assert lpo["Command"] == ["serve"] and env(lpo)["APP_REPORT_SERVER"] == "true"
+    # X-Forwarded-For is trusted from the VPC's own hops only (per-address WebSocket limits).
+    assert env(lpo)["FORWARDED_ALLOW_IPS"] == "10.0.0.0/16"  # the VpcCidr parameter
     assert {p["ContainerPort"] for p in lpo["PortMappings"]} == {8080, 2679, 9090, 2680}
     assert s.props("LpoService")["DesiredCount"] == 1
     assert lpo_load_balancers(s) == {
