@@ -7,6 +7,7 @@ owns all I/O, so connectors are trivially testable on recorded messages.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 import json
 import math
 import re
@@ -79,7 +80,7 @@ class RestRequest:
     params: Mapping[str, str] = field(default_factory=dict)
 
 
-class Connector:
+class Connector(ABC):
     """Base for the six connectors. Subclasses set the class attributes and `_parse`."""
 
     name: str = ""
@@ -94,8 +95,9 @@ class Connector:
     resubscribe_on_reject: bool = False
 
     # ---- WebSocket -------------------------------------------------------------
+    @abstractmethod
     def subscribe_messages(self, symbols: list[str]) -> list[str]:
-        raise NotImplementedError
+        ...
 
     def keepalive_message(self) -> str | None:
         return None
@@ -112,12 +114,14 @@ class Connector:
             out.events.append(Event(ERROR, f"malformed message ({type(exc).__name__}: {exc}): {preview(raw)}"))
         return out
 
+    @abstractmethod
     def _parse(self, raw: str | bytes, received_ts: float, state: ConnState, out: Parsed) -> None:
-        raise NotImplementedError
+        ...
 
     # ---- REST ------------------------------------------------------------------
+    @abstractmethod
     def ticker_request(self, rest_symbol: str) -> RestRequest:
-        raise NotImplementedError
+        ...
 
     def parse_ticker(self, body: bytes | str, asset: str, quote: str, received_ts: float) -> Tick:
         """Parse a REST ticker answer into a Tick; ExchangeError when unusable."""
@@ -128,11 +132,13 @@ class Connector:
         except Exception as exc:
             raise ExchangeError(self.name, f"unusable ticker response ({type(exc).__name__}: {exc}): {preview(body)}")
 
+    @abstractmethod
     def _parse_ticker(self, body: bytes | str, asset: str, quote: str, received_ts: float) -> Tick:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def instruments_request(self) -> RestRequest:
-        raise NotImplementedError
+        ...
 
     def parse_instruments(self, body: bytes | str) -> set[str]:
         """Tradable spot instruments, in the WebSocket spelling; ExchangeError when unusable."""
@@ -143,8 +149,9 @@ class Connector:
         except Exception as exc:
             raise ExchangeError(self.name, f"unusable instrument list ({type(exc).__name__}: {exc})")
 
+    @abstractmethod
     def _parse_instruments(self, body: bytes | str) -> set[str]:
-        raise NotImplementedError
+        ...
 
     # ---- helpers for subclasses -------------------------------------------------
     def tick(

@@ -7,6 +7,7 @@ shapes documented in shared/exchange-protocols.md.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 import itertools
 import json
 import random
@@ -84,7 +85,7 @@ class SimSession:
         return self.sim.prices.quote(inst.asset, inst.quote, self.exchange)
 
 
-class SimProtocol:
+class SimProtocol(ABC):
     name = ""
     heartbeat_s: float | None = None  # server heartbeat period (overridable per simulator)
     subscribe_deadline_s: float | None = None  # close if nothing subscribed by then
@@ -92,18 +93,21 @@ class SimProtocol:
     def on_connect(self, s: SimSession) -> list[str]:
         return []
 
+    @abstractmethod
     def on_text(self, s: SimSession, text: str) -> list[str]:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def updates(self, s: SimSession, symbols: list[str]) -> list[str]:
-        raise NotImplementedError
+        ...
 
     def heartbeat(self, s: SimSession) -> list[str]:
         return []
 
+    @abstractmethod
     def bad_ticker(self, s: SimSession, symbol: str) -> str:
         """A well-formed frame with an unusable price, for garbage mode."""
-        raise NotImplementedError
+        ...
 
 
 def _json(text: str) -> Any:
