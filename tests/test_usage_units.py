@@ -73,3 +73,24 @@ def test_later_pages_keep_the_range_of_the_first_even_when_now_moves() -> None:
     later = parse_filters([("granularity", "minute"), ("cursor", cursor)], now=1_800_000_000 + 3600)
     assert (later.start, later.end) == (first.start, first.end)
     assert later.after == (0, "ak_1", "/price", "BTC", "http", 200)
+
+
+async def test_a_month_total_never_goes_down_in_a_process() -> None:
+    """A stale or lost cache total (a read racing a flush, a Redis restart) must not hand a key
+    back usage it already spent."""
+    from trinity_beast.cache import MemoryCache
+    from trinity_beast.usage import MONTH_PREFIX, Meter, month_of
+
+    cache = MemoryCache()
+    meter = Meter(cache, clock=lambda: 1_800_000_000.0)
+    month = month_of(1_800_000_000.0)
+    await meter.load("ak_1")
+    for _ in range(5):
+        meter.record("ak_1", "/price", "BTC", "http", 200, 0.001, True)
+    await meter.flush()
+    assert meter.quota("ak_1", 0).used == 5
+    await cache.delete(f"{MONTH_PREFIX}{month}")  # the cache loses the total
+    meter.record("ak_1", "/price", "BTC", "http", 200, 0.001, True)
+    await meter.flush()  # the cache now says 1
+    await meter.load("ak_1")  # and a reload reads 1
+    assert meter.quota("ak_1", 0).used == 5  # still at least what this process saw

@@ -206,11 +206,17 @@ class Meter:
                 total = await self._cache.hsetnx(f"{MONTH_PREFIX}{month}", key_id, synced) if synced else 0
         except CacheUnavailable:
             return
-        self._month_known[(month, key_id)] = total or 0
+        self._raise_known((month, key_id), total or 0)
 
     def pending(self) -> int:
         """Requests counted in this process and not yet flushed to the cache."""
         return sum(slot[0] for slot in self._minutes.values())
+
+    def _raise_known(self, key: tuple[str, str], total: int) -> None:
+        """A month's total only grows: a read that raced a flush, or a cache that lost its data,
+        must never lower what this process already knows was used."""
+        if total > self._month_known.get(key, -1):
+            self._month_known[key] = total
 
     async def flush(self) -> int:
         """Send buffered counts to the cache; return how many requests went out."""
@@ -242,9 +248,9 @@ class Meter:
                 return 0
             month_totals = totals[len(totals) - len(month_items):] if month_items else []
             for (key, _), total in zip(month_items, month_totals):
-                self._month_known[key] = total
+                self._raise_known(key, total)
             for key_id, total in fresh.items():
-                self._month_known[(current, key_id)] = total
+                self._raise_known((current, key_id), total)
             return sum(slot[0] for slot in minutes.values())
 
     async def run(self, interval: float) -> None:
