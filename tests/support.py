@@ -228,3 +228,19 @@ def stop_beast(p: BeastProcess) -> tuple[int, str]:
         p.proc.kill()
         p.proc.wait()
     return p.proc.returncode, p.stderr_path.read_text()
+
+
+def put_btc(env: dict[str, str], price: str = "65000.5", exchange: str = "kraken") -> None:
+    """Write a fresh BTC price into the Redis namespace of `env`, as any process could."""
+    from decimal import Decimal
+
+    from trinity_beast.cache.redis import RedisCache
+    from trinity_beast.tick import Tick
+
+    async def write() -> None:
+        cache = RedisCache(env["REDIS_URL"], namespace=env["BEAST_REDIS_NAMESPACE"])
+        now = time.time()
+        await cache.put_tick(Tick("BTC", "USD", Decimal(price), None, None, exchange, now, now))
+        await cache.close()
+
+    asyncio.run(write())

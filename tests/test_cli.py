@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
-from decimal import Decimal
 from pathlib import Path
 
 import httpx
 import pytest
 
-from trinity_beast.tick import Tick
 
-from support import run_beast, stack_env, start_beast_serve, stop_beast
+from support import put_btc, run_beast, stack_env, start_beast_serve, stop_beast
 
 
 @pytest.mark.parametrize("stack", ["embedded", "production"])
@@ -33,15 +30,7 @@ def test_serve_first_start_prints_an_admin_key_that_works(request: pytest.Fixtur
 
         if stack == "production":
             # A price written into Redis by anyone is served by the running server.
-            from trinity_beast.cache.redis import RedisCache
-
-            async def write() -> None:
-                cache = RedisCache(env["REDIS_URL"], namespace=env["BEAST_REDIS_NAMESPACE"])
-                now = time.time()
-                await cache.put_tick(Tick("BTC", "USD", Decimal("65000.5"), None, None, "kraken", now, now))
-                await cache.close()
-
-            asyncio.run(write())
+            put_btc(env)
             deadline = time.time() + 5
             while time.time() < deadline:
                 r = httpx.get(p.url + "/price?asset=BTC", headers={"Authorization": f"Bearer {secret}"})

@@ -7,20 +7,17 @@ served counts as closed without waiting for it.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess
 import sys
 import time
-from decimal import Decimal
 from pathlib import Path
 
 import httpx
 import pytest
 
-from support import REPO, run_beast, stack_env, start_beast_serve, stop_beast
-from trinity_beast.tick import Tick
+from support import REPO, put_btc, run_beast, stack_env, start_beast_serve, stop_beast
 
 CHILD = str(REPO / "tests" / "usage_child.py")
 
@@ -30,18 +27,6 @@ def child(env: dict[str, str], *args: str, wait: bool = True) -> subprocess.Pope
     if wait:
         return subprocess.run([sys.executable, CHILD, *args], env=full, capture_output=True, text=True, timeout=60)
     return subprocess.Popen([sys.executable, CHILD, *args], env=full, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def put_btc(env: dict[str, str]) -> None:
-    from trinity_beast.cache.redis import RedisCache
-
-    async def write() -> None:
-        cache = RedisCache(env["REDIS_URL"], namespace=env["BEAST_REDIS_NAMESPACE"])
-        now = time.time()
-        await cache.put_tick(Tick("BTC", "USD", Decimal("65000.5"), None, None, "kraken", now, now))
-        await cache.close()
-
-    asyncio.run(write())
 
 
 def report(lrs_url: str, admin: str, **params: str) -> dict[tuple[str, int], int]:
