@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import copy
 import os
-import shutil
 import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest

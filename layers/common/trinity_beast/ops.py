@@ -16,7 +16,6 @@ from fastapi import FastAPI
 from fastapi.responses import Response
 
 from . import sync
-from .book import age
 from .envelope import Envelopes, dumps
 from .metrics import CONTENT_TYPE, Metrics, Sample, resident_memory_bytes, sample
 

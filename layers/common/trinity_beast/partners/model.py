@@ -142,7 +142,7 @@ def _id_list(body: Mapping[str, Any], name: str, kind: str, required: bool) -> t
 
 def check_connection_id(connection_type: str, value: Any) -> str:
     kind = CONNECTION_KIND[connection_type]
-    if not isinstance(value, str) or (problem := id_problem(kind, value.strip())):
+    if not isinstance(value, str) or id_problem(kind, value.strip()):
         shown = value if isinstance(value, str) else type(value).__name__
         example = "vpce-0a1b2c3d4e5f67890" if kind == "endpoint" else "pcx-0a1b2c3d4e5f67890"
         raise PartnerError(400, f"connection_id: a {connection_type} partner's id looks like {example}, got {str(shown)[:60]!r}")
