@@ -91,7 +91,7 @@ class Ec2Network:
                 return None
             message = exc.response.get("Error", {}).get("Message", str(exc))
             raise PartnerError(502, f"EC2 {operation} failed: {code}: {message}"[:500]) from None
-        except (BotoCoreError, NotImplementedError) as exc:
+        except BotoCoreError as exc:
             raise PartnerError(502, f"EC2 {operation} failed: {exc}"[:500]) from None
 
     def _need(self, connection_type: str, purpose: str) -> None:
