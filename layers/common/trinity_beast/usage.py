@@ -79,14 +79,19 @@ def parse_bucket(fields: dict[str, int]) -> dict[Group, Counts]:
     return {g: c for g, c in out.items() if c.n}
 
 
+def month_bounds(ts: float) -> tuple[float, float, str]:
+    """(start, end, `YYYY-MM`) of the UTC month of `ts`; the current month is remembered, as
+    every request asks for it."""
+    current = _current_month
+    if current[0] <= ts < current[1]:
+        return current
+    current = (month_start(ts), month_reset(ts), datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m"))
+    _remember_month(*current)
+    return current
+
+
 def month_of(ts: float) -> str:
-    """`YYYY-MM` (UTC) of `ts`; the current month is remembered, as every request asks for it."""
-    start, end, name = _current_month
-    if start <= ts < end:
-        return name
-    name = datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m")
-    _remember_month(month_start(ts), month_reset(ts), name)
-    return name
+    return month_bounds(ts)[2]
 
 
 def _remember_month(start: float, end: float, name: str) -> None:
@@ -182,9 +187,9 @@ class Meter:
 
     def quota(self, key_id: str, limit: int, now: float | None = None) -> Quota:
         now = self._clock() if now is None else now
-        month = month_of(now)
+        _, reset_at, month = month_bounds(now)
         used = self._month_known.get((month, key_id), 0) + self._month_pending.get((month, key_id), 0)
-        return Quota(used=used, limit=limit, reset_at=month_reset(now))
+        return Quota(used=used, limit=limit, reset_at=reset_at)
 
     def knows(self, key_id: str, now: float | None = None) -> bool:
         return (month_of(self._clock() if now is None else now), key_id) in self._month_known
