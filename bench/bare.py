@@ -18,7 +18,7 @@ def http(port: int, body: bytes, workers: int = 1) -> None:
 
     import uvloop
 
-    from trinity_beast.serving import bind_tcp, make_server
+    from trinity_beast.transports.server import bind_tcp, make_server
 
     for _ in range(workers - 1):
         if os.fork() == 0:

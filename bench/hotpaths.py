@@ -31,10 +31,10 @@ def top(profile: cProfile.Profile, lines: int = 12) -> str:
 
 
 async def price_path(calls: int) -> str:
-    from trinity_beast.config import load_settings
-    from trinity_beast.lpo.http import build_lpo
-    from trinity_beast.runtime import Runtime, ensure_admin_key
-    from trinity_beast.tick import Tick
+    from trinity_beast.domain.settings import load_settings
+    from trinity_beast.transports.http.lpo import build_lpo
+    from trinity_beast.services.runtime import Runtime, ensure_admin_key
+    from trinity_beast.domain.tick import Tick
 
     rt = Runtime.create(load_settings({"BEAST_DATA_DIR": tempfile.mkdtemp(), "BEAST_FEEDS": "false"}))
     _, secret = ensure_admin_key(rt.db)
@@ -68,10 +68,10 @@ async def price_path(calls: int) -> str:
 
 
 async def fan_out(updates: int) -> str:
-    from trinity_beast.config import load_settings
-    from trinity_beast.lpo.ws import Client, Hub
-    from trinity_beast.runtime import Runtime, ensure_admin_key
-    from trinity_beast.tick import Tick
+    from trinity_beast.domain.settings import load_settings
+    from trinity_beast.transports.ws.hub import Client, Hub
+    from trinity_beast.services.runtime import Runtime, ensure_admin_key
+    from trinity_beast.domain.tick import Tick
 
     class Socket:
         writes = 0

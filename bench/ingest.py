@@ -13,11 +13,11 @@ import time
 
 import orjson
 
-from trinity_beast.assets import load_registry
-from trinity_beast.book import PriceBook
+from trinity_beast.domain.assets import load_registry
+from trinity_beast.domain.book import PriceBook
 from trinity_beast.exchanges import CONNECTORS
-from trinity_beast.sim import Simulator
-from trinity_beast.sim.protocols import PROTOCOLS, SimSession
+from beast_sim import Simulator
+from beast_sim.protocols import PROTOCOLS, SimSession
 
 
 def messages(per_exchange: int) -> list[tuple[str, str]]:

@@ -102,7 +102,7 @@ class Harness:
         sim_port = free_port()
         self.spawn([PY, "-m", "trinity_beast", "sim", "--port", str(sim_port)], name="sim")
         self.wait_http(f"http://127.0.0.1:{sim_port}/_control")
-        from trinity_beast.sim import sim_env
+        from beast_sim import sim_env
 
         namespace = "bench" + uuid.uuid4().hex[:8]
         env = {
@@ -237,8 +237,8 @@ def _publish(beast: dict[str, Any], seconds: float, rate: float) -> int:
     import asyncio
     from decimal import Decimal
 
-    from trinity_beast.cache.redis import RedisCache
-    from trinity_beast.tick import Tick
+    from trinity_beast.stores.cache.redis import RedisCache
+    from trinity_beast.domain.tick import Tick
 
     async def run() -> int:
         cache = RedisCache(REDIS_URL, namespace=beast["namespace"])
@@ -296,7 +296,7 @@ def bench_single_flight(h: Harness) -> None:
     sim_port = free_port()
     h.spawn([PY, "-m", "trinity_beast", "sim", "--port", str(sim_port)], name="sim-sf")
     h.wait_http(f"http://127.0.0.1:{sim_port}/_control")
-    from trinity_beast.sim import sim_env
+    from beast_sim import sim_env
 
     env = {**sim_env("127.0.0.1", sim_port), "BEAST_DATA_DIR": str(h.work / "sf"), "BEAST_FEEDS": "false",
            "BEAST_PREWARM": "false", "BEAST_LPO_PORT": str(free_port()), "BEAST_LRS_PORT": str(free_port()),

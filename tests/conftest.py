@@ -14,10 +14,10 @@ from typing import AsyncIterator, Iterator
 import pytest
 
 from support import PG_ADMIN_URL, REDIS_URL, InProcessServer, in_process_server, reachable, require_service, stack_env
-from trinity_beast.cache import Cache, MemoryCache
-from trinity_beast.db import Database
-from trinity_beast.db.postgres import PostgresDatabase
-from trinity_beast.db.sqlite import SqliteDatabase
+from trinity_beast.stores.cache import Cache, MemoryCache
+from trinity_beast.stores.db import Database
+from trinity_beast.stores.db.postgres import PostgresDatabase
+from trinity_beast.stores.db.sqlite import SqliteDatabase
 
 
 @pytest.fixture
@@ -46,7 +46,7 @@ def pg_url() -> Iterator[str]:
     require_service("PostgreSQL at 127.0.0.1:5432", reachable("127.0.0.1", 5432))
     import pg8000.native
 
-    from trinity_beast.db.postgres import connect_args
+    from trinity_beast.stores.db.postgres import connect_args
 
     name = "beast_t_" + uuid.uuid4().hex[:12]
     admin = pg8000.native.Connection(**connect_args(PG_ADMIN_URL))
@@ -67,7 +67,7 @@ async def cache_backend(request: pytest.FixtureRequest) -> AsyncIterator[Cache]:
     if request.param == "memory":
         yield MemoryCache()
         return
-    from trinity_beast.cache.redis import RedisCache
+    from trinity_beast.stores.cache.redis import RedisCache
 
     cache = RedisCache(request.getfixturevalue("redis_url"), namespace=request.getfixturevalue("redis_namespace"))
     yield cache

@@ -22,7 +22,7 @@ from typing import Any, Iterator
 import httpx
 import pytest
 
-from trinity_beast.config import load_settings
+from trinity_beast.domain.settings import load_settings
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 PG_ADMIN_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -90,7 +90,7 @@ class InProcessServer:
         return httpx.Client(base_url=self.url, timeout=10)
 
     def create_key(self, tier: str = "subscriber", monthly_limit: int | None = None, name: str = "test") -> tuple[str, str]:
-        from trinity_beast.keys import new_key
+        from trinity_beast.domain.keys import new_key
 
         key, secret = new_key(name, tier, monthly_limit)
         self.rt.db.insert_key(key)
@@ -102,12 +102,12 @@ def in_process_server(
     env: dict[str, str], sim: bool = False, feeds: bool = False, lrs: bool = False, **sim_options: Any
 ) -> Iterator[InProcessServer]:
     """`beast serve` in this process: optional simulator (every exchange pointed at it), feeds and LRS."""
-    from trinity_beast.ingest import start_feeds
-    from trinity_beast.lpo.http import build_lpo
-    from trinity_beast.runtime import Runtime, ensure_admin_key
-    from trinity_beast.lpo.udp import UdpPriceServer
-    from trinity_beast.serving import bind_tcp, bind_udp, make_server
-    from trinity_beast.sim import Simulator
+    from trinity_beast.services.prices.ingest import start_feeds
+    from trinity_beast.transports.http.lpo import build_lpo
+    from trinity_beast.services.runtime import Runtime, ensure_admin_key
+    from trinity_beast.transports.udp.lpo import UdpPriceServer
+    from trinity_beast.transports.server import bind_tcp, bind_udp, make_server
+    from beast_sim import Simulator
 
     env = {**env, "BEAST_LPO_PORT": str(free_port())}
     settings = load_settings(env)
@@ -133,7 +133,7 @@ def in_process_server(
     srv = make_server(app, "warning")
     lrs_srv = lrs_sock = None
     if lrs:
-        from trinity_beast.lrs.http import build_lrs
+        from trinity_beast.transports.http.lrs import build_lrs
 
         lrs_sock = bind_tcp("127.0.0.1", 0, "BEAST_LRS_PORT")
         lrs_srv = make_server(build_lrs(rt), "warning")
@@ -234,8 +234,8 @@ def put_btc(env: dict[str, str], price: str = "65000.5", exchange: str = "kraken
     """Write a fresh BTC price into the Redis namespace of `env`, as any process could."""
     from decimal import Decimal
 
-    from trinity_beast.cache.redis import RedisCache
-    from trinity_beast.tick import Tick
+    from trinity_beast.stores.cache.redis import RedisCache
+    from trinity_beast.domain.tick import Tick
 
     async def write() -> None:
         cache = RedisCache(env["REDIS_URL"], namespace=env["BEAST_REDIS_NAMESPACE"])

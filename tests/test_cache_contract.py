@@ -7,8 +7,8 @@ from decimal import Decimal
 
 import pytest
 
-from trinity_beast.cache import PRICES_CHANNEL, Cache
-from trinity_beast.tick import Tick
+from trinity_beast.stores.cache import PRICES_CHANNEL, Cache
+from trinity_beast.domain.tick import Tick
 
 
 def tick(asset: str = "BTC", exchange: str = "coinbase", price: str = "64000.12", ts: float = 1_700_000_000.0) -> Tick:
@@ -86,7 +86,7 @@ async def test_ping(cache_backend: Cache) -> None:
 
 
 async def test_redis_namespaces_do_not_see_each_other(redis_url: str, redis_namespace: str) -> None:
-    from trinity_beast.cache.redis import RedisCache
+    from trinity_beast.stores.cache.redis import RedisCache
 
     a = RedisCache(redis_url, namespace=redis_namespace)
     b = RedisCache(redis_url, namespace=redis_namespace + "x")
@@ -99,8 +99,8 @@ async def test_redis_namespaces_do_not_see_each_other(redis_url: str, redis_name
 
 
 async def test_unreachable_redis_raises_cache_unavailable() -> None:
-    from trinity_beast.cache import CacheUnavailable
-    from trinity_beast.cache.redis import RedisCache
+    from trinity_beast.stores.cache import CacheUnavailable
+    from trinity_beast.stores.cache.redis import RedisCache
 
     cache = RedisCache("redis://127.0.0.1:1/0")
     try:
@@ -174,7 +174,7 @@ def test_usage_keys_share_one_cluster_slot() -> None:
     and the claim rename touch several usage keys, so all of them hash to one slot."""
     from redis.crc import key_slot
 
-    from trinity_beast.usage import CLAIM_PREFIX, MINUTE_PREFIX, MONTH_PREFIX
+    from trinity_beast.services.meter import CLAIM_PREFIX, MINUTE_PREFIX, MONTH_PREFIX
 
     keys = [f"beast:{MINUTE_PREFIX}29000000", f"beast:{CLAIM_PREFIX}29000000:ab12", f"beast:{MONTH_PREFIX}2026-11"]
     assert len({key_slot(k.encode()) for k in keys}) == 1

@@ -16,7 +16,7 @@ import pytest
 
 from partner_aws import REGION, AwsWorld, aws  # noqa: F401 (fixture)
 from support import REPO, InProcessServer, in_process_server, require_service, stack_env
-from trinity_beast.envelope import FIELDS
+from trinity_beast.domain.envelope import FIELDS
 
 STATIC = REPO / "layers/common/trinity_beast/lrs/static"
 SHOTS = REPO / "test-output" / "command-center"

@@ -8,13 +8,13 @@ from decimal import Decimal
 import orjson
 import pytest
 
-from trinity_beast.book import pick
-from trinity_beast.config import DEFAULT_REST_URLS, DEFAULT_WS_URLS, EXCHANGES, ConfigError, load_settings
-from trinity_beast.envelope import FIELDS, Envelopes, dumps, utc_iso
-from trinity_beast.keys import KeyRing, KeyRequestError, hash_secret, new_key
-from trinity_beast.lpo.price import BadRequest, parse_assets
-from trinity_beast.tick import Tick
-from trinity_beast.usage import Quota, month_reset
+from trinity_beast.domain.book import pick
+from trinity_beast.domain.settings import DEFAULT_REST_URLS, DEFAULT_WS_URLS, EXCHANGES, ConfigError, load_settings
+from trinity_beast.domain.envelope import FIELDS, Envelopes, dumps, utc_iso
+from trinity_beast.domain.keys import KeyRing, KeyRequestError, hash_secret, new_key
+from trinity_beast.services.prices.answer import BadRequest, parse_assets
+from trinity_beast.domain.tick import Tick
+from trinity_beast.services.meter import Quota, month_reset
 
 
 def test_defaults_are_the_documented_ones() -> None:
@@ -99,7 +99,7 @@ def test_new_keys_store_only_a_hash() -> None:
 
 
 def test_key_ring_caches_for_its_ttl_then_sees_revocation(tmp_path) -> None:
-    from trinity_beast.db.sqlite import SqliteDatabase
+    from trinity_beast.stores.db.sqlite import SqliteDatabase
 
     db = SqliteDatabase(tmp_path / "k.db")
     db.migrate()

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from trinity_beast.db import Database
-from trinity_beast.db.base import migration_files
-from trinity_beast.keys import new_key
+from trinity_beast.stores.db import Database
+from trinity_beast.stores.db.base import migration_files
+from trinity_beast.domain.keys import new_key
 
 
 def test_migrate_applies_every_migration_once(database: Database) -> None:
@@ -92,8 +92,8 @@ def test_no_secret_is_stored(database: Database) -> None:
 
 def test_concurrent_migrators_apply_each_migration_once(request: pytest.FixtureRequest, tmp_path: Path) -> None:
     """Many processes start at once against one database: migrations still apply exactly once."""
-    from trinity_beast.db.postgres import PostgresDatabase
-    from trinity_beast.db.sqlite import SqliteDatabase
+    from trinity_beast.stores.db.postgres import PostgresDatabase
+    from trinity_beast.stores.db.sqlite import SqliteDatabase
 
     url = request.getfixturevalue("pg_url")
     for make in (lambda: PostgresDatabase(url), lambda: SqliteDatabase(tmp_path / "c.db")):
@@ -119,13 +119,13 @@ def test_concurrent_migrators_apply_each_migration_once(request: pytest.FixtureR
 
 
 def _counts(**by_key: int) -> dict:
-    from trinity_beast.usage import Counts, Group
+    from trinity_beast.services.meter import Counts, Group
 
     return {Group(k, "/price", "BTC", "http", 200): Counts(n, n * 100, n * 10) for k, n in by_key.items()}
 
 
 def test_a_usage_batch_is_written_once(database: Database) -> None:
-    from trinity_beast.db.base import UsageQuery
+    from trinity_beast.stores.db.base import UsageQuery
 
     database.migrate()
     assert database.write_usage_batch("usage:claim:1:a", 60, _counts(ak_a=3, ak_b=1), now=1.0) is True
@@ -145,7 +145,7 @@ def test_a_usage_batch_is_written_once(database: Database) -> None:
 
 
 def test_a_failed_batch_write_leaves_no_trace(database: Database) -> None:
-    from trinity_beast.usage import Counts, Group
+    from trinity_beast.services.meter import Counts, Group
 
     database.migrate()
     bad = {Group("ak_a", "/price", "BTC", "http", 200): Counts(1, 1, 1), Group(None, "/price", "BTC", "http", 200): Counts(1, 1, 1)}  # type: ignore[arg-type]
@@ -156,8 +156,8 @@ def test_a_failed_batch_write_leaves_no_trace(database: Database) -> None:
 
 
 def test_usage_totals_filter_and_bucket(database: Database) -> None:
-    from trinity_beast.db.base import UsageQuery
-    from trinity_beast.usage import Counts, Group
+    from trinity_beast.stores.db.base import UsageQuery
+    from trinity_beast.services.meter import Counts, Group
 
     database.migrate()
     database.write_usage_batch("b1", 0, {Group("ak_a", "/price", "BTC,ETH", "udp", 200): Counts(2, 20, 15)}, 1.0)
@@ -177,8 +177,8 @@ def test_usage_totals_filter_and_bucket(database: Database) -> None:
 
 
 def test_roll_up_keeps_every_count(database: Database) -> None:
-    from trinity_beast.db.base import UsageQuery
-    from trinity_beast.usage import Counts, Group
+    from trinity_beast.stores.db.base import UsageQuery
+    from trinity_beast.services.meter import Counts, Group
 
     database.migrate()
     g = Group("ak_a", "/price", "BTC", "http", 200)
@@ -202,7 +202,7 @@ def test_roll_up_keeps_every_count(database: Database) -> None:
 def _partner(**changes):
     from dataclasses import replace
 
-    from trinity_beast.partners.model import new_partner
+    from trinity_beast.domain.partners.model import new_partner
 
     body = {"name": "Acme", "aws_account_id": "111122223333", "region": "us-east-2", "connection_type": "peering",
             "vpc_id": "vpc-0a1b2c3d4e5f67890", "cidr": "172.31.0.0/16", "route_table_id": "rtb-0a1b2c3d4e5f67890"}
@@ -214,7 +214,7 @@ def _partner(**changes):
 def test_partners_round_trip_with_key_and_audit(database: Database) -> None:
     from dataclasses import replace
 
-    from trinity_beast.partners.model import AuditEntry
+    from trinity_beast.domain.partners.model import AuditEntry
 
     database.migrate()
     partner, key = _partner()
@@ -243,7 +243,7 @@ def test_partners_round_trip_with_key_and_audit(database: Database) -> None:
 def test_partner_creation_is_all_or_nothing(database: Database) -> None:
     from dataclasses import replace
 
-    from trinity_beast.partners.model import AuditEntry
+    from trinity_beast.domain.partners.model import AuditEntry
 
     database.migrate()
     partner, key = _partner(connection_id="pcx-0a1b2c3d4e5f67890", status="pending")

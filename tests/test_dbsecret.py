@@ -8,9 +8,9 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from trinity_beast.config import ConfigError, load_settings
-from trinity_beast.db.postgres import connect_args
-from trinity_beast.dbsecret import url_from_secret
+from trinity_beast.domain.settings import ConfigError, load_settings
+from trinity_beast.stores.db.postgres import connect_args
+from trinity_beast.stores.db.secret import url_from_secret
 
 AURORA = {"username": "beast", "password": "p@ss:w/rd#1", "host": "tb.cluster-x.us-east-2.rds.amazonaws.com",
           "port": 5432, "dbname": "beast", "engine": "postgres"}

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from support import in_process_server, stack_env
-from trinity_beast.metrics import resident_memory_bytes
+from trinity_beast.services.metrics import resident_memory_bytes
 
 EXCHANGES = ("coinbase", "kraken", "gemini", "gateio", "cryptocom", "okx")
 FAULTS = {"kraken": "silent", "gemini": "garbage", "gateio": "down", "cryptocom": "drop", "okx": "flood"}  # + error frames

@@ -16,18 +16,18 @@ import httpx
 import pytest
 
 from faultproxy import FaultProxy, fault_proxy
-from trinity_beast.cache.redis import RedisCache
-from trinity_beast.config import load_settings
-from trinity_beast.db.postgres import PostgresDatabase
-from trinity_beast.dberrors import DatabaseUnavailable
-from trinity_beast.keys import new_key
-from trinity_beast.lpo.http import build_lpo
-from trinity_beast.lrs.http import build_lrs
-from trinity_beast.lrs.udp import UdpReportServer
-from trinity_beast.runtime import Runtime
-from trinity_beast.sync import SyncStats, run_sync, sync_once
-from trinity_beast.tick import Tick
-from trinity_beast.usage import CLAIM_PREFIX, MINUTE_PREFIX, Meter
+from trinity_beast.stores.cache.redis import RedisCache
+from trinity_beast.domain.settings import load_settings
+from trinity_beast.stores.db.postgres import PostgresDatabase
+from trinity_beast.domain.errors import DatabaseUnavailable
+from trinity_beast.domain.keys import new_key
+from trinity_beast.transports.http.lpo import build_lpo
+from trinity_beast.transports.http.lrs import build_lrs
+from trinity_beast.transports.udp.lrs import UdpReportServer
+from trinity_beast.services.runtime import Runtime
+from trinity_beast.services.sync import SyncStats, run_sync, sync_once
+from trinity_beast.domain.tick import Tick
+from trinity_beast.services.meter import CLAIM_PREFIX, MINUTE_PREFIX, Meter
 
 
 def proxied(pg_url: str, proxy: FaultProxy) -> str:

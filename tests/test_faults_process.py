@@ -26,8 +26,8 @@ from websockets.exceptions import ConnectionClosed
 
 from fault_support import counted
 from support import BeastProcess, run_beast, stack_env, start_beast_serve
-from trinity_beast.cache.redis import RedisCache
-from trinity_beast.tick import Tick
+from trinity_beast.stores.cache.redis import RedisCache
+from trinity_beast.domain.tick import Tick
 
 SLOW_S = 1.5
 

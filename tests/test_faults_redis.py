@@ -22,7 +22,7 @@ import pytest
 from fault_support import counted, wait_until
 from faultproxy import fault_proxy
 from support import InProcessServer, in_process_server, stack_env
-from trinity_beast.tick import Tick
+from trinity_beast.domain.tick import Tick
 
 ASSETS = ("BTC", "ETH")
 

@@ -24,11 +24,11 @@ import pytest
 from websockets.asyncio.client import connect
 
 from support import InProcessServer, in_process_server, stack_env
-from trinity_beast.envelope import FIELDS
-from trinity_beast.httpguard import LimitedHttpTools, MAX_BODY_BYTES, MAX_HEADER_BYTES
-from trinity_beast.lrs.http import build_lrs
-from trinity_beast.tick import Tick
-from trinity_beast.udp import SMALL_ANSWER_BYTES
+from trinity_beast.domain.envelope import FIELDS
+from trinity_beast.transports.http.guards import LimitedHttpTools, MAX_BODY_BYTES, MAX_HEADER_BYTES
+from trinity_beast.transports.http.lrs import build_lrs
+from trinity_beast.domain.tick import Tick
+from trinity_beast.transports.udp.datagram import SMALL_ANSWER_BYTES
 
 SQL = ["' OR '1'='1", "1; DROP TABLE api_keys; --", "ak_1' UNION SELECT secret_hash FROM api_keys --",
        "BTC') OR 1=1 --", "%' OR asset LIKE '%", "1 OR 1=1", "$$; DELETE FROM usage_buckets; $$", "\\'; --"]
@@ -209,9 +209,9 @@ def test_datagrams_from_strangers_never_get_more_than_512_bytes(srv: InProcessSe
 async def test_sql_injection_in_every_report_filter_changes_nothing(
     request: pytest.FixtureRequest, tmp_path: Path, stack: str
 ) -> None:
-    from trinity_beast.config import load_settings
-    from trinity_beast.keys import new_key
-    from trinity_beast.runtime import Runtime
+    from trinity_beast.domain.settings import load_settings
+    from trinity_beast.domain.keys import new_key
+    from trinity_beast.services.runtime import Runtime
 
     rt = Runtime.create(load_settings(stack_env(request, stack, tmp_path)))
     await rt.start()
@@ -250,7 +250,7 @@ async def test_sql_injection_in_every_report_filter_changes_nothing(
 
 
 def test_a_failure_inside_a_route_still_answers_an_envelope(srv: InProcessServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    import trinity_beast.lpo.http as lpo_http
+    import trinity_beast.transports.http.lpo as lpo_http
 
     async def broken(*args: Any) -> Any:
         raise RuntimeError("a bug")

@@ -74,10 +74,10 @@ def usage_stack(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
     """Redis + PostgreSQL as the reports and sync functions see them (through their environment)."""
     import asyncio
 
-    from trinity_beast.cache.redis import RedisCache
-    from trinity_beast.db.postgres import PostgresDatabase
-    from trinity_beast.keys import new_key
-    from trinity_beast.usage import Meter
+    from trinity_beast.stores.cache.redis import RedisCache
+    from trinity_beast.stores.db.postgres import PostgresDatabase
+    from trinity_beast.domain.keys import new_key
+    from trinity_beast.services.meter import Meter
 
     env = {
         "REDIS_URL": request.getfixturevalue("redis_url"),
@@ -183,7 +183,7 @@ def deployed_stack(usage_stack, monkeypatch: pytest.MonkeyPatch):
     from moto import mock_aws
 
     from support import UNREACHABLE_EXCHANGES
-    from trinity_beast.db.postgres import connect_args
+    from trinity_beast.stores.db.postgres import connect_args
 
     db_url = os.environ["DATABASE_URL"]
     for name, value in {**UNREACHABLE_EXCHANGES, "BEAST_PREWARM": "false", "AWS_DEFAULT_REGION": "us-east-2",

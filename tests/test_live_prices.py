@@ -122,7 +122,7 @@ def test_the_fallback_tries_exchanges_in_priority_order(request: pytest.FixtureR
 
 
 def test_max_age_refuses_an_old_price(request: pytest.FixtureRequest, tmp_path: Path) -> None:
-    from trinity_beast.tick import Tick
+    from trinity_beast.domain.tick import Tick
 
     with in_process_server(stack_env(request, "embedded", tmp_path)) as srv:
         now = time.time()
@@ -174,7 +174,7 @@ def test_an_unknown_symbol_is_reported_and_the_rest_served(request: pytest.Fixtu
 
 
 async def _start_feeds(srv: Any) -> None:
-    from trinity_beast.ingest import start_feeds
+    from trinity_beast.services.prices.ingest import start_feeds
 
     await start_feeds(srv.rt)
 

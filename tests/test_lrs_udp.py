@@ -11,11 +11,11 @@ from typing import Any, AsyncIterator
 import pytest
 
 from support import stack_env
-from trinity_beast.config import load_settings
-from trinity_beast.keys import new_key
-from trinity_beast.lrs.udp import UdpReportServer
-from trinity_beast.runtime import Runtime
-from trinity_beast.udp import SMALL_ANSWER_BYTES
+from trinity_beast.domain.settings import load_settings
+from trinity_beast.domain.keys import new_key
+from trinity_beast.transports.udp.lrs import UdpReportServer
+from trinity_beast.services.runtime import Runtime
+from trinity_beast.transports.udp.datagram import SMALL_ANSWER_BYTES
 
 
 class Lrs:

@@ -27,8 +27,8 @@ from schemathesis.checks import (
 )
 
 from support import InProcessServer, in_process_server, stack_env
-from trinity_beast.envelope import FIELDS
-from trinity_beast.tick import Tick
+from trinity_beast.domain.envelope import FIELDS
+from trinity_beast.domain.tick import Tick
 
 EXAMPLES = 50
 CONFORMANCE = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]

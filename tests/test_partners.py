@@ -13,13 +13,13 @@ import pytest
 from botocore import xform_name
 
 from partner_aws import NLB_IP, OUR_ACCOUNT, REGION, AwsWorld, aws  # noqa: F401 (fixture)
-from trinity_beast.config import ConfigError, load_settings
-from trinity_beast.db.sqlite import SqliteDatabase
-from trinity_beast.partners.cidr import CidrError, CidrOverlap, check_access_cidr, check_partner_cidr, parse_cidr
-from trinity_beast.partners.ec2 import Ec2Network
-from trinity_beast.partners.model import PartnerError, new_partner
-from trinity_beast.partners.service import PartnerService
-from trinity_beast.partners.wizard import ENDPOINT_PLACEHOLDER, StackNetwork, commands
+from trinity_beast.domain.settings import ConfigError, load_settings
+from trinity_beast.stores.db.sqlite import SqliteDatabase
+from trinity_beast.domain.partners.cidr import CidrError, CidrOverlap, check_access_cidr, check_partner_cidr, parse_cidr
+from trinity_beast.services.partners.ec2 import Ec2Network
+from trinity_beast.domain.partners.model import PartnerError, new_partner
+from trinity_beast.services.partners.service import PartnerService
+from trinity_beast.services.partners.wizard import ENDPOINT_PLACEHOLDER, StackNetwork, commands
 
 ADMIN = "ak_admin0000000000"
 PARTNER_ACCOUNT = "111122223333"

@@ -11,7 +11,7 @@ import pytest
 
 from partner_aws import REGION, AwsWorld, aws  # noqa: F401 (fixture)
 from support import InProcessServer, in_process_server, stack_env
-from trinity_beast.envelope import FIELDS
+from trinity_beast.domain.envelope import FIELDS
 
 PARTNER_ACCOUNT = "111122223333"
 

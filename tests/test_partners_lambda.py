@@ -18,8 +18,8 @@ PARTNER_EVENTS = sorted(p.name for p in EVENTS.glob("partners_*.json"))
 
 @pytest.fixture
 def stack(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, aws: AwsWorld):  # noqa: F811
-    from trinity_beast.db.postgres import PostgresDatabase
-    from trinity_beast.keys import new_key
+    from trinity_beast.stores.db.postgres import PostgresDatabase
+    from trinity_beast.domain.keys import new_key
 
     env = {
         **aws.env, **UNREACHABLE_EXCHANGES, "BEAST_PREWARM": "false",

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from support import in_process_server, stack_env
-from trinity_beast.prewarm import REST_RATE, Pacer, plan, prewarm
+from trinity_beast.services.prices.prewarm import REST_RATE, Pacer, plan, prewarm
 
 
 async def test_pacer_spaces_calls() -> None:

@@ -10,9 +10,9 @@ from typing import Any
 import httpx
 import pytest
 
-from trinity_beast.envelope import FIELDS
-from trinity_beast.tick import Tick
-from trinity_beast.usage import MONTH_PREFIX
+from trinity_beast.domain.envelope import FIELDS
+from trinity_beast.domain.tick import Tick
+from trinity_beast.services.meter import MONTH_PREFIX
 
 from support import InProcessServer
 

@@ -25,19 +25,19 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from trinity_beast.assets import load_registry
-from trinity_beast.config import ConfigError, Settings, load_settings
-from trinity_beast.envelope import FIELDS, utc_iso
+from trinity_beast.domain.assets import load_registry
+from trinity_beast.domain.settings import ConfigError, Settings, load_settings
+from trinity_beast.domain.envelope import FIELDS, utc_iso
 from trinity_beast.exchanges import CONNECTORS
 from trinity_beast.exchanges.base import ExchangeError
-from trinity_beast.keys import new_key
-from trinity_beast.lpo.http import build_lpo
-from trinity_beast.lpo.price import MAX_ASSETS, BadRequest, parse_assets, parse_options
-from trinity_beast.lpo.udp import parse_datagram
-from trinity_beast.lpo.ws import Client, Hub
-from trinity_beast.lrs.udp import FIELDS as REPORT_UDP_FIELDS
-from trinity_beast.partners.cidr import CidrError, parse_cidr
-from trinity_beast.reports import (
+from trinity_beast.domain.keys import new_key
+from trinity_beast.transports.http.lpo import build_lpo
+from trinity_beast.services.prices.answer import MAX_ASSETS, BadRequest, parse_assets, parse_options
+from trinity_beast.transports.udp.lpo import parse_datagram
+from trinity_beast.transports.ws.hub import Client, Hub
+from trinity_beast.transports.udp.lrs import FIELDS as REPORT_UDP_FIELDS
+from trinity_beast.domain.partners.cidr import CidrError, parse_cidr
+from trinity_beast.services.reports import (
     COLUMNS,
     MAX_LIMIT,
     ReportError,
@@ -48,12 +48,12 @@ from trinity_beast.reports import (
     render_csv,
     render_tsv,
 )
-from trinity_beast.runtime import Runtime
-from trinity_beast.sim import Simulator
-from trinity_beast.sim.protocols import PROTOCOLS, SimSession
-from trinity_beast.tick import Tick
-from trinity_beast.udp import BadDatagram, decode_object
-from trinity_beast.usage import Counts, Group, parse_bucket
+from trinity_beast.services.runtime import Runtime
+from beast_sim import Simulator
+from beast_sim.protocols import PROTOCOLS, SimSession
+from trinity_beast.domain.tick import Tick
+from trinity_beast.transports.udp.datagram import BadDatagram, decode_object
+from trinity_beast.services.meter import Counts, Group, parse_bucket
 
 PROPS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 REGISTRY = load_registry()

@@ -15,10 +15,10 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from support import InProcessServer, in_process_server, stack_env, start_beast_serve, stop_beast
-from trinity_beast.envelope import FIELDS
-from trinity_beast.lpo.udp import SMALL_ANSWER_BYTES
-from trinity_beast.lpo.ws import MAX_PENDING, MAX_SUBSCRIPTIONS
-from trinity_beast.tick import Tick
+from trinity_beast.domain.envelope import FIELDS
+from trinity_beast.transports.udp.lpo import SMALL_ANSWER_BYTES
+from trinity_beast.transports.ws.hub import MAX_PENDING, MAX_SUBSCRIPTIONS
+from trinity_beast.domain.tick import Tick
 
 
 def ws_url(srv: InProcessServer, key: str | None = None) -> str:
@@ -107,7 +107,7 @@ async def test_subscribe_confirm_snapshot_live_updates_unsubscribe_ping(srv: InP
 
 
 def test_text_frame_headers_follow_rfc6455() -> None:
-    from trinity_beast.lpo.ws import text_frame_header
+    from trinity_beast.transports.ws.hub import text_frame_header
 
     assert text_frame_header(125) == b"\x81\x7d"
     assert text_frame_header(126) == b"\x81\x7e\x00\x7e"
@@ -267,7 +267,7 @@ def test_two_lpo_processes_over_one_redis_both_deliver_every_update(request: pyt
     prices = [str(70000 + i) for i in range(25)]
 
     async def scenario() -> list[list[float]]:
-        from trinity_beast.cache.redis import RedisCache
+        from trinity_beast.stores.cache.redis import RedisCache
 
         cache = RedisCache(env["REDIS_URL"], namespace=env["BEAST_REDIS_NAMESPACE"])
         urls = [p.url.replace("http://", "ws://") + f"/ws/prices?api_key={secret}" for p in (first, second)]

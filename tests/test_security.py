@@ -18,16 +18,16 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from support import REPO, in_process_server, run_beast, stack_env, start_beast_serve, stop_beast
-from trinity_beast import keys as keys_module
-from trinity_beast import reports as reports_module
-from trinity_beast.cache import MemoryCache
-from trinity_beast.config import load_settings
-from trinity_beast.db import Database
-from trinity_beast.keys import KeyRing, new_key
-from trinity_beast.lrs.http import build_lrs
-from trinity_beast.lrs.udp import UdpReportServer
-from trinity_beast.partners.api import ROUTES
-from trinity_beast.runtime import Runtime
+from trinity_beast.domain import keys as keys_module
+from trinity_beast.services import reports as reports_module
+from trinity_beast.stores.cache import MemoryCache
+from trinity_beast.domain.settings import load_settings
+from trinity_beast.stores.db import Database
+from trinity_beast.domain.keys import KeyRing, new_key
+from trinity_beast.transports.http.lrs import build_lrs
+from trinity_beast.transports.udp.lrs import UdpReportServer
+from trinity_beast.transports.http.partners import ROUTES
+from trinity_beast.services.runtime import Runtime
 
 SECRET_RE = re.compile(r"tbk_[A-Za-z0-9_\-]{20,}")
 
@@ -69,7 +69,7 @@ def test_comparisons_of_secrets_are_constant_time(monkeypatch: pytest.MonkeyPatc
         calls.append((a, b))
         return real(a, b)
 
-    from trinity_beast.db.sqlite import SqliteDatabase
+    from trinity_beast.stores.db.sqlite import SqliteDatabase
 
     db = SqliteDatabase(tmp_path / "k.db")
     db.migrate()

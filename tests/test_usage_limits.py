@@ -6,7 +6,7 @@ import time
 from decimal import Decimal
 
 from support import InProcessServer
-from trinity_beast.tick import Tick
+from trinity_beast.domain.tick import Tick
 
 
 def serve_btc(server: InProcessServer) -> None:

@@ -15,14 +15,14 @@ import httpx
 import pytest
 
 from support import stack_env
-from trinity_beast.config import load_settings
-from trinity_beast.envelope import FIELDS
-from trinity_beast.keys import new_key
-from trinity_beast.usage import MINUTE_PREFIX
-from trinity_beast.lrs.http import build_lrs
-from trinity_beast.reports import COLUMNS, MAX_LIMIT
-from trinity_beast.runtime import Runtime
-from trinity_beast.sync import sync_once
+from trinity_beast.domain.settings import load_settings
+from trinity_beast.domain.envelope import FIELDS
+from trinity_beast.domain.keys import new_key
+from trinity_beast.services.meter import MINUTE_PREFIX
+from trinity_beast.transports.http.lrs import build_lrs
+from trinity_beast.services.reports import COLUMNS, MAX_LIMIT
+from trinity_beast.services.runtime import Runtime
+from trinity_beast.services.sync import sync_once
 
 
 class Lrs:

@@ -41,7 +41,7 @@ def report(lrs_url: str, admin: str, **params: str) -> dict[tuple[str, int], int
 
 
 def db_total(env: dict[str, str], key_id: str) -> int:
-    from trinity_beast.db.postgres import PostgresDatabase
+    from trinity_beast.stores.db.postgres import PostgresDatabase
 
     db = PostgresDatabase(env["DATABASE_URL"])
     try:

@@ -6,9 +6,9 @@ from datetime import datetime, timezone
 
 import pytest
 
-from trinity_beast.config import ConfigError, load_settings
-from trinity_beast.reports import ReportError, decode_cursor, encode_cursor, month_edges, neutralize, parse_filters
-from trinity_beast.usage import Counts, Group, parse_bucket
+from trinity_beast.domain.settings import ConfigError, load_settings
+from trinity_beast.services.reports import ReportError, decode_cursor, encode_cursor, month_edges, neutralize, parse_filters
+from trinity_beast.services.meter import Counts, Group, parse_bucket
 
 
 def ts(s: str) -> int:
@@ -66,7 +66,7 @@ def test_new_settings_are_validated() -> None:
 
 
 def test_later_pages_keep_the_range_of_the_first_even_when_now_moves() -> None:
-    from trinity_beast.reports import parse_filters
+    from trinity_beast.services.reports import parse_filters
 
     first = parse_filters([("granularity", "minute")], now=1_800_000_000)
     cursor = encode_cursor((0, "ak_1", "/price", "BTC", "http", 200), first.fingerprint(), (first.start, first.end))
@@ -78,8 +78,8 @@ def test_later_pages_keep_the_range_of_the_first_even_when_now_moves() -> None:
 async def test_a_month_total_never_goes_down_in_a_process() -> None:
     """A stale or lost cache total (a read racing a flush, a Redis restart) must not hand a key
     back usage it already spent."""
-    from trinity_beast.cache import MemoryCache
-    from trinity_beast.usage import MONTH_PREFIX, Meter, month_of
+    from trinity_beast.stores.cache import MemoryCache
+    from trinity_beast.services.meter import MONTH_PREFIX, Meter, month_of
 
     cache = MemoryCache()
     meter = Meter(cache, clock=lambda: 1_800_000_000.0)

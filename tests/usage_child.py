@@ -17,11 +17,11 @@ import signal
 import sys
 import time
 
-from trinity_beast.cache import make_cache
-from trinity_beast.config import load_settings
-from trinity_beast.db import make_database
-from trinity_beast.sync import options, sync_once
-from trinity_beast.usage import Meter
+from trinity_beast.stores.cache import make_cache
+from trinity_beast.domain.settings import load_settings
+from trinity_beast.stores.db import make_database
+from trinity_beast.services.sync import options, sync_once
+from trinity_beast.services.meter import Meter
 
 
 async def meter(protocol: str, count: int, minutes_ago: int) -> None:

@@ -2,8 +2,8 @@
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from trinity_beast.assets import load_registry
-from trinity_beast.lambda_api import envelope_response, handle, logger, make_resolver, metrics
+from trinity_beast.domain.assets import load_registry
+from trinity_beast.transports.aws_lambda.api import envelope_response, handle, logger, make_resolver, metrics
 
 app, envelopes = make_resolver()
 

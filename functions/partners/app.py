@@ -1,13 +1,13 @@
 """Partner management from API Gateway: the same routes as the LRS (/partners…,
-/security-groups/udp), answered by trinity_beast.partners.api with EC2 through boto3."""
+/security-groups/udp), answered by trinity_beast.transports.http.partners with EC2 through boto3."""
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from trinity_beast.lambda_api import (
+from trinity_beast.transports.aws_lambda.api import (
     LambdaRuntime, answer_response, handle, header_pairs, logger, make_resolver, metrics, query_pairs,
 )
-from trinity_beast.lrs.answers import secret_from
-from trinity_beast.partners.api import PartnerApi
+from trinity_beast.services.reports.answers import secret_from
+from trinity_beast.transports.http.partners import PartnerApi
 
 app, envelopes = make_resolver("LRS")
 runtime = LambdaRuntime()

@@ -7,9 +7,9 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from trinity_beast.lambda_api import LambdaRuntime, logger, metrics
-from trinity_beast.prewarm import prewarm
-from trinity_beast.sync import options, sync_once
+from trinity_beast.transports.aws_lambda.api import LambdaRuntime, logger, metrics
+from trinity_beast.services.prices.prewarm import prewarm
+from trinity_beast.services.sync import options, sync_once
 
 runtime = LambdaRuntime()
 PREWARM_MARGIN_S = 5.0  # leave time to flush and answer before the function's timeout

@@ -6,9 +6,9 @@ from typing import AsyncIterator
 
 import pytest
 
-from trinity_beast.assets import AssetRegistry, load_registry
-from trinity_beast.config import Settings
-from trinity_beast.sim import Simulator
+from trinity_beast.domain.assets import AssetRegistry, load_registry
+from trinity_beast.domain.settings import Settings
+from beast_sim import Simulator
 
 
 @pytest.fixture(scope="session")

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from trinity_beast.assets import DATA_FILE, AssetRegistry, RegistryError, load_registry, parse_registry
-from trinity_beast.config import EXCHANGES
+from trinity_beast.domain.assets import DATA_FILE, AssetRegistry, RegistryError, load_registry, parse_registry
+from trinity_beast.domain.settings import EXCHANGES
 
 
 def test_registry_has_150_unique_assets(registry: AssetRegistry) -> None:

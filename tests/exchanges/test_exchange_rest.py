@@ -7,11 +7,11 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from trinity_beast.assets import AssetRegistry
-from trinity_beast.config import EXCHANGES
+from trinity_beast.domain.assets import AssetRegistry
+from trinity_beast.domain.settings import EXCHANGES
 from trinity_beast.exchanges import ExchangeError, UnknownInstrument
 from trinity_beast.exchanges.rest import fetch_instruments, fetch_ticker
-from trinity_beast.sim import Simulator, sim_urls
+from beast_sim import Simulator, sim_urls
 
 
 def test_sim_urls_mirror_the_real_base_paths() -> None:

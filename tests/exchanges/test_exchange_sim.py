@@ -11,8 +11,8 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from trinity_beast.assets import AssetRegistry
-from trinity_beast.sim import Simulator, serve
+from trinity_beast.domain.assets import AssetRegistry
+from beast_sim import Simulator, serve
 
 
 async def recv_json(ws, timeout: float = 3.0):

@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 
 from exchange_support import wait_for
-from trinity_beast.assets import AssetRegistry
-from trinity_beast.config import EXCHANGES, Settings
+from trinity_beast.domain.assets import AssetRegistry
+from trinity_beast.domain.settings import EXCHANGES, Settings
 from trinity_beast.exchanges import HEARTBEAT, Event
-from trinity_beast.feeds import FeedManager
-from trinity_beast.sim import Simulator
-from trinity_beast.tick import Tick
+from trinity_beast.exchanges.feeds import FeedManager
+from beast_sim import Simulator
+from trinity_beast.domain.tick import Tick
 
 FEW = ["BTC", "ETH", "SOL", "USDT", "USDC", "DOGE", "LINK", "PEPE"]
 

@@ -1,3 +1,3 @@
-from .cli import main
+from trinity_beast.app.cli import main
 
 raise SystemExit(main())

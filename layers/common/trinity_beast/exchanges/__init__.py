@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import (
+from trinity_beast.exchanges.base import (
     ACK,
     ERROR,
     HEARTBEAT,
@@ -17,12 +17,12 @@ from .base import (
     RestRequest,
     UnknownInstrument,
 )
-from .coinbase import Coinbase
-from .cryptocom import CryptoCom
-from .gateio import GateIO
-from .gemini import Gemini
-from .kraken import Kraken
-from .okx import OKX
+from trinity_beast.exchanges.coinbase import Coinbase
+from trinity_beast.exchanges.cryptocom import CryptoCom
+from trinity_beast.exchanges.gateio import GateIO
+from trinity_beast.exchanges.gemini import Gemini
+from trinity_beast.exchanges.kraken import Kraken
+from trinity_beast.exchanges.okx import OKX
 
 CONNECTORS: dict[str, Connector] = {
     c.name: c for c in (Coinbase(), Kraken(), Gemini(), GateIO(), CryptoCom(), OKX())

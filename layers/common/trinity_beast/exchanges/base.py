@@ -18,7 +18,7 @@ from typing import Any, Callable, Mapping
 
 import orjson
 
-from ..tick import Tick
+from trinity_beast.domain.tick import Tick
 
 # Event kinds a parse can report besides ticks.
 ACK = "ack"

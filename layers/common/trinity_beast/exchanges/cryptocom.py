@@ -6,8 +6,8 @@ import itertools
 import re
 import time
 
-from ..tick import Tick
-from .base import (
+from trinity_beast.domain.tick import Tick
+from trinity_beast.exchanges.base import (
     ACK,
     HEARTBEAT,
     NOT_JSON,

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from ..tick import Tick
-from .base import (
+from trinity_beast.domain.tick import Tick
+from trinity_beast.exchanges.base import (
     HEARTBEAT,
     INFO,
     NOT_JSON,

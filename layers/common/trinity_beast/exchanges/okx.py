@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from ..tick import Tick
-from .base import (
+from trinity_beast.domain.tick import Tick
+from trinity_beast.exchanges.base import (
     ACK,
     HEARTBEAT,
     INFO,

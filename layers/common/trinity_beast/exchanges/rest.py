@@ -6,10 +6,10 @@ import time
 
 import httpx
 
-from ..assets import AssetRegistry
-from ..tick import Tick
-from . import CONNECTORS
-from .base import ExchangeError, RestRequest, UnknownInstrument, preview
+from trinity_beast.domain.assets import AssetRegistry
+from trinity_beast.domain.tick import Tick
+from trinity_beast.exchanges import CONNECTORS
+from trinity_beast.exchanges.base import ExchangeError, RestRequest, UnknownInstrument, preview
 
 
 def _connector(exchange: str):

@@ -1,1 +1,0 @@
-"""LRS: the report server (usage reports, a key's own usage)."""

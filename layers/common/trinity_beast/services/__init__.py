@@ -1,0 +1,1 @@
+"""What the system does, built from the domain, the exchanges and the stores: auth, prices, metering, reports, sync, partners."""

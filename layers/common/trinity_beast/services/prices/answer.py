@@ -1,0 +1,270 @@
+"""Answering a price request: the one implementation behind HTTP /price and UDP.
+
+Authenticate, validate the asset list, check the month's quota, look the prices up in the
+in-process book (the cache on a local miss), meter the request, build the envelope.
+Transports only adapt their input to `PriceRequest` and their output from `PriceAnswer`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import re
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Iterable
+
+from trinity_beast.domain.book import Median, age, median, pick
+from trinity_beast.stores.cache import CacheUnavailable
+from trinity_beast.domain.errors import DatabaseUnavailable
+from trinity_beast.domain.envelope import Envelopes, utc_iso, utc_readable
+from trinity_beast.domain.keys import ApiKey
+from trinity_beast.domain.tick import Tick
+from trinity_beast.services.meter import Quota
+
+if TYPE_CHECKING:
+    from trinity_beast.services.runtime import Runtime
+
+MAX_ASSETS = 50
+ASSET_RE = re.compile(r"^[A-Z0-9]{1,15}$")
+ENDPOINT = "/price"
+
+
+class BadRequest(ValueError):
+    """A request the client must fix; the message says how."""
+
+
+class NoPrice(LookupError):
+    """No exchange could price the asset; the message says why for each one tried."""
+
+
+def parse_assets(values: Iterable[str]) -> list[str]:
+    """`["BTC,eth", "SOL"]` -> `["BTC", "ETH", "SOL"]`: upper-cased, de-duplicated, validated."""
+    return list(_parse_assets(tuple(values)))
+
+
+@functools.lru_cache(maxsize=2048)
+def _parse_assets(values: tuple[str, ...]) -> tuple[str, ...]:
+    """Clients ask for the same lists again and again: each list is validated once (errors are not cached)."""
+    assets: list[str] = []
+    for value in values:
+        for part in value.split(","):
+            asset = part.strip().upper()
+            if not asset:
+                continue
+            if not ASSET_RE.match(asset):
+                shown = part.strip()[:20]
+                raise BadRequest(f"malformed asset {shown!r}: an asset is 1-15 letters or digits, e.g. BTC")
+            if asset not in assets:
+                assets.append(asset)
+    if not assets:
+        raise BadRequest("missing asset: ask for ?asset=BTC or ?asset=BTC,ETH,SOL")
+    if len(assets) > MAX_ASSETS:
+        raise BadRequest(f"too many assets: {len(assets)} asked, at most {MAX_ASSETS} per request")
+    return tuple(assets)
+
+
+MAX_AGE_MS_LIMIT = 86_400_000
+
+
+def parse_options(aggregate: str | None, max_age_ms: str | None) -> tuple[str, float | None]:
+    """(aggregate, max age in seconds) from the raw query values."""
+    mode = (aggregate or "best").strip().lower()
+    if mode not in ("best", "median"):
+        raise BadRequest(f"unknown aggregate {aggregate[:20]!r}: use aggregate=median, or leave it out for the priority price")
+    if max_age_ms is None:
+        return mode, None
+    try:
+        value = int(max_age_ms)
+    except ValueError:
+        raise BadRequest(f"max_age_ms must be a whole number of milliseconds, got {max_age_ms[:20]!r}") from None
+    if not 1 <= value <= MAX_AGE_MS_LIMIT:
+        raise BadRequest(f"max_age_ms must be between 1 and {MAX_AGE_MS_LIMIT}, got {value}")
+    return mode, value / 1000
+
+
+@dataclass(frozen=True, slots=True)
+class PriceRequest:
+    secret: str | None
+    assets: list[str]  # raw values as sent; parse_assets validates them
+    protocol: str  # "http" or "udp"
+    aggregate: str | None = None
+    max_age_ms: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PriceAnswer:
+    status: int
+    body: dict[str, Any]
+    key: ApiKey | None = None
+    quota: Quota | None = None
+
+
+def asset_entry(tick: Tick, now: float, latency_s: float, cached: bool = True) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "asset": tick.asset,
+        "price": float(tick.price),
+        "exchange": tick.label,
+        "cached": cached,
+        "cache_age_seconds": round(age(tick, now), 3),
+        "timestamp": utc_iso(tick.exchange_ts),
+        "readable_timestamp": utc_readable(tick.exchange_ts),
+        "latency_ms": round(latency_s * 1000, 3),
+    }
+    if tick.usd_rate is not None:
+        entry["converted_from"] = {"quote": tick.quote, "usd_rate": float(tick.usd_rate)}
+    return entry
+
+
+def median_entry(asset: str, m: Median, now: float, latency_s: float) -> dict[str, Any]:
+    newest = max(m.used, key=lambda t: t.exchange_ts)
+    entry = asset_entry(newest, now, latency_s)
+    entry["asset"] = asset
+    entry["price"] = float(m.price)
+    entry["exchange"] = "median"
+    entry["cache_age_seconds"] = round(min(age(t, now) for t in m.used), 3)
+    entry["sources"] = [
+        {
+            "exchange": s.tick.label,
+            "price": float(s.tick.price),
+            "age_seconds": round(s.age_s, 3),
+            "rejected": s.rejected,
+            **({"converted_from": s.tick.quote} if s.tick.usd_rate is not None else {}),
+        }
+        for s in m.sources
+    ]
+    return entry
+
+
+KEYS_UNAVAILABLE = "cannot check the API key right now: the key database is unreachable; retry shortly"
+
+
+async def authenticate(rt: "Runtime", secret: str | None) -> tuple[ApiKey | None, str | None]:
+    """(key, None) for an active key, else (None or the revoked key, the error to answer).
+
+    Raises DatabaseUnavailable for a key this process has never seen while the database is
+    down (callers answer 503: the key may well be valid)."""
+    if not secret:
+        return None, "missing API key: send Authorization: Bearer KEY or ?api_key=KEY"
+    hit, key = rt.keys.cached(secret)
+    if not hit:
+        key = await asyncio.to_thread(rt.keys.lookup, secret)
+    if key is None:
+        return None, "invalid API key"
+    if not key.active:
+        return key, "API key revoked"
+    return key, None
+
+
+async def quota_for(rt: "Runtime", key: ApiKey) -> Quota:
+    if not rt.meter.knows(key.id):
+        try:
+            await rt.meter.load(key.id)
+        except DatabaseUnavailable:
+            pass  # the month total is read again on the next request; counting goes on meanwhile
+    return rt.meter.quota(key.id, 0 if key.unlimited else key.monthly_limit)
+
+
+def usage_fields(quota: Quota) -> dict[str, Any]:
+    return {
+        "monthly_usage": quota.used,
+        "monthly_limit": quota.limit,
+        "usage_pct": quota.pct,
+        "usage_warning": quota.warning,
+    }
+
+
+async def held(rt: "Runtime", asset: str) -> dict[str, Tick]:
+    """The ticks this process holds for `asset`, reading the cache once on a local miss."""
+    ticks = rt.live.get(asset)
+    if not ticks:
+        try:
+            ticks = await rt.live.refresh(asset)
+        except CacheUnavailable:
+            ticks = {}
+    return ticks
+
+
+async def lookup(
+    rt: "Runtime", asset: str, now: float, aggregate: str, max_age_s: float | None
+) -> tuple[dict[str, Any] | None, str | None]:
+    """The answer entry for `asset`, or the reason there is none."""
+    started = time.perf_counter()
+    settings = rt.settings
+    ticks = await held(rt, asset)
+    if aggregate == "median":
+        m = median(ticks, now, max_age_s or settings.stale_after_s)
+        if m is not None:
+            return median_entry(asset, m, now, time.perf_counter() - started), None
+
+    tick, fresh = pick(ticks, settings.exchange_priority, now, settings.stale_after_s)
+    limit = settings.stale_after_s if max_age_s is None else max_age_s
+    if tick is not None and age(tick, now) <= limit:
+        return asset_entry(tick, now, time.perf_counter() - started), None
+    try:
+        live = await rt.fallback.fetch(asset)
+    except NoPrice as exc:
+        if tick is None:
+            return None, str(exc)
+        if max_age_s is not None:
+            ms = round(age(tick, now) * 1000)
+            return None, f"price of {asset} is {ms} ms old, older than max_age_ms={round(max_age_s * 1000)}; {exc}"
+        entry = asset_entry(tick, now, time.perf_counter() - started)
+        entry["stale"] = True
+        return entry, None
+    return asset_entry(live, time.time(), time.perf_counter() - started, cached=False), None
+
+
+async def answer_price(rt: "Runtime", request: PriceRequest, envelopes: Envelopes) -> PriceAnswer:
+    started = time.perf_counter()
+    try:
+        key, problem = await authenticate(rt, request.secret)
+    except DatabaseUnavailable:
+        return PriceAnswer(503, envelopes.error(ENDPOINT, 503, KEYS_UNAVAILABLE))
+    if problem is not None:
+        return PriceAnswer(401, envelopes.error(ENDPOINT, 401, problem))
+    assert key is not None
+
+    def finish(status: int, data: Any, error: str | None, assets: str, quota: Quota | None) -> PriceAnswer:
+        rt.meter.record(
+            key.id, ENDPOINT, assets, request.protocol, status, time.perf_counter() - started, billable=status == 200
+        )
+        body = envelopes.build(ENDPOINT, status, data=data, error=error, api_key_id=key.id)
+        return PriceAnswer(status, body, key, quota)
+
+    try:
+        assets = parse_assets(request.assets)
+        aggregate, max_age_s = parse_options(request.aggregate, request.max_age_ms)
+    except BadRequest as exc:
+        return finish(400, None, str(exc), "-", None)
+
+    quota = await quota_for(rt, key)
+    if quota.exhausted:
+        message = f"monthly limit of {quota.limit} requests reached; the limit resets at {utc_iso(quota.reset_at)}"
+        return finish(429, usage_fields(quota), message, ",".join(assets), quota)
+
+    now = time.time()
+    entries: list[dict[str, Any]] = []
+    failed: list[dict[str, str]] = []
+    if len(assets) == 1:  # the common case needs no task per asset
+        results = [await lookup(rt, assets[0], now, aggregate, max_age_s)]
+    else:
+        results = await asyncio.gather(*(lookup(rt, a, now, aggregate, max_age_s) for a in assets))
+    for asset, (entry, reason) in zip(assets, results):
+        if entry is None:
+            failed.append({"asset": asset, "reason": reason or "no price"})
+        else:
+            entries.append(entry)
+
+    status = 200 if entries else 404
+    if status == 200:
+        # This request counts towards the month: report usage including it.
+        quota = Quota(used=quota.used + 1, limit=quota.limit, reset_at=quota.reset_at)
+    data = {
+        "assets": entries,
+        "failed": failed,
+        "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+        **usage_fields(quota),
+    }
+    error = None if entries else "no price available for " + ", ".join(f["asset"] for f in failed)
+    return finish(status, data, error, ",".join(assets), quota)

@@ -1,0 +1,129 @@
+"""Prewarm: fill the cache with a REST price for every registry asset.
+
+Runs at start for every asset (alongside serving, so early requests are never held up) and
+from the sync job for the assets whose cached price has gone stale. Assets are spread over the exchanges that list them, each exchange paced below its
+published public REST limit, stablecoins first so USDT/USDC prices can be converted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from trinity_beast.domain.book import STABLECOINS, convert, pick, usd_rate
+from trinity_beast.exchanges import ExchangeError
+from trinity_beast.exchanges.rest import fetch_ticker
+
+if TYPE_CHECKING:
+    from trinity_beast.services.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+# Requests per second we allow ourselves per exchange: at or below each one's published
+# public REST limit (Coinbase 10/s, Kraken ~1/s decay counter, Gemini 120/min, Gate 200/10 s,
+# Crypto.com 100/s, OKX 20/2 s).
+REST_RATE: dict[str, float] = {"coinbase": 8, "kraken": 1, "gemini": 1, "gateio": 8, "cryptocom": 8, "okx": 8}
+
+
+class Pacer:
+    """Spaces calls to one exchange at least 1/rate seconds apart."""
+
+    def __init__(self, rate: float) -> None:
+        self._interval = 1.0 / rate
+        self._next = 0.0
+        self._lock = asyncio.Lock()
+
+    async def wait(self) -> None:
+        async with self._lock:
+            now = time.monotonic()
+            if self._next > now:
+                await asyncio.sleep(self._next - now)
+            self._next = max(now, self._next) + self._interval
+
+
+@dataclass
+class PrewarmResult:
+    priced: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    calls: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def plan(rt: "Runtime", assets: list[str]) -> dict[str, list[str]]:
+    """Assign each asset to an exchange that lists it, balancing by each exchange's rate."""
+    load: dict[str, float] = {ex: 0.0 for ex in rt.settings.exchange_priority}
+    queues: dict[str, list[str]] = {ex: [] for ex in rt.settings.exchange_priority}
+    for asset in assets:
+        listed = [ex for ex in rt.settings.exchange_priority if rt.registry.instrument(asset, ex) is not None]
+        if asset in STABLECOINS:  # a stablecoin's own price must be in USD: it is the conversion rate
+            listed = [ex for ex in listed if rt.registry.instrument(asset, ex).quote == "USD"]
+        if not listed:
+            continue
+        best = min(listed, key=lambda ex: (load[ex] + 1) / REST_RATE[ex])
+        load[best] += 1
+        queues[best].append(asset)
+    return {ex: q for ex, q in queues.items() if q}
+
+
+async def stale_assets(rt: "Runtime") -> list[str]:
+    """Registry assets the cache holds no fresh price for (what the sync job prewarms).
+
+    Reads the cache itself (not this process's copy), so it works where no feed runs, as in
+    the sync Lambda; the snapshot also gives the copy the stablecoin rates for conversion.
+    """
+    s = rt.settings
+    snapshot = await rt.cache.all_ticks()
+    for by_exchange in snapshot.values():
+        for tick in by_exchange.values():
+            rt.live.apply(tick)
+    now = time.time()
+    return [a for a in rt.registry.assets if not pick(snapshot.get(a, {}), s.exchange_priority, now, s.stale_after_s)[1]]
+
+
+async def prewarm(
+    rt: "Runtime", assets: list[str] | None = None, timeout_s: float = 60.0, stale_only: bool = False
+) -> PrewarmResult:
+    started = time.monotonic()
+    wanted = await stale_assets(rt) if stale_only else list(assets or rt.registry.assets)
+    result = PrewarmResult()
+    pacers = {ex: Pacer(rate) for ex, rate in REST_RATE.items()}
+    s = rt.settings
+
+    def rate_for(quote: str):
+        return usd_rate(quote, rt.live.get(quote), s.exchange_priority, time.time(), s.stale_after_s)
+
+    async def one(exchange: str, asset: str) -> None:
+        await pacers[exchange].wait()
+        result.calls[exchange] = result.calls.get(exchange, 0) + 1
+        try:
+            raw = await fetch_ticker(rt.http, exchange, s.rest_urls[exchange], asset, rt.registry, 3.0)
+        except ExchangeError as exc:
+            result.failed[asset] = str(exc)
+            return
+        tick = convert(raw, rate_for)
+        if tick is None:
+            result.failed[asset] = f"{exchange}: no live {raw.quote}/USD rate yet"
+            return
+        rt.live.apply(tick)
+        await rt.cache.put_tick(tick)
+        result.priced.append(asset)
+
+    async def run(queues: dict[str, list[str]]) -> None:
+        async def drain(exchange: str, todo: list[str]) -> None:
+            for asset in todo:
+                await one(exchange, asset)
+
+        await asyncio.gather(*(drain(ex, todo) for ex, todo in queues.items()))
+
+    try:
+        async with asyncio.timeout(timeout_s):
+            await run(plan(rt, [a for a in wanted if a in STABLECOINS]))
+            await run(plan(rt, [a for a in wanted if a not in STABLECOINS]))
+    except TimeoutError:
+        log.warning("prewarm stopped after %.0f s", timeout_s)
+    result.seconds = round(time.monotonic() - started, 3)
+    log.info("prewarm: %d priced, %d failed in %.1f s", len(result.priced), len(result.failed), result.seconds)
+    return result

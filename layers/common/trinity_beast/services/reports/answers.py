@@ -1,0 +1,131 @@
+"""Usage answers for any transport: GET /reports/usage and GET /usage/me.
+
+The LRS, the LPO (/usage/me) and the reports Lambda all call these; they only adapt the
+request (secret, query pairs) and the `Answer` (status, body, content type, headers).
+Each answered request is metered like any other (not billable: reading your usage never
+uses up your limit).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Sequence
+
+from trinity_beast.domain.envelope import Envelopes, dumps, utc_iso
+from trinity_beast.domain.keys import ApiKey
+from trinity_beast.domain.errors import DatabaseUnavailable
+from trinity_beast.services.prices.answer import KEYS_UNAVAILABLE, authenticate, quota_for, usage_fields
+from trinity_beast.services.reports import CONTENT_TYPES, ReportError, ReportFilters, page_data, parse_filters, render_file, report
+from trinity_beast.services.meter import Quota, rate_limit_headers
+
+if TYPE_CHECKING:
+    from trinity_beast.services.runtime import Runtime
+
+REPORT_ENDPOINT = "/reports/usage"
+USAGE_ME_ENDPOINT = "/usage/me"
+JSON = CONTENT_TYPES["json"]
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    status: int
+    body: bytes
+    content_type: str = JSON
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def secret_from(headers: Sequence[tuple[str, str]], query: Sequence[tuple[str, str]]) -> str | None:
+    """`Authorization: Bearer KEY`, else `?api_key=KEY` (header names lower-case)."""
+    for name, value in headers:
+        if name == "authorization":
+            scheme, _, token = value.partition(" ")
+            return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+    return next((v for n, v in query if n == "api_key" and v), None)
+
+
+def limit_headers(quota: Quota) -> dict[str, str]:
+    """The X-RateLimit-* headers /price sends, as a plain dict."""
+    return {name.decode(): value.decode() for name, value in rate_limit_headers(quota)}
+
+
+async def _authorized(
+    rt: "Runtime", secret: str | None, endpoint: str, envelopes: Envelopes
+) -> tuple[ApiKey | None, Answer | None]:
+    try:
+        key, problem = await authenticate(rt, secret)
+    except DatabaseUnavailable:
+        return None, Answer(503, dumps(envelopes.error(endpoint, 503, KEYS_UNAVAILABLE)), headers={"Retry-After": "5"})
+    if problem is not None:
+        body = envelopes.error(endpoint, 401, problem)
+        return None, Answer(401, dumps(body), headers={"WWW-Authenticate": 'Bearer realm="trinity-beast"'})
+    return key, None
+
+
+def _metered(rt: "Runtime", key: ApiKey, endpoint: str, answer: Answer, started: float) -> Answer:
+    rt.meter.record(key.id, endpoint, "-", "http", answer.status, time.perf_counter() - started, billable=False)
+    return answer
+
+
+async def answer_usage_me(rt: "Runtime", secret: str | None, envelopes: Envelopes) -> Answer:
+    """The caller's own plan and where it stands this month."""
+    started = time.perf_counter()
+    key, refused = await _authorized(rt, secret, USAGE_ME_ENDPOINT, envelopes)
+    if refused is not None:
+        return refused
+    assert key is not None
+    quota = await quota_for(rt, key)
+    data = {
+        "api_key_id": key.id,
+        "name": key.name,
+        "tier": key.tier,
+        **usage_fields(quota),
+        "remaining": quota.remaining,
+        "resets_at": utc_iso(quota.reset_at),
+    }
+    body = envelopes.ok(USAGE_ME_ENDPOINT, data, api_key_id=key.id)
+    headers = limit_headers(quota)
+    return _metered(rt, key, USAGE_ME_ENDPOINT, Answer(200, dumps(body), headers=headers), started)
+
+
+def scope_to_key(filters: ReportFilters, key: ApiKey) -> ReportFilters:
+    """Admin keys see every key; any other key only its own usage (PermissionError otherwise)."""
+    if key.tier == "admin":
+        return filters
+    if filters.api_key_id not in (None, key.id):
+        raise PermissionError(f"a {key.tier} key sees only its own usage (api_key_id={key.id})")
+    return replace(filters, api_key_id=key.id)
+
+
+async def answer_report(
+    rt: "Runtime", secret: str | None, params: Sequence[tuple[str, str]], envelopes: Envelopes
+) -> Answer:
+    """A usage report page. Admin keys see every key; any other key only its own usage."""
+    started = time.perf_counter()
+    key, refused = await _authorized(rt, secret, REPORT_ENDPOINT, envelopes)
+    if refused is not None:
+        return refused
+    assert key is not None
+
+    def error(status: int, message: str) -> Answer:
+        body = envelopes.error(REPORT_ENDPOINT, status, message, api_key_id=key.id)
+        return _metered(rt, key, REPORT_ENDPOINT, Answer(status, dumps(body)), started)
+
+    try:
+        filters = parse_filters(params, time.time())
+    except ReportError as exc:
+        return error(400, str(exc))
+    try:
+        filters = scope_to_key(filters, key)
+    except PermissionError as exc:
+        return error(403, str(exc))
+    page = await report(rt.cache, rt.db, filters)
+    if set(page.missing) >= {"cache", "database"}:
+        return error(503, "usage report unavailable: neither the cache nor the database can be reached; retry shortly")
+    if filters.format == "json":
+        body = dumps(envelopes.ok(REPORT_ENDPOINT, page_data(filters, page), api_key_id=key.id))
+        answer = Answer(200, body)
+    else:
+        content, headers = render_file(filters, page)
+        answer = Answer(200, content, CONTENT_TYPES[filters.format], headers)
+    return _metered(rt, key, REPORT_ENDPOINT, answer, started)

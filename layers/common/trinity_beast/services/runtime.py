@@ -1,0 +1,143 @@
+"""Wiring: the long-lived objects of one process, built once from settings.
+
+Servers, jobs and handlers take a Runtime instead of reaching for globals, so tests build
+one over real Redis/PostgreSQL (or memory/SQLite) and drive it the way production does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
+
+from trinity_beast.domain.assets import AssetRegistry, load_registry
+from trinity_beast.stores.cache import Cache, MemoryCache, make_cache
+from trinity_beast.domain.settings import Settings
+from trinity_beast.stores.db import Database, make_database
+from trinity_beast.domain.envelope import Envelopes
+from trinity_beast.domain.keys import ApiKey, KeyRing, new_key
+from trinity_beast.services.prices.live import LivePrices
+from trinity_beast.services.metrics import Metrics
+from trinity_beast.services.meter import Meter
+
+if TYPE_CHECKING:
+    import httpx
+
+    from trinity_beast.services.prices.fallback import RestFallback
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    db: Database
+    cache: Cache
+    keys: KeyRing
+    meter: Meter
+    live: LivePrices
+    started_at: float = field(default_factory=time.time)
+    metrics: Metrics = field(default_factory=Metrics)  # GET /metrics (ops.py)
+    feeds: Any = None  # FeedManager, when this process runs the exchange feeds
+    _tasks: list[asyncio.Task] = field(default_factory=list)
+    _stoppers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    _envelopes: dict[str, Envelopes] = field(default_factory=dict)
+
+    @functools.cached_property
+    def registry(self) -> AssetRegistry:
+        return load_registry()
+
+    @functools.cached_property
+    def http(self) -> "httpx.AsyncClient":
+        """One pooled client for every exchange REST call this process makes."""
+        import httpx  # only processes that call exchanges pay for importing it
+
+        client = httpx.AsyncClient(headers={"User-Agent": "trinity-beast/0.1"}, follow_redirects=False)
+        self.on_stop(client.aclose)
+        return client
+
+    @functools.cached_property
+    def fallback(self) -> "RestFallback":
+        from trinity_beast.services.prices.fallback import RestFallback
+
+        return RestFallback(self)
+
+    @classmethod
+    def create(cls, settings: Settings, db: Database | None = None, cache: Cache | None = None) -> "Runtime":
+        """Open the stores named by `settings` (or use the given ones) and apply migrations."""
+        db = db if db is not None else make_database(settings)
+        db.migrate()
+        cache = cache if cache is not None else make_cache(settings)
+        return cls(
+            settings=settings,
+            db=db,
+            cache=cache,
+            keys=KeyRing(db, ttl=settings.key_cache_s),
+            meter=Meter(cache, seed=lambda key, since, until: asyncio.to_thread(db.billable_requests, key, since, until)),
+            live=LivePrices(cache),
+        )
+
+    def envelopes(self, service: str) -> Envelopes:
+        if service not in self._envelopes:
+            self._envelopes[service] = Envelopes.for_service(self.settings, service)
+        return self._envelopes[service]
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "cache": "redis" if self.settings.redis_url else "memory",
+            "cache_connected": self.live.connected.is_set(),
+            "database": self.db.dialect,
+            "assets_held": len(self.live.assets()),
+            "feeds": None if self.feeds is None else self.feeds.health(),
+        }
+
+    def on_stop(self, stopper: Callable[[], Awaitable[None]]) -> None:
+        """Run `stopper` when the runtime stops, before usage is flushed and the stores close."""
+        self._stoppers.append(stopper)
+
+    def spawn(self, coro: Any, name: str) -> asyncio.Task:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.append(task)
+        return task
+
+    async def start(self) -> None:
+        """Start the background work every LPO process needs: price following, usage flushing."""
+        self.spawn(self.live.run(), "live-prices")
+        self.spawn(self.meter.run(self.settings.usage_flush_s), "usage-flush")
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self.live.connected.wait(), timeout=5)
+
+    async def stop(self) -> None:
+        """Cancel background work, flush usage (nothing counted is lost), close the stores."""
+        for stopper in reversed(self._stoppers):
+            try:
+                await stopper()
+            except Exception:
+                log.exception("stopping %s failed", stopper)
+        self._stoppers.clear()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        await self.meter.flush()
+        if isinstance(self.cache, MemoryCache):
+            # The embedded cache dies with this process: move every bucket, open minutes too,
+            # into the database now, so nothing counted is lost across a restart.
+            from trinity_beast.services.sync import sync_once
+
+            await sync_once(self.cache, self.db, now=time.time() + 120)
+        await self.cache.close()
+        self.db.close()
+
+
+def ensure_admin_key(db: Database) -> tuple[ApiKey, str] | None:
+    """On a first start with no keys, create an admin key so a new user can call the API at once."""
+    if db.count_keys():
+        return None
+    key, secret = new_key("first admin", "admin")
+    db.insert_key(key)
+    return key, secret

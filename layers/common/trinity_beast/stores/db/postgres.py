@@ -1,0 +1,116 @@
+"""PostgreSQL backend (Aurora in production) through pg8000's native interface."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import pg8000.native
+from pg8000.exceptions import InterfaceError
+
+from trinity_beast.stores.db.base import Database
+from trinity_beast.domain.errors import DatabaseUnavailable
+
+_MIGRATION_LOCK_ID = 0x7B3A57  # pg_advisory_xact_lock key shared by every migrator
+
+
+def connect_args(url: str) -> dict[str, Any]:
+    """pg8000 connect arguments from a postgresql:// URL."""
+    parts = urlsplit(url)
+    args: dict[str, Any] = {
+        "user": unquote(parts.username or "postgres"),
+        "host": parts.hostname or "127.0.0.1",
+        "port": parts.port or 5432,
+        "database": unquote(parts.path.lstrip("/")) or "postgres",
+        "timeout": 10,
+    }
+    if parts.password:
+        args["password"] = unquote(parts.password)
+    query = parse_qs(parts.query)
+    if query.get("sslmode", ["disable"])[0] in ("require", "verify-ca", "verify-full"):
+        import ssl
+
+        args["ssl_context"] = ssl.create_default_context()
+    return args
+
+
+class PostgresDatabase(Database):
+    """One connection, reopened after the server went away (a restart, a failover, a cut).
+
+    A statement that fails because the connection broke raises DatabaseUnavailable. Outside
+    a transaction a read is retried once on a fresh connection (the old one may simply have
+    been cut while idle); inside one the whole transaction fails, and the caller's retry
+    starts it again on a new connection.
+    """
+
+    dialect = "postgres"
+
+    def __init__(self, url: str) -> None:
+        super().__init__()
+        self._args = connect_args(url)
+        self._conn: pg8000.native.Connection | None = None
+        self._in_tx = False
+        self._connect()
+
+    def _connect(self) -> pg8000.native.Connection:
+        if self._conn is None:
+            try:
+                self._conn = pg8000.native.Connection(**self._args)
+            except (InterfaceError, OSError) as exc:
+                raise DatabaseUnavailable(f"cannot connect to PostgreSQL: {exc}") from None
+        return self._conn
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        self._in_tx = False
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:  # already broken: nothing to close cleanly
+                pass
+
+    def _run(self, sql: str, params: dict[str, Any] | None = None) -> tuple[list, int]:
+        retry = not self._in_tx and self._conn is not None
+        while True:
+            conn = self._connect()
+            try:
+                rows = conn.run(sql, **(params or {}))
+                return rows or [], conn.row_count
+            except (InterfaceError, OSError) as exc:
+                self._drop()
+                if not retry:
+                    raise DatabaseUnavailable(f"PostgreSQL connection lost: {exc}") from None
+                retry = False
+
+    def _execute(self, sql: str, params: dict[str, Any] | None = None) -> tuple[list[tuple], int]:
+        rows, count = self._run(sql, params)
+        return [tuple(r) for r in rows], count
+
+    def _begin(self) -> None:
+        self._run("START TRANSACTION")
+        self._in_tx = True
+
+    def _commit(self) -> None:
+        try:
+            self._run("COMMIT")
+        finally:
+            self._in_tx = False
+
+    def _rollback(self) -> None:
+        self._in_tx = False
+        if self._conn is None:
+            return  # the connection broke: the server rolled the transaction back
+        try:
+            self._conn.run("ROLLBACK")
+        except (InterfaceError, OSError):
+            self._drop()
+
+    def _begin_snapshot(self) -> None:
+        self._run("START TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        self._in_tx = True
+
+    def _lock_migrations(self) -> None:
+        self._run("SELECT pg_advisory_xact_lock(:id)", {"id": _MIGRATION_LOCK_ID})
+
+    def close(self) -> None:
+        self._drop()

@@ -1,0 +1,1 @@
+"""How the services reach clients: HTTP, WebSocket, UDP and AWS Lambda. Anything server-specific lives here."""

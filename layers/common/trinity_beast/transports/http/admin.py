@@ -1,0 +1,189 @@
+"""The Command Center on the LRS port: the /admin page, its admin-only JSON, and the
+partner routes (trinity_beast.partners.api) mounted on the LRS.
+
+The page (static/) is a shell that holds no data: it asks for the admin key, keeps it in
+the tab's sessionStorage and reads everything from the endpoints below with it. In
+`beast serve` the LPO and LRS share one Runtime, so feed health and prices here are the
+serving process's own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, Response
+
+from trinity_beast.domain.envelope import Envelopes
+from trinity_beast.domain.keys import ApiKey
+from trinity_beast.transports.http.lpo import envelope_response
+from trinity_beast.services.prices.answer import authenticate
+from trinity_beast.transports.ws.hub import ENDPOINT as WS_ENDPOINT
+from trinity_beast.transports.http.partners import PartnerApi
+from trinity_beast.services.reports import gather, parse_filters
+from trinity_beast.services.reports.answers import secret_from
+
+if TYPE_CHECKING:
+    from trinity_beast.services.runtime import Runtime
+
+STATIC = resources.files(__package__).joinpath("static")
+STATIC_FILES = {"app.js": "text/javascript", "app.css": "text/css", "chart.umd.min.js": "text/javascript"}
+RANGES = {"1h": (3600, "minute"), "24h": (86400, "hour"), "7d": (7 * 86400, "hour")}
+TOP_KEYS = 8
+TICKER_ASSETS = 8
+PAGE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self' ws: wss:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+
+def _secret(request: Request) -> str | None:
+    headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.scope["headers"]]
+    return secret_from(headers, request.query_params.multi_items())
+
+
+def add_partner_routes(api: FastAPI, rt: "Runtime", envelopes: Envelopes) -> PartnerApi:
+    """/partners… and /security-groups/udp, answered by the transport-neutral PartnerApi."""
+    partners = PartnerApi(rt, envelopes)
+    methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+
+    async def dispatch(request: Request) -> Response:
+        answer = await partners.handle(
+            request.method, request.url.path, _secret(request), request.query_params.multi_items(), await request.body()
+        )
+        return Response(answer.body, status_code=answer.status, media_type=answer.content_type, headers=answer.headers)
+
+    for path in ("/partners", "/partners/{rest:path}", "/security-groups/udp"):
+        api.add_api_route(path, dispatch, methods=methods, include_in_schema=False)
+    return partners
+
+
+async def _admin(rt: "Runtime", request: Request, envelopes: Envelopes) -> tuple[ApiKey | None, Response | None]:
+    endpoint = request.url.path
+    key, problem = await authenticate(rt, _secret(request))
+    if problem is not None or key is None:
+        body = envelopes.error(endpoint, 401, problem or "invalid API key")
+        return None, envelope_response(body, {"WWW-Authenticate": 'Bearer realm="trinity-beast"'})
+    if key.tier != "admin":
+        return None, envelope_response(envelopes.error(endpoint, 403, f"the Command Center needs an admin key; this is a {key.tier} key", api_key_id=key.id))
+    return key, None
+
+
+async def usage_series(rt: "Runtime", window: str, now: float | None = None) -> dict[str, Any]:
+    """Requests over time per key and per protocol, and the most asked-for assets."""
+    span, granularity = RANGES[window]
+    now = time.time() if now is None else now
+    step = 60 if granularity == "minute" else 3600
+    end = int(now) - int(now) % step + step
+    start = end - span
+    filters = parse_filters([("from", _iso(start)), ("to", _iso(end)), ("granularity", granularity)], now)
+    rows, complete = await gather(rt.cache, rt.db, filters)
+    buckets = list(range(start, end, step))
+    index = {b: i for i, b in enumerate(buckets)}
+    per_key: dict[str, list[int]] = defaultdict(lambda: [0] * len(buckets))
+    per_protocol: dict[str, list[int]] = {p: [0] * len(buckets) for p in ("http", "udp", "ws")}
+    assets: dict[str, int] = defaultdict(int)
+    totals = {"requests": 0, "errors": 0}
+    for row in rows:
+        i = index.get(row.bucket)
+        if i is None:
+            continue
+        n = row.counts.n
+        per_key[row.group.api_key_id][i] += n
+        per_protocol.setdefault(row.group.protocol, [0] * len(buckets))[i] += n
+        totals["requests"] += n
+        totals["errors"] += n if row.group.status >= 400 else 0
+        for asset in row.group.asset.split(","):
+            if asset and asset != "-":
+                assets[asset] += n
+    names = {k.id: (k.name, k.tier) for k in await asyncio.to_thread(rt.db.list_keys)}
+    ranked = sorted(per_key, key=lambda k: -sum(per_key[k]))
+    keys = [{"api_key_id": k, "name": names.get(k, ("?", "?"))[0], "tier": names.get(k, ("?", "?"))[1],
+             "counts": per_key[k], "total": sum(per_key[k])} for k in ranked[:TOP_KEYS]]
+    if len(ranked) > TOP_KEYS:
+        rest = [sum(per_key[k][i] for k in ranked[TOP_KEYS:]) for i in range(len(buckets))]
+        keys.append({"api_key_id": "other", "name": f"{len(ranked) - TOP_KEYS} other keys", "tier": "-",
+                     "counts": rest, "total": sum(rest)})
+    top = sorted(assets.items(), key=lambda kv: (-kv[1], kv[0]))[:10]
+    return {
+        "range": window,
+        "granularity": granularity,
+        "labels": [_iso(b) for b in buckets],
+        "by_key": keys,
+        "by_protocol": [{"protocol": p, "counts": c, "total": sum(c)} for p, c in per_protocol.items()],
+        "top_assets": [{"asset": a, "requests": n} for a, n in top],
+        "totals": {**totals, "keys": len(ranked)},
+        "includes_unsynced": complete,
+    }
+
+
+def _iso(ts: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+def add_command_center(api: FastAPI, rt: "Runtime", envelopes: Envelopes) -> None:
+    """GET /admin (the page), its static files, and its admin-only JSON under /admin/api."""
+    add_partner_routes(api, rt, envelopes)
+
+    @api.get("/admin", include_in_schema=False)
+    async def page() -> Response:
+        html = STATIC.joinpath("index.html").read_bytes()
+        return Response(html, media_type="text/html; charset=utf-8", headers=PAGE_HEADERS)
+
+    @api.get("/admin/static/{name}", include_in_schema=False)
+    async def static(name: str) -> Response:
+        if name not in STATIC_FILES:
+            return envelope_response(envelopes.error(f"/admin/static/{name[:60]}", 404, f"unknown file {name[:60]}"))
+        with resources.as_file(STATIC.joinpath(name)) as path:
+            return FileResponse(path, media_type=STATIC_FILES[name], headers={"Cache-Control": "no-cache"})
+
+    @api.get("/admin/api/session", summary="Command Center: who is signed in, and where the LPO listens (admin)")
+    async def session(request: Request) -> Response:
+        key, refused = await _admin(rt, request, envelopes)
+        if refused is not None:
+            return refused
+        s = rt.settings
+        data = {
+            "api_key_id": key.id, "name": key.name, "region": s.region, "cluster_node": s.cluster_node,
+            "lpo_port": s.lpo_port, "lrs_port": s.lrs_port, "ws_path": WS_ENDPOINT,
+            "udp_ports": [s.lpo_udp_port, s.lrs_udp_port],
+        }
+        return envelope_response(envelopes.ok("/admin/api/session", data, api_key_id=key.id))
+
+    @api.get("/admin/api/usage", summary="Command Center: requests over time per key and protocol, top assets (admin)")
+    async def usage(request: Request) -> Response:
+        key, refused = await _admin(rt, request, envelopes)
+        if refused is not None:
+            return refused
+        window = request.query_params.get("range", "1h")
+        if window not in RANGES:
+            body = envelopes.error("/admin/api/usage", 400, f"range: expected one of {', '.join(RANGES)}", api_key_id=key.id)
+            return envelope_response(body)
+        data = await usage_series(rt, window)
+        return envelope_response(envelopes.ok("/admin/api/usage", data, api_key_id=key.id))
+
+    @api.get("/admin/api/feeds", summary="Command Center: each exchange feed's health in this process (admin)")
+    async def feeds(request: Request) -> Response:
+        key, refused = await _admin(rt, request, envelopes)
+        if refused is not None:
+            return refused
+        held = rt.live.assets()
+        listed = [a["asset"] for a in rt.registry.listing()["assets"]]
+        data = {
+            "in_process": rt.feeds is not None,
+            "exchanges": None if rt.feeds is None else rt.feeds.health(),
+            "assets_held": len(held),
+            "ticker_assets": [a for a in listed if a in held][:TICKER_ASSETS] or listed[:TICKER_ASSETS],
+            "uptime_s": round(time.time() - rt.started_at, 1),
+            **{k: v for k, v in rt.health().items() if k != "feeds"},
+        }
+        return envelope_response(envelopes.ok("/admin/api/feeds", data, api_key_id=key.id))

@@ -1,0 +1,192 @@
+"""The LPO HTTP server: a thin ASGI front for the hot routes, FastAPI for the rest.
+
+`GET /price` is the hottest path in the system, so it is answered straight from ASGI
+(no routing, dependency solving or validation layers) by the same `answer_price` that
+UDP uses. Every other path goes to the FastAPI app, whose errors are UMEs too.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from urllib.parse import parse_qs
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from trinity_beast.domain.errors import DatabaseUnavailable
+from trinity_beast.domain.envelope import Envelopes, dumps
+from trinity_beast.transports.http.openapi import install_openapi, lpo_paths
+from trinity_beast.transports.http.ops import Instrument, add_ops_routes, route_paths, ws_samples
+from trinity_beast.services.meter import rate_limit_headers
+from trinity_beast.services.prices.answer import PriceRequest, answer_price
+from trinity_beast.transports.ws.hub import ENDPOINT as WS_ENDPOINT
+from trinity_beast.transports.ws.hub import Hub
+
+if TYPE_CHECKING:
+    from trinity_beast.services.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+Scope = dict[str, Any]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+
+JSON = b"application/json"
+
+
+def query_params(raw: bytes) -> dict[str, list[str]]:
+    """The query string's parameters; the common case (nothing escaped) skips urllib's machinery."""
+    text = raw.decode("latin-1")
+    if "%" in text or "+" in text:
+        return parse_qs(text, keep_blank_values=True)
+    params: dict[str, list[str]] = {}
+    for part in text.split("&"):
+        if part:
+            name, _, value = part.partition("=")
+            params.setdefault(name, []).append(value)
+    return params
+
+
+def bearer(headers: list[tuple[bytes, bytes]]) -> str | None:
+    for name, value in headers:
+        if name == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                return token.strip()
+            return None
+    return None
+
+
+async def send_body(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] = ()) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", JSON), (b"content-length", str(len(body)).encode()), *headers],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def envelope_response(body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+    return Response(dumps(body), status_code=body["status_code"], media_type="application/json", headers=headers)
+
+
+def install_error_handlers(app: FastAPI, envelopes: Envelopes) -> None:
+    """Every framework error (404, 405, validation) answers as a UME, never `{"detail": …}`."""
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        status = exc.status_code
+        if status == 404:
+            message = f"unknown path {request.url.path}"
+        elif status == 405:
+            message = f"method {request.method} not allowed on {request.url.path}"
+        else:
+            message = str(exc.detail)
+        return envelope_response(envelopes.error(request.url.path, status, message), headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e.get('loc', ()) if p not in ('query', 'body'))}: {e.get('msg')}"
+            for e in exc.errors()
+        )
+        return envelope_response(envelopes.error(request.url.path, 400, f"bad request: {problems}"))
+
+    @app.exception_handler(DatabaseUnavailable)
+    async def database_down(request: Request, exc: DatabaseUnavailable) -> Response:
+        message = "the database is unreachable; retry shortly"
+        return envelope_response(envelopes.error(request.url.path, 503, message), headers={"Retry-After": "5"})
+
+    @app.exception_handler(Exception)
+    async def crashed(request: Request, exc: Exception) -> Response:  # logged by the server as well
+        return envelope_response(envelopes.error(request.url.path, 500, "internal error; the failure was logged"))
+
+
+class LpoHttp:
+    """ASGI app: hot routes here, everything else to `api`."""
+
+    HOT_PATHS = ("/price", "/health")
+
+    def __init__(self, rt: "Runtime", api: FastAPI) -> None:
+        self.rt = rt
+        self.api = api
+        self.envelopes = rt.envelopes("LPO")
+        self.hub = Hub(rt)
+        self._front = Instrument(self.route, rt.metrics, "LPO", lambda: [*self.HOT_PATHS, *route_paths(api)])
+        rt.metrics.add_collector("websocket", lambda: ws_samples(self.hub.stats()))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._front(scope, receive, send)
+
+    async def route(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            path = scope["path"]
+            if path == "/price":
+                return await self.price(scope, send)
+            if path == "/health":
+                return await self.health(scope, send)
+        elif kind == "websocket" and scope["path"] == WS_ENDPOINT:
+            return await self.hub.serve(scope, receive, send)
+        await self.api(scope, receive, send)
+
+    async def method_not_allowed(self, scope: Scope, send: Send, allowed: str) -> None:
+        body = self.envelopes.error(scope["path"], 405, f"method {scope['method']} not allowed on {scope['path']}")
+        await send_body(send, 405, dumps(body), [(b"allow", allowed.encode())])
+
+    async def price(self, scope: Scope, send: Send) -> None:
+        if scope["method"] != "GET":
+            return await self.method_not_allowed(scope, send, "GET")
+        query = query_params(scope["query_string"])
+        secret = bearer(scope["headers"]) or (query.get("api_key") or [None])[0]
+        request = PriceRequest(
+            secret,
+            query.get("asset", []),
+            "http",
+            aggregate=(query.get("aggregate") or [None])[0],
+            max_age_ms=(query.get("max_age_ms") or [None])[0],
+        )
+        try:
+            answer = await answer_price(self.rt, request, self.envelopes)
+        except Exception:  # a bug must still answer an envelope, and never stop the server
+            log.exception("GET /price failed")
+            body = self.envelopes.error("/price", 500, "internal error; the failure was logged")
+            return await send_body(send, 500, dumps(body))
+        headers = rate_limit_headers(answer.quota)
+        if answer.status == 401:
+            headers.append((b"www-authenticate", b'Bearer realm="trinity-beast"'))
+        await send_body(send, answer.status, dumps(answer.body), headers)
+
+    async def health(self, scope: Scope, send: Send) -> None:
+        if scope["method"] not in ("GET", "HEAD"):
+            return await self.method_not_allowed(scope, send, "GET, HEAD")
+        data = {
+            "status": "ok",
+            "uptime_s": round(time.time() - self.rt.started_at, 1),
+            **self.rt.health(),
+            "websocket": self.hub.stats(),
+        }
+        await send_body(send, 200, dumps(self.envelopes.ok("/health", data)))
+
+
+def build_lpo(rt: "Runtime") -> LpoHttp:
+    api = FastAPI(title="Trinity Beast LPO", version="0.1.0", docs_url="/docs", redoc_url=None)
+    envelopes = rt.envelopes("LPO")
+    install_error_handlers(api, envelopes)
+    from trinity_beast.transports.http.lrs import add_usage_me  # here: lrs.http imports this module
+
+    add_usage_me(api, rt, envelopes)
+    add_ops_routes(api, rt, envelopes, "LPO")
+
+    @api.get("/ws/assets", summary="The prewarmed assets and the exchanges that quote each (no key needed)")
+    async def assets() -> Response:
+        return envelope_response(envelopes.ok("/ws/assets", rt.registry.listing()))
+
+    install_openapi(api, lpo_paths())
+    return LpoHttp(rt, api)

@@ -1,0 +1,68 @@
+"""The LRS HTTP server (BEAST_LRS_PORT, 9090): usage reports and a key's own usage."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+
+from trinity_beast.domain.envelope import Envelopes
+from trinity_beast.transports.http.openapi import install_openapi, lrs_paths
+from trinity_beast.transports.http.ops import Instrument, add_ops_routes, route_paths
+from trinity_beast.transports.http.lpo import envelope_response, install_error_handlers
+from trinity_beast.services.reports import FORMATS, GRANULARITIES, MAX_LIMIT
+from trinity_beast.services.reports.answers import Answer, answer_report, answer_usage_me, secret_from
+
+if TYPE_CHECKING:
+    from trinity_beast.services.runtime import Runtime
+
+
+def to_response(answer: Answer) -> Response:
+    return Response(answer.body, status_code=answer.status, media_type=answer.content_type, headers=answer.headers)
+
+
+def _secret(request: Request) -> str | None:
+    headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.scope["headers"]]
+    return secret_from(headers, request.query_params.multi_items())
+
+
+def add_usage_me(api: FastAPI, rt: "Runtime", envelopes: Envelopes) -> None:
+    """GET /usage/me on any of our FastAPI apps (LPO and LRS)."""
+
+    @api.get("/usage/me", summary="This key's plan, usage this month, what remains and when it resets")
+    async def usage_me(request: Request) -> Response:
+        return to_response(await answer_usage_me(rt, _secret(request), envelopes))
+
+
+def build_lrs(rt: "Runtime") -> FastAPI:
+    envelopes = rt.envelopes("LRS")
+    api = FastAPI(title="Trinity Beast LRS", version="0.1.0", docs_url="/docs", redoc_url=None)
+    install_error_handlers(api, envelopes)
+    add_usage_me(api, rt, envelopes)
+    from trinity_beast.transports.http.admin import add_command_center  # partners, /admin and its JSON
+
+    add_command_center(api, rt, envelopes)
+
+    @api.get(
+        "/reports/usage",
+        summary=(
+            f"Usage report: format={'|'.join(FORMATS)}, granularity={'|'.join(GRANULARITIES)}, "
+            f"from, to, api_key_id, endpoint, asset, protocol, status, limit (1-{MAX_LIMIT}), cursor"
+        ),
+    )
+    async def usage_report(request: Request) -> Response:
+        answer = await answer_report(rt, _secret(request), request.query_params.multi_items(), envelopes)
+        return to_response(answer)
+
+    @api.get("/health", summary="Liveness (no key)")
+    async def health() -> Response:
+        data = {"status": "ok", "uptime_s": round(time.time() - rt.started_at, 1), **rt.health()}
+        return envelope_response(envelopes.ok("/health", data))
+
+    add_ops_routes(api, rt, envelopes, "LRS")
+    api.add_middleware(Instrument, metrics=rt.metrics, service="LRS", known=lambda: route_paths(api))
+    api.state.envelopes = envelopes  # for refusals made below the app (serving.LimitedHttp)
+    install_openapi(api, lrs_paths())
+    return api

@@ -1,0 +1,71 @@
+"""UDP price requests on the LPO UDP port: one JSON datagram in, one envelope out.
+
+`{"asset": "BTC", "api_key": "KEY"}` (also `"BTC,ETH"` or a list) gets the same envelope as
+HTTP `/price`, from the same `answer_price`. Size rules (one datagram per answer, small
+answers to unknown senders) are in `trinity_beast.udp`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from trinity_beast.domain.envelope import dumps
+from trinity_beast.transports.udp.datagram import SMALL_ANSWER_BYTES, BadDatagram, DatagramServer, decode_object, fit, small_error
+from trinity_beast.services.prices.answer import ENDPOINT, PriceRequest, answer_price
+
+if TYPE_CHECKING:
+    from trinity_beast.services.runtime import Runtime
+
+__all__ = ["SMALL_ANSWER_BYTES", "UdpPriceServer", "parse_datagram"]
+
+FIELDS = ("asset", "api_key", "aggregate", "max_age_ms")
+EXAMPLE = '{"asset": "BTC", "api_key": "KEY"}'
+
+
+def parse_datagram(data: bytes) -> PriceRequest:
+    """A PriceRequest from one datagram, or BadDatagram saying what is wrong with it."""
+    msg = decode_object(data, FIELDS, EXAMPLE)
+    asset = msg.get("asset")
+    if isinstance(asset, str):
+        assets = [asset]
+    elif isinstance(asset, list) and all(isinstance(a, str) for a in asset):
+        assets = asset
+    elif asset is None:
+        assets = []
+    else:
+        raise BadDatagram(400, "asset must be a string (\"BTC\" or \"BTC,ETH\") or a list of strings")
+    options: dict[str, str | None] = {}
+    for name in ("aggregate", "max_age_ms"):
+        value = msg.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (str, int))):
+            raise BadDatagram(400, f"{name} must be a string or a whole number")
+        options[name] = None if value is None else str(value)
+    return PriceRequest(msg.get("api_key"), assets, "udp", **options)
+
+
+class UdpPriceServer(DatagramServer):
+    def __init__(self, rt: "Runtime") -> None:
+        self.rt = rt
+        self.envelopes = rt.envelopes("LPO")
+        self.refused = 0
+        super().__init__(
+            self.answer,
+            small_error(self.envelopes, ENDPOINT, 500, "internal error; the failure was logged"),
+            observe=lambda status, seconds: rt.metrics.observe("LPO", ENDPOINT, "udp", status, seconds),
+        )
+
+    async def answer(self, data: bytes) -> tuple[int, bytes]:
+        try:
+            request = parse_datagram(data)
+        except BadDatagram as exc:
+            self.refused += 1
+            return exc.status, small_error(self.envelopes, ENDPOINT, exc.status, str(exc))
+        answer = await answer_price(self.rt, request, self.envelopes)
+        if answer.key is None:  # not authenticated: small answers only
+            self.refused += 1
+            return answer.status, small_error(self.envelopes, ENDPOINT, answer.status, answer.body["error"] or "unauthorized")
+        advice = "ask for fewer assets per datagram, or use HTTP /price"
+        return fit(self.envelopes, ENDPOINT, answer.status, dumps(answer.body), answer.key.id, advice)
+
+    def stats(self) -> dict[str, int]:
+        return {"answered": self.answered, "refused": self.refused}

@@ -1,0 +1,1 @@
+"""The WebSocket push feed /ws/prices."""
