@@ -9,7 +9,7 @@ from typing import Any
 import redis
 
 from support import REDIS_URL
-from trinity_beast.services.meter import MINUTE_PREFIX, MONTH_PREFIX, parse_bucket
+from trinity_beast.domain.usage import MINUTE_PREFIX, MONTH_PREFIX, parse_bucket
 
 
 def counted(namespace: str, key_id: str) -> tuple[Counter, int]:

@@ -11,7 +11,6 @@ afterwards (the test's, the LRS's, the Lambda's) gets it.
 from __future__ import annotations
 
 import datetime
-import os
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 

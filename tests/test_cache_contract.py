@@ -174,7 +174,7 @@ def test_usage_keys_share_one_cluster_slot() -> None:
     and the claim rename touch several usage keys, so all of them hash to one slot."""
     from redis.crc import key_slot
 
-    from trinity_beast.services.meter import CLAIM_PREFIX, MINUTE_PREFIX, MONTH_PREFIX
+    from trinity_beast.domain.usage import CLAIM_PREFIX, MINUTE_PREFIX, MONTH_PREFIX
 
     keys = [f"beast:{MINUTE_PREFIX}29000000", f"beast:{CLAIM_PREFIX}29000000:ab12", f"beast:{MONTH_PREFIX}2026-11"]
     assert len({key_slot(k.encode()) for k in keys}) == 1

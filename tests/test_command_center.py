@@ -18,7 +18,7 @@ from partner_aws import REGION, AwsWorld, aws  # noqa: F401 (fixture)
 from support import REPO, InProcessServer, in_process_server, require_service, stack_env
 from trinity_beast.domain.envelope import FIELDS
 
-STATIC = REPO / "layers/common/trinity_beast/lrs/static"
+STATIC = REPO / "layers/common/trinity_beast/transports/http/static"
 SHOTS = REPO / "test-output" / "command-center"
 CHROMIUM = "/usr/bin/chromium"
 # As the machine notes say: no sandbox as root, and nothing that reaches for the network.

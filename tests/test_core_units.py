@@ -11,10 +11,12 @@ import pytest
 from trinity_beast.domain.book import pick
 from trinity_beast.domain.settings import DEFAULT_REST_URLS, DEFAULT_WS_URLS, EXCHANGES, ConfigError, load_settings
 from trinity_beast.domain.envelope import FIELDS, Envelopes, dumps, utc_iso
-from trinity_beast.domain.keys import KeyRing, KeyRequestError, hash_secret, new_key
-from trinity_beast.services.prices.answer import BadRequest, parse_assets
+from trinity_beast.domain.keys import KeyRequestError, hash_secret, new_key
+from trinity_beast.services.auth import KeyRing
+from trinity_beast.services.prices.answer import parse_assets
+from trinity_beast.services.prices.errors import BadRequest
 from trinity_beast.domain.tick import Tick
-from trinity_beast.services.meter import Quota, month_reset
+from trinity_beast.domain.usage import Quota, month_reset
 
 
 def test_defaults_are_the_documented_ones() -> None:

@@ -119,7 +119,7 @@ def test_concurrent_migrators_apply_each_migration_once(request: pytest.FixtureR
 
 
 def _counts(**by_key: int) -> dict:
-    from trinity_beast.services.meter import Counts, Group
+    from trinity_beast.domain.usage import Counts, Group
 
     return {Group(k, "/price", "BTC", "http", 200): Counts(n, n * 100, n * 10) for k, n in by_key.items()}
 
@@ -145,7 +145,7 @@ def test_a_usage_batch_is_written_once(database: Database) -> None:
 
 
 def test_a_failed_batch_write_leaves_no_trace(database: Database) -> None:
-    from trinity_beast.services.meter import Counts, Group
+    from trinity_beast.domain.usage import Counts, Group
 
     database.migrate()
     bad = {Group("ak_a", "/price", "BTC", "http", 200): Counts(1, 1, 1), Group(None, "/price", "BTC", "http", 200): Counts(1, 1, 1)}  # type: ignore[arg-type]
@@ -157,7 +157,7 @@ def test_a_failed_batch_write_leaves_no_trace(database: Database) -> None:
 
 def test_usage_totals_filter_and_bucket(database: Database) -> None:
     from trinity_beast.stores.db.base import UsageQuery
-    from trinity_beast.services.meter import Counts, Group
+    from trinity_beast.domain.usage import Counts, Group
 
     database.migrate()
     database.write_usage_batch("b1", 0, {Group("ak_a", "/price", "BTC,ETH", "udp", 200): Counts(2, 20, 15)}, 1.0)
@@ -178,7 +178,7 @@ def test_usage_totals_filter_and_bucket(database: Database) -> None:
 
 def test_roll_up_keeps_every_count(database: Database) -> None:
     from trinity_beast.stores.db.base import UsageQuery
-    from trinity_beast.services.meter import Counts, Group
+    from trinity_beast.domain.usage import Counts, Group
 
     database.migrate()
     g = Group("ak_a", "/price", "BTC", "http", 200)

@@ -27,7 +27,8 @@ from trinity_beast.transports.udp.lrs import UdpReportServer
 from trinity_beast.services.runtime import Runtime
 from trinity_beast.services.sync import SyncStats, run_sync, sync_once
 from trinity_beast.domain.tick import Tick
-from trinity_beast.services.meter import CLAIM_PREFIX, MINUTE_PREFIX, Meter
+from trinity_beast.services.meter import Meter
+from trinity_beast.domain.usage import CLAIM_PREFIX, MINUTE_PREFIX
 
 
 def proxied(pg_url: str, proxy: FaultProxy) -> str:

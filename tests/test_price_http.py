@@ -12,7 +12,7 @@ import pytest
 
 from trinity_beast.domain.envelope import FIELDS
 from trinity_beast.domain.tick import Tick
-from trinity_beast.services.meter import MONTH_PREFIX
+from trinity_beast.domain.usage import MONTH_PREFIX
 
 from support import InProcessServer
 

@@ -17,7 +17,6 @@ import json
 import math
 import time
 from decimal import Decimal
-from pathlib import Path
 from typing import Any, Iterator
 
 import orjson
@@ -32,7 +31,8 @@ from trinity_beast.exchanges import CONNECTORS
 from trinity_beast.exchanges.base import ExchangeError
 from trinity_beast.domain.keys import new_key
 from trinity_beast.transports.http.lpo import build_lpo
-from trinity_beast.services.prices.answer import MAX_ASSETS, BadRequest, parse_assets, parse_options
+from trinity_beast.services.prices.answer import MAX_ASSETS, parse_assets, parse_options
+from trinity_beast.services.prices.errors import BadRequest
 from trinity_beast.transports.udp.lpo import parse_datagram
 from trinity_beast.transports.ws.hub import Client, Hub
 from trinity_beast.transports.udp.lrs import FIELDS as REPORT_UDP_FIELDS
@@ -53,7 +53,7 @@ from beast_sim import Simulator
 from beast_sim.protocols import PROTOCOLS, SimSession
 from trinity_beast.domain.tick import Tick
 from trinity_beast.transports.udp.datagram import BadDatagram, decode_object
-from trinity_beast.services.meter import Counts, Group, parse_bucket
+from trinity_beast.domain.usage import Counts, Group, parse_bucket
 
 PROPS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 REGISTRY = load_registry()

@@ -18,12 +18,13 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from support import REPO, in_process_server, run_beast, stack_env, start_beast_serve, stop_beast
-from trinity_beast.domain import keys as keys_module
+from trinity_beast.services import auth as auth_module
 from trinity_beast.services import reports as reports_module
 from trinity_beast.stores.cache import MemoryCache
 from trinity_beast.domain.settings import load_settings
 from trinity_beast.stores.db import Database
-from trinity_beast.domain.keys import KeyRing, new_key
+from trinity_beast.domain.keys import new_key
+from trinity_beast.services.auth import KeyRing
 from trinity_beast.transports.http.lrs import build_lrs
 from trinity_beast.transports.udp.lrs import UdpReportServer
 from trinity_beast.transports.http.partners import ROUTES
@@ -75,7 +76,7 @@ def test_comparisons_of_secrets_are_constant_time(monkeypatch: pytest.MonkeyPatc
     db.migrate()
     key, secret = new_key("k", "subscriber")
     db.insert_key(key)
-    monkeypatch.setattr(keys_module.hmac, "compare_digest", recording)
+    monkeypatch.setattr(auth_module.hmac, "compare_digest", recording)
     assert KeyRing(db).lookup(secret) == key and calls
     calls.clear()
     monkeypatch.setattr(reports_module.hmac, "compare_digest", recording)

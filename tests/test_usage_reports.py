@@ -18,7 +18,7 @@ from support import stack_env
 from trinity_beast.domain.settings import load_settings
 from trinity_beast.domain.envelope import FIELDS
 from trinity_beast.domain.keys import new_key
-from trinity_beast.services.meter import MINUTE_PREFIX
+from trinity_beast.domain.usage import MINUTE_PREFIX
 from trinity_beast.transports.http.lrs import build_lrs
 from trinity_beast.services.reports import COLUMNS, MAX_LIMIT
 from trinity_beast.services.runtime import Runtime

@@ -8,7 +8,7 @@ import pytest
 
 from trinity_beast.domain.settings import ConfigError, load_settings
 from trinity_beast.services.reports import ReportError, decode_cursor, encode_cursor, month_edges, neutralize, parse_filters
-from trinity_beast.services.meter import Counts, Group, parse_bucket
+from trinity_beast.domain.usage import Counts, Group, parse_bucket
 
 
 def ts(s: str) -> int:
@@ -79,7 +79,8 @@ async def test_a_month_total_never_goes_down_in_a_process() -> None:
     """A stale or lost cache total (a read racing a flush, a Redis restart) must not hand a key
     back usage it already spent."""
     from trinity_beast.stores.cache import MemoryCache
-    from trinity_beast.services.meter import MONTH_PREFIX, Meter, month_of
+    from trinity_beast.services.meter import Meter
+    from trinity_beast.domain.usage import MONTH_PREFIX, month_of
 
     cache = MemoryCache()
     meter = Meter(cache, clock=lambda: 1_800_000_000.0)

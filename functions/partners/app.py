@@ -6,7 +6,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from trinity_beast.transports.aws_lambda.api import (
     LambdaRuntime, answer_response, handle, header_pairs, logger, make_resolver, metrics, query_pairs,
 )
-from trinity_beast.services.reports.answers import secret_from
+from trinity_beast.services.auth import secret_from
 from trinity_beast.transports.http.partners import PartnerApi
 
 app, envelopes = make_resolver("LRS")

@@ -5,7 +5,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from trinity_beast.transports.aws_lambda.api import (
     LambdaRuntime, answer_response, handle, header_pairs, logger, make_resolver, metrics, query_pairs,
 )
-from trinity_beast.services.reports.answers import answer_report, answer_usage_me, secret_from
+from trinity_beast.services.reports.answers import answer_report, answer_usage_me
+from trinity_beast.services.auth import secret_from
 
 app, envelopes = make_resolver("LRS")
 runtime = LambdaRuntime()

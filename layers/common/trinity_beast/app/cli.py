@@ -17,7 +17,8 @@ from typing import Any, Awaitable, Callable, Sequence
 
 import orjson
 
-from trinity_beast.domain.settings import ConfigError, Settings, load_settings
+from trinity_beast.domain.settings import ConfigError, Settings
+from trinity_beast.stores.environment import load_settings
 from trinity_beast.stores.db import make_database
 from trinity_beast.domain.keys import TIERS, KeyRequestError, new_key
 from trinity_beast.services.prices.ingest import start_feeds

@@ -8,16 +8,10 @@ stretching needed) and lets auth find a key by an indexed hash lookup. The publi
 from __future__ import annotations
 
 import hashlib
-import hmac
 import secrets
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
 
-from trinity_beast.domain.errors import DatabaseUnavailable
-
-if TYPE_CHECKING:
-    from trinity_beast.stores.db.base import Database
 
 TIERS: tuple[str, ...] = ("partner", "subscriber", "admin")
 DEFAULT_MONTHLY_LIMITS: dict[str, int] = {"partner": 0, "subscriber": 100_000, "admin": 0}
@@ -91,53 +85,3 @@ def plausible_secret(secret: str) -> bool:
     """Cheap shape check so junk never reaches the database."""
     return 8 <= len(secret) <= 200 and secret.isascii() and secret.isprintable()
 
-
-class KeyRing:
-    """Authenticates secrets against the database with a short in-process cache.
-
-    The cache keeps the hot path off the database; its lifetime (`ttl` seconds) bounds how
-    long a revoked key can still be used by a process. It is keyed by the secret itself so a
-    hit costs no hashing; the secret is in this process's request buffers anyway, and the
-    cache lives only in memory, bounded, for seconds.
-    """
-
-    def __init__(self, db: "Database", ttl: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
-        self._db = db
-        self._ttl = ttl
-        self._clock = clock
-        self._cache: dict[str, tuple[float, ApiKey | None]] = {}
-
-    def cached(self, secret: str) -> tuple[bool, ApiKey | None]:
-        """(hit, key) from the cache alone, for the synchronous hot path."""
-        entry = self._cache.get(secret)
-        if entry is not None and entry[0] > self._clock():
-            return True, entry[1]
-        return False, None
-
-    def lookup(self, secret: str) -> ApiKey | None:
-        """The key for `secret` (active or revoked), or None. Blocking: call off the event loop.
-
-        While the database is unreachable an expired entry is still answered (a revocation
-        cannot happen then either); a secret never seen raises DatabaseUnavailable.
-        """
-        if not plausible_secret(secret):
-            return None
-        entry = self._cache.get(secret)
-        if entry is not None and entry[0] > self._clock():
-            return entry[1]
-        digest = hash_secret(secret)
-        try:
-            key = self._db.key_by_hash(digest)
-        except DatabaseUnavailable:
-            if entry is not None:  # the last answer stands while the database is unreachable
-                return entry[1]
-            raise
-        if key is not None and not hmac.compare_digest(key.secret_hash, digest):
-            key = None
-        if len(self._cache) > 100_000:
-            self._cache.clear()  # bounded: junk secrets cannot grow memory without limit
-        self._cache[secret] = (self._clock() + self._ttl, key)
-        return key
-
-    def forget(self) -> None:
-        self._cache.clear()

@@ -169,14 +169,6 @@ def _own_ip() -> str:
         return "127.0.0.1"
 
 
-def _secret_url(env: Mapping[str, str]) -> str | None:
-    """DATABASE_URL from Aurora's secret (DATABASE_SECRET / DATABASE_SECRET_ARN), when only that is given."""
-    if not (env.get("DATABASE_SECRET", "").strip() or env.get("DATABASE_SECRET_ARN", "").strip()):
-        return None
-    from trinity_beast.stores.db.secret import database_url_from
-
-    return database_url_from(env)
-
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate every setting; raise ConfigError naming the first bad one."""
@@ -218,7 +210,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     settings = Settings(
         redis_url=_url(env, "REDIS_URL", ("redis", "rediss", "unix"), None),
         redis_namespace=namespace,
-        database_url=_url(env, "DATABASE_URL", ("postgresql", "postgres", "sqlite"), None) or _secret_url(env),
+        database_url=_url(env, "DATABASE_URL", ("postgresql", "postgres", "sqlite"), None),
         data_dir=Path(env.get("BEAST_DATA_DIR", "./data") or "./data"),
         host=env.get("BEAST_HOST", "127.0.0.1").strip() or "127.0.0.1",
         lpo_port=_port(env, "BEAST_LPO_PORT", 8080),

@@ -19,7 +19,8 @@ from trinity_beast.stores.cache import Cache, MemoryCache, make_cache
 from trinity_beast.domain.settings import Settings
 from trinity_beast.stores.db import Database, make_database
 from trinity_beast.domain.envelope import Envelopes
-from trinity_beast.domain.keys import ApiKey, KeyRing, new_key
+from trinity_beast.domain.keys import ApiKey, new_key
+from trinity_beast.services.auth import KeyRing
 from trinity_beast.services.prices.live import LivePrices
 from trinity_beast.services.metrics import Metrics
 from trinity_beast.services.meter import Meter

@@ -31,7 +31,7 @@ from trinity_beast.stores.cache import Cache, CacheUnavailable
 from trinity_beast.domain.settings import Settings
 from trinity_beast.stores.db import Database
 from trinity_beast.domain.errors import DatabaseUnavailable
-from trinity_beast.services.meter import CLAIM_PREFIX, MINUTE_PREFIX, MONTH_PREFIX, month_of, parse_bucket
+from trinity_beast.domain.usage import CLAIM_PREFIX, MINUTE_PREFIX, MONTH_PREFIX, month_of, parse_bucket
 
 log = logging.getLogger(__name__)
 

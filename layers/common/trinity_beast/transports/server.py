@@ -11,7 +11,7 @@ from typing import Any, Iterator
 
 import uvicorn
 
-from trinity_beast.app import redact
+from trinity_beast.transports import redact
 from trinity_beast.transports.http.guards import LimitedHttpTools
 from trinity_beast.transports.ws.hub import MAX_FRAME_BYTES
 

@@ -20,7 +20,9 @@ from trinity_beast.domain.errors import DatabaseUnavailable
 from trinity_beast.domain.envelope import Envelopes, utc_iso, utc_readable
 from trinity_beast.domain.keys import ApiKey
 from trinity_beast.domain.tick import Tick
-from trinity_beast.services.meter import Quota
+from trinity_beast.domain.usage import Quota, usage_fields
+from trinity_beast.services.auth import KEYS_UNAVAILABLE, authenticate, quota_for
+from trinity_beast.services.prices.errors import BadRequest, NoPrice
 
 if TYPE_CHECKING:
     from trinity_beast.services.runtime import Runtime
@@ -28,14 +30,6 @@ if TYPE_CHECKING:
 MAX_ASSETS = 50
 ASSET_RE = re.compile(r"^[A-Z0-9]{1,15}$")
 ENDPOINT = "/price"
-
-
-class BadRequest(ValueError):
-    """A request the client must fix; the message says how."""
-
-
-class NoPrice(LookupError):
-    """No exchange could price the asset; the message says why for each one tried."""
 
 
 def parse_assets(values: Iterable[str]) -> list[str]:
@@ -136,44 +130,6 @@ def median_entry(asset: str, m: Median, now: float, latency_s: float) -> dict[st
     return entry
 
 
-KEYS_UNAVAILABLE = "cannot check the API key right now: the key database is unreachable; retry shortly"
-
-
-async def authenticate(rt: "Runtime", secret: str | None) -> tuple[ApiKey | None, str | None]:
-    """(key, None) for an active key, else (None or the revoked key, the error to answer).
-
-    Raises DatabaseUnavailable for a key this process has never seen while the database is
-    down (callers answer 503: the key may well be valid)."""
-    if not secret:
-        return None, "missing API key: send Authorization: Bearer KEY or ?api_key=KEY"
-    hit, key = rt.keys.cached(secret)
-    if not hit:
-        key = await asyncio.to_thread(rt.keys.lookup, secret)
-    if key is None:
-        return None, "invalid API key"
-    if not key.active:
-        return key, "API key revoked"
-    return key, None
-
-
-async def quota_for(rt: "Runtime", key: ApiKey) -> Quota:
-    if not rt.meter.knows(key.id):
-        try:
-            await rt.meter.load(key.id)
-        except DatabaseUnavailable:
-            pass  # the month total is read again on the next request; counting goes on meanwhile
-    return rt.meter.quota(key.id, 0 if key.unlimited else key.monthly_limit)
-
-
-def usage_fields(quota: Quota) -> dict[str, Any]:
-    return {
-        "monthly_usage": quota.used,
-        "monthly_limit": quota.limit,
-        "usage_pct": quota.pct,
-        "usage_warning": quota.warning,
-    }
-
-
 async def held(rt: "Runtime", asset: str) -> dict[str, Tick]:
     """The ticks this process holds for `asset`, reading the cache once on a local miss."""
     ticks = rt.live.get(asset)
@@ -218,7 +174,7 @@ async def lookup(
 async def answer_price(rt: "Runtime", request: PriceRequest, envelopes: Envelopes) -> PriceAnswer:
     started = time.perf_counter()
     try:
-        key, problem = await authenticate(rt, request.secret)
+        key, problem = await authenticate(rt.keys, request.secret)
     except DatabaseUnavailable:
         return PriceAnswer(503, envelopes.error(ENDPOINT, 503, KEYS_UNAVAILABLE))
     if problem is not None:
@@ -238,7 +194,7 @@ async def answer_price(rt: "Runtime", request: PriceRequest, envelopes: Envelope
     except BadRequest as exc:
         return finish(400, None, str(exc), "-", None)
 
-    quota = await quota_for(rt, key)
+    quota = await quota_for(rt.meter, key)
     if quota.exhausted:
         message = f"monthly limit of {quota.limit} requests reached; the limit resets at {utc_iso(quota.reset_at)}"
         return finish(429, usage_fields(quota), message, ",".join(assets), quota)

@@ -19,7 +19,7 @@ from trinity_beast.domain.book import convert, usd_rate
 from trinity_beast.exchanges import ExchangeError, UnknownInstrument
 from trinity_beast.exchanges.rest import fetch_ticker
 from trinity_beast.domain.tick import Tick
-from trinity_beast.services.prices.answer import NoPrice
+from trinity_beast.services.prices.errors import NoPrice
 
 if TYPE_CHECKING:
     from trinity_beast.services.runtime import Runtime

@@ -29,7 +29,7 @@ from trinity_beast.stores.cache import Cache, CacheUnavailable
 from trinity_beast.stores.db import Database
 from trinity_beast.stores.db.base import GRAIN_SECONDS, UsageQuery
 from trinity_beast.domain.errors import DatabaseUnavailable
-from trinity_beast.services.meter import CLAIM_PREFIX, MINUTE_PREFIX, Counts, Group, parse_bucket
+from trinity_beast.domain.usage import CLAIM_PREFIX, MINUTE_PREFIX, Counts, Group, parse_bucket
 
 log = logging.getLogger(__name__)
 

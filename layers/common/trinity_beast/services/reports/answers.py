@@ -15,9 +15,11 @@ from typing import TYPE_CHECKING, Sequence
 from trinity_beast.domain.envelope import Envelopes, dumps, utc_iso
 from trinity_beast.domain.keys import ApiKey
 from trinity_beast.domain.errors import DatabaseUnavailable
-from trinity_beast.services.prices.answer import KEYS_UNAVAILABLE, authenticate, quota_for, usage_fields
+from trinity_beast.domain.usage import usage_fields
+from trinity_beast.services.auth import KEYS_UNAVAILABLE, authenticate, quota_for
 from trinity_beast.services.reports import CONTENT_TYPES, ReportError, ReportFilters, page_data, parse_filters, render_file, report
-from trinity_beast.services.meter import Quota, rate_limit_headers
+from trinity_beast.domain.usage import rate_limit_headers
+from trinity_beast.domain.usage import Quota
 
 if TYPE_CHECKING:
     from trinity_beast.services.runtime import Runtime
@@ -35,15 +37,6 @@ class Answer:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-def secret_from(headers: Sequence[tuple[str, str]], query: Sequence[tuple[str, str]]) -> str | None:
-    """`Authorization: Bearer KEY`, else `?api_key=KEY` (header names lower-case)."""
-    for name, value in headers:
-        if name == "authorization":
-            scheme, _, token = value.partition(" ")
-            return token.strip() if scheme.lower() == "bearer" and token.strip() else None
-    return next((v for n, v in query if n == "api_key" and v), None)
-
-
 def limit_headers(quota: Quota) -> dict[str, str]:
     """The X-RateLimit-* headers /price sends, as a plain dict."""
     return {name.decode(): value.decode() for name, value in rate_limit_headers(quota)}
@@ -53,7 +46,7 @@ async def _authorized(
     rt: "Runtime", secret: str | None, endpoint: str, envelopes: Envelopes
 ) -> tuple[ApiKey | None, Answer | None]:
     try:
-        key, problem = await authenticate(rt, secret)
+        key, problem = await authenticate(rt.keys, secret)
     except DatabaseUnavailable:
         return None, Answer(503, dumps(envelopes.error(endpoint, 503, KEYS_UNAVAILABLE)), headers={"Retry-After": "5"})
     if problem is not None:
@@ -74,7 +67,7 @@ async def answer_usage_me(rt: "Runtime", secret: str | None, envelopes: Envelope
     if refused is not None:
         return refused
     assert key is not None
-    quota = await quota_for(rt, key)
+    quota = await quota_for(rt.meter, key)
     data = {
         "api_key_id": key.id,
         "name": key.name,

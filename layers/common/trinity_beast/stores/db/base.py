@@ -20,7 +20,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 from trinity_beast.domain.keys import ApiKey
 from trinity_beast.domain.partners.model import AuditEntry, Partner
-from trinity_beast.services.meter import BILLABLE_ENDPOINTS, Counts, Group
+from trinity_beast.domain.usage import BILLABLE_ENDPOINTS, Counts, Group
 
 _KEY_COLUMNS = "id, name, tier, monthly_limit, secret_hash, created_at, revoked_at"
 _PARTNER_COLUMNS = (

@@ -16,7 +16,7 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes.common import BaseProxyEvent
 
-from trinity_beast.domain.settings import load_settings
+from trinity_beast.stores.environment import load_settings
 from trinity_beast.domain.envelope import Envelopes, dumps
 
 if TYPE_CHECKING:

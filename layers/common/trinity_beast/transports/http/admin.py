@@ -20,12 +20,11 @@ from fastapi.responses import FileResponse, Response
 
 from trinity_beast.domain.envelope import Envelopes
 from trinity_beast.domain.keys import ApiKey
-from trinity_beast.transports.http.lpo import envelope_response
-from trinity_beast.services.prices.answer import authenticate
+from trinity_beast.transports.http.common import request_secret, envelope_response
+from trinity_beast.services.auth import authenticate
 from trinity_beast.transports.ws.hub import ENDPOINT as WS_ENDPOINT
 from trinity_beast.transports.http.partners import PartnerApi
 from trinity_beast.services.reports import gather, parse_filters
-from trinity_beast.services.reports.answers import secret_from
 
 if TYPE_CHECKING:
     from trinity_beast.services.runtime import Runtime
@@ -46,10 +45,6 @@ PAGE_HEADERS = {
 }
 
 
-def _secret(request: Request) -> str | None:
-    headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.scope["headers"]]
-    return secret_from(headers, request.query_params.multi_items())
-
 
 def add_partner_routes(api: FastAPI, rt: "Runtime", envelopes: Envelopes) -> PartnerApi:
     """/partners… and /security-groups/udp, answered by the transport-neutral PartnerApi."""
@@ -58,7 +53,7 @@ def add_partner_routes(api: FastAPI, rt: "Runtime", envelopes: Envelopes) -> Par
 
     async def dispatch(request: Request) -> Response:
         answer = await partners.handle(
-            request.method, request.url.path, _secret(request), request.query_params.multi_items(), await request.body()
+            request.method, request.url.path, request_secret(request), request.query_params.multi_items(), await request.body()
         )
         return Response(answer.body, status_code=answer.status, media_type=answer.content_type, headers=answer.headers)
 
@@ -69,7 +64,7 @@ def add_partner_routes(api: FastAPI, rt: "Runtime", envelopes: Envelopes) -> Par
 
 async def _admin(rt: "Runtime", request: Request, envelopes: Envelopes) -> tuple[ApiKey | None, Response | None]:
     endpoint = request.url.path
-    key, problem = await authenticate(rt, _secret(request))
+    key, problem = await authenticate(rt.keys, request_secret(request))
     if problem is not None or key is None:
         body = envelopes.error(endpoint, 401, problem or "invalid API key")
         return None, envelope_response(body, {"WWW-Authenticate": 'Bearer realm="trinity-beast"'})

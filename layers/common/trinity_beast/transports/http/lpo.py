@@ -12,16 +12,14 @@ import time
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 from urllib.parse import parse_qs
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import FastAPI
 from fastapi.responses import Response
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from trinity_beast.domain.errors import DatabaseUnavailable
-from trinity_beast.domain.envelope import Envelopes, dumps
+from trinity_beast.domain.envelope import dumps
+from trinity_beast.transports.http.common import add_usage_me, envelope_response, install_error_handlers
 from trinity_beast.transports.http.openapi import install_openapi, lpo_paths
 from trinity_beast.transports.http.ops import Instrument, add_ops_routes, route_paths, ws_samples
-from trinity_beast.services.meter import rate_limit_headers
+from trinity_beast.domain.usage import rate_limit_headers
 from trinity_beast.services.prices.answer import PriceRequest, answer_price
 from trinity_beast.transports.ws.hub import ENDPOINT as WS_ENDPOINT
 from trinity_beast.transports.ws.hub import Hub
@@ -70,42 +68,6 @@ async def send_body(send: Send, status: int, body: bytes, headers: list[tuple[by
         }
     )
     await send({"type": "http.response.body", "body": body})
-
-
-def envelope_response(body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
-    return Response(dumps(body), status_code=body["status_code"], media_type="application/json", headers=headers)
-
-
-def install_error_handlers(app: FastAPI, envelopes: Envelopes) -> None:
-    """Every framework error (404, 405, validation) answers as a UME, never `{"detail": …}`."""
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        status = exc.status_code
-        if status == 404:
-            message = f"unknown path {request.url.path}"
-        elif status == 405:
-            message = f"method {request.method} not allowed on {request.url.path}"
-        else:
-            message = str(exc.detail)
-        return envelope_response(envelopes.error(request.url.path, status, message), headers=exc.headers)
-
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e.get('loc', ()) if p not in ('query', 'body'))}: {e.get('msg')}"
-            for e in exc.errors()
-        )
-        return envelope_response(envelopes.error(request.url.path, 400, f"bad request: {problems}"))
-
-    @app.exception_handler(DatabaseUnavailable)
-    async def database_down(request: Request, exc: DatabaseUnavailable) -> Response:
-        message = "the database is unreachable; retry shortly"
-        return envelope_response(envelopes.error(request.url.path, 503, message), headers={"Retry-After": "5"})
-
-    @app.exception_handler(Exception)
-    async def crashed(request: Request, exc: Exception) -> Response:  # logged by the server as well
-        return envelope_response(envelopes.error(request.url.path, 500, "internal error; the failure was logged"))
 
 
 class LpoHttp:
@@ -179,8 +141,6 @@ def build_lpo(rt: "Runtime") -> LpoHttp:
     api = FastAPI(title="Trinity Beast LPO", version="0.1.0", docs_url="/docs", redoc_url=None)
     envelopes = rt.envelopes("LPO")
     install_error_handlers(api, envelopes)
-    from trinity_beast.transports.http.lrs import add_usage_me  # here: lrs.http imports this module
-
     add_usage_me(api, rt, envelopes)
     add_ops_routes(api, rt, envelopes, "LPO")
 

@@ -8,32 +8,15 @@ from typing import TYPE_CHECKING
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from trinity_beast.domain.envelope import Envelopes
 from trinity_beast.transports.http.openapi import install_openapi, lrs_paths
 from trinity_beast.transports.http.ops import Instrument, add_ops_routes, route_paths
-from trinity_beast.transports.http.lpo import envelope_response, install_error_handlers
+from trinity_beast.transports.http.admin import add_command_center
+from trinity_beast.transports.http.common import add_usage_me, envelope_response, install_error_handlers, request_secret, to_response
 from trinity_beast.services.reports import FORMATS, GRANULARITIES, MAX_LIMIT
-from trinity_beast.services.reports.answers import Answer, answer_report, answer_usage_me, secret_from
+from trinity_beast.services.reports.answers import answer_report
 
 if TYPE_CHECKING:
     from trinity_beast.services.runtime import Runtime
-
-
-def to_response(answer: Answer) -> Response:
-    return Response(answer.body, status_code=answer.status, media_type=answer.content_type, headers=answer.headers)
-
-
-def _secret(request: Request) -> str | None:
-    headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.scope["headers"]]
-    return secret_from(headers, request.query_params.multi_items())
-
-
-def add_usage_me(api: FastAPI, rt: "Runtime", envelopes: Envelopes) -> None:
-    """GET /usage/me on any of our FastAPI apps (LPO and LRS)."""
-
-    @api.get("/usage/me", summary="This key's plan, usage this month, what remains and when it resets")
-    async def usage_me(request: Request) -> Response:
-        return to_response(await answer_usage_me(rt, _secret(request), envelopes))
 
 
 def build_lrs(rt: "Runtime") -> FastAPI:
@@ -41,7 +24,7 @@ def build_lrs(rt: "Runtime") -> FastAPI:
     api = FastAPI(title="Trinity Beast LRS", version="0.1.0", docs_url="/docs", redoc_url=None)
     install_error_handlers(api, envelopes)
     add_usage_me(api, rt, envelopes)
-    from trinity_beast.transports.http.admin import add_command_center  # partners, /admin and its JSON
+
 
     add_command_center(api, rt, envelopes)
 
@@ -53,7 +36,7 @@ def build_lrs(rt: "Runtime") -> FastAPI:
         ),
     )
     async def usage_report(request: Request) -> Response:
-        answer = await answer_report(rt, _secret(request), request.query_params.multi_items(), envelopes)
+        answer = await answer_report(rt, request_secret(request), request.query_params.multi_items(), envelopes)
         return to_response(answer)
 
     @api.get("/health", summary="Liveness (no key)")

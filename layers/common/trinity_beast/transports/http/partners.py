@@ -17,7 +17,7 @@ import orjson
 
 from trinity_beast.domain.envelope import Envelopes, dumps
 from trinity_beast.domain.keys import ApiKey
-from trinity_beast.services.prices.answer import authenticate, quota_for
+from trinity_beast.services.auth import authenticate, quota_for
 from trinity_beast.services.reports.answers import Answer
 from trinity_beast.services.partners.ec2 import Ec2Network
 from trinity_beast.domain.partners.model import PartnerError
@@ -89,7 +89,7 @@ class PartnerApi:
             allowed = ", ".join(sorted({r.method for r, _ in matches}))
             return self._answer(405, shown, None, error=f"method {method} not allowed on {shown}", headers={"Allow": allowed})
         spec, match = found
-        key, problem = await authenticate(self.rt, secret)
+        key, problem = await authenticate(self.rt.keys, secret)
         if problem is not None or key is None:
             answer = self._answer(401, shown, None, error=problem or "invalid API key")
             answer.headers["WWW-Authenticate"] = 'Bearer realm="trinity-beast"'
@@ -140,7 +140,7 @@ class PartnerApi:
         key = None if key_id is None else await asyncio.to_thread(self.rt.db.key_by_id, key_id)
         if key is None:
             return None
-        quota = await quota_for(self.rt, key)
+        quota = await quota_for(self.rt.meter, key)
         return {"api_key_id": key.id, "key_active": key.active, "monthly_usage": quota.used}
 
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 from trinity_beast.domain.envelope import dumps
 from trinity_beast.domain.errors import DatabaseUnavailable
-from trinity_beast.services.prices.answer import KEYS_UNAVAILABLE, authenticate
+from trinity_beast.services.auth import KEYS_UNAVAILABLE, authenticate
 from trinity_beast.services.reports import ReportError, Row, gather, iso, parse_filters
 from trinity_beast.transports.udp.datagram import BadDatagram, DatagramServer, decode_object, fit, small_error
 from trinity_beast.services.reports.answers import scope_to_key
@@ -82,7 +82,7 @@ class UdpReportServer(DatagramServer):
         except BadDatagram as exc:
             return exc.status, small_error(self.envelopes, ENDPOINT, exc.status, str(exc))
         try:
-            key, problem = await authenticate(self.rt, msg.get("api_key"))
+            key, problem = await authenticate(self.rt.keys, msg.get("api_key"))
         except DatabaseUnavailable:
             return 503, small_error(self.envelopes, ENDPOINT, 503, KEYS_UNAVAILABLE)
         if problem is not None or key is None:

@@ -25,7 +25,9 @@ from trinity_beast.domain.errors import DatabaseUnavailable
 from trinity_beast.domain.envelope import utc_iso
 from trinity_beast.domain.keys import ApiKey
 from trinity_beast.domain.tick import Tick
-from trinity_beast.services.prices.answer import ASSET_RE, NoPrice, authenticate, quota_for
+from trinity_beast.services.prices.answer import ASSET_RE
+from trinity_beast.services.prices.errors import NoPrice
+from trinity_beast.services.auth import authenticate, quota_for
 
 if TYPE_CHECKING:
     from trinity_beast.services.runtime import Runtime
@@ -313,7 +315,7 @@ class Hub:
                 if name == b"authorization" and value[:7].lower() == b"bearer ":
                     secret = value[7:].decode("latin-1").strip()
         try:
-            key, problem = await authenticate(self.rt, secret)
+            key, problem = await authenticate(self.rt.keys, secret)
         except DatabaseUnavailable:
             await send({"type": "websocket.accept"})
             await send({"type": "websocket.close", "code": 1013, "reason": "key database unreachable: retry shortly"})
@@ -322,7 +324,7 @@ class Hub:
         if problem is not None or key is None:
             await send({"type": "websocket.close", "code": 1008, "reason": problem or "invalid API key"})
             return
-        quota = await quota_for(self.rt, key)
+        quota = await quota_for(self.rt.meter, key)
         if quota.exhausted:
             reason = f"monthly limit of {quota.limit} requests reached; resets at {utc_iso(quota.reset_at)}"
             await send({"type": "websocket.close", "code": 1008, "reason": reason})
