@@ -62,10 +62,10 @@ class Runtime:
         return client
 
     @functools.cached_property
-    def fallback(self) -> "RestFallback":
-        from trinity_beast.services.prices.fallback import RestFallback
+    def fallback(self) -> RestFallback:
+        from trinity_beast.services.prices.fallback import RestFallback  # imports httpx: only when used
 
-        return RestFallback(self)
+        return RestFallback(self.settings, self.registry, self.live, self.cache, lambda: self.http)
 
     @classmethod
     def create(cls, settings: Settings, db: Database | None = None, cache: Cache | None = None) -> "Runtime":

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from trinity_beast.domain.book import convert, usd_rate
 from trinity_beast.exchanges import ExchangeError, UnknownInstrument
@@ -22,7 +22,12 @@ from trinity_beast.domain.tick import Tick
 from trinity_beast.services.prices.errors import NoPrice
 
 if TYPE_CHECKING:
-    from trinity_beast.services.runtime import Runtime
+    import httpx
+
+    from trinity_beast.domain.assets import AssetRegistry
+    from trinity_beast.domain.settings import Settings
+    from trinity_beast.services.prices.live import LivePrices
+    from trinity_beast.stores.cache import Cache
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +35,20 @@ FAILURE_MEMORY_S = 2.0
 
 
 class RestFallback:
-    def __init__(self, rt: "Runtime", timeout_s: float = 2.0) -> None:
-        self._rt = rt
+    def __init__(
+        self,
+        settings: Settings,
+        registry: AssetRegistry,
+        live: LivePrices,
+        cache: Cache,
+        client: Callable[[], httpx.AsyncClient],
+        timeout_s: float = 2.0,
+    ) -> None:
+        self._settings = settings
+        self._registry = registry
+        self._live = live
+        self._cache = cache
+        self._client = client  # the process's pooled client, made on first use
         self._timeout_s = timeout_s
         self._inflight: dict[str, asyncio.Task[Tick]] = {}
         self._failures: dict[str, tuple[float, str]] = {}
@@ -49,20 +66,20 @@ class RestFallback:
         return await asyncio.shield(task)
 
     def _rate(self, quote: str):
-        s = self._rt.settings
-        return usd_rate(quote, self._rt.live.get(quote), s.exchange_priority, time.time(), s.stale_after_s)
+        s = self._settings
+        return usd_rate(quote, self._live.get(quote), s.exchange_priority, time.time(), s.stale_after_s)
 
     async def _fetch(self, asset: str) -> Tick:
-        rt = self._rt
+        settings, registry = self._settings, self._registry
         problems: list[str] = []
-        exchanges = [ex for ex in rt.settings.exchange_priority if rt.registry.instrument(asset, ex) is not None]
+        exchanges = [ex for ex in settings.exchange_priority if registry.instrument(asset, ex) is not None]
         if not exchanges:
             raise NoPrice(f"unknown asset {asset}: no exchange in the registry lists it")
         for exchange in exchanges:
             self.calls[exchange] += 1
             try:
                 raw = await fetch_ticker(
-                    rt.http, exchange, rt.settings.rest_urls[exchange], asset, rt.registry, self._timeout_s
+                    self._client(), exchange, settings.rest_urls[exchange], asset, registry, self._timeout_s
                 )
             except (ExchangeError, UnknownInstrument) as exc:
                 problems.append(str(exc))
@@ -71,9 +88,9 @@ class RestFallback:
             if tick is None:
                 problems.append(f"{exchange}: no live {raw.quote}/USD rate to convert its price")
                 continue
-            rt.live.apply(tick)
+            self._live.apply(tick)
             try:
-                await rt.cache.put_tick(tick)
+                await self._cache.put_tick(tick)
             except Exception:  # the price is still good to serve from this process
                 log.warning("could not cache the REST price of %s", asset)
             return tick
