@@ -37,17 +37,11 @@ from trinity_beast.transports.udp.lpo import parse_datagram
 from trinity_beast.transports.ws.hub import Client, Hub
 from trinity_beast.transports.udp.lrs import FIELDS as REPORT_UDP_FIELDS
 from trinity_beast.domain.partners.cidr import CidrError, parse_cidr
-from trinity_beast.services.reports import (
-    COLUMNS,
-    MAX_LIMIT,
-    ReportError,
-    Row,
-    decode_cursor,
-    encode_cursor,
-    parse_filters,
-    render_csv,
-    render_tsv,
-)
+from trinity_beast.services.reports.cursor import decode_cursor, encode_cursor
+from trinity_beast.services.reports.errors import ReportError
+from trinity_beast.services.reports.filters import MAX_LIMIT, parse_filters
+from trinity_beast.services.reports.gather import Row
+from trinity_beast.services.reports.render import COLUMNS, render_csv, render_tsv
 from trinity_beast.services.runtime import Runtime
 from beast_sim import Simulator
 from beast_sim.protocols import PROTOCOLS, SimSession

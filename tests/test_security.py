@@ -19,7 +19,7 @@ from websockets.exceptions import ConnectionClosed
 
 from support import REPO, in_process_server, run_beast, stack_env, start_beast_serve, stop_beast
 from trinity_beast.services import auth as auth_module
-from trinity_beast.services import reports as reports_module
+from trinity_beast.services.reports import cursor as cursor_module
 from trinity_beast.stores.cache import MemoryCache
 from trinity_beast.domain.settings import load_settings
 from trinity_beast.stores.db import Database
@@ -79,9 +79,9 @@ def test_comparisons_of_secrets_are_constant_time(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(auth_module.hmac, "compare_digest", recording)
     assert KeyRing(db).lookup(secret) == key and calls
     calls.clear()
-    monkeypatch.setattr(reports_module.hmac, "compare_digest", recording)
-    cursor = reports_module.encode_cursor((0, "ak_1", "/price", "BTC", "http", 200), "f")
-    assert reports_module.decode_cursor(cursor, "f") and calls
+    monkeypatch.setattr(cursor_module.hmac, "compare_digest", recording)
+    cursor = cursor_module.encode_cursor((0, "ak_1", "/price", "BTC", "http", 200), "f")
+    assert cursor_module.decode_cursor(cursor, "f") and calls
     # No secret, hash, MAC or digest is compared with == anywhere in the code.
     pattern = re.compile(r"(secret|_hash|\bmac\b|signature|digest)\w*\s*[!=]=|[!=]=\s*\w*(secret|_hash|\bmac\b|signature|digest)")
     offenders = [

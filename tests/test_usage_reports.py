@@ -20,7 +20,8 @@ from trinity_beast.domain.envelope import FIELDS
 from trinity_beast.domain.keys import new_key
 from trinity_beast.domain.usage import MINUTE_PREFIX
 from trinity_beast.transports.http.lrs import build_lrs
-from trinity_beast.services.reports import COLUMNS, MAX_LIMIT
+from trinity_beast.services.reports.filters import MAX_LIMIT
+from trinity_beast.services.reports.render import COLUMNS
 from trinity_beast.services.runtime import Runtime
 from trinity_beast.services.sync import sync_once
 

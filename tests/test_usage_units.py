@@ -7,7 +7,10 @@ from datetime import datetime, timezone
 import pytest
 
 from trinity_beast.domain.settings import ConfigError, load_settings
-from trinity_beast.services.reports import ReportError, decode_cursor, encode_cursor, month_edges, neutralize, parse_filters
+from trinity_beast.services.reports.cursor import decode_cursor, encode_cursor
+from trinity_beast.services.reports.errors import ReportError
+from trinity_beast.services.reports.filters import month_edges, parse_filters
+from trinity_beast.services.reports.render import neutralize
 from trinity_beast.domain.usage import Counts, Group, parse_bucket
 
 
@@ -66,7 +69,7 @@ def test_new_settings_are_validated() -> None:
 
 
 def test_later_pages_keep_the_range_of_the_first_even_when_now_moves() -> None:
-    from trinity_beast.services.reports import parse_filters
+    from trinity_beast.services.reports.filters import parse_filters
 
     first = parse_filters([("granularity", "minute")], now=1_800_000_000)
     cursor = encode_cursor((0, "ak_1", "/price", "BTC", "http", 200), first.fingerprint(), (first.start, first.end))

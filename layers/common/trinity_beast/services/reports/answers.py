@@ -17,7 +17,10 @@ from trinity_beast.domain.keys import ApiKey
 from trinity_beast.domain.errors import DatabaseUnavailable
 from trinity_beast.domain.usage import usage_fields
 from trinity_beast.services.auth import KEYS_UNAVAILABLE, authenticate, quota_for
-from trinity_beast.services.reports import CONTENT_TYPES, ReportError, ReportFilters, page_data, parse_filters, render_file, report
+from trinity_beast.services.reports.errors import ReportError
+from trinity_beast.services.reports.filters import ReportFilters, parse_filters
+from trinity_beast.services.reports.gather import report
+from trinity_beast.services.reports.render import CONTENT_TYPES, page_data, render_file
 from trinity_beast.domain.usage import rate_limit_headers
 from trinity_beast.domain.usage import Quota
 

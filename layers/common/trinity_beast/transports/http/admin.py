@@ -24,7 +24,8 @@ from trinity_beast.transports.http.common import request_secret, envelope_respon
 from trinity_beast.services.auth import authenticate
 from trinity_beast.transports.ws.hub import ENDPOINT as WS_ENDPOINT
 from trinity_beast.transports.http.partners import PartnerApi
-from trinity_beast.services.reports import gather, parse_filters
+from trinity_beast.services.reports.filters import parse_filters
+from trinity_beast.services.reports.gather import gather
 
 if TYPE_CHECKING:
     from trinity_beast.services.runtime import Runtime

@@ -12,7 +12,7 @@ from trinity_beast.transports.http.openapi import install_openapi, lrs_paths
 from trinity_beast.transports.http.ops import Instrument, add_ops_routes, route_paths
 from trinity_beast.transports.http.admin import add_command_center
 from trinity_beast.transports.http.common import add_usage_me, envelope_response, install_error_handlers, request_secret, to_response
-from trinity_beast.services.reports import FORMATS, GRANULARITIES, MAX_LIMIT
+from trinity_beast.services.reports.filters import FORMATS, GRANULARITIES, MAX_LIMIT
 from trinity_beast.services.reports.answers import answer_report
 
 if TYPE_CHECKING:

@@ -16,7 +16,8 @@ from fastapi.openapi.utils import get_openapi
 
 from trinity_beast.domain.envelope import FIELDS
 from trinity_beast.services.prices.answer import MAX_AGE_MS_LIMIT, MAX_ASSETS
-from trinity_beast.services.reports import COLUMNS, FORMATS, GRANULARITIES, MAX_LIMIT, PROTOCOLS
+from trinity_beast.services.reports.filters import FORMATS, GRANULARITIES, MAX_LIMIT, PROTOCOLS
+from trinity_beast.services.reports.render import COLUMNS
 
 Schema = dict[str, Any]
 

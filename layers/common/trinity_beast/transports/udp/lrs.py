@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING, Any, Iterable
 from trinity_beast.domain.envelope import dumps
 from trinity_beast.domain.errors import DatabaseUnavailable
 from trinity_beast.services.auth import KEYS_UNAVAILABLE, authenticate
-from trinity_beast.services.reports import ReportError, Row, gather, iso, parse_filters
+from trinity_beast.services.reports.errors import ReportError
+from trinity_beast.services.reports.filters import iso, parse_filters
+from trinity_beast.services.reports.gather import Row, gather
 from trinity_beast.transports.udp.datagram import BadDatagram, DatagramServer, decode_object, fit, small_error
 from trinity_beast.services.reports.answers import scope_to_key
 
