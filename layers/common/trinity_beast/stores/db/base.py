@@ -19,8 +19,12 @@ from abc import ABC, abstractmethod
 from contextlib import contextmanager
 from typing import Any, Iterator
 
-from trinity_beast.stores.db.schema import SchemaMigrations, migration_files, split_statements
 from trinity_beast.stores.db.partners import PartnerRows
+from trinity_beast.stores.db.schema import (
+    SchemaMigrations,
+    migration_files,
+    split_statements,
+)
 from trinity_beast.stores.db.usage import GRAIN_SECONDS, UsageQuery, UsageRows
 
 # UsageQuery and GRAIN_SECONDS are part of the contract's signatures (usage_totals, roll_up),
