@@ -149,7 +149,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def start_workers(args: argparse.Namespace, settings: Settings) -> list[subprocess.Popen]:
+def start_workers(args: argparse.Namespace, settings: Settings) -> list[subprocess.Popen[bytes]]:
     """`--workers N`: N-1 more LPO processes on the same ports (SO_REUSEPORT), one per core.
 
     This process stays the one that runs the feeds, the sync and the LRS; the others only
@@ -168,7 +168,7 @@ def start_workers(args: argparse.Namespace, settings: Settings) -> list[subproce
     return [subprocess.Popen(command, env=env) for _ in range(args.workers - 1)]
 
 
-def stop_workers(workers: list[subprocess.Popen]) -> None:
+def stop_workers(workers: list[subprocess.Popen[bytes]]) -> None:
     for worker in workers:
         if worker.poll() is None:
             worker.send_signal(signal.SIGTERM)

@@ -40,7 +40,7 @@ class ApiKey:
     def unlimited(self) -> bool:
         return self.tier == "partner" or self.monthly_limit == 0
 
-    def public(self) -> dict:
+    def public(self) -> dict[str, object]:
         """What may be shown about a key: never the secret or its hash."""
         return {
             "id": self.id,

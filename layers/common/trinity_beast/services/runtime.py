@@ -44,7 +44,7 @@ class Runtime:
     started_at: float = field(default_factory=time.time)
     metrics: Metrics = field(default_factory=Metrics)  # GET /metrics (ops.py)
     feeds: Any = None  # FeedManager, when this process runs the exchange feeds
-    _tasks: list[asyncio.Task] = field(default_factory=list)
+    _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     _stoppers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     _envelopes: dict[str, Envelopes] = field(default_factory=dict)
 
@@ -100,7 +100,7 @@ class Runtime:
         """Run `stopper` when the runtime stops, before usage is flushed and the stores close."""
         self._stoppers.append(stopper)
 
-    def spawn(self, coro: Any, name: str) -> asyncio.Task:
+    def spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
         task = asyncio.create_task(coro, name=name)
         self._tasks.append(task)
         return task

@@ -194,7 +194,7 @@ async def run_sync(
         await asyncio.sleep(delay)
 
 
-def options(settings: Settings) -> dict:
+def options(settings: Settings) -> dict[str, Any]:
     """sync_once/run_sync keyword arguments from settings.
 
     The grace period outlasts a usage flush, so a bucket is claimed only once every process

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from decimal import Decimal
 from collections import Counter
 from typing import TYPE_CHECKING, Callable
 
@@ -65,7 +66,7 @@ class RestFallback:
             task.add_done_callback(lambda _t: self._inflight.pop(asset, None))
         return await asyncio.shield(task)
 
-    def _rate(self, quote: str):
+    def _rate(self, quote: str) -> Decimal | None:
         s = self._settings
         return usd_rate(quote, self._live.get(quote), s.exchange_priority, time.time(), s.stale_after_s)
 

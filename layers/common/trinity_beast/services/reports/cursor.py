@@ -19,7 +19,7 @@ def _sign(payload: bytes) -> str:
     return hashlib.blake2b(payload, key=_CURSOR_KEY, digest_size=8).hexdigest()
 
 
-def encode_cursor(after: tuple, fingerprint: str, span: tuple[int, int] | None = None) -> str:
+def encode_cursor(after: tuple[object, ...], fingerprint: str, span: tuple[int, int] | None = None) -> str:
     """`span`: the report's (start, end) as the first page resolved them, so later pages asked
     without from/to cover the same range even when "now" has moved on."""
     payload = orjson.dumps({"after": list(after), "q": fingerprint, **({"span": list(span)} if span else {})})
@@ -56,7 +56,7 @@ def cursor_span(cursor: str) -> tuple[int, int] | None:
     return span[0], span[1]
 
 
-def decode_cursor(cursor: str, fingerprint: str) -> tuple:
+def decode_cursor(cursor: str, fingerprint: str) -> tuple[object, ...]:
     bad = ReportError(_BAD_CURSOR)
     data = _cursor_payload(cursor)
     try:

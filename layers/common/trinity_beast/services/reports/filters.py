@@ -42,7 +42,7 @@ class ReportFilters:
     protocol: str | None
     status: int | None
     limit: int
-    after: tuple | None  # the last row key of the previous page
+    after: tuple[object, ...] | None  # the last row key of the previous page
 
     def fingerprint(self) -> str:
         """What a cursor belongs to: every filter except the page position and the format."""
@@ -100,7 +100,7 @@ def month_start(ts: int) -> datetime:
 
 def month_edges(start: int, end: int) -> tuple[int, ...]:
     """Starts of every calendar month that overlaps [start, end)."""
-    edges = []
+    edges: list[int] = []
     current = month_start(start)
     while current.timestamp() < end or not edges:
         edges.append(int(current.timestamp()))

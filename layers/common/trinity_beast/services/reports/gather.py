@@ -36,7 +36,7 @@ class Row:
     counts: Counts
 
     @property
-    def key(self) -> tuple:
+    def key(self) -> tuple[object, ...]:
         g = self.group
         return (self.bucket, g.api_key_id, g.endpoint, g.asset, g.protocol, g.status)
 
