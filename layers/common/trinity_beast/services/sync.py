@@ -25,7 +25,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Awaitable, Callable
+from typing import Any, Awaitable, Callable
 
 from trinity_beast.stores.cache import Cache, CacheUnavailable
 from trinity_beast.domain.settings import Settings
