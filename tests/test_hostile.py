@@ -250,12 +250,12 @@ async def test_sql_injection_in_every_report_filter_changes_nothing(
 
 
 def test_a_failure_inside_a_route_still_answers_an_envelope(srv: InProcessServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    import trinity_beast.transports.http.lpo as lpo_http
+    from trinity_beast.services.prices.answer import PriceDesk
 
     async def broken(*args: Any) -> Any:
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(lpo_http, "answer_price", broken)
+    monkeypatch.setattr(PriceDesk, "answer", broken)
     r = httpx.get(srv.url + "/price?asset=BTC", headers={"Authorization": f"Bearer {srv.admin_key}"}, timeout=10)
     assert r.status_code == 500 and tuple(r.json()) == FIELDS and r.json()["error"].startswith("internal error")
     monkeypatch.undo()

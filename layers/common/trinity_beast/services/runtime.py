@@ -21,6 +21,7 @@ from trinity_beast.stores.db import Database, make_database
 from trinity_beast.domain.envelope import Envelopes
 from trinity_beast.domain.keys import ApiKey, new_key
 from trinity_beast.services.auth import KeyRing
+from trinity_beast.services.prices.answer import PriceDesk
 from trinity_beast.services.prices.live import LivePrices
 from trinity_beast.services.metrics import Metrics
 from trinity_beast.services.meter import Meter
@@ -60,6 +61,10 @@ class Runtime:
         client = httpx.AsyncClient(headers={"User-Agent": "trinity-beast/0.1"}, follow_redirects=False)
         self.on_stop(client.aclose)
         return client
+
+    @functools.cached_property
+    def prices(self) -> PriceDesk:
+        return PriceDesk(self.settings, self.keys, self.meter, self.live, lambda: self.fallback)
 
     @functools.cached_property
     def fallback(self) -> RestFallback:

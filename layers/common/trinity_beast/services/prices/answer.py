@@ -12,7 +12,7 @@ import functools
 import re
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from trinity_beast.domain.book import Median, age, median, pick
 from trinity_beast.stores.cache import CacheUnavailable
@@ -25,7 +25,11 @@ from trinity_beast.services.auth import KEYS_UNAVAILABLE, authenticate, quota_fo
 from trinity_beast.services.prices.errors import BadRequest, NoPrice
 
 if TYPE_CHECKING:
-    from trinity_beast.services.runtime import Runtime
+    from trinity_beast.domain.settings import Settings
+    from trinity_beast.services.auth import KeyRing
+    from trinity_beast.services.meter import Meter
+    from trinity_beast.services.prices.fallback import RestFallback
+    from trinity_beast.services.prices.live import LivePrices
 
 MAX_ASSETS = 50
 ASSET_RE = re.compile(r"^[A-Z0-9]{1,15}$")
@@ -130,97 +134,117 @@ def median_entry(asset: str, m: Median, now: float, latency_s: float) -> dict[st
     return entry
 
 
-async def held(rt: "Runtime", asset: str) -> dict[str, Tick]:
-    """The ticks this process holds for `asset`, reading the cache once on a local miss."""
-    ticks = rt.live.get(asset)
-    if not ticks:
+class PriceDesk:
+    """Answers price requests: the one implementation behind HTTP /price and UDP.
+
+    Built once per process from the services it needs; the REST fallback is reached through
+    `fallback()` so processes that never miss the book never build it (it imports httpx).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        keys: KeyRing,
+        meter: Meter,
+        live: LivePrices,
+        fallback: Callable[[], RestFallback],
+    ) -> None:
+        self._settings = settings
+        self._keys = keys
+        self._meter = meter
+        self._live = live
+        self._fallback = fallback
+
+    async def held(self, asset: str) -> dict[str, Tick]:
+        """The ticks this process holds for `asset`, reading the cache once on a local miss."""
+        ticks = self._live.get(asset)
+        if not ticks:
+            try:
+                ticks = await self._live.refresh(asset)
+            except CacheUnavailable:
+                ticks = {}
+        return ticks
+
+    async def lookup(
+        self, asset: str, now: float, aggregate: str, max_age_s: float | None
+    ) -> tuple[dict[str, Any] | None, str | None]:
+        """The answer entry for `asset`, or the reason there is none."""
+        started = time.perf_counter()
+        settings = self._settings
+        ticks = await self.held(asset)
+        if aggregate == "median":
+            m = median(ticks, now, max_age_s or settings.stale_after_s)
+            if m is not None:
+                return median_entry(asset, m, now, time.perf_counter() - started), None
+
+        tick, _fresh = pick(ticks, settings.exchange_priority, now, settings.stale_after_s)
+        limit = settings.stale_after_s if max_age_s is None else max_age_s
+        if tick is not None and age(tick, now) <= limit:
+            return asset_entry(tick, now, time.perf_counter() - started), None
         try:
-            ticks = await rt.live.refresh(asset)
-        except CacheUnavailable:
-            ticks = {}
-    return ticks
+            live = await self._fallback().fetch(asset)
+        except NoPrice as exc:
+            if tick is None:
+                return None, str(exc)
+            if max_age_s is not None:
+                ms = round(age(tick, now) * 1000)
+                return None, f"price of {asset} is {ms} ms old, older than max_age_ms={round(max_age_s * 1000)}; {exc}"
+            entry = asset_entry(tick, now, time.perf_counter() - started)
+            entry["stale"] = True
+            return entry, None
+        return asset_entry(live, time.time(), time.perf_counter() - started, cached=False), None
 
+    async def answer(self, request: PriceRequest, envelopes: Envelopes) -> PriceAnswer:
+        started = time.perf_counter()
+        meter = self._meter
+        try:
+            key, problem = await authenticate(self._keys, request.secret)
+        except DatabaseUnavailable:
+            return PriceAnswer(503, envelopes.error(ENDPOINT, 503, KEYS_UNAVAILABLE))
+        if problem is not None:
+            return PriceAnswer(401, envelopes.error(ENDPOINT, 401, problem))
+        assert key is not None
 
-async def lookup(
-    rt: "Runtime", asset: str, now: float, aggregate: str, max_age_s: float | None
-) -> tuple[dict[str, Any] | None, str | None]:
-    """The answer entry for `asset`, or the reason there is none."""
-    started = time.perf_counter()
-    settings = rt.settings
-    ticks = await held(rt, asset)
-    if aggregate == "median":
-        m = median(ticks, now, max_age_s or settings.stale_after_s)
-        if m is not None:
-            return median_entry(asset, m, now, time.perf_counter() - started), None
+        def finish(status: int, data: Any, error: str | None, assets: str, quota: Quota | None) -> PriceAnswer:
+            meter.record(
+                key.id, ENDPOINT, assets, request.protocol, status, time.perf_counter() - started, billable=status == 200
+            )
+            body = envelopes.build(ENDPOINT, status, data=data, error=error, api_key_id=key.id)
+            return PriceAnswer(status, body, key, quota)
 
-    tick, fresh = pick(ticks, settings.exchange_priority, now, settings.stale_after_s)
-    limit = settings.stale_after_s if max_age_s is None else max_age_s
-    if tick is not None and age(tick, now) <= limit:
-        return asset_entry(tick, now, time.perf_counter() - started), None
-    try:
-        live = await rt.fallback.fetch(asset)
-    except NoPrice as exc:
-        if tick is None:
-            return None, str(exc)
-        if max_age_s is not None:
-            ms = round(age(tick, now) * 1000)
-            return None, f"price of {asset} is {ms} ms old, older than max_age_ms={round(max_age_s * 1000)}; {exc}"
-        entry = asset_entry(tick, now, time.perf_counter() - started)
-        entry["stale"] = True
-        return entry, None
-    return asset_entry(live, time.time(), time.perf_counter() - started, cached=False), None
+        try:
+            assets = parse_assets(request.assets)
+            aggregate, max_age_s = parse_options(request.aggregate, request.max_age_ms)
+        except BadRequest as exc:
+            return finish(400, None, str(exc), "-", None)
 
+        quota = await quota_for(meter, key)
+        if quota.exhausted:
+            message = f"monthly limit of {quota.limit} requests reached; the limit resets at {utc_iso(quota.reset_at)}"
+            return finish(429, usage_fields(quota), message, ",".join(assets), quota)
 
-async def answer_price(rt: "Runtime", request: PriceRequest, envelopes: Envelopes) -> PriceAnswer:
-    started = time.perf_counter()
-    try:
-        key, problem = await authenticate(rt.keys, request.secret)
-    except DatabaseUnavailable:
-        return PriceAnswer(503, envelopes.error(ENDPOINT, 503, KEYS_UNAVAILABLE))
-    if problem is not None:
-        return PriceAnswer(401, envelopes.error(ENDPOINT, 401, problem))
-    assert key is not None
-
-    def finish(status: int, data: Any, error: str | None, assets: str, quota: Quota | None) -> PriceAnswer:
-        rt.meter.record(
-            key.id, ENDPOINT, assets, request.protocol, status, time.perf_counter() - started, billable=status == 200
-        )
-        body = envelopes.build(ENDPOINT, status, data=data, error=error, api_key_id=key.id)
-        return PriceAnswer(status, body, key, quota)
-
-    try:
-        assets = parse_assets(request.assets)
-        aggregate, max_age_s = parse_options(request.aggregate, request.max_age_ms)
-    except BadRequest as exc:
-        return finish(400, None, str(exc), "-", None)
-
-    quota = await quota_for(rt.meter, key)
-    if quota.exhausted:
-        message = f"monthly limit of {quota.limit} requests reached; the limit resets at {utc_iso(quota.reset_at)}"
-        return finish(429, usage_fields(quota), message, ",".join(assets), quota)
-
-    now = time.time()
-    entries: list[dict[str, Any]] = []
-    failed: list[dict[str, str]] = []
-    if len(assets) == 1:  # the common case needs no task per asset
-        results = [await lookup(rt, assets[0], now, aggregate, max_age_s)]
-    else:
-        results = await asyncio.gather(*(lookup(rt, a, now, aggregate, max_age_s) for a in assets))
-    for asset, (entry, reason) in zip(assets, results):
-        if entry is None:
-            failed.append({"asset": asset, "reason": reason or "no price"})
+        now = time.time()
+        entries: list[dict[str, Any]] = []
+        failed: list[dict[str, str]] = []
+        if len(assets) == 1:  # the common case needs no task per asset
+            results = [await self.lookup(assets[0], now, aggregate, max_age_s)]
         else:
-            entries.append(entry)
+            results = await asyncio.gather(*(self.lookup(a, now, aggregate, max_age_s) for a in assets))
+        for asset, (entry, reason) in zip(assets, results, strict=True):
+            if entry is None:
+                failed.append({"asset": asset, "reason": reason or "no price"})
+            else:
+                entries.append(entry)
 
-    status = 200 if entries else 404
-    if status == 200:
-        # This request counts towards the month: report usage including it.
-        quota = Quota(used=quota.used + 1, limit=quota.limit, reset_at=quota.reset_at)
-    data = {
-        "assets": entries,
-        "failed": failed,
-        "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-        **usage_fields(quota),
-    }
-    error = None if entries else "no price available for " + ", ".join(f["asset"] for f in failed)
-    return finish(status, data, error, ",".join(assets), quota)
+        status = 200 if entries else 404
+        if status == 200:
+            # This request counts towards the month: report usage including it.
+            quota = Quota(used=quota.used + 1, limit=quota.limit, reset_at=quota.reset_at)
+        data = {
+            "assets": entries,
+            "failed": failed,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+            **usage_fields(quota),
+        }
+        error = None if entries else "no price available for " + ", ".join(f["asset"] for f in failed)
+        return finish(status, data, error, ",".join(assets), quota)

@@ -1,7 +1,7 @@
 """The LPO HTTP server: a thin ASGI front for the hot routes, FastAPI for the rest.
 
 `GET /price` is the hottest path in the system, so it is answered straight from ASGI
-(no routing, dependency solving or validation layers) by the same `answer_price` that
+(no routing, dependency solving or validation layers) by the same `PriceDesk.answer` that
 UDP uses. Every other path goes to the FastAPI app, whose errors are UMEs too.
 """
 
@@ -20,7 +20,7 @@ from trinity_beast.transports.http.common import add_usage_me, envelope_response
 from trinity_beast.transports.http.openapi import install_openapi, lpo_paths
 from trinity_beast.transports.http.ops import Instrument, add_ops_routes, route_paths, ws_samples
 from trinity_beast.domain.usage import rate_limit_headers
-from trinity_beast.services.prices.answer import PriceRequest, answer_price
+from trinity_beast.services.prices.answer import PriceRequest
 from trinity_beast.transports.ws.hub import ENDPOINT as WS_ENDPOINT
 from trinity_beast.transports.ws.hub import Hub
 
@@ -115,7 +115,7 @@ class LpoHttp:
             max_age_ms=(query.get("max_age_ms") or [None])[0],
         )
         try:
-            answer = await answer_price(self.rt, request, self.envelopes)
+            answer = await self.rt.prices.answer(request, self.envelopes)
         except Exception:  # a bug must still answer an envelope, and never stop the server
             log.exception("GET /price failed")
             body = self.envelopes.error("/price", 500, "internal error; the failure was logged")

@@ -1,7 +1,7 @@
 """UDP price requests on the LPO UDP port: one JSON datagram in, one envelope out.
 
 `{"asset": "BTC", "api_key": "KEY"}` (also `"BTC,ETH"` or a list) gets the same envelope as
-HTTP `/price`, from the same `answer_price`. Size rules (one datagram per answer, small
+HTTP `/price`, from the same `PriceDesk.answer`. Size rules (one datagram per answer, small
 answers to unknown senders) are in `trinity_beast.udp`.
 """
 
@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from trinity_beast.domain.envelope import dumps
 from trinity_beast.transports.udp.datagram import SMALL_ANSWER_BYTES, BadDatagram, DatagramServer, decode_object, fit, small_error
-from trinity_beast.services.prices.answer import ENDPOINT, PriceRequest, answer_price
+from trinity_beast.services.prices.answer import ENDPOINT, PriceRequest
 
 if TYPE_CHECKING:
     from trinity_beast.services.runtime import Runtime
@@ -60,7 +60,7 @@ class UdpPriceServer(DatagramServer):
         except BadDatagram as exc:
             self.refused += 1
             return exc.status, small_error(self.envelopes, ENDPOINT, exc.status, str(exc))
-        answer = await answer_price(self.rt, request, self.envelopes)
+        answer = await self.rt.prices.answer(request, self.envelopes)
         if answer.key is None:  # not authenticated: small answers only
             self.refused += 1
             return answer.status, small_error(self.envelopes, ENDPOINT, answer.status, answer.body["error"] or "unauthorized")
