@@ -49,8 +49,7 @@ from trinity_beast.services.reports import (
     render_tsv,
 )
 from trinity_beast.services.runtime import Runtime
-from beast_sim import Simulator
-from beast_sim.protocols import PROTOCOLS, SimSession
+from beast_sim import PROTOCOLS, Simulator, SimSession
 from trinity_beast.domain.tick import Tick
 from trinity_beast.transports.udp.datagram import BadDatagram, decode_object
 from trinity_beast.domain.usage import Counts, Group, parse_bucket

@@ -16,7 +16,7 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 from trinity_beast.domain.book import convert, usd_rate
-from trinity_beast.exchanges import ExchangeError, UnknownInstrument
+from trinity_beast.exchanges import ExchangeError, UnknownInstrument, rest_url
 from trinity_beast.exchanges.rest import fetch_ticker
 from trinity_beast.domain.tick import Tick
 from trinity_beast.services.prices.errors import NoPrice
@@ -62,7 +62,7 @@ class RestFallback:
             self.calls[exchange] += 1
             try:
                 raw = await fetch_ticker(
-                    rt.http, exchange, rt.settings.rest_urls[exchange], asset, rt.registry, self._timeout_s
+                    rt.http, exchange, rest_url(rt.settings, exchange), asset, rt.registry, self._timeout_s
                 )
             except (ExchangeError, UnknownInstrument) as exc:
                 problems.append(str(exc))
