@@ -28,7 +28,7 @@ from trinity_beast.exchanges.base import (
     unexpected,
 )
 
-# ---- Coinbase Advanced Trade: the facts we rely on ----------------------------------------
+# ---- Coinbase Advanced Trade: the facts we rely on -------------------------------------------
 WS_URL = "wss://advanced-trade-ws.coinbase.com"
 REST_URL = "https://api.coinbase.com/api/v3/brokerage"
 # Public REST: 10 requests/s per IP

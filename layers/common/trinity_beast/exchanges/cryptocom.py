@@ -28,7 +28,7 @@ from trinity_beast.exchanges.base import (
     unexpected,
 )
 
-# ---- Crypto.com Exchange v1: the facts we rely on -------------------------------------------------
+# ---- Crypto.com Exchange v1: the facts we rely on --------------------------------------------
 WS_URL = "wss://stream.crypto.com/exchange/v1/market"
 REST_URL = "https://api.crypto.com/exchange/v1"
 # Public market data: 100 requests/s per IP

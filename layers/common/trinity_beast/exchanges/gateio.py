@@ -28,7 +28,7 @@ from trinity_beast.exchanges.base import (
     unexpected,
 )
 
-# ---- Gate.io spot v4: the facts we rely on ---------------------------------------------------------
+# ---- Gate.io spot v4: the facts we rely on ---------------------------------------------------
 WS_URL = "wss://api.gateio.ws/ws/v4/"
 REST_URL = "https://api.gateio.ws/api/v4"
 # Public REST: 200 requests per 10 s per endpoint and IP

@@ -34,7 +34,7 @@ from trinity_beast.exchanges.base import (
     unexpected,
 )
 
-# ---- Gemini: the facts we rely on --------------------------------------------------------------
+# ---- Gemini: the facts we rely on ------------------------------------------------------------
 WS_URL = "wss://api.gemini.com/v2/marketdata"
 REST_URL = "https://api.gemini.com"
 # Public REST: 120 requests/min, at most 1/s recommended (https://docs.gemini.com/rate-limit);

@@ -29,7 +29,7 @@ from trinity_beast.exchanges.base import (
     unexpected,
 )
 
-# ---- Kraken spot: the facts we rely on ------------------------------------------------------
+# ---- Kraken spot: the facts we rely on -------------------------------------------------------
 WS_URL = "wss://ws.kraken.com/v2"
 REST_URL = "https://api.kraken.com"
 # Public REST: about 1 call/s per IP stays within the limits

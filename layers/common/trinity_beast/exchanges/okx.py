@@ -27,7 +27,7 @@ from trinity_beast.exchanges.base import (
     unexpected,
 )
 
-# ---- OKX v5: the facts we rely on ------------------------------------------------------------------
+# ---- OKX v5: the facts we rely on ------------------------------------------------------------
 WS_URL = "wss://ws.okx.com:8443/ws/v5/public"
 REST_URL = "https://www.okx.com"
 # Public ticker: 20 requests per 2 s per IP
