@@ -16,8 +16,7 @@ import orjson
 from trinity_beast.domain.assets import load_registry
 from trinity_beast.domain.book import PriceBook
 from trinity_beast.exchanges import CONNECTORS
-from beast_sim import Simulator
-from beast_sim.protocols import PROTOCOLS, SimSession
+from beast_sim import PROTOCOLS, Simulator, SimSession
 
 
 def messages(per_exchange: int) -> list[tuple[str, str]]:

@@ -22,7 +22,7 @@ from typing import Any, Iterator
 import httpx
 import pytest
 
-from trinity_beast.domain.settings import load_settings
+from trinity_beast.domain.settings import EXCHANGES, load_settings
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 PG_ADMIN_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -30,8 +30,8 @@ REPO = Path(__file__).resolve().parents[1]
 # Tests never reach a real exchange: unless a test points them at the simulator, exchange
 # URLs go to a closed loopback port (connection refused at once).
 UNREACHABLE_EXCHANGES = {
-    f"BEAST_{ex}_{kind}_URL": f"{scheme}://127.0.0.1:9/{ex.lower()}"
-    for ex in ("COINBASE", "KRAKEN", "GEMINI", "GATEIO", "CRYPTOCOM", "OKX")
+    f"BEAST_{ex.upper()}_{kind}_URL": f"{scheme}://127.0.0.1:9/{ex}"
+    for ex in EXCHANGES
     for kind, scheme in (("WS", "ws"), ("REST", "http"))
 }
 
@@ -120,8 +120,8 @@ def in_process_server(
         names = only.split(",") if only else list(simulator.ws_urls)
         settings = dataclasses.replace(
             settings,
-            ws_urls={**settings.ws_urls, **{n: simulator.ws_urls[n] for n in names}},
-            rest_urls={**settings.rest_urls, **{n: simulator.rest_urls[n] for n in names}},
+            ws_url_overrides={**settings.ws_url_overrides, **{n: simulator.ws_urls[n] for n in names}},
+            rest_url_overrides={**settings.rest_url_overrides, **{n: simulator.rest_urls[n] for n in names}},
         )
     rt = Runtime.create(settings)
     created = ensure_admin_key(rt.db)

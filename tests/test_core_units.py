@@ -9,7 +9,8 @@ import orjson
 import pytest
 
 from trinity_beast.domain.book import pick
-from trinity_beast.domain.settings import DEFAULT_REST_URLS, DEFAULT_WS_URLS, EXCHANGES, ConfigError, load_settings
+from trinity_beast.domain.settings import EXCHANGES, ConfigError, load_settings
+from trinity_beast.exchanges import CONNECTORS, rest_url, ws_url
 from trinity_beast.domain.envelope import FIELDS, Envelopes, dumps, utc_iso
 from trinity_beast.domain.keys import KeyRequestError, hash_secret, new_key
 from trinity_beast.services.auth import KeyRing
@@ -25,8 +26,9 @@ def test_defaults_are_the_documented_ones() -> None:
     assert s.redis_url is None and s.database_url is None
     assert str(s.data_dir) == "data" and s.region == "us-east-2" and s.cluster_node == "BeastMain"
     assert s.report_server is True
-    assert dict(s.ws_urls) == DEFAULT_WS_URLS and dict(s.rest_urls) == DEFAULT_REST_URLS
-    assert DEFAULT_WS_URLS["okx"] == "wss://ws.okx.com:8443/ws/v5/public"
+    assert {ex: ws_url(s, ex) for ex in EXCHANGES} == {ex: c.ws_url for ex, c in CONNECTORS.items()}
+    assert {ex: rest_url(s, ex) for ex in EXCHANGES} == {ex: c.rest_url for ex, c in CONNECTORS.items()}
+    assert ws_url(s, "okx") == "wss://ws.okx.com:8443/ws/v5/public"
     assert s.exchange_priority == EXCHANGES
 
 
@@ -36,8 +38,8 @@ def test_every_exchange_url_can_be_overridden() -> None:
         env[f"BEAST_{ex.upper()}_WS_URL"] = f"ws://127.0.0.1:9700/{ex}"
         env[f"BEAST_{ex.upper()}_REST_URL"] = f"http://127.0.0.1:9700/{ex}"
     s = load_settings(env)
-    assert all(s.ws_urls[ex] == f"ws://127.0.0.1:9700/{ex}" for ex in EXCHANGES)
-    assert all(s.rest_urls[ex] == f"http://127.0.0.1:9700/{ex}" for ex in EXCHANGES)
+    assert all(ws_url(s, ex) == f"ws://127.0.0.1:9700/{ex}" for ex in EXCHANGES)
+    assert all(rest_url(s, ex) == f"http://127.0.0.1:9700/{ex}" for ex in EXCHANGES)
 
 
 def test_priority_puts_named_exchanges_first() -> None:

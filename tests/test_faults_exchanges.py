@@ -18,8 +18,8 @@ import pytest
 
 from support import in_process_server, stack_env
 from trinity_beast.services.metrics import resident_memory_bytes
+from trinity_beast.domain.settings import EXCHANGES
 
-EXCHANGES = ("coinbase", "kraken", "gemini", "gateio", "cryptocom", "okx")
 FAULTS = {"kraken": "silent", "gemini": "garbage", "gateio": "down", "cryptocom": "drop", "okx": "flood"}  # + error frames
 SKEWS = {"okx": 1e12, "coinbase": -3e8}  # ~31,000 years ahead (past any datetime); ~9.5 years behind
 

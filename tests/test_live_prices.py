@@ -12,8 +12,7 @@ import httpx
 import pytest
 
 from support import UNREACHABLE_EXCHANGES, in_process_server, stack_env, start_beast_serve, stop_beast
-
-EXCHANGES = ("coinbase", "kraken", "gemini", "gateio", "cryptocom", "okx")
+from trinity_beast.domain.settings import EXCHANGES
 
 
 def poll(fn: Callable[[], Any], ok: Callable[[Any], bool], timeout: float = 10.0) -> Any:

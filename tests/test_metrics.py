@@ -15,8 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from websockets.sync.client import connect
 
 from support import in_process_server, stack_env
-
-EXCHANGES = ("coinbase", "kraken", "gemini", "gateio", "cryptocom", "okx")
+from trinity_beast.domain.settings import EXCHANGES
 
 
 def scrape(url: str) -> dict[str, list[tuple[dict[str, str], float]]]:

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from support import in_process_server, stack_env
-from trinity_beast.services.prices.prewarm import REST_RATE, Pacer, plan, prewarm
+from trinity_beast.exchanges import CONNECTORS
+from trinity_beast.services.prices.prewarm import Pacer, plan, prewarm
 
 
 async def test_pacer_spaces_calls() -> None:
@@ -30,7 +31,7 @@ def test_prewarm_prices_all_150_assets_within_rate_limits(request: pytest.Fixtur
         for exchange, calls in result.calls.items():
             assert srv.sim.rest_calls[exchange] == calls
             # n calls paced at `rate` need at least (n - 1) / rate seconds.
-            assert elapsed >= (calls - 1) / REST_RATE[exchange] - 0.05, exchange
+            assert elapsed >= (calls - 1) / CONNECTORS[exchange].rest_rate - 0.05, exchange
         cached = srv.call(srv.rt.cache.all_ticks())
         assert set(cached) == set(srv.rt.registry.assets)
         assert all(t.source == "rest" and t.in_usd for by_ex in cached.values() for t in by_ex.values())

@@ -43,8 +43,7 @@ from trinity_beast.services.reports.filters import MAX_LIMIT, parse_filters
 from trinity_beast.services.reports.gather import Row
 from trinity_beast.services.reports.render import COLUMNS, render_csv, render_tsv
 from trinity_beast.services.runtime import Runtime
-from beast_sim import Simulator
-from beast_sim.protocols import PROTOCOLS, SimSession
+from beast_sim import PROTOCOLS, Simulator, SimSession
 from trinity_beast.domain.tick import Tick
 from trinity_beast.transports.udp.datagram import BadDatagram, decode_object
 from trinity_beast.domain.usage import Counts, Group, parse_bucket

@@ -35,4 +35,4 @@ async def sim(registry: AssetRegistry) -> AsyncIterator[Simulator]:
 
 @pytest.fixture
 def sim_settings(sim: Simulator) -> Settings:
-    return Settings(ws_urls=sim.ws_urls, rest_urls=sim.rest_urls)
+    return Settings(ws_url_overrides=sim.ws_urls, rest_url_overrides=sim.rest_urls)

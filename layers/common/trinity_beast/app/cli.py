@@ -40,7 +40,7 @@ async def serve(settings: Settings, args: argparse.Namespace) -> None:
         from beast_sim import Simulator
 
         sim = await Simulator(host="127.0.0.1", port=args.sim_port).start()
-        settings = dataclasses.replace(settings, ws_urls=sim.ws_urls, rest_urls=sim.rest_urls)
+        settings = dataclasses.replace(settings, ws_url_overrides=sim.ws_urls, rest_url_overrides=sim.rest_urls)
         log.info("exchange simulator on 127.0.0.1:%d: every exchange points at it", sim.port)
     rt = await asyncio.to_thread(Runtime.create, settings)
     if sim is not None:

@@ -13,25 +13,11 @@ from pathlib import Path
 from typing import Mapping
 from urllib.parse import urlsplit
 
+# The exchanges we read, in default priority order. Everything else about one exchange
+# (production URLs, REST rate, parsing) lives in trinity_beast/exchanges/<name>.py; settings
+# hold only the BEAST_<EX>_WS_URL / _REST_URL overrides (tests and `beast serve --sim` point
+# them at the simulator), resolved where they are used by exchanges.ws_url / rest_url.
 EXCHANGES: tuple[str, ...] = ("coinbase", "kraken", "gemini", "gateio", "cryptocom", "okx")
-
-# The real production endpoints. Tests and `beast serve --sim` point these at the simulator.
-DEFAULT_WS_URLS: dict[str, str] = {
-    "coinbase": "wss://advanced-trade-ws.coinbase.com",
-    "kraken": "wss://ws.kraken.com/v2",
-    "gemini": "wss://api.gemini.com/v2/marketdata",
-    "gateio": "wss://api.gateio.ws/ws/v4/",
-    "cryptocom": "wss://stream.crypto.com/exchange/v1/market",
-    "okx": "wss://ws.okx.com:8443/ws/v5/public",
-}
-DEFAULT_REST_URLS: dict[str, str] = {
-    "coinbase": "https://api.coinbase.com/api/v3/brokerage",
-    "kraken": "https://api.kraken.com",
-    "gemini": "https://api.gemini.com",
-    "gateio": "https://api.gateio.ws/api/v4",
-    "cryptocom": "https://api.crypto.com/exchange/v1",
-    "okx": "https://www.okx.com",
-}
 
 
 class ConfigError(ValueError):
@@ -56,8 +42,8 @@ class Settings:
     ip_address: str = "127.0.0.1"
     report_server: bool = True
     exchange_priority: tuple[str, ...] = EXCHANGES
-    ws_urls: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_WS_URLS))
-    rest_urls: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_REST_URLS))
+    ws_url_overrides: Mapping[str, str] = field(default_factory=dict)  # exchange -> URL; others use production
+    rest_url_overrides: Mapping[str, str] = field(default_factory=dict)
     feeds: bool = True
     prewarm: bool = True
     stale_after_s: float = 30.0
@@ -173,12 +159,16 @@ def _own_ip() -> str:
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate every setting; raise ConfigError naming the first bad one."""
     env = os.environ if env is None else env
-    ws_urls = {}
-    rest_urls = {}
+    ws_urls: dict[str, str] = {}
+    rest_urls: dict[str, str] = {}
     for name in EXCHANGES:
         upper = name.upper()
-        ws_urls[name] = _url(env, f"BEAST_{upper}_WS_URL", ("ws", "wss"), DEFAULT_WS_URLS[name])
-        rest_urls[name] = _url(env, f"BEAST_{upper}_REST_URL", ("http", "https"), DEFAULT_REST_URLS[name])
+        ws = _url(env, f"BEAST_{upper}_WS_URL", ("ws", "wss"), None)
+        rest = _url(env, f"BEAST_{upper}_REST_URL", ("http", "https"), None)
+        if ws is not None:
+            ws_urls[name] = ws
+        if rest is not None:
+            rest_urls[name] = rest
 
     priority_raw = env.get("BEAST_EXCHANGE_PRIORITY", "")
     if priority_raw.strip():
@@ -226,8 +216,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         exchange_priority=priority,
         feeds=_bool(env, "BEAST_FEEDS", True),
         prewarm=_bool(env, "BEAST_PREWARM", True),
-        ws_urls=ws_urls,
-        rest_urls=rest_urls,
+        ws_url_overrides=ws_urls,
+        rest_url_overrides=rest_urls,
         stale_after_s=_positive_float(env, "BEAST_STALE_AFTER_S", 30.0),
         usage_flush_s=_positive_float(env, "BEAST_USAGE_FLUSH_S", 1.0),
         sync_every_s=_positive_float(env, "BEAST_SYNC_EVERY_S", 60.0),

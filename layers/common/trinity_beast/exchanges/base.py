@@ -84,6 +84,11 @@ class Connector(ABC):
     """Base for the six connectors. Subclasses set the class attributes and `_parse`."""
 
     name: str = ""
+    # The production endpoints and the REST pace we allow ourselves, from the module's facts
+    # (settings may override the URLs: exchanges.ws_url / rest_url).
+    ws_url: str = ""
+    rest_url: str = ""
+    rest_rate: float = 0.0  # requests per second, below the exchange's published public limit
     # Most instruments one connection may carry; None = no limit.
     max_per_connection: int | None = None
     # Seconds between client keep-alive messages; None = the exchange needs none.

@@ -28,11 +28,25 @@ from trinity_beast.exchanges.base import (
     unexpected,
 )
 
+# ---- Coinbase Advanced Trade: the facts we rely on -------------------------------------------
+WS_URL = "wss://advanced-trade-ws.coinbase.com"
+REST_URL = "https://api.coinbase.com/api/v3/brokerage"
+# Public REST: 10 requests/s per IP
+# (https://docs.cdp.coinbase.com/advanced-trade/docs/rest-api-rate-limits); we allow ourselves 8.
+REST_RATE = 8.0
+TICKER_PATH = "/market/products/{symbol}/ticker"  # under REST_URL; {symbol} = the REST symbol
+INSTRUMENTS_PATH = "/market/products"
+HEARTBEAT_S = 1.0  # the `heartbeats` channel sends one message a second
+SUBSCRIBE_WITHIN_S = 5.0  # a connection that has not subscribed by then is closed
+
 _NOT_VALID = re.compile(r"([A-Z0-9]+-[A-Z0-9]+) is not a valid product")
 
 
 class Coinbase(Connector):
     name = "coinbase"
+    ws_url = WS_URL
+    rest_url = REST_URL
+    rest_rate = REST_RATE
     # A subscribe of one invalid product can fail the whole request (Exchange feed).
     resubscribe_on_reject = True
 
@@ -74,7 +88,7 @@ class Coinbase(Connector):
         unexpected(msg, out)
 
     def ticker_request(self, rest_symbol: str) -> RestRequest:
-        return RestRequest(f"/market/products/{rest_symbol}/ticker", {"limit": "1"})
+        return RestRequest(TICKER_PATH.format(symbol=rest_symbol), {"limit": "1"})
 
     def _parse_ticker(self, body: bytes | str, asset: str, quote: str, received_ts: float) -> Tick:
         doc = as_dict(http_json(body, self.name))
@@ -89,7 +103,7 @@ class Coinbase(Connector):
         )
 
     def instruments_request(self) -> RestRequest:
-        return RestRequest("/market/products", {"product_type": "SPOT"})
+        return RestRequest(INSTRUMENTS_PATH, {"product_type": "SPOT"})
 
     def _parse_instruments(self, body: bytes | str) -> set[str]:
         doc = as_dict(http_json(body, self.name))

@@ -28,11 +28,25 @@ from trinity_beast.exchanges.base import (
     unexpected,
 )
 
+# ---- Crypto.com Exchange v1: the facts we rely on --------------------------------------------
+WS_URL = "wss://stream.crypto.com/exchange/v1/market"
+REST_URL = "https://api.crypto.com/exchange/v1"
+# Public market data: 100 requests/s per IP
+# (https://exchange-docs.crypto.com/exchange/v1/rest-ws/index.html#rate-limits); we allow 8.
+REST_RATE = 8.0
+TICKER_PATH = "/public/get-tickers"  # ?instrument_name=<symbol>
+INSTRUMENTS_PATH = "/public/get-instruments"
+HEARTBEAT_S = 30.0  # the server sends `public/heartbeat` every 30 s ...
+HEARTBEAT_REPLY_S = 5.0  # ... and closes the connection if it is not answered within 5 s
+
 _CHANNEL = re.compile(r"ticker\.([A-Za-z0-9_\-]+)")
 
 
 class CryptoCom(Connector):
     name = "cryptocom"
+    ws_url = WS_URL
+    rest_url = REST_URL
+    rest_rate = REST_RATE
     connect_delay = 1.0  # the docs ask for ~1 s between connect and the first request
     # Keep each subscribe request modest (the exchange's per-request cap is undocumented).
     channels_per_message = 50
@@ -88,7 +102,7 @@ class CryptoCom(Connector):
         unexpected(msg, out)
 
     def ticker_request(self, rest_symbol: str) -> RestRequest:
-        return RestRequest("/public/get-tickers", {"instrument_name": rest_symbol})
+        return RestRequest(TICKER_PATH, {"instrument_name": rest_symbol})
 
     def _check(self, doc: dict) -> None:
         if doc.get("code", 0) not in (0, "0"):
@@ -104,7 +118,7 @@ class CryptoCom(Connector):
         return self.rest_tick(asset, quote, d.get("a"), d.get("b"), d.get("k"), ms_to_s(d.get("t")), received_ts)
 
     def instruments_request(self) -> RestRequest:
-        return RestRequest("/public/get-instruments")
+        return RestRequest(INSTRUMENTS_PATH)
 
     def _parse_instruments(self, body: bytes | str) -> set[str]:
         doc = as_dict(http_json(body, self.name))

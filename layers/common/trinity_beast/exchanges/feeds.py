@@ -20,7 +20,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from trinity_beast.domain.assets import AssetRegistry
 from trinity_beast.domain.settings import EXCHANGES, Settings
-from trinity_beast.exchanges import CONNECTORS
+from trinity_beast.exchanges import CONNECTORS, ws_url
 from trinity_beast.exchanges.base import ACK, ERROR, HEARTBEAT, UNKNOWN, UNKNOWN_SYMBOL, Connector, Event, preview
 from trinity_beast.domain.tick import Tick
 
@@ -113,7 +113,7 @@ class FeedManager:
         for name in names:
             connector = CONNECTORS[name]
             insts = [i for i in registry.instruments_for(name) if wanted is None or i.asset in wanted]
-            feed = _Feed(name, connector, settings.ws_urls[name])
+            feed = _Feed(name, connector, ws_url(settings, name))
             limit = (max_per_connection or {}).get(name) or connector.max_per_connection or max(len(insts), 1)
             for n, start in enumerate(range(0, len(insts), limit)):
                 chunk = insts[start : start + limit]

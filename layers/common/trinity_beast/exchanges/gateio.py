@@ -28,11 +28,23 @@ from trinity_beast.exchanges.base import (
     unexpected,
 )
 
+# ---- Gate.io spot v4: the facts we rely on ---------------------------------------------------
+WS_URL = "wss://api.gateio.ws/ws/v4/"
+REST_URL = "https://api.gateio.ws/api/v4"
+# Public REST: 200 requests per 10 s per endpoint and IP
+# (https://www.gate.io/docs/developers/apiv4/#frequency-limit-rule); we allow ourselves 8/s.
+REST_RATE = 8.0
+TICKER_PATH = "/spot/tickers"  # ?currency_pair=<symbol>
+INSTRUMENTS_PATH = "/spot/currency_pairs"
+
 _UNKNOWN_PAIR = re.compile(r"unknown currency pair\W*(\S+)?", re.IGNORECASE)
 
 
 class GateIO(Connector):
     name = "gateio"
+    ws_url = WS_URL
+    rest_url = REST_URL
+    rest_rate = REST_RATE
     keepalive_interval = 10.0
 
     def __init__(self) -> None:
@@ -89,7 +101,7 @@ class GateIO(Connector):
         unexpected(msg, out)
 
     def ticker_request(self, rest_symbol: str) -> RestRequest:
-        return RestRequest("/spot/tickers", {"currency_pair": rest_symbol})
+        return RestRequest(TICKER_PATH, {"currency_pair": rest_symbol})
 
     def _parse_ticker(self, body: bytes | str, asset: str, quote: str, received_ts: float) -> Tick:
         doc = http_json(body, self.name)
@@ -102,7 +114,7 @@ class GateIO(Connector):
         return self.rest_tick(asset, quote, r.get("last"), r.get("highest_bid"), r.get("lowest_ask"), None, received_ts)
 
     def instruments_request(self) -> RestRequest:
-        return RestRequest("/spot/currency_pairs")
+        return RestRequest(INSTRUMENTS_PATH)
 
     def _parse_instruments(self, body: bytes | str) -> set[str]:
         doc = http_json(body, self.name)

@@ -34,6 +34,16 @@ from trinity_beast.exchanges.base import (
     unexpected,
 )
 
+# ---- Gemini: the facts we rely on ------------------------------------------------------------
+WS_URL = "wss://api.gemini.com/v2/marketdata"
+REST_URL = "https://api.gemini.com"
+# Public REST: 120 requests/min, at most 1/s recommended (https://docs.gemini.com/rate-limit);
+# we allow ourselves 1.
+REST_RATE = 1.0
+TICKER_PATH = "/v1/pubticker/{symbol}"  # {symbol} = the REST symbol in lower case
+INSTRUMENTS_PATH = "/v1/symbols"
+HEARTBEAT_S = 5.0  # the server's `heartbeat` comes about every 5 s
+
 _SYMBOL_IN_TEXT = re.compile(r"\b([A-Z0-9]{5,})\b")
 
 
@@ -83,6 +93,9 @@ class Book:
 
 class Gemini(Connector):
     name = "gemini"
+    ws_url = WS_URL
+    rest_url = REST_URL
+    rest_rate = REST_RATE
 
     def subscribe_messages(self, symbols: list[str]) -> list[str]:
         return [dumps({"type": "subscribe", "subscriptions": [{"name": "l2", "symbols": symbols}]})]
@@ -166,7 +179,7 @@ class Gemini(Connector):
         unexpected(msg, out)
 
     def ticker_request(self, rest_symbol: str) -> RestRequest:
-        return RestRequest(f"/v1/pubticker/{rest_symbol.lower()}")
+        return RestRequest(TICKER_PATH.format(symbol=rest_symbol.lower()))
 
     def _parse_ticker(self, body: bytes | str, asset: str, quote: str, received_ts: float) -> Tick:
         doc = as_dict(http_json(body, self.name))
@@ -176,7 +189,7 @@ class Gemini(Connector):
         return self.rest_tick(asset, quote, doc.get("last"), doc.get("bid"), doc.get("ask"), ts, received_ts)
 
     def instruments_request(self) -> RestRequest:
-        return RestRequest("/v1/symbols")
+        return RestRequest(INSTRUMENTS_PATH)
 
     def _parse_instruments(self, body: bytes | str) -> set[str]:
         doc = http_json(body, self.name)

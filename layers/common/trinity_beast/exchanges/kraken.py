@@ -29,9 +29,24 @@ from trinity_beast.exchanges.base import (
     unexpected,
 )
 
+# ---- Kraken spot: the facts we rely on -------------------------------------------------------
+WS_URL = "wss://ws.kraken.com/v2"
+REST_URL = "https://api.kraken.com"
+# Public REST: about 1 call/s per IP stays within the limits
+# (https://support.kraken.com/articles/206548367-what-are-the-api-rate-limits-); we allow 1.
+REST_RATE = 1.0
+TICKER_PATH = "/0/public/Ticker"  # ?pair=<REST symbol>
+INSTRUMENTS_PATH = "/0/public/AssetPairs"
+HEARTBEAT_S = 1.0  # `{"channel":"heartbeat"}` about once a second while subscribed
+# WS v2 uses ISO codes; WS v1 (AssetPairs `wsname`) and REST use Kraken's own names for these.
+LEGACY_NAMES = {"BTC": "XBT", "DOGE": "XDG"}
+# REST result keys of the oldest pairs: X-prefixed asset + Z-prefixed fiat (XXBTZUSD). The
+# connector takes the only key it gets; the simulator answers with these.
+LEGACY_RESULT_ASSETS = {"BTC": "XXBT", "ETH": "XETH", "LTC": "XLTC", "XRP": "XXRP", "XLM": "XXLM", "ETC": "XETC",
+                        "XMR": "XXMR", "ZEC": "XZEC", "MLN": "XMLN", "REP": "XREP"}
+
 _NOT_SUPPORTED = re.compile(r"Currency pair not (?:supported|in ISO 4217-A3 format)\s+(\S+)")
-# WS v1 / REST legacy names -> ISO names used by WS v2.
-_V1_TO_V2 = {"XBT": "BTC", "XDG": "DOGE"}
+_V1_TO_V2 = {legacy: iso for iso, legacy in LEGACY_NAMES.items()}
 
 
 def v2_symbol(wsname: str) -> str:
@@ -42,6 +57,9 @@ def v2_symbol(wsname: str) -> str:
 
 class Kraken(Connector):
     name = "kraken"
+    ws_url = WS_URL
+    rest_url = REST_URL
+    rest_rate = REST_RATE
 
     def __init__(self) -> None:
         self._req_ids = itertools.count(1)
@@ -97,7 +115,7 @@ class Kraken(Connector):
         unexpected(msg, out)
 
     def ticker_request(self, rest_symbol: str) -> RestRequest:
-        return RestRequest("/0/public/Ticker", {"pair": rest_symbol})
+        return RestRequest(TICKER_PATH, {"pair": rest_symbol})
 
     def _parse_ticker(self, body: bytes | str, asset: str, quote: str, received_ts: float) -> Tick:
         doc = as_dict(http_json(body, self.name))
@@ -113,7 +131,7 @@ class Kraken(Connector):
         return self.rest_tick(asset, quote, first("c"), first("b"), first("a"), None, received_ts)
 
     def instruments_request(self) -> RestRequest:
-        return RestRequest("/0/public/AssetPairs")
+        return RestRequest(INSTRUMENTS_PATH)
 
     def _parse_instruments(self, body: bytes | str) -> set[str]:
         doc = as_dict(http_json(body, self.name))

@@ -27,12 +27,25 @@ from trinity_beast.exchanges.base import (
     unexpected,
 )
 
+# ---- OKX v5: the facts we rely on ------------------------------------------------------------
+WS_URL = "wss://ws.okx.com:8443/ws/v5/public"
+REST_URL = "https://www.okx.com"
+# Public ticker: 20 requests per 2 s per IP
+# (https://www.okx.com/docs-v5/en/#order-book-trading-market-data-get-ticker); we allow 8/s.
+REST_RATE = 8.0
+TICKER_PATH = "/api/v5/market/ticker"  # ?instId=<symbol>
+INSTRUMENTS_PATH = "/api/v5/public/instruments"
+IDLE_CLOSE_S = 30.0  # a connection with no subscription or no traffic for 30 s is closed
+
 _INST = re.compile(r"instId:([A-Za-z0-9\-]+)")
 
 
 class OKX(Connector):
     name = "okx"
-    keepalive_interval = 20.0  # must be < 30 s of silence
+    ws_url = WS_URL
+    rest_url = REST_URL
+    rest_rate = REST_RATE
+    keepalive_interval = 20.0  # below IDLE_CLOSE_S
     args_per_message = 100  # the total-size limit of one request is undocumented: stay small
 
     def subscribe_messages(self, symbols: list[str]) -> list[str]:
@@ -77,7 +90,7 @@ class OKX(Connector):
         unexpected(msg, out)
 
     def ticker_request(self, rest_symbol: str) -> RestRequest:
-        return RestRequest("/api/v5/market/ticker", {"instId": rest_symbol})
+        return RestRequest(TICKER_PATH, {"instId": rest_symbol})
 
     def _check(self, doc: dict) -> None:
         if str(doc.get("code")) != "0":
@@ -93,7 +106,7 @@ class OKX(Connector):
         return self.rest_tick(asset, quote, d.get("last"), d.get("bidPx"), d.get("askPx"), ms_to_s(d.get("ts")), received_ts)
 
     def instruments_request(self) -> RestRequest:
-        return RestRequest("/api/v5/public/instruments", {"instType": "SPOT"})
+        return RestRequest(INSTRUMENTS_PATH, {"instType": "SPOT"})
 
     def _parse_instruments(self, body: bytes | str) -> set[str]:
         doc = as_dict(http_json(body, self.name))

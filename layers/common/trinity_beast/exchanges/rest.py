@@ -8,15 +8,8 @@ import httpx
 
 from trinity_beast.domain.assets import AssetRegistry
 from trinity_beast.domain.tick import Tick
-from trinity_beast.exchanges import CONNECTORS
+from trinity_beast.exchanges import connector_for
 from trinity_beast.exchanges.base import ExchangeError, RestRequest, UnknownInstrument, preview
-
-
-def _connector(exchange: str):
-    connector = CONNECTORS.get(exchange)
-    if connector is None:
-        raise UnknownInstrument(exchange, "unknown exchange")
-    return connector
 
 
 async def _get(client: httpx.AsyncClient, exchange: str, rest_base: str, req: RestRequest, timeout: float) -> bytes:
@@ -42,7 +35,7 @@ async def fetch_ticker(
     Raises UnknownInstrument when the exchange does not list the asset, ExchangeError on
     any failure (network, timeout, HTTP error, exchange error, unusable answer).
     """
-    connector = _connector(exchange)
+    connector = connector_for(exchange)
     inst = registry.instrument(asset, exchange)
     if inst is None:
         raise UnknownInstrument(exchange, f"{asset} is not listed on {exchange}")
@@ -52,6 +45,6 @@ async def fetch_ticker(
 
 async def fetch_instruments(client: httpx.AsyncClient, exchange: str, rest_base: str, timeout: float) -> set[str]:
     """Tradable spot instruments on `exchange` (WebSocket spelling)."""
-    connector = _connector(exchange)
+    connector = connector_for(exchange)
     body = await _get(client, exchange, rest_base, connector.instruments_request(), timeout)
     return connector.parse_instruments(body)

@@ -17,7 +17,7 @@ from collections import Counter
 from typing import TYPE_CHECKING, Callable
 
 from trinity_beast.domain.book import convert, usd_rate
-from trinity_beast.exchanges import ExchangeError, UnknownInstrument
+from trinity_beast.exchanges import ExchangeError, UnknownInstrument, rest_url
 from trinity_beast.exchanges.rest import fetch_ticker
 from trinity_beast.domain.tick import Tick
 from trinity_beast.services.prices.errors import NoPrice
@@ -80,7 +80,7 @@ class RestFallback:
             self.calls[exchange] += 1
             try:
                 raw = await fetch_ticker(
-                    self._client(), exchange, settings.rest_urls[exchange], asset, registry, self._timeout_s
+                    self._client(), exchange, rest_url(settings, exchange), asset, registry, self._timeout_s
                 )
             except (ExchangeError, UnknownInstrument) as exc:
                 problems.append(str(exc))

@@ -1,8 +1,10 @@
 """Prewarm: fill the cache with a REST price for every registry asset.
 
 Runs at start for every asset (alongside serving, so early requests are never held up) and
-from the sync job for the assets whose cached price has gone stale. Assets are spread over the exchanges that list them, each exchange paced below its
-published public REST limit, stablecoins first so USDT/USDC prices can be converted.
+from the sync job for the assets whose cached price has gone stale. Assets are spread over
+the exchanges that list them, each exchange paced at its connector's `rest_rate` (below the
+published public REST limit its module cites), stablecoins first so USDT/USDC prices can be
+converted.
 """
 
 from __future__ import annotations
@@ -14,18 +16,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from trinity_beast.domain.book import STABLECOINS, convert, pick, usd_rate
-from trinity_beast.exchanges import ExchangeError
+from trinity_beast.exchanges import CONNECTORS, ExchangeError, rest_url
 from trinity_beast.exchanges.rest import fetch_ticker
 
 if TYPE_CHECKING:
     from trinity_beast.services.runtime import Runtime
 
 log = logging.getLogger(__name__)
-
-# Requests per second we allow ourselves per exchange: at or below each one's published
-# public REST limit (Coinbase 10/s, Kraken ~1/s decay counter, Gemini 120/min, Gate 200/10 s,
-# Crypto.com 100/s, OKX 20/2 s).
-REST_RATE: dict[str, float] = {"coinbase": 8, "kraken": 1, "gemini": 1, "gateio": 8, "cryptocom": 8, "okx": 8}
 
 
 class Pacer:
@@ -62,7 +59,7 @@ def plan(rt: "Runtime", assets: list[str]) -> dict[str, list[str]]:
             listed = [ex for ex in listed if rt.registry.instrument(asset, ex).quote == "USD"]
         if not listed:
             continue
-        best = min(listed, key=lambda ex: (load[ex] + 1) / REST_RATE[ex])
+        best = min(listed, key=lambda ex: (load[ex] + 1) / CONNECTORS[ex].rest_rate)
         load[best] += 1
         queues[best].append(asset)
     return {ex: q for ex, q in queues.items() if q}
@@ -89,7 +86,7 @@ async def prewarm(
     started = time.monotonic()
     wanted = await stale_assets(rt) if stale_only else list(assets or rt.registry.assets)
     result = PrewarmResult()
-    pacers = {ex: Pacer(rate) for ex, rate in REST_RATE.items()}
+    pacers = {ex: Pacer(c.rest_rate) for ex, c in CONNECTORS.items()}
     s = rt.settings
 
     def rate_for(quote: str):
@@ -99,7 +96,7 @@ async def prewarm(
         await pacers[exchange].wait()
         result.calls[exchange] = result.calls.get(exchange, 0) + 1
         try:
-            raw = await fetch_ticker(rt.http, exchange, s.rest_urls[exchange], asset, rt.registry, 3.0)
+            raw = await fetch_ticker(rt.http, exchange, rest_url(s, exchange), asset, rt.registry, 3.0)
         except ExchangeError as exc:
             result.failed[asset] = str(exc)
             return
