@@ -24,7 +24,7 @@ def test_prewarm_prices_all_150_assets_within_rate_limits(request: pytest.Fixtur
     with in_process_server(stack_env(request, "production", tmp_path), sim=True, feeds=False) as srv:
         srv.sim.reset_counters()
         started = time.monotonic()
-        result = srv.call(prewarm(srv.rt), timeout=120)
+        result = srv.call(prewarm(srv.rt.rest), timeout=120)
         elapsed = time.monotonic() - started
         assert result.failed == {}
         assert sorted(result.priced) == sorted(srv.rt.registry.assets) and len(result.priced) == 150

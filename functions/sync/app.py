@@ -8,7 +8,7 @@ from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from trinity_beast.transports.aws_lambda.api import LambdaRuntime, logger, metrics
-from trinity_beast.services.prices.prewarm import prewarm
+from trinity_beast.services.prices.prewarm import prewarm_stale
 from trinity_beast.services.sync import options, sync_once
 
 runtime = LambdaRuntime()
@@ -35,7 +35,7 @@ def handler(event: Any, context: LambdaContext) -> dict:
     budget_s = max(1.0, context.get_remaining_time_in_millis() / 1000 - PREWARM_MARGIN_S)
 
     async def work(rt):
-        warm = (lambda: prewarm(rt, stale_only=True, timeout_s=budget_s)) if rt.settings.prewarm else None
+        warm = (lambda: prewarm_stale(rt.rest, rt.live, rt.cache, budget_s)) if rt.settings.prewarm else None
         return await sync_once(rt.cache, rt.db, prewarm=warm, **options(rt.settings))
 
     result = runtime.run(work)

@@ -22,7 +22,7 @@ from trinity_beast.stores.environment import load_settings
 from trinity_beast.stores.db import make_database
 from trinity_beast.domain.keys import TIERS, KeyRequestError, new_key
 from trinity_beast.services.prices.ingest import start_feeds
-from trinity_beast.services.prices.prewarm import prewarm
+from trinity_beast.services.prices.prewarm import prewarm, prewarm_stale
 from trinity_beast.transports.udp.lpo import UdpPriceServer
 from trinity_beast.transports.server import Listener, StartupError, bind_tcp, bind_udp, run_until_signal
 from trinity_beast.services.sync import options as sync_options
@@ -74,7 +74,7 @@ async def serve(settings: Settings, args: argparse.Namespace) -> None:
                 rt.cache,
                 rt.db,
                 settings.sync_every_s,
-                prewarm=(lambda: prewarm(rt, stale_only=True)) if settings.prewarm else None,
+                prewarm=(lambda: prewarm_stale(rt.rest, rt.live, rt.cache)) if settings.prewarm else None,
                 **sync_options(settings),
             ),
             "usage-sync",
@@ -82,7 +82,7 @@ async def serve(settings: Settings, args: argparse.Namespace) -> None:
     if lpo and settings.feeds:
         await start_feeds(rt)
     if lpo and settings.prewarm:
-        rt.spawn(prewarm(rt), "prewarm")
+        rt.spawn(prewarm(rt.rest), "prewarm")
     parts = [f"LPO http://{settings.host}:{settings.lpo_port} and udp {settings.lpo_udp_port}"] if lpo else []
     parts += [f"LRS http://{settings.host}:{settings.lrs_port} and udp {settings.lrs_udp_port}"] if lrs else []
     log.info(

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     import httpx
 
     from trinity_beast.services.prices.fallback import RestFallback
+    from trinity_beast.services.prices.rest import RestPrices
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +68,17 @@ class Runtime:
         return PriceDesk(self.settings, self.keys, self.meter, self.live, lambda: self.fallback)
 
     @functools.cached_property
-    def fallback(self) -> RestFallback:
-        from trinity_beast.services.prices.fallback import RestFallback  # imports httpx: only when used
+    def rest(self) -> RestPrices:
+        """REST tickers to served prices (the fallback and prewarm); imports httpx, so only when used."""
+        from trinity_beast.services.prices.rest import RestPrices
 
-        return RestFallback(self.settings, self.registry, self.live, self.cache, lambda: self.http)
+        return RestPrices(self.settings, self.registry, self.live, self.cache, lambda: self.http)
+
+    @functools.cached_property
+    def fallback(self) -> RestFallback:
+        from trinity_beast.services.prices.fallback import RestFallback
+
+        return RestFallback(self.rest)
 
     @classmethod
     def create(cls, settings: Settings, db: Database | None = None, cache: Cache | None = None) -> "Runtime":

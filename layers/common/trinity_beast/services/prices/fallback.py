@@ -12,23 +12,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from decimal import Decimal
 from collections import Counter
-from typing import TYPE_CHECKING, Callable
 
-from trinity_beast.domain.book import convert, usd_rate
-from trinity_beast.exchanges import ExchangeError, UnknownInstrument, rest_url
-from trinity_beast.exchanges.rest import fetch_ticker
 from trinity_beast.domain.tick import Tick
+from trinity_beast.exchanges import ExchangeError, UnknownInstrument
 from trinity_beast.services.prices.errors import NoPrice
-
-if TYPE_CHECKING:
-    import httpx
-
-    from trinity_beast.domain.assets import AssetRegistry
-    from trinity_beast.domain.settings import Settings
-    from trinity_beast.services.prices.live import LivePrices
-    from trinity_beast.stores.cache import Cache
+from trinity_beast.services.prices.rest import RestPrices
 
 log = logging.getLogger(__name__)
 
@@ -36,20 +25,8 @@ FAILURE_MEMORY_S = 2.0
 
 
 class RestFallback:
-    def __init__(
-        self,
-        settings: Settings,
-        registry: AssetRegistry,
-        live: LivePrices,
-        cache: Cache,
-        client: Callable[[], httpx.AsyncClient],
-        timeout_s: float = 2.0,
-    ) -> None:
-        self._settings = settings
-        self._registry = registry
-        self._live = live
-        self._cache = cache
-        self._client = client  # the process's pooled client, made on first use
+    def __init__(self, rest: RestPrices, timeout_s: float = 2.0) -> None:
+        self._rest = rest
         self._timeout_s = timeout_s
         self._inflight: dict[str, asyncio.Task[Tick]] = {}
         self._failures: dict[str, tuple[float, str]] = {}
@@ -66,35 +43,18 @@ class RestFallback:
             task.add_done_callback(lambda _t: self._inflight.pop(asset, None))
         return await asyncio.shield(task)
 
-    def _rate(self, quote: str) -> Decimal | None:
-        s = self._settings
-        return usd_rate(quote, self._live.get(quote), s.exchange_priority, time.time(), s.stale_after_s)
-
     async def _fetch(self, asset: str) -> Tick:
-        settings, registry = self._settings, self._registry
+        registry = self._rest.registry
         problems: list[str] = []
-        exchanges = [ex for ex in settings.exchange_priority if registry.instrument(asset, ex) is not None]
+        exchanges = [ex for ex in self._rest.settings.exchange_priority if registry.instrument(asset, ex) is not None]
         if not exchanges:
             raise NoPrice(f"unknown asset {asset}: no exchange in the registry lists it")
         for exchange in exchanges:
             self.calls[exchange] += 1
             try:
-                raw = await fetch_ticker(
-                    self._client(), exchange, rest_url(settings, exchange), asset, registry, self._timeout_s
-                )
+                return await self._rest.fetch(exchange, asset, self._timeout_s)
             except (ExchangeError, UnknownInstrument) as exc:
                 problems.append(str(exc))
-                continue
-            tick = convert(raw, self._rate)
-            if tick is None:
-                problems.append(f"{exchange}: no live {raw.quote}/USD rate to convert its price")
-                continue
-            self._live.apply(tick)
-            try:
-                await self._cache.put_tick(tick)
-            except Exception:  # the price is still good to serve from this process
-                log.warning("could not cache the REST price of %s", asset)
-            return tick
         reason = "no live price: " + "; ".join(problems)
         self._failures[asset] = (time.monotonic() + FAILURE_MEMORY_S, reason)
         raise NoPrice(reason)

@@ -15,12 +15,13 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from trinity_beast.domain.book import STABLECOINS, convert, pick, usd_rate
-from trinity_beast.exchanges import CONNECTORS, ExchangeError, rest_url
-from trinity_beast.exchanges.rest import fetch_ticker
+from trinity_beast.domain.book import STABLECOINS, pick
+from trinity_beast.exchanges import CONNECTORS, ExchangeError
 
 if TYPE_CHECKING:
-    from trinity_beast.services.runtime import Runtime
+    from trinity_beast.services.prices.live import LivePrices
+    from trinity_beast.services.prices.rest import RestPrices
+    from trinity_beast.stores.cache import Cache
 
 log = logging.getLogger(__name__)
 
@@ -49,14 +50,15 @@ class PrewarmResult:
     seconds: float = 0.0
 
 
-def plan(rt: "Runtime", assets: list[str]) -> dict[str, list[str]]:
+def plan(rest: RestPrices, assets: list[str]) -> dict[str, list[str]]:
     """Assign each asset to an exchange that lists it, balancing by each exchange's rate."""
-    load: dict[str, float] = {ex: 0.0 for ex in rt.settings.exchange_priority}
-    queues: dict[str, list[str]] = {ex: [] for ex in rt.settings.exchange_priority}
+    priority, registry = rest.settings.exchange_priority, rest.registry
+    load: dict[str, float] = {ex: 0.0 for ex in priority}
+    queues: dict[str, list[str]] = {ex: [] for ex in priority}
     for asset in assets:
-        listed = [ex for ex in rt.settings.exchange_priority if rt.registry.instrument(asset, ex) is not None]
+        listed = [ex for ex in priority if registry.instrument(asset, ex) is not None]
         if asset in STABLECOINS:  # a stablecoin's own price must be in USD: it is the conversion rate
-            listed = [ex for ex in listed if rt.registry.instrument(asset, ex).quote == "USD"]
+            listed = [ex for ex in listed if registry.instrument(asset, ex).quote == "USD"]
         if not listed:
             continue
         best = min(listed, key=lambda ex: (load[ex] + 1) / CONNECTORS[ex].rest_rate)
@@ -65,47 +67,36 @@ def plan(rt: "Runtime", assets: list[str]) -> dict[str, list[str]]:
     return {ex: q for ex, q in queues.items() if q}
 
 
-async def stale_assets(rt: "Runtime") -> list[str]:
+async def stale_assets(rest: RestPrices, live: LivePrices, cache: Cache) -> list[str]:
     """Registry assets the cache holds no fresh price for (what the sync job prewarms).
 
     Reads the cache itself (not this process's copy), so it works where no feed runs, as in
     the sync Lambda; the snapshot also gives the copy the stablecoin rates for conversion.
     """
-    s = rt.settings
-    snapshot = await rt.cache.all_ticks()
+    s = rest.settings
+    snapshot = await cache.all_ticks()
     for by_exchange in snapshot.values():
         for tick in by_exchange.values():
-            rt.live.apply(tick)
+            live.apply(tick)
     now = time.time()
-    return [a for a in rt.registry.assets if not pick(snapshot.get(a, {}), s.exchange_priority, now, s.stale_after_s)[1]]
+    return [a for a in rest.registry.assets if not pick(snapshot.get(a, {}), s.exchange_priority, now, s.stale_after_s)[1]]
 
 
-async def prewarm(
-    rt: "Runtime", assets: list[str] | None = None, timeout_s: float = 60.0, stale_only: bool = False
-) -> PrewarmResult:
+async def prewarm(rest: RestPrices, assets: list[str] | None = None, timeout_s: float = 60.0) -> PrewarmResult:
+    """Price `assets` (default: every registry asset) through REST, paced per exchange."""
     started = time.monotonic()
-    wanted = await stale_assets(rt) if stale_only else list(assets or rt.registry.assets)
+    wanted = list(assets if assets is not None else rest.registry.assets)
     result = PrewarmResult()
     pacers = {ex: Pacer(c.rest_rate) for ex, c in CONNECTORS.items()}
-    s = rt.settings
-
-    def rate_for(quote: str):
-        return usd_rate(quote, rt.live.get(quote), s.exchange_priority, time.time(), s.stale_after_s)
 
     async def one(exchange: str, asset: str) -> None:
         await pacers[exchange].wait()
         result.calls[exchange] = result.calls.get(exchange, 0) + 1
         try:
-            raw = await fetch_ticker(rt.http, exchange, rest_url(s, exchange), asset, rt.registry, 3.0)
+            await rest.fetch(exchange, asset, 3.0)
         except ExchangeError as exc:
             result.failed[asset] = str(exc)
             return
-        tick = convert(raw, rate_for)
-        if tick is None:
-            result.failed[asset] = f"{exchange}: no live {raw.quote}/USD rate yet"
-            return
-        rt.live.apply(tick)
-        await rt.cache.put_tick(tick)
         result.priced.append(asset)
 
     async def run(queues: dict[str, list[str]]) -> None:
@@ -117,10 +108,15 @@ async def prewarm(
 
     try:
         async with asyncio.timeout(timeout_s):
-            await run(plan(rt, [a for a in wanted if a in STABLECOINS]))
-            await run(plan(rt, [a for a in wanted if a not in STABLECOINS]))
+            await run(plan(rest, [a for a in wanted if a in STABLECOINS]))
+            await run(plan(rest, [a for a in wanted if a not in STABLECOINS]))
     except TimeoutError:
         log.warning("prewarm stopped after %.0f s", timeout_s)
     result.seconds = round(time.monotonic() - started, 3)
     log.info("prewarm: %d priced, %d failed in %.1f s", len(result.priced), len(result.failed), result.seconds)
     return result
+
+
+async def prewarm_stale(rest: RestPrices, live: LivePrices, cache: Cache, timeout_s: float = 60.0) -> PrewarmResult:
+    """Prewarm only what the cache holds no fresh price for (the sync job's pass)."""
+    return await prewarm(rest, await stale_assets(rest, live, cache), timeout_s)
