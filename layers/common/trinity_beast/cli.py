@@ -18,7 +18,7 @@ from typing import Any, Awaitable, Callable, Sequence
 import orjson
 
 from .config import ConfigError, Settings, load_settings
-from .db import make_database
+from .db import DatabaseUnavailable, make_database
 from .keys import TIERS, KeyRequestError, new_key
 from .ingest import start_feeds
 from .prewarm import prewarm
@@ -390,7 +390,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per exchange call is noise
     try:
         return int(args.func(args, settings) or 0)
-    except StartupError as exc:
+    except (StartupError, DatabaseUnavailable) as exc:
         print(f"beast: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

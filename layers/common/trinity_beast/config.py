@@ -253,6 +253,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         partner_security_group_id=_aws(env, "BEAST_PARTNER_SECURITY_GROUP_ID", "security_group"),
         udp_nlb_ip=_aws(env, "BEAST_UDP_NLB_IP", "ipv4"),
     )
+    if settings.database_url and settings.database_url.startswith(("postgresql://", "postgres://")):
+        from .db.pgtls import tls_options
+
+        tls_options(settings.database_url, "DATABASE_URL" if env.get("DATABASE_URL", "").strip() else "DATABASE_SECRET")
     if settings.lpo_port == settings.lrs_port:
         raise ConfigError(f"BEAST_LRS_PORT: must differ from BEAST_LPO_PORT ({settings.lpo_port})")
     if settings.usage_hour_days < settings.usage_minute_days:

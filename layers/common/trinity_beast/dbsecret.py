@@ -18,10 +18,14 @@ import orjson
 from .config import ConfigError
 
 
-def url_from_secret(value: str | bytes, setting: str) -> str:
+def url_from_secret(value: str | bytes, setting: str, overrides: Mapping[str, str] | None = None) -> str:
     """A postgresql:// URL from an RDS-style secret: username, password, host, port, dbname.
 
-    TLS is required unless the secret says otherwise with `"sslmode": "disable"`.
+    TLS is on (`sslmode=require`) unless the secret says otherwise (`sslmode`, `sslrootcert`,
+    libpq's meanings, see db/pgtls.py). `overrides` (DATABASE_HOST, DATABASE_SSLMODE,
+    DATABASE_SSLROOTCERT from the environment) win over the secret: RDS rotates the secret
+    with the cluster's own host, while the functions connect through an RDS Proxy endpoint
+    with sslmode=verify-full.
     """
     try:
         secret: Any = orjson.loads(value)
@@ -36,11 +40,18 @@ def url_from_secret(value: str | bytes, setting: str) -> str:
         port = int(secret.get("port") or 5432)
     except (TypeError, ValueError):
         raise ConfigError(f"{setting}: the secret's port is not a number: {secret.get('port')!r}") from None
+    overrides = {k: v.strip() for k, v in (overrides or {}).items() if v and v.strip()}
     dbname = str(secret.get("dbname") or "postgres")
-    sslmode = str(secret.get("sslmode") or "require")
+    sslmode = overrides.get("DATABASE_SSLMODE") or str(secret.get("sslmode") or "require")
+    root = overrides.get("DATABASE_SSLROOTCERT") or str(secret.get("sslrootcert") or "")
     user, password = quote(secret["username"], safe=""), quote(secret["password"], safe="")
-    host = f"[{secret['host']}]" if ":" in secret["host"] else secret["host"]
-    return f"postgresql://{user}:{password}@{host}:{port}/{quote(dbname, safe='')}?sslmode={quote(sslmode, safe='')}"
+    host = overrides.get("DATABASE_HOST") or secret["host"]
+    host = f"[{host}]" if ":" in host else host
+    query = f"sslmode={quote(sslmode, safe='')}" + (f"&sslrootcert={quote(root, safe='/')}" if root else "")
+    return f"postgresql://{user}:{password}@{host}:{port}/{quote(dbname, safe='')}?{query}"
+
+
+OVERRIDES = ("DATABASE_HOST", "DATABASE_SSLMODE", "DATABASE_SSLROOTCERT")
 
 
 @functools.lru_cache(maxsize=4)
@@ -59,8 +70,8 @@ def database_url_from(env: Mapping[str, str]) -> str | None:
     """DATABASE_SECRET (the injected JSON) or DATABASE_SECRET_ARN (fetched), else None."""
     injected = env.get("DATABASE_SECRET", "").strip()
     if injected:
-        return url_from_secret(injected, "DATABASE_SECRET")
+        return url_from_secret(injected, "DATABASE_SECRET", {k: env.get(k, "") for k in OVERRIDES})
     arn = env.get("DATABASE_SECRET_ARN", "").strip()
     if arn:
-        return url_from_secret(fetch_secret(arn), "DATABASE_SECRET_ARN")
+        return url_from_secret(fetch_secret(arn), "DATABASE_SECRET_ARN", {k: env.get(k, "") for k in OVERRIDES})
     return None

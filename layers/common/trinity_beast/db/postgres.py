@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+import ssl
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
 import pg8000.native
 from pg8000.exceptions import InterfaceError
 
 from .base import Database
+from .pgtls import explain, ssl_context, tls_options
 from ..dberrors import DatabaseUnavailable
 
 _MIGRATION_LOCK_ID = 0x7B3A57  # pg_advisory_xact_lock key shared by every migrator
 
 
 def connect_args(url: str) -> dict[str, Any]:
-    """pg8000 connect arguments from a postgresql:// URL."""
+    """pg8000 connect arguments from a postgresql:// URL (TLS per its sslmode/sslrootcert, pgtls)."""
     parts = urlsplit(url)
     args: dict[str, Any] = {
         "user": unquote(parts.username or "postgres"),
@@ -26,11 +28,8 @@ def connect_args(url: str) -> dict[str, Any]:
     }
     if parts.password:
         args["password"] = unquote(parts.password)
-    query = parse_qs(parts.query)
-    if query.get("sslmode", ["disable"])[0] in ("require", "verify-ca", "verify-full"):
-        import ssl
-
-        args["ssl_context"] = ssl.create_default_context()
+    # False, not None: pg8000's None means "try TLS unverified, fall back to plain" (libpq's prefer).
+    args["ssl_context"] = ssl_context(tls_options(url)) or False
     return args
 
 
@@ -48,6 +47,7 @@ class PostgresDatabase(Database):
     def __init__(self, url: str) -> None:
         super().__init__()
         self._args = connect_args(url)
+        self._tls = tls_options(url)
         self._conn: pg8000.native.Connection | None = None
         self._in_tx = False
         self._connect()
@@ -56,6 +56,8 @@ class PostgresDatabase(Database):
         if self._conn is None:
             try:
                 self._conn = pg8000.native.Connection(**self._args)
+            except ssl.SSLError as exc:
+                raise DatabaseUnavailable(explain(exc, self._tls, self._args["host"], self._args["port"])) from None
             except (InterfaceError, OSError) as exc:
                 raise DatabaseUnavailable(f"cannot connect to PostgreSQL: {exc}") from None
         return self._conn
