@@ -7,7 +7,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from trinity_beast.lambda_api import LambdaRuntime, logger, metrics
+from trinity_beast.lambda_api import LambdaRuntime, logger, metrics, tracer
 from trinity_beast.prewarm import prewarm
 from trinity_beast.sync import options, sync_once
 
@@ -24,7 +24,8 @@ def refusal(event: Any) -> str | None:
     return None
 
 
-@metrics.log_metrics
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics(capture_cold_start_metric=True)
 @logger.inject_lambda_context
 def handler(event: Any, context: LambdaContext) -> dict:
     why = refusal(event)

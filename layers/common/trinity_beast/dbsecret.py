@@ -3,13 +3,13 @@
 The one module that talks to Secrets Manager. On AWS the password never sits in a plain
 environment variable or a template parameter: ECS injects the secret's JSON value into
 `DATABASE_SECRET` (task definition `Secrets`), and Lambda functions get the secret's ARN in
-`DATABASE_SECRET_ARN` and fetch it here with boto3 once per process. Both end in the same
+`DATABASE_SECRET_ARN` and fetch it here with Powertools Parameters when a database
+connection is opened (cached for DATABASE_SECRET_MAX_AGE_S, 300 s). Both end in the same
 postgresql:// URL that `DATABASE_URL` would hold.
 """
 
 from __future__ import annotations
 
-import functools
 from typing import Any, Mapping
 from urllib.parse import quote
 
@@ -54,16 +54,34 @@ def url_from_secret(value: str | bytes, setting: str, overrides: Mapping[str, st
 OVERRIDES = ("DATABASE_HOST", "DATABASE_SSLMODE", "DATABASE_SSLROOTCERT")
 
 
-@functools.lru_cache(maxsize=4)
-def fetch_secret(arn: str) -> str:
-    """The secret's string value; cached, so a warm Lambda container asks once."""
-    import boto3
-    from botocore.exceptions import BotoCoreError, ClientError
+SECRET_MAX_AGE_S = 300  # how long a read secret is trusted before it is read again (rotation)
 
+
+def secret_max_age(env: Mapping[str, str]) -> int:
+    raw = env.get("DATABASE_SECRET_MAX_AGE_S", "").strip()
+    if not raw:
+        return SECRET_MAX_AGE_S
+    if not raw.isdigit() or int(raw) < 1:
+        raise ConfigError(f"DATABASE_SECRET_MAX_AGE_S: expected a whole number of seconds, at least 1, got {raw!r}")
+    return int(raw)
+
+
+def fetch_secret(arn: str, max_age: int = SECRET_MAX_AGE_S) -> str:
+    """The secret's string value, through Powertools Parameters: cached for `max_age` seconds,
+    so a warm Lambda container asks once per period and picks up a rotated password."""
     try:
-        return boto3.client("secretsmanager").get_secret_value(SecretId=arn)["SecretString"]
-    except (BotoCoreError, ClientError, KeyError) as exc:
-        raise ConfigError(f"DATABASE_SECRET_ARN: cannot read secret {arn!r}: {exc}") from None
+        from aws_lambda_powertools.utilities.parameters import get_secret
+        from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
+        from botocore.exceptions import BotoCoreError
+    except ImportError:
+        raise ConfigError("DATABASE_SECRET_ARN: reading a secret needs trinity-beast[aws] (Powertools, boto3)") from None
+    try:
+        value = get_secret(arn, max_age=max_age)
+    except (GetParameterError, BotoCoreError) as exc:  # Powertools wraps the SDK's errors; making a client can fail too
+        raise ConfigError(f"DATABASE_SECRET_ARN: cannot read secret {arn!r}: {' '.join(str(exc).split())}") from None
+    if not isinstance(value, (str, bytes)):
+        raise ConfigError(f"DATABASE_SECRET_ARN: secret {arn!r} has no string value")
+    return value
 
 
 def database_url_from(env: Mapping[str, str]) -> str | None:
@@ -73,5 +91,5 @@ def database_url_from(env: Mapping[str, str]) -> str | None:
         return url_from_secret(injected, "DATABASE_SECRET", {k: env.get(k, "") for k in OVERRIDES})
     arn = env.get("DATABASE_SECRET_ARN", "").strip()
     if arn:
-        return url_from_secret(fetch_secret(arn), "DATABASE_SECRET_ARN", {k: env.get(k, "") for k in OVERRIDES})
+        return url_from_secret(fetch_secret(arn, secret_max_age(env)), "DATABASE_SECRET_ARN", {k: env.get(k, "") for k in OVERRIDES})
     return None

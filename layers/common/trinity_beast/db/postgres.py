@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import ssl
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import unquote, urlsplit
 
 import pg8000.native
-from pg8000.exceptions import InterfaceError
+from pg8000.exceptions import DatabaseError, InterfaceError
 
 from .base import Database
-from .pgtls import explain, ssl_context, tls_options
+from .pgtls import TlsOptions, explain, ssl_context, tls_options
+from ..config import ConfigError
 from ..dberrors import DatabaseUnavailable
 
 _MIGRATION_LOCK_ID = 0x7B3A57  # pg_advisory_xact_lock key shared by every migrator
@@ -33,6 +34,14 @@ def connect_args(url: str) -> dict[str, Any]:
     return args
 
 
+def _one_line(exc: BaseException) -> str:
+    """pg8000 puts the server's error fields in a dict: keep its message (M) and code (C)."""
+    fields = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else None
+    if fields and "M" in fields:
+        return f"{fields['M']} ({fields.get('C', '?')})"
+    return " ".join(str(exc).split())
+
+
 class PostgresDatabase(Database):
     """One connection, reopened after the server went away (a restart, a failover, a cut).
 
@@ -44,22 +53,35 @@ class PostgresDatabase(Database):
 
     dialect = "postgres"
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str | Callable[[], str]) -> None:
+        """`url`, or a function giving the URL each time a connection is opened (credentials
+        that rotate: the Lambda functions' Secrets Manager secret)."""
         super().__init__()
-        self._args = connect_args(url)
-        self._tls = tls_options(url)
+        self._url = url
+        if isinstance(url, str):
+            self._args, self._tls = connect_args(url), tls_options(url)  # a bad URL fails here, as ConfigError
         self._conn: pg8000.native.Connection | None = None
         self._in_tx = False
         self._connect()
 
+    def _target(self) -> tuple[dict[str, Any], TlsOptions]:
+        if isinstance(self._url, str):
+            return self._args, self._tls
+        try:
+            url = self._url()
+            return connect_args(url), tls_options(url)
+        except ConfigError as exc:  # e.g. the secret could not be read just now: retry later
+            raise DatabaseUnavailable(f"cannot connect to PostgreSQL: {exc}") from None
+
     def _connect(self) -> pg8000.native.Connection:
         if self._conn is None:
+            args, tls = self._target()
             try:
-                self._conn = pg8000.native.Connection(**self._args)
+                self._conn = pg8000.native.Connection(**args)
             except ssl.SSLError as exc:
-                raise DatabaseUnavailable(explain(exc, self._tls, self._args["host"], self._args["port"])) from None
-            except (InterfaceError, OSError) as exc:
-                raise DatabaseUnavailable(f"cannot connect to PostgreSQL: {exc}") from None
+                raise DatabaseUnavailable(explain(exc, tls, args["host"], args["port"])) from None
+            except (InterfaceError, OSError, DatabaseError) as exc:  # DatabaseError: refused login, no such database
+                raise DatabaseUnavailable(f"cannot connect to PostgreSQL: {_one_line(exc)}") from None
         return self._conn
 
     def _drop(self) -> None:
