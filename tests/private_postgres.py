@@ -38,9 +38,10 @@ def _run(cmd: list[str], user: str | None, **kw) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, user=user, capture_output=True, text=True, timeout=120, check=False, **kw)
 
 
-def start(conf: dict[str, str], files: dict[str, bytes], hba: str) -> Iterator[PrivatePostgres]:
-    """Initialise a cluster, write `files` into its data directory (mode 0600), append `conf`
-    to postgresql.conf, replace pg_hba.conf with `hba`, start it, yield it, then stop it."""
+def start(conf: dict[str, str], files: dict[str, bytes], hba: str, password: str | None = None) -> Iterator[PrivatePostgres]:
+    """Initialise a cluster (superuser `postgres`, with `password` if given), write `files` into
+    its data directory (mode 0600), append `conf` to postgresql.conf, replace pg_hba.conf with
+    `hba`, start it, yield it, then stop it."""
     bindir = bin_dir()
     if bindir is None:
         raise RuntimeError("no PostgreSQL server binaries under /usr/lib/postgresql/*/bin")
@@ -51,7 +52,14 @@ def start(conf: dict[str, str], files: dict[str, bytes], hba: str) -> Iterator[P
         ids = pwd.getpwnam(user)
         os.chown(root, ids.pw_uid, ids.pw_gid)
     try:
-        init = _run([str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync"], user)
+        extra = []
+        if password is not None:
+            pwfile = root / "pwfile"
+            pwfile.write_text(password + "\n")
+            if user is not None:
+                os.chown(pwfile, ids.pw_uid, ids.pw_gid)
+            extra = ["--pwfile", str(pwfile)]
+        init = _run([str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync", *extra], user)
         assert init.returncode == 0, init.stdout + init.stderr
         for name, content in files.items():
             path = data / name

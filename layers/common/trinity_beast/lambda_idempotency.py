@@ -5,7 +5,7 @@ create whose answer it lost must get that answer back, not a second partner. Two
 are the same when the same caller (a hash of its key) sends the same `Idempotency-Key`
 header, or, without that header, the same body. Only successful answers are kept: a
 refusal or a 503 is answered again, not replayed. Records expire after
-IDEMPOTENCY_EXPIRES_S (600 s): long enough for retries, short because a kept answer holds
+EXPIRES_S (600 s): long enough for retries, short because a kept answer holds
 the new partner's API key (DynamoDB encrypts it at rest; the table needs TTL on `expiration`).
 """
 
@@ -15,7 +15,7 @@ import hashlib
 import os
 from typing import Any, Callable
 
-from .lambda_api import json_response, logger
+from .lambda_api import AsgiFunction, json_response, logger
 
 ROUTE = ("POST", "/partners")
 EXPIRES_S = 600
@@ -45,8 +45,8 @@ def request_identity(event: dict[str, Any]) -> dict[str, str]:
 class OnceOnly:
     """Wraps an API handler so that ROUTE is answered once per request identity."""
 
-    def __init__(self, answer: Callable[[dict, Any], dict[str, Any]]) -> None:
-        self._answer = answer
+    def __init__(self, function: AsgiFunction) -> None:
+        self._function = function
         self._once: Callable[..., dict[str, Any]] | None = None
         self._config: Any = None
 
@@ -61,10 +61,9 @@ class OnceOnly:
                 DynamoDBPersistenceLayer, IdempotencyConfig, idempotent_function,
             )
 
-            expires = int(os.environ.get("IDEMPOTENCY_EXPIRES_S", "") or EXPIRES_S)
-            self._config = IdempotencyConfig(expires_after_seconds=expires)
+            self._config = IdempotencyConfig(expires_after_seconds=EXPIRES_S)
             store = DynamoDBPersistenceLayer(table_name=os.environ["IDEMPOTENCY_TABLE"].strip())
-            answer = self._answer
+            answer = self._function.answer  # counted once, by the caller
 
             @idempotent_function(data_keyword_argument="request", persistence_store=store, config=self._config)
             def create_partner(request: dict[str, str], event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -95,5 +94,4 @@ class OnceOnly:
             return self._refuse(event, 503, "cannot check for a repeated create right now; retry shortly")
 
     def _refuse(self, event: dict[str, Any], status: int, message: str) -> dict[str, Any]:
-        envelopes = getattr(self._answer, "envelopes")
-        return json_response(envelopes.error(event["path"], status, message), {"Retry-After": "5"})
+        return json_response(self._function.envelopes.error(event["path"], status, message), {"Retry-After": "5"})
