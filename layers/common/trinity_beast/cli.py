@@ -116,24 +116,16 @@ def _closer(transport: asyncio.BaseTransport) -> Callable[[], Awaitable[None]]:
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    from .runtime import ensure_admin_key
+    from .firstadmin import first_start
 
     db = make_database(settings)
     try:
         db.migrate()
-        created = ensure_admin_key(db)
+        lines = first_start(settings, db)
     finally:
         db.close()
-    if created is not None:
-        key, secret = created
-        print("First start: created an admin key. It is shown once; keep it somewhere safe.")
-        print(f"  id:  {key.id}")
-        print(f"  key: {secret}")
-        print(
-            f'  try: curl -H "Authorization: Bearer {secret}" '
-            f'"http://{settings.host}:{settings.lpo_port}/price?asset=BTC"',
-            flush=True,
-        )
+    if lines:
+        print("\n".join(lines), flush=True)
     workers = start_workers(args, settings)
     try:
         import uvloop
@@ -388,6 +380,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per exchange call is noise
+    logging.getLogger("botocore").setLevel(logging.WARNING)  # "Found credentials in environment variables" is noise too
     try:
         return int(args.func(args, settings) or 0)
     except (StartupError, DatabaseUnavailable) as exc:

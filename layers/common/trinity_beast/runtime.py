@@ -134,10 +134,15 @@ class Runtime:
         self.db.close()
 
 
-def ensure_admin_key(db: Database) -> tuple[ApiKey, str] | None:
-    """On a first start with no keys, create an admin key so a new user can call the API at once."""
+def ensure_admin_key(db: Database, keep: Callable[[ApiKey, str], None] | None = None) -> tuple[ApiKey, str] | None:
+    """On a first start with no keys, create an admin key so a new user can call the API at once.
+
+    `keep` stores the key somewhere first (firstadmin: Secrets Manager); if it raises, no key is made.
+    """
     if db.count_keys():
         return None
     key, secret = new_key("first admin", "admin")
+    if keep is not None:
+        keep(key, secret)
     db.insert_key(key)
     return key, secret
