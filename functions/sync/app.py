@@ -8,8 +8,6 @@ from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from trinity_beast.lambda_api import LambdaRuntime, logger, metrics, tracer
-from trinity_beast.prewarm import prewarm
-from trinity_beast.sync import options, sync_once
 
 runtime = LambdaRuntime()
 PREWARM_MARGIN_S = 5.0  # leave time to flush and answer before the function's timeout
@@ -34,6 +32,8 @@ def handler(event: Any, context: LambdaContext) -> dict:
         metrics.add_metric(name="MalformedEvents", unit=MetricUnit.Count, value=1)
         return {"ok": False, "error": f"malformed event: {why}"}
     budget_s = max(1.0, context.get_remaining_time_in_millis() / 1000 - PREWARM_MARGIN_S)
+    from trinity_beast.prewarm import prewarm  # at the first tick, not at import (bench/lambda_import.py)
+    from trinity_beast.sync import options, sync_once
 
     async def work(rt):
         warm = (lambda: prewarm(rt, stale_only=True, timeout_s=budget_s)) if rt.settings.prewarm else None

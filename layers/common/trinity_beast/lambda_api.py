@@ -18,6 +18,7 @@ bench/lambda_import.py for the numbers).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, TypeVar
@@ -41,9 +42,46 @@ SERVICE = "trinity-beast"
 logger = Logger(service=SERVICE)
 # CloudWatch embedded-metric-format lines on stdout: no AWS call, CloudWatch Logs extracts them.
 metrics = Metrics(namespace="TrinityBeast", service=SERVICE)
-# X-Ray segments when the function has Tracing: Active; off outside Lambda. Responses are never
-# captured: they carry API keys (a created partner's key, for one).
-tracer = Tracer(service=SERVICE)
+
+
+PATCHED = ("botocore", "httpx", "pg8000")  # what the functions call out with; patching all X-Ray knows costs twice the time
+
+
+class LazyTracer:
+    """Powertools' Tracer, made at the first invocation rather than at import.
+
+    An enabled Tracer imports the X-Ray SDK, which imports botocore and patches every library
+    it knows (most of the import time of a handler, see bench/lambda_import.py); made at the
+    first invocation it costs nothing to a container that is never invoked and is off
+    outside Lambda. X-Ray segments appear when the function has `Tracing: Active`.
+    """
+
+    def __init__(self, service: str) -> None:
+        self._service = service
+        self._tracer: Tracer | None = None
+
+    def get(self) -> Tracer:
+        if self._tracer is None:
+            self._tracer = Tracer(service=self._service, patch_modules=PATCHED)
+        return self._tracer
+
+    def capture_lambda_handler(self, handler: Callable | None = None, *, capture_response: bool = False) -> Callable:
+        """Tracer.capture_lambda_handler; responses are not captured by default (they carry API keys)."""
+        if handler is None:
+            return functools.partial(self.capture_lambda_handler, capture_response=capture_response)
+        traced: Callable | None = None
+
+        @functools.wraps(handler)
+        def run(event: Any, context: Any) -> Any:
+            nonlocal traced
+            if traced is None:
+                traced = self.get().capture_lambda_handler(handler, capture_response=capture_response)
+            return traced(event, context)
+
+        return run
+
+
+tracer = LazyTracer(SERVICE)
 logging.getLogger("trinity_beast")  # registered now, so the copy below reaches every trinity_beast.* logger
 copy_config_to_registered_loggers(source_logger=logger, include={"trinity_beast"})
 
