@@ -256,3 +256,34 @@ def test_handler_modules_import_without_aws_or_a_database() -> None:
             "print('ok')")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+
+
+def test_the_tracer_sends_x_ray_segments_without_the_response(tmp_path) -> None:
+    """With tracing on (as in Lambda with Tracing: Active) each invocation sends an X-Ray
+    subsegment for the handler to the daemon address, annotated with the cold start and the
+    service, and never the response body (API keys travel in it)."""
+    import socket
+
+    daemon = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    daemon.bind(("127.0.0.1", 0))
+    daemon.settimeout(60)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "POWERTOOLS_"))}
+    env.update({"AWS_LAMBDA_FUNCTION_NAME": "AssetsFunction", "LAMBDA_TASK_ROOT": str(REPO), "AWS_REGION": "us-east-2",
+                "AWS_XRAY_DAEMON_ADDRESS": f"127.0.0.1:{daemon.getsockname()[1]}",
+                "_X_AMZN_TRACE_ID": "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"})
+    code = ("import json, sys; sys.path.insert(0, 'tests'); from samlocal import FakeContext, load_handler\n"
+            "event = json.load(open('events/assets_list.json'))\n"
+            "print(load_handler('AssetsFunction')(event, FakeContext(function_name='AssetsFunction'))['statusCode'])")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip().splitlines()[-1] == "200", result.stderr
+    segments = []
+    while not any(s.get("name") == "## handler" for s in segments):
+        header, _, body = daemon.recv(65536).decode().partition("\n")
+        assert json.loads(header) == {"format": "json", "version": 1}
+        segments.append(json.loads(body))
+    daemon.close()
+    [handler] = [s for s in segments if s.get("name") == "## handler"]
+    assert handler["trace_id"] == "1-5759e988-bd862e3fe1be46a994272793"
+    assert handler["annotations"]["ColdStart"] is True and handler["annotations"]["Service"] == "trinity-beast"
+    assert "handler response" not in json.dumps(handler.get("metadata", {}))
+    assert "/ws/assets" not in json.dumps(handler)  # nothing of the answer
