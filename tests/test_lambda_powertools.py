@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -158,8 +159,11 @@ def test_library_log_lines_reach_the_function_log(deployed_stack, monkeypatch: p
     previous = logger.registered_handler.setStream(stream)  # where Lambda's stdout would be
     try:
         result = handler(json.loads((EVENTS / "sync_schedule.json").read_text()), FakeContext(function_name="SyncFunction"))
+        logging.getLogger("trinity_beast.anything").warning("a library printed the key tbk_NotForTheLogs")
     finally:
         logger.registered_handler.setStream(previous)
+    assert "tbk_NotForTheLogs" not in stream.getvalue()  # redacted, as in `beast serve`'s logs
+    assert "tbk_[redacted]" in stream.getvalue()
     assert result["ok"] is True, result
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     prewarm = [r for r in lines if r["name"] == "trinity_beast.prewarm" and r["message"].startswith("prewarm: ")]

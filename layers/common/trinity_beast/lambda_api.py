@@ -30,6 +30,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from .config import ConfigError, Settings, load_settings
 from .dberrors import DatabaseUnavailable
 from .envelope import Envelopes, dumps
+from .redact import RedactSecrets
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
@@ -82,6 +83,7 @@ class LazyTracer:
 
 
 tracer = LazyTracer(SERVICE)
+logger.registered_handler.addFilter(RedactSecrets())  # as every handler of `beast serve` (redact.py)
 logging.getLogger("trinity_beast")  # registered now, so the copy below reaches every trinity_beast.* logger
 copy_config_to_registered_loggers(source_logger=logger, include={"trinity_beast"})
 
