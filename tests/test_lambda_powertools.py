@@ -78,6 +78,35 @@ def test_importing_a_handler_reads_no_secret_and_a_blip_is_retried(usage_stack, 
         assert json.loads(second["body"])["data"]["monthly_usage"] == 9
 
 
+def test_the_sync_function_reports_an_unreadable_secret_and_retries_on_the_next_tick(
+    usage_stack, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    import boto3
+    from moto import mock_aws
+
+    from trinity_beast.db.postgres import connect_args
+
+    args = connect_args(os.environ["DATABASE_URL"])
+    moto_env(monkeypatch)
+    monkeypatch.delenv("DATABASE_URL")
+    monkeypatch.setenv("BEAST_PREWARM", "false")
+    tick = json.loads((EVENTS / "sync_schedule.json").read_text())
+    with mock_aws():
+        monkeypatch.setenv("DATABASE_SECRET_ARN", "trinity-beast/test/sync-secret")
+        handler = load_handler("SyncFunction")
+        context = FakeContext(function_name="SyncFunction")
+        first = handler(tick, context)
+        assert first["ok"] is False
+        assert first["error"].startswith("DATABASE_SECRET_ARN: cannot read secret 'trinity-beast/test/sync-secret': ")
+        errors = [r for r in emf_lines(capsys.readouterr().out) if "SyncErrors" in r]
+        assert errors and errors[0]["SyncErrors"] in (1.0, [1.0])
+        secret = {"username": args["user"], "password": "unused-with-trust-auth", "host": args["host"],
+                  "port": args["port"], "dbname": args["database"], "sslmode": "disable"}
+        boto3.client("secretsmanager").create_secret(Name="trinity-beast/test/sync-secret", SecretString=json.dumps(secret))
+        second = handler(tick, context)
+        assert second["ok"] is True and second["requests"] == 6, second
+
+
 @pytest.fixture(scope="module")
 def password_postgres() -> Iterator[PrivatePostgres]:
     """A private PostgreSQL that checks passwords (scram), so a stale password really fails."""

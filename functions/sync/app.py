@@ -7,6 +7,8 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from trinity_beast.config import ConfigError
+from trinity_beast.dberrors import DatabaseUnavailable
 from trinity_beast.lambda_api import LambdaRuntime, logger, metrics, tracer
 
 runtime = LambdaRuntime()
@@ -39,7 +41,12 @@ def handler(event: Any, context: LambdaContext) -> dict:
         warm = (lambda: prewarm(rt, stale_only=True, timeout_s=budget_s)) if rt.settings.prewarm else None
         return await sync_once(rt.cache, rt.db, prewarm=warm, **options(rt.settings))
 
-    result = runtime.run(work)
+    try:
+        result = runtime.run(work)
+    except (ConfigError, DatabaseUnavailable) as exc:  # e.g. the secret unreadable just now: the next tick retries
+        logger.error("usage sync could not start", extra={"why": str(exc)})
+        metrics.add_metric(name="SyncErrors", unit=MetricUnit.Count, value=1)
+        return {"ok": False, "error": str(exc)}
     metrics.add_metric(name="UsageBucketsSynced", unit=MetricUnit.Count, value=result.buckets)
     metrics.add_metric(name="UsageRequestsSynced", unit=MetricUnit.Count, value=result.requests)
     metrics.add_metric(name="SyncErrors", unit=MetricUnit.Count, value=len(result.errors))
