@@ -97,3 +97,38 @@ def test_beast_serve_stops_in_one_line_when_secrets_manager_is_unreachable(pg_ur
         assert db.count_keys() == 0
     finally:
         db.close()
+
+
+def test_tasks_starting_together_make_one_first_key(moto_secrets, pg_url: str) -> None:
+    """N tasks of a new stack start at once: one admin key between them, and it is the one in the secret."""
+    import threading
+
+    arn = moto_secrets.create_secret(Name="trinity-beast/dev/admin-key-race")["ARN"]
+    settings = load_settings({"BEAST_ADMIN_KEY_SECRET_ARN": arn})
+    setup = PostgresDatabase(pg_url)
+    setup.migrate()
+    databases = [PostgresDatabase(pg_url) for _ in range(4)]
+    start = threading.Barrier(len(databases))
+    outputs: list[list[str]] = []
+    errors: list[BaseException] = []
+
+    def task(db: PostgresDatabase) -> None:
+        try:
+            start.wait(30)
+            outputs.append(first_start(settings, db))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=task, args=(db,)) for db in databases]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    try:
+        assert errors == [] and len(outputs) == len(databases)
+        assert sorted(len(lines) for lines in outputs) == [0, 0, 0, 2]  # one task made the key, the others none
+        stored = json.loads(moto_secrets.get_secret_value(SecretId=arn)["SecretString"])
+        assert setup.count_keys() == 1 and setup.key_by_hash(hash_secret(stored["api_key"])) is not None
+    finally:
+        for db in [setup, *databases]:
+            db.close()

@@ -16,7 +16,7 @@ from abc import ABC, abstractmethod
 from contextlib import contextmanager
 from importlib import resources
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from ..keys import ApiKey
 from ..partners.model import AuditEntry, Partner
@@ -247,6 +247,26 @@ class Database(ABC):
 
     def count_keys(self) -> int:
         return int(self.query("SELECT COUNT(*) FROM api_keys")[0][0])
+
+    def insert_first_key(self, key: ApiKey, before: Callable[[], None] | None = None) -> bool:
+        """Insert `key` only while there are no keys at all; False if there are.
+
+        Serialized across processes by the migration lock, so tasks starting together make one
+        first key between them. `before` runs inside the lock, just before the insert (storing
+        the secret elsewhere); if it raises, nothing is inserted.
+        """
+        with self.transaction():
+            self._lock_migrations()
+            if int(self._execute("SELECT COUNT(*) FROM api_keys")[0][0][0]):
+                return False
+            if before is not None:
+                before()
+            self._execute(
+                f"INSERT INTO api_keys ({_KEY_COLUMNS}) VALUES (:id, :name, :tier, :limit, :hash, :created, :revoked)",
+                {"id": key.id, "name": key.name, "tier": key.tier, "limit": key.monthly_limit,
+                 "hash": key.secret_hash, "created": key.created_at, "revoked": key.revoked_at},
+            )
+        return True
 
     def revoke_key(self, key_id: str, when: float) -> bool:
         """Revoke an active key; False when there is no such active key."""
