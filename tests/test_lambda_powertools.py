@@ -245,6 +245,15 @@ def test_a_repeated_partner_create_gets_the_first_answer(stack, idempotency_tabl
     assert json.loads(second["body"])["data"]["partner"]["id"] != json.loads(first["body"])["data"]["partner"]["id"]
     assert len(db.list_partners()) == 2 and len(kept_records(idempotency_table)) == 2
 
+    again = handler(json.loads(json.dumps(other)), context)  # the same key and body: the second answer again
+    assert again["statusCode"] == 201 and json.loads(again["body"]) == json.loads(second["body"])
+    misused = json.loads(json.dumps(other))
+    misused["body"] = json.dumps({**json.loads(create["body"]), "name": "Someone Else"})
+    refused = handler(misused, context)
+    assert refused["statusCode"] == 422
+    assert json.loads(refused["body"])["error"] == "this Idempotency-Key was used for a different create; use a new key"
+    assert len(db.list_partners()) == 2
+
     bad = json.loads(json.dumps(create))
     bad["body"] = "{not json"
     assert handler(bad, context)["statusCode"] == 400

@@ -3,7 +3,7 @@
 Creating a partner makes a key and may touch EC2: a client (or API Gateway) that retries a
 create whose answer it lost must get that answer back, not a second partner. Two requests
 are the same when the same caller (a hash of its key) sends the same `Idempotency-Key`
-header, or, without that header, the same body. Only successful answers are kept: a
+header (with a different body: 422), or, without that header, the same body. Only successful answers are kept: a
 refusal or a 503 is answered again, not replayed. Records expire after
 EXPIRES_S (600 s): long enough for retries, short because a kept answer holds
 the new partner's API key (DynamoDB encrypts it at rest; the table needs TTL on `expiration`).
@@ -30,16 +30,22 @@ class NotKept(Exception):
 
 
 def request_identity(event: dict[str, Any]) -> dict[str, str]:
-    """What makes two creates the same: the caller and its Idempotency-Key, else the body."""
+    """The caller (a hash of its key), its Idempotency-Key (or ""), and the body.
+
+    The record's key is (caller, Idempotency-Key), or (caller, body) without the header
+    (KEY_PATH); the body is also checked against the kept record (VALIDATION_PATH), so an
+    Idempotency-Key reused for a different create is refused rather than answered with the
+    first partner.
+    """
     headers = {k.lower(): v for k, v in (event.get("headers") or {}).items() if isinstance(v, str)}
     query = event.get("queryStringParameters") or {}
     caller = headers.get("authorization") or str(query.get("api_key") or "")
-    identity = {"caller": hashlib.sha256(caller.encode()).hexdigest()}
-    if headers.get("idempotency-key"):
-        identity["idempotency_key"] = headers["idempotency-key"]
-    else:
-        identity["body"] = event.get("body") or ""
-    return identity
+    return {"caller": hashlib.sha256(caller.encode()).hexdigest(), "key": headers.get("idempotency-key", "").strip(),
+            "body": event.get("body") or ""}
+
+
+KEY_PATH = "[caller, key || body]"
+VALIDATION_PATH = "body"
 
 
 class OnceOnly:
@@ -61,7 +67,8 @@ class OnceOnly:
                 DynamoDBPersistenceLayer, IdempotencyConfig, idempotent_function,
             )
 
-            self._config = IdempotencyConfig(expires_after_seconds=EXPIRES_S)
+            self._config = IdempotencyConfig(event_key_jmespath=KEY_PATH, payload_validation_jmespath=VALIDATION_PATH,
+                                             expires_after_seconds=EXPIRES_S)
             store = DynamoDBPersistenceLayer(table_name=os.environ["IDEMPOTENCY_TABLE"].strip())
             answer = self._function.answer  # counted once, by the caller
 
@@ -77,7 +84,7 @@ class OnceOnly:
 
     def __call__(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
         from aws_lambda_powertools.utilities.idempotency.exceptions import (
-            IdempotencyAlreadyInProgressError, IdempotencyPersistenceLayerError,
+            IdempotencyAlreadyInProgressError, IdempotencyPersistenceLayerError, IdempotencyValidationError,
         )
 
         once = self._build()
@@ -87,6 +94,8 @@ class OnceOnly:
             return once(request=request_identity(event), event=event, context=context)
         except NotKept as kept:
             return kept.response
+        except IdempotencyValidationError:
+            return self._refuse(event, 422, "this Idempotency-Key was used for a different create; use a new key")
         except IdempotencyAlreadyInProgressError:
             return self._refuse(event, 409, "the same create is still in progress; retry in a few seconds")
         except IdempotencyPersistenceLayerError as exc:
