@@ -34,6 +34,12 @@ def test_the_environment_points_a_secret_at_rds_proxy_with_full_verification() -
     assert args["ssl_context"].verify_mode == ssl.CERT_REQUIRED and args["ssl_context"].check_hostname is True
     with pytest.raises(ConfigError, match=r"^DATABASE_SECRET: sslmode: expected one of disable, require, verify-ca, verify-full, got 'on'$"):
         load_settings({**env, "DATABASE_SSLMODE": "on"})
+    # An RDS-managed master secret has only username and password: the host comes from DATABASE_HOST.
+    managed = json.dumps({"username": "beast", "password": "p@ss:w/rd#1"})
+    args = connect_args(load_settings({**env, "DATABASE_SECRET": managed}).database_url)
+    assert (args["host"], args["port"], args["database"]) == (env["DATABASE_HOST"], 5432, "postgres")
+    with pytest.raises(ConfigError, match=r"^DATABASE_SECRET: the secret has no host$"):
+        load_settings({"DATABASE_SECRET": managed})
 
 
 @pytest.mark.parametrize(

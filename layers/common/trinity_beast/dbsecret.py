@@ -33,19 +33,21 @@ def url_from_secret(value: str | bytes, setting: str, overrides: Mapping[str, st
         raise ConfigError(f"{setting}: expected the secret's JSON value, got something else") from None
     if not isinstance(secret, dict):
         raise ConfigError(f"{setting}: expected a JSON object with username, password, host")
-    missing = [k for k in ("username", "password", "host") if not isinstance(secret.get(k), str) or not secret[k]]
+    overrides = {k: v.strip() for k, v in (overrides or {}).items() if v and v.strip()}
+    # An RDS-managed master secret holds only username and password: DATABASE_HOST gives the host.
+    required = ("username", "password") + (() if overrides.get("DATABASE_HOST") else ("host",))
+    missing = [k for k in required if not isinstance(secret.get(k), str) or not secret[k]]
     if missing:
         raise ConfigError(f"{setting}: the secret has no {', '.join(missing)}")
     try:
         port = int(secret.get("port") or 5432)
     except (TypeError, ValueError):
         raise ConfigError(f"{setting}: the secret's port is not a number: {secret.get('port')!r}") from None
-    overrides = {k: v.strip() for k, v in (overrides or {}).items() if v and v.strip()}
     dbname = str(secret.get("dbname") or "postgres")
     sslmode = overrides.get("DATABASE_SSLMODE") or str(secret.get("sslmode") or "require")
     root = overrides.get("DATABASE_SSLROOTCERT") or str(secret.get("sslrootcert") or "")
     user, password = quote(secret["username"], safe=""), quote(secret["password"], safe="")
-    host = overrides.get("DATABASE_HOST") or secret["host"]
+    host = overrides.get("DATABASE_HOST") or str(secret["host"])
     host = f"[{host}]" if ":" in host else host
     query = f"sslmode={quote(sslmode, safe='')}" + (f"&sslrootcert={quote(root, safe='/')}" if root else "")
     return f"postgresql://{user}:{password}@{host}:{port}/{quote(dbname, safe='')}?{query}"
