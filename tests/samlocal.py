@@ -87,3 +87,12 @@ def load_handler(logical_id: str) -> Callable[[Any, Any], Any]:
 
 def invoke(logical_id: str, event: Any) -> Any:
     return load_handler(logical_id)(event, FakeContext(function_name=logical_id))
+
+
+def response_headers(result: dict[str, Any]) -> dict[str, list[str]]:
+    """The headers a client gets from a proxy response, as API Gateway merges `headers` and
+    `multiValueHeaders` (the latter wins for a name in both); names lower-case, since HTTP
+    header names are case-insensitive and each adapter spells them its own way."""
+    merged = {name.lower(): [value] for name, value in (result.get("headers") or {}).items()}
+    merged.update({name.lower(): list(values) for name, values in (result.get("multiValueHeaders") or {}).items()})
+    return merged

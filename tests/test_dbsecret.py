@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import ssl
 
 import boto3
 import pytest
@@ -23,7 +24,23 @@ def test_an_rds_secret_becomes_a_tls_url_pg8000_reads_back() -> None:
     args = connect_args(url)
     assert (args["user"], args["password"], args["host"], args["port"], args["database"]) == (
         "beast", "p@ss:w/rd#1", AURORA["host"], 5432, "beast")
-    assert "ssl_context" in args
+    assert args["ssl_context"].verify_mode == ssl.CERT_NONE  # libpq's require: encrypted, not verified
+
+
+def test_the_environment_points_a_secret_at_rds_proxy_with_full_verification() -> None:
+    env = {"DATABASE_SECRET": json.dumps(AURORA), "DATABASE_HOST": "tb-proxy.proxy-x.us-east-2.rds.amazonaws.com",
+           "DATABASE_SSLMODE": "verify-full"}
+    args = connect_args(load_settings(env).database_url)
+    assert args["host"] == env["DATABASE_HOST"] and args["password"] == AURORA["password"]
+    assert args["ssl_context"].verify_mode == ssl.CERT_REQUIRED and args["ssl_context"].check_hostname is True
+    with pytest.raises(ConfigError, match=r"^DATABASE_SECRET: sslmode: expected one of disable, require, verify-ca, verify-full, got 'on'$"):
+        load_settings({**env, "DATABASE_SSLMODE": "on"})
+    # An RDS-managed master secret has only username and password: the host comes from DATABASE_HOST.
+    managed = json.dumps({"username": "beast", "password": "p@ss:w/rd#1"})
+    args = connect_args(load_settings({**env, "DATABASE_SECRET": managed}).database_url)
+    assert (args["host"], args["port"], args["database"]) == (env["DATABASE_HOST"], 5432, "postgres")
+    with pytest.raises(ConfigError, match=r"^DATABASE_SECRET: the secret has no host$"):
+        load_settings({"DATABASE_SECRET": managed})
 
 
 @pytest.mark.parametrize(

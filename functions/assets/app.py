@@ -1,9 +1,9 @@
-"""GET /ws/assets: the prewarmed assets and the exchanges that quote each. No auth."""
+"""GET /ws/assets: the prewarmed assets and the exchanges that quote each. No auth, no stores."""
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from trinity_beast.domain.assets import load_registry
-from trinity_beast.transports.aws_lambda.api import envelope_response, handle, logger, make_resolver, metrics
+from trinity_beast.transports.aws_lambda.api import envelope_response, handle, logger, make_resolver, metrics, tracer
 
 app, envelopes = make_resolver()
 
@@ -13,7 +13,8 @@ def list_assets():
     return envelope_response(envelopes.ok("/ws/assets", load_registry().listing()))
 
 
-@metrics.log_metrics
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics(capture_cold_start_metric=True)
 @logger.inject_lambda_context
 def handler(event: dict, context: LambdaContext) -> dict:
     return handle(app, envelopes, event, context)

@@ -1,40 +1,33 @@
-"""Partner management from API Gateway: the same routes as the LRS (/partners…,
-/security-groups/udp), answered by trinity_beast.transports.http.partners with EC2 through boto3."""
+"""Partner management from API Gateway (/partners…, /security-groups/udp): the container's
+FastAPI LRS app through Mangum, with EC2 through boto3.
+
+`POST /partners` is idempotent (Powertools idempotency, DynamoDB table IDEMPOTENCY_TABLE):
+a client or API Gateway retrying a create gets the first answer back instead of a second
+partner and key. Without IDEMPOTENCY_TABLE (local runs) creates are not deduplicated.
+"""
+
+from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from trinity_beast.transports.aws_lambda.api import (
-    LambdaRuntime, answer_response, handle, header_pairs, logger, make_resolver, metrics, query_pairs,
-)
-from trinity_beast.services.auth import secret_from
-from trinity_beast.transports.http.partners import PartnerApi
-
-app, envelopes = make_resolver("LRS")
-runtime = LambdaRuntime()
-_apis: dict[int, PartnerApi] = {}  # one per Runtime (one per warm container)
-METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]  # the dispatcher answers 405 itself
+from trinity_beast.transports.aws_lambda.api import AsgiFunction, count_response, logger, metrics, refusal, tracer
+from trinity_beast.transports.aws_lambda.idempotency import OnceOnly
 
 
-def partner_api(rt) -> PartnerApi:
-    if id(rt) not in _apis:
-        _apis[id(rt)] = PartnerApi(rt, envelopes)
-    return _apis[id(rt)]
+def build_app(rt: Any) -> Any:
+    from trinity_beast.transports.http.lrs import build_lrs
+
+    return build_lrs(rt)
 
 
-@app.route("/partners", method=METHODS)
-@app.route("/partners/<first>", method=METHODS)
-@app.route("/partners/<first>/<second>", method=METHODS)
-@app.route("/security-groups/udp", method=METHODS)
-def partners(**_path: str):
-    event = app.current_event
-    query = query_pairs(event)
-    secret = secret_from(header_pairs(event), query)
-    body = (event.decoded_body or "").encode("utf-8", "surrogatepass")
-    answer = runtime.run(lambda rt: partner_api(rt).handle(event.http_method, event.path, secret, query, body))
-    return answer_response(answer)
+lrs = AsgiFunction(build_app)
+creates = OnceOnly(lrs)
 
 
-@metrics.log_metrics
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics(capture_cold_start_metric=True)
 @logger.inject_lambda_context
 def handler(event: dict, context: LambdaContext) -> dict:
-    return handle(app, envelopes, event, context)
+    if refusal(event, asgi=True) is None and creates.applies(event):
+        return count_response(creates(event, context), context)
+    return lrs(event, context)

@@ -17,16 +17,17 @@ from typing import Any, Awaitable, Callable, Sequence
 
 import orjson
 
-from trinity_beast.domain.settings import ConfigError, Settings
-from trinity_beast.stores.environment import load_settings
-from trinity_beast.stores.db import make_database
+from trinity_beast.domain.errors import DatabaseUnavailable
 from trinity_beast.domain.keys import TIERS, KeyRequestError, new_key
+from trinity_beast.domain.settings import ConfigError, Settings
 from trinity_beast.services.prices.ingest import start_feeds
 from trinity_beast.services.prices.prewarm import prewarm, prewarm_stale
-from trinity_beast.transports.udp.lpo import UdpPriceServer
-from trinity_beast.transports.server import Listener, StartupError, bind_tcp, bind_udp, run_until_signal
 from trinity_beast.services.sync import options as sync_options
 from trinity_beast.services.sync import run_sync
+from trinity_beast.stores.db import make_database
+from trinity_beast.stores.environment import load_settings
+from trinity_beast.transports.server import Listener, StartupError, bind_tcp, bind_udp, run_until_signal
+from trinity_beast.transports.udp.lpo import UdpPriceServer
 
 log = logging.getLogger("trinity_beast")
 
@@ -45,9 +46,14 @@ async def serve(settings: Settings, args: argparse.Namespace) -> None:
     rt = await asyncio.to_thread(Runtime.create, settings)
     if sim is not None:
         rt.on_stop(sim.stop)
-    lpo = args.only != "lrs"
+    feeds_only = args.only == "feeds"
+    lpo = args.only in (None, "lpo")
     lrs = args.only == "lrs" or (args.only is None and settings.report_server)
     listeners = []
+    if feeds_only:
+        from trinity_beast.app.feeds_only import build_feeds_app
+
+        listeners.append(Listener(build_feeds_app(rt), bind_tcp(settings.host, settings.lpo_port, "BEAST_LPO_PORT")))
     if lpo:
         listeners.append(
             Listener(build_lpo(rt), bind_tcp(settings.host, settings.lpo_port, "BEAST_LPO_PORT", args.reuse_port))
@@ -68,7 +74,7 @@ async def serve(settings: Settings, args: argparse.Namespace) -> None:
     for protocol, sock in datagrams:
         udp, _ = await asyncio.get_running_loop().create_datagram_endpoint(protocol, sock=sock)
         rt.on_stop(_closer(udp))
-    if not args.no_sync:
+    if not args.no_sync and not feeds_only:
         rt.spawn(
             run_sync(
                 rt.cache,
@@ -79,18 +85,22 @@ async def serve(settings: Settings, args: argparse.Namespace) -> None:
             ),
             "usage-sync",
         )
-    if lpo and settings.feeds:
+    if (lpo or feeds_only) and settings.feeds:
         await start_feeds(rt)
-    if lpo and settings.prewarm:
+    if (lpo or feeds_only) and settings.prewarm:
         rt.spawn(prewarm(rt.rest), "prewarm")
     parts = [f"LPO http://{settings.host}:{settings.lpo_port} and udp {settings.lpo_udp_port}"] if lpo else []
+    if feeds_only:
+        parts.append(f"feeds into the cache, /health and /ready on http://{settings.host}:{settings.lpo_port}")
+    elif lpo and not settings.feeds:
+        parts.append("no exchange feeds here (BEAST_FEEDS off): prices come through the cache")
     parts += [f"LRS http://{settings.host}:{settings.lrs_port} and udp {settings.lrs_udp_port}"] if lrs else []
     log.info(
         "serving: %s (cache %s, database %s%s)",
         ", ".join(parts),
         "redis" if settings.redis_url else "memory",
         rt.db.dialect,
-        "" if not args.no_sync else ", usage sync left to a separate job",
+        "" if not (args.no_sync or feeds_only) else ", usage sync left to a separate job",
     )
     settle_garbage_collector()
     try:
@@ -117,24 +127,20 @@ def _closer(transport: asyncio.BaseTransport) -> Callable[[], Awaitable[None]]:
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    from trinity_beast.services.runtime import ensure_admin_key
+    from trinity_beast.app.first_admin import first_start
 
+    if args.only == "feeds":
+        from trinity_beast.app.feeds_only import check_settings
+
+        check_settings(settings, args.workers)
     db = make_database(settings)
     try:
         db.migrate()
-        created = ensure_admin_key(db)
+        lines = [] if args.only == "feeds" else first_start(settings, db)  # serving processes make the key
     finally:
         db.close()
-    if created is not None:
-        key, secret = created
-        print("First start: created an admin key. It is shown once; keep it somewhere safe.")
-        print(f"  id:  {key.id}")
-        print(f"  key: {secret}")
-        print(
-            f'  try: curl -H "Authorization: Bearer {secret}" '
-            f'"http://{settings.host}:{settings.lpo_port}/price?asset=BTC"',
-            flush=True,
-        )
+    if lines:
+        print("\n".join(lines), flush=True)
     workers = start_workers(args, settings)
     try:
         import uvloop
@@ -320,9 +326,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sim-port", type=int, default=0, help="simulator port with --sim (default: any free port)")
     p.add_argument(
         "--only",
-        choices=("lpo", "lrs"),
+        choices=("lpo", "lrs", "feeds"),
         default=None,
-        help="serve only the price server (lpo: feeds, HTTP/WS, UDP) or only the report server (lrs);"
+        help="serve only the price server (lpo: feeds unless BEAST_FEEDS is off, HTTP/WS, UDP), only the report"
+        " server (lrs), or only the exchange feeds into Redis (feeds: with /health and /ready on the LPO port);"
         " default: LPO, plus LRS when APP_REPORT_SERVER is on",
     )
     p.add_argument(
@@ -389,9 +396,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per exchange call is noise
+    logging.getLogger("botocore").setLevel(logging.WARNING)  # "Found credentials in environment variables" is noise too
     try:
         return int(args.func(args, settings) or 0)
-    except StartupError as exc:
+    except (StartupError, DatabaseUnavailable) as exc:
         print(f"beast: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -61,6 +61,7 @@ class Settings:
     route_table_id: str = ""
     partner_security_group_id: str = ""
     udp_nlb_ip: str = ""
+    admin_key_secret_arn: str = ""  # the first admin key goes to this Secrets Manager secret, not stdout
     ws_max_per_key: int = 20  # open /ws/prices connections per non-partner key; 0 = no limit
     ws_max_per_ip: int = 100  # open /ws/prices connections per client address (non-partner keys); 0 = no limit
 
@@ -155,6 +156,13 @@ def _own_ip() -> str:
         return "127.0.0.1"
 
 
+def _secret_id(env: Mapping[str, str], name: str) -> str:
+    """A Secrets Manager secret's ARN (or name); empty when unset."""
+    raw = env.get(name, "").strip()
+    if any(c.isspace() for c in raw) or (raw.startswith("arn:") and ":secretsmanager:" not in raw):
+        raise ConfigError(f"{name}: expected a Secrets Manager secret ARN (arn:aws…:secretsmanager:…) or name, got {raw!r}")
+    return raw
+
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate every setting; raise ConfigError naming the first bad one."""
@@ -224,6 +232,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         usage_minute_days=_positive_float(env, "BEAST_USAGE_MINUTE_DAYS", 7.0, "days"),
         usage_hour_days=_positive_float(env, "BEAST_USAGE_HOUR_DAYS", 90.0, "days"),
         key_cache_s=_positive_float(env, "BEAST_KEY_CACHE_S", 5.0),
+        admin_key_secret_arn=_secret_id(env, "BEAST_ADMIN_KEY_SECRET_ARN"),
         ws_max_per_key=_limit(env, "BEAST_WS_MAX_PER_KEY", 20),
         ws_max_per_ip=_limit(env, "BEAST_WS_MAX_PER_IP", 100),
         log_level=log_level,

@@ -148,10 +148,15 @@ class Runtime:
         self.db.close()
 
 
-def ensure_admin_key(db: Database) -> tuple[ApiKey, str] | None:
-    """On a first start with no keys, create an admin key so a new user can call the API at once."""
+def ensure_admin_key(db: Database, keep: Callable[[ApiKey, str], None] | None = None) -> tuple[ApiKey, str] | None:
+    """On a first start with no keys, create an admin key so a new user can call the API at once.
+
+    `keep` stores the key somewhere first (firstadmin: Secrets Manager); if it raises, no key is
+    made. Processes starting together make one key between them (Database.insert_first_key).
+    """
     if db.count_keys():
         return None
     key, secret = new_key("first admin", "admin")
-    db.insert_key(key)
+    if not db.insert_first_key(key, None if keep is None else lambda: keep(key, secret)):
+        return None
     return key, secret

@@ -2,7 +2,7 @@
 
 `domain.settings.load_settings` only parses; this adds what needs I/O: the database URL from
 Aurora's Secrets Manager secret (DATABASE_SECRET / DATABASE_SECRET_ARN) when DATABASE_URL is
-not given.
+not given, and its TLS options checked (sslmode, sslrootcert) before anything connects.
 """
 
 from __future__ import annotations
@@ -11,14 +11,19 @@ import os
 from typing import Mapping
 
 from trinity_beast.domain import settings
+from trinity_beast.stores.db.pgtls import tls_options
 from trinity_beast.stores.db.secret import database_url_from
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> settings.Settings:
     """Every setting from `env` (default: os.environ); raises ConfigError naming a bad one."""
     env = os.environ if env is None else env
-    if not env.get("DATABASE_URL", "").strip():
+    given = bool(env.get("DATABASE_URL", "").strip())
+    if not given:
         url = database_url_from(env)
         if url is not None:
             env = {**env, "DATABASE_URL": url}
-    return settings.load_settings(env)
+    loaded = settings.load_settings(env)
+    if loaded.database_url and loaded.database_url.startswith(("postgresql://", "postgres://")):
+        tls_options(loaded.database_url, "DATABASE_URL" if given else "DATABASE_SECRET")  # a bad sslmode, named
+    return loaded

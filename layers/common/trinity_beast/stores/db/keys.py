@@ -6,7 +6,7 @@ so a partner and its key are written together.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from trinity_beast.domain.keys import ApiKey
 from trinity_beast.stores.db.repository import Repository
@@ -67,6 +67,22 @@ class KeyRows(Repository):
 
     def count_keys(self) -> int:
         return int(self.query("SELECT COUNT(*) FROM api_keys")[0][0])
+
+    def insert_first_key(self, key: ApiKey, before: Callable[[], None] | None = None) -> bool:
+        """Insert `key` only while there are no keys at all; False if there are.
+
+        Serialized across processes by the migration lock, so tasks starting together make one
+        first key between them. `before` runs inside the lock, just before the insert (storing
+        the secret elsewhere); if it raises, nothing is inserted.
+        """
+        with self.transaction():
+            self._lock_migrations()
+            if int(self._execute("SELECT COUNT(*) FROM api_keys")[0][0][0]):
+                return False
+            if before is not None:
+                before()
+            self._insert_key(key)
+        return True
 
     def revoke_key(self, key_id: str, when: float) -> bool:
         """Revoke an active key; False when there is no such active key."""

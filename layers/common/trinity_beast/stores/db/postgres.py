@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+import ssl
+from typing import Any, Callable
+from urllib.parse import unquote, urlsplit
 
 import pg8000.native
-from pg8000.exceptions import InterfaceError
+from pg8000.exceptions import DatabaseError, InterfaceError
 
-from trinity_beast.stores.db.base import Database
 from trinity_beast.domain.errors import DatabaseUnavailable
+from trinity_beast.domain.settings import ConfigError
+from trinity_beast.stores.db.base import Database
+from trinity_beast.stores.db.pgtls import TlsOptions, explain, ssl_context, tls_options
 
 _MIGRATION_LOCK_ID = 0x7B3A57  # pg_advisory_xact_lock key shared by every migrator
 
 
 def connect_args(url: str) -> dict[str, Any]:
-    """pg8000 connect arguments from a postgresql:// URL."""
+    """pg8000 connect arguments from a postgresql:// URL (TLS per its sslmode/sslrootcert, pgtls)."""
     parts = urlsplit(url)
     args: dict[str, Any] = {
         "user": unquote(parts.username or "postgres"),
@@ -26,12 +29,17 @@ def connect_args(url: str) -> dict[str, Any]:
     }
     if parts.password:
         args["password"] = unquote(parts.password)
-    query = parse_qs(parts.query)
-    if query.get("sslmode", ["disable"])[0] in ("require", "verify-ca", "verify-full"):
-        import ssl
-
-        args["ssl_context"] = ssl.create_default_context()
+    # False, not None: pg8000's None means "try TLS unverified, fall back to plain" (libpq's prefer).
+    args["ssl_context"] = ssl_context(tls_options(url)) or False
     return args
+
+
+def _one_line(exc: BaseException) -> str:
+    """pg8000 puts the server's error fields in a dict: keep its message (M) and code (C)."""
+    fields = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else None
+    if fields and "M" in fields:
+        return f"{fields['M']} ({fields.get('C', '?')})"
+    return " ".join(str(exc).split())
 
 
 class PostgresDatabase(Database):
@@ -45,19 +53,35 @@ class PostgresDatabase(Database):
 
     dialect = "postgres"
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str | Callable[[], str]) -> None:
+        """`url`, or a function giving the URL each time a connection is opened (credentials
+        that rotate: the Lambda functions' Secrets Manager secret)."""
         super().__init__()
-        self._args = connect_args(url)
+        self._url = url
+        if isinstance(url, str):
+            self._args, self._tls = connect_args(url), tls_options(url)  # a bad URL fails here, as ConfigError
         self._conn: pg8000.native.Connection | None = None
         self._in_tx = False
         self._connect()
 
+    def _target(self) -> tuple[dict[str, Any], TlsOptions]:
+        if isinstance(self._url, str):
+            return self._args, self._tls
+        try:
+            url = self._url()
+            return connect_args(url), tls_options(url)
+        except ConfigError as exc:  # e.g. the secret could not be read just now: retry later
+            raise DatabaseUnavailable(f"cannot connect to PostgreSQL: {exc}") from None
+
     def _connect(self) -> pg8000.native.Connection:
         if self._conn is None:
+            args, tls = self._target()
             try:
-                self._conn = pg8000.native.Connection(**self._args)
-            except (InterfaceError, OSError) as exc:
-                raise DatabaseUnavailable(f"cannot connect to PostgreSQL: {exc}") from None
+                self._conn = pg8000.native.Connection(**args)
+            except ssl.SSLError as exc:
+                raise DatabaseUnavailable(explain(exc, tls, args["host"], args["port"])) from None
+            except (InterfaceError, OSError, DatabaseError) as exc:  # DatabaseError: refused login, no such database
+                raise DatabaseUnavailable(f"cannot connect to PostgreSQL: {_one_line(exc)}") from None
         return self._conn
 
     def _drop(self) -> None:

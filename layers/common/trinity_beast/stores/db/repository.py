@@ -22,3 +22,7 @@ class Repository(ABC):
 
     @abstractmethod
     def transaction(self) -> AbstractContextManager[None]: ...
+
+    @abstractmethod
+    def _lock_migrations(self) -> None:
+        """Hold the cross-process migration lock until the transaction ends."""

@@ -1,12 +1,11 @@
 """Schema migrations: the .sql files in migrations/, applied in order, once each, concurrently safe.
 
 The backend supplies `_lock_migrations` (an advisory lock on PostgreSQL; SQLite's
-BEGIN IMMEDIATE already serializes); base.py lists it with the other backend hooks.
+BEGIN IMMEDIATE already serializes); repository.py declares it.
 """
 
 from __future__ import annotations
 
-from abc import abstractmethod
 from importlib import resources
 
 from trinity_beast.stores.db.repository import Repository
@@ -29,10 +28,6 @@ def split_statements(sql: str) -> list[str]:
 
 
 class SchemaMigrations(Repository):
-    @abstractmethod
-    def _lock_migrations(self) -> None:
-        """Serialize concurrent migrators (inside the migration transaction)."""
-
     def migrate(self) -> list[str]:
         """Apply the migrations not yet applied; return their names. Safe to run concurrently."""
         applied_now: list[str] = []

@@ -1,5 +1,5 @@
 """The Command Center on the LRS port: the /admin page, its admin-only JSON, and the
-partner routes (trinity_beast.partners.api) mounted on the LRS.
+partner routes (transports.http.partners) mounted on the LRS.
 
 The page (static/) is a shell that holds no data: it asks for the admin key, keeps it in
 the tab's sessionStorage and reads everything from the endpoints below with it. In

@@ -119,6 +119,8 @@ async def readiness(rt: "Runtime", service: str) -> dict[str, Any]:
     """The checks of one service; `ready` only when every check is ok."""
     if service == "LPO":
         checks = {"cache": await cache_check(rt, subscribed=True), "feeds": feed_check(rt)}
+    elif service == "FEEDS":  # `beast serve --only feeds`: writes prices, serves none
+        checks = {"cache": await cache_check(rt, subscribed=False), "feeds": feed_check(rt)}
     else:
         checks = {"cache": await cache_check(rt, subscribed=False), "database": await database_check(rt)}
     return {"ready": all(c["ok"] for c in checks.values()), "checks": checks}

@@ -2,7 +2,7 @@
 
 `{"asset": "BTC", "api_key": "KEY"}` (also `"BTC,ETH"` or a list) gets the same envelope as
 HTTP `/price`, from the same `PriceDesk.answer`. Size rules (one datagram per answer, small
-answers to unknown senders) are in `trinity_beast.udp`.
+answers to unknown senders) are in `transports.udp.datagram`.
 """
 
 from __future__ import annotations
