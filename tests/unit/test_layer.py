@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import importlib.metadata
 import json
 import re
@@ -47,14 +48,24 @@ def test_layer_pins_are_the_servers_pins() -> None:
         assert pins.get(_name(requirement)) == requirement, f"{requirement} differs from the servers' pin"
 
 
+def _lazy_imports(function: str) -> list[str]:
+    """Modules the handler imports inside its functions (at the first request, not at init)."""
+    tree = ast.parse((ROOT / "functions" / function / "app.py").read_text())
+    return sorted(
+        {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        | {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    )
+
+
 def _third_party_imports(function: str) -> set[str]:
-    """Top-level modules outside the standard library that importing the handler loads."""
+    """Top-level modules outside the standard library that the handler loads, lazy imports too."""
     code = (
-        "import sys, json; sys.path.insert(0, sys.argv[1]); before = set(sys.modules); import app; "
+        "import sys, json, importlib; sys.path.insert(0, sys.argv[1]); before = set(sys.modules); import app; "
+        "[importlib.import_module(m) for m in json.loads(sys.argv[2])]; "
         "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules} - {m.split('.')[0] for m in before})))"
     )
     out = subprocess.run(
-        [sys.executable, "-c", code, str(ROOT / "functions" / function)],
+        [sys.executable, "-c", code, str(ROOT / "functions" / function), json.dumps(_lazy_imports(function))],
         capture_output=True,
         text=True,
         check=True,
