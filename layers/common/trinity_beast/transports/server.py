@@ -13,7 +13,7 @@ import uvicorn
 
 from trinity_beast.transports import redact
 from trinity_beast.transports.http.guards import LimitedHttpTools
-from trinity_beast.transports.ws.hub import MAX_FRAME_BYTES
+from trinity_beast.transports.ws.frames import MAX_FRAME_BYTES
 
 
 class StartupError(RuntimeError):
