@@ -71,7 +71,7 @@ KEEP_ALIVE_S = 5  # an idle keep-alive connection is closed after this long
 
 
 def make_server(app: Any, log_level: str) -> uvicorn.Server:
-    """uvicorn with the limits one client must not exceed (httpguard.py): header and body size,
+    """uvicorn with the limits one client must not exceed (transports/http/guards.py): header and body size,
     header time, idle keep-alive time, WebSocket frame size."""
     config = uvicorn.Config(
         app,

@@ -12,16 +12,15 @@ uvicorn over a real connection; any other server gets None and the portable ASGI
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any, Awaitable, Callable
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
-# What this module uses of the connection: attribute -> what it must be once connected.
-RELIED_ON: dict[str, type] = {
-    "transport": asyncio.Transport,
-    "writable": asyncio.Event,
-    "close_sent": bool,
+# What this module uses of uvicorn's connection, and what it must be once connected.
+RELIED_ON: dict[str, str] = {
+    "transport": "the connection's asyncio transport (write, is_closing); frames written to it reach the client",
+    "writable": "an asyncio.Event, cleared by pause_writing() and set by resume_writing() (backpressure)",
+    "close_sent": "a bool, True once the close frame went out",
 }
 
 
