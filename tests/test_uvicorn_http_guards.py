@@ -13,7 +13,8 @@ import asyncio
 import contextlib
 import inspect
 import time
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any, ClassVar
 
 from trinity_beast.transports.server import bind_tcp, make_server
 from uvicorn_pin import require
@@ -22,9 +23,12 @@ MODULE = "transports/http/guards.py"
 HTTPTOOLS = "uvicorn.protocols.http.httptools_impl.HttpToolsProtocol"
 
 try:
+    from trinity_beast.transports.http.guards import (
+        ATTRIBUTES,
+        OVERRIDES,
+        LimitedHttpTools,
+    )
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-
-    from trinity_beast.transports.http.guards import ATTRIBUTES, OVERRIDES, LimitedHttpTools
 except ImportError as exc:  # the module subclasses uvicorn's class at import time
     require(False, MODULE, HTTPTOOLS, f"importing it fails: {exc}")
 
@@ -68,7 +72,7 @@ class Probe(LimitedHttpTools):
 
     max_header_bytes = 512
     max_body_bytes = 1000
-    made: list["Probe"] = []
+    made: ClassVar[list[Probe]] = []
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)

@@ -17,8 +17,12 @@ import time
 from typing import Any
 
 import uvicorn
-
-from trinity_beast.transports.server import KEEP_ALIVE_S, QuietServer, bind_tcp, make_server
+from trinity_beast.transports.server import (
+    KEEP_ALIVE_S,
+    QuietServer,
+    bind_tcp,
+    make_server,
+)
 from trinity_beast.transports.ws.frames import MAX_FRAME_BYTES
 from uvicorn_pin import require
 

@@ -10,23 +10,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
-from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed
-
 from trinity_beast.transports.server import bind_tcp, make_server
 from trinity_beast.transports.ws.frames import text_frame_header
 from uvicorn_pin import require
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 MODULE = "transports/ws/uvicorn_direct.py"
 SANSIO = "uvicorn.protocols.websockets.websockets_sansio_impl.WebSocketsSansIOProtocol"
 
 try:
-    from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
-
-    from trinity_beast.transports.ws.uvicorn_direct import RELIED_ON, DirectSocket, direct_connection
+    from trinity_beast.transports.ws.uvicorn_direct import (
+        RELIED_ON,
+        DirectSocket,
+        direct_connection,
+    )
+    from uvicorn.protocols.websockets.websockets_sansio_impl import (
+        WebSocketsSansIOProtocol,
+    )
 except ImportError as exc:  # the module imports uvicorn's class at import time
     require(False, MODULE, SANSIO, f"importing it fails: {exc}")
 

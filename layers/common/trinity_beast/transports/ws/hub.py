@@ -22,7 +22,14 @@ from trinity_beast.domain.book import pick
 from trinity_beast.domain.tick import Tick
 from trinity_beast.services.prices.errors import NoPrice
 from trinity_beast.transports.ws.client import Client, Receive, Send
-from trinity_beast.transports.ws.frames import MAX_SUBSCRIPTIONS, PONG, BadFrame, Messages, parse_frame, text_frame_header
+from trinity_beast.transports.ws.frames import (
+    MAX_SUBSCRIPTIONS,
+    PONG,
+    BadFrame,
+    Messages,
+    parse_frame,
+    text_frame_header,
+)
 from trinity_beast.transports.ws.handshake import accepted_key, client_address
 from trinity_beast.transports.ws.limits import ConnectionLimits
 from trinity_beast.transports.ws.metering import Deliveries
@@ -40,7 +47,7 @@ REVALIDATE_S = 5.0  # how often open connections re-check their key (revocation)
 class Hub:
     """Who is subscribed to what, and the fan-out of each new served price."""
 
-    def __init__(self, rt: "Runtime") -> None:
+    def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         self.messages = Messages(rt.envelopes("WS"))
         self.by_asset: dict[str, set[Client]] = defaultdict(set)

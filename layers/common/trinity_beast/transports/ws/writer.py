@@ -56,7 +56,7 @@ class Writer:
                     code, reason = client.closing
                     await asyncio.wait_for(client.send({"type": "websocket.close", "code": code, "reason": reason}), 1)
                     return
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self.dropped_slow += 1
             log.info("dropping slow WebSocket client %s", client.key.id)
             client.closing = (1008, f"too slow: nothing read for {self.slow_client_s:g} s")
