@@ -69,7 +69,9 @@ async def price_path(calls: int) -> str:
 
 async def fan_out(updates: int) -> str:
     from trinity_beast.domain.settings import load_settings
-    from trinity_beast.transports.ws.hub import Client, Hub
+    from trinity_beast.transports.ws.client import Client
+    from trinity_beast.transports.ws.hub import Hub
+    from trinity_beast.transports.ws.uvicorn_direct import DirectSocket
     from trinity_beast.services.runtime import Runtime, ensure_admin_key
     from trinity_beast.domain.tick import Tick
 
@@ -88,7 +90,8 @@ async def fan_out(updates: int) -> str:
     writable = asyncio.Event()
     writable.set()
     for _ in range(1000):
-        client = Client(key, None, direct=SimpleNamespace(writable=writable, transport=Socket(), close_sent=False))
+        conn = SimpleNamespace(writable=writable, transport=Socket(), close_sent=False)  # uvicorn's connection, as used
+        client = Client(key, None, direct=DirectSocket(conn))
         client.assets.add("BTC")
         hub.by_asset["BTC"].add(client)
     def push(base: int) -> None:

@@ -34,7 +34,8 @@ from trinity_beast.transports.http.lpo import build_lpo
 from trinity_beast.services.prices.answer import MAX_ASSETS, parse_assets, parse_options
 from trinity_beast.services.prices.errors import BadRequest
 from trinity_beast.transports.udp.lpo import parse_datagram
-from trinity_beast.transports.ws.hub import Client, Hub
+from trinity_beast.transports.ws.client import Client
+from trinity_beast.transports.ws.hub import Hub
 from trinity_beast.transports.udp.lrs import FIELDS as REPORT_UDP_FIELDS
 from trinity_beast.domain.partners.cidr import CidrError, parse_cidr
 from trinity_beast.services.reports.cursor import decode_cursor, encode_cursor

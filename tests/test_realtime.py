@@ -17,7 +17,8 @@ from websockets.exceptions import ConnectionClosed
 from support import InProcessServer, in_process_server, stack_env, start_beast_serve, stop_beast
 from trinity_beast.domain.envelope import FIELDS
 from trinity_beast.transports.udp.lpo import SMALL_ANSWER_BYTES
-from trinity_beast.transports.ws.hub import MAX_PENDING, MAX_SUBSCRIPTIONS
+from trinity_beast.transports.ws.client import MAX_PENDING
+from trinity_beast.transports.ws.frames import MAX_SUBSCRIPTIONS
 from trinity_beast.domain.tick import Tick
 
 
@@ -107,7 +108,7 @@ async def test_subscribe_confirm_snapshot_live_updates_unsubscribe_ping(srv: InP
 
 
 def test_text_frame_headers_follow_rfc6455() -> None:
-    from trinity_beast.transports.ws.hub import text_frame_header
+    from trinity_beast.transports.ws.frames import text_frame_header
 
     assert text_frame_header(125) == b"\x81\x7d"
     assert text_frame_header(126) == b"\x81\x7e\x00\x7e"
@@ -206,16 +207,16 @@ async def test_a_slow_client_gets_the_latest_values_and_memory_stays_bounded(srv
 
 async def test_a_client_that_stops_reading_is_dropped_with_a_reason(srv: InProcessServer) -> None:
     hub = srv.app.hub
-    hub.slow_client_s = 0.5
+    hub.writer.slow_client_s = 0.5
     sock = small_window_socket(srv)
     async with connect(ws_url(srv, srv.admin_key), sock=sock, max_queue=1) as ws:
         await ws.send(json.dumps({"subscribe": srv.rt.registry.assets[:40]}))
         await recv(ws)
         ws.transport.pause_reading()  # the client stops reading: the socket buffers fill, sends stall
         deadline = time.time() + 30
-        while hub.dropped_slow == 0 and time.time() < deadline:
+        while hub.writer.dropped_slow == 0 and time.time() < deadline:
             flood(srv, ("BTC", "ETH", "SOL"), 60)  # small bursts: each is sent in full, none coalesced
-        assert hub.dropped_slow == 1
+        assert hub.writer.dropped_slow == 1
         while hub.clients and time.time() < deadline:
             await asyncio.sleep(0.05)
         assert not hub.clients

@@ -13,7 +13,7 @@ import uvicorn
 
 from trinity_beast.transports import redact
 from trinity_beast.transports.http.guards import LimitedHttpTools
-from trinity_beast.transports.ws.hub import MAX_FRAME_BYTES
+from trinity_beast.transports.ws.frames import MAX_FRAME_BYTES
 
 
 class StartupError(RuntimeError):
@@ -71,7 +71,7 @@ KEEP_ALIVE_S = 5  # an idle keep-alive connection is closed after this long
 
 
 def make_server(app: Any, log_level: str) -> uvicorn.Server:
-    """uvicorn with the limits one client must not exceed (httpguard.py): header and body size,
+    """uvicorn with the limits one client must not exceed (transports/http/guards.py): header and body size,
     header time, idle keep-alive time, WebSocket frame size."""
     config = uvicorn.Config(
         app,

@@ -22,7 +22,7 @@ from trinity_beast.domain.envelope import Envelopes
 from trinity_beast.domain.keys import ApiKey
 from trinity_beast.transports.http.common import request_secret, envelope_response
 from trinity_beast.services.auth import authenticate
-from trinity_beast.transports.ws.hub import ENDPOINT as WS_ENDPOINT
+from trinity_beast.transports.ws.frames import ENDPOINT as WS_ENDPOINT
 from trinity_beast.transports.http.partners import PartnerApi
 from trinity_beast.services.reports.filters import parse_filters
 from trinity_beast.services.reports.gather import gather

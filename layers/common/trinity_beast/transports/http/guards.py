@@ -9,7 +9,11 @@ byte at a time (slowloris). This protocol refuses, with an envelope and `Connect
 - headers not complete HEADER_TIMEOUT_S after a request starts (or after connecting) -> 408,
   or a quiet close for a connection that never sent a byte.
 
-Idle keep-alive connections are closed by uvicorn after `timeout_keep_alive` (serving.py).
+Idle keep-alive connections are closed by uvicorn after `timeout_keep_alive` (transports/server.py).
+
+This is the one module that subclasses uvicorn's HTTP protocol; what it relies on of
+`HttpToolsProtocol` is listed in OVERRIDES and ATTRIBUTES, and tests/test_uvicorn_http_guards.py
+checks those on the pinned uvicorn over a real connection.
 """
 
 from __future__ import annotations
@@ -28,6 +32,31 @@ MAX_HEADER_BYTES = 16 * 1024
 MAX_BODY_BYTES = 1024 * 1024
 HEADER_TIMEOUT_S = 10.0
 _STATUS_TEXT = {408: b"Request Timeout", 413: b"Content Too Large", 431: b"Request Header Fields Too Large"}
+
+# The HttpToolsProtocol methods overridden below (uvicorn and httptools call them), with their
+# parameters. A parser callback that raises makes uvicorn's data_received answer through
+# send_400_response, which is how a limit stops a request.
+OVERRIDES: dict[str, tuple[str, ...]] = {
+    "connection_made": ("transport",),
+    "connection_lost": ("exc",),
+    "data_received": ("data",),
+    "send_400_response": ("msg",),
+    "on_message_begin": (),
+    "on_url": ("url",),
+    "on_header": ("name", "value"),
+    "on_headers_complete": (),
+    "on_body": ("body",),
+    "on_message_complete": (),
+}
+# The HttpToolsProtocol state read here, and what it must be.
+ATTRIBUTES: dict[str, str] = {
+    "loop": "the event loop serving the connection (for the header timer)",
+    "transport": "the connection's transport, set by connection_made (write, close, is_closing)",
+    "config": "the uvicorn Config; config.app is the app being served (for the refusal envelope)",
+    "parser": "the httptools parser, None once the connection is lost",
+    "headers": "the request's (lower-case name, value) byte pairs, complete at on_headers_complete",
+    "cycle": "None before the first request, then the current request's cycle with response_complete",
+}
 
 
 class Refused(Exception):

@@ -21,7 +21,7 @@ from trinity_beast.transports.http.openapi import install_openapi, lpo_paths
 from trinity_beast.transports.http.ops import Instrument, add_ops_routes, route_paths, ws_samples
 from trinity_beast.domain.usage import rate_limit_headers
 from trinity_beast.services.prices.answer import PriceRequest
-from trinity_beast.transports.ws.hub import ENDPOINT as WS_ENDPOINT
+from trinity_beast.transports.ws.frames import ENDPOINT as WS_ENDPOINT
 from trinity_beast.transports.ws.hub import Hub
 
 if TYPE_CHECKING:
