@@ -123,8 +123,8 @@ def test_key_ring_caches_for_its_ttl_then_sees_revocation(tmp_path) -> None:
 def test_quota_warnings() -> None:
     reset = month_reset(time.time())
     assert Quota(79, 100, reset).warning is None
-    assert Quota(80, 100, reset).warning == "80% of the monthly limit of 100 requests used"
-    assert Quota(95, 100, reset).warning == "90% of the monthly limit of 100 requests used"
+    assert Quota(80, 100, reset).warning == "80% of the monthly limit of 100 prices used"
+    assert Quota(95, 100, reset).warning == "90% of the monthly limit of 100 prices used"
     assert Quota(100, 100, reset).exhausted and Quota(100, 100, reset).remaining == 0
     assert Quota(10**9, 0, reset).warning is None and not Quota(10**9, 0, reset).exhausted
 

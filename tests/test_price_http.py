@@ -204,7 +204,7 @@ def test_a_subscriber_past_the_monthly_limit_gets_429(server: InProcessServer) -
     assert r.status_code == 429
     body = r.json()
     assert_envelope(body, 429)
-    assert body["error"].startswith("monthly limit of 2 requests reached; the limit resets at ")
+    assert body["error"].startswith("monthly limit of 2 prices reached; the limit resets at ")
     assert body["data"]["monthly_usage"] == 2
     assert r.headers["x-ratelimit-remaining"] == "0"
 

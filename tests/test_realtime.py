@@ -249,14 +249,14 @@ async def test_a_subscriber_past_its_limit_is_told_and_disconnected(srv: InProce
         await recv_price(ws)
         put(srv, "SOL", "161")
         refusal = await recv(ws)
-        assert refusal["status_code"] == 429 and refusal["error"].startswith("monthly limit of 2 requests reached")
+        assert refusal["status_code"] == 429 and refusal["error"].startswith("monthly limit of 2 prices reached")
         with pytest.raises(ConnectionClosed) as closed:
             await recv(ws)
     assert closed.value.rcvd.code == 1008
     async with connect(ws_url(srv, secret)) as ws:  # and it cannot come back this month
         with pytest.raises(ConnectionClosed) as closed:
             await ws.recv()
-    assert closed.value.rcvd.code == 1008 and closed.value.rcvd.reason.startswith("monthly limit of 2 requests reached")
+    assert closed.value.rcvd.code == 1008 and closed.value.rcvd.reason.startswith("monthly limit of 2 prices reached")
 
 
 def test_two_lpo_processes_over_one_redis_both_deliver_every_update(request: pytest.FixtureRequest, tmp_path: Path) -> None:

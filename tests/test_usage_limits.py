@@ -33,14 +33,14 @@ def test_a_subscriber_is_warned_at_80_and_90_percent_and_refused_past_100(server
             assert r.headers["x-ratelimit-remaining"] == str(10 - i)
             warnings[i] = data["usage_warning"]
         assert [warnings[i] for i in range(1, 8)] == [None] * 7
-        assert warnings[8] == "80% of the monthly limit of 10 requests used"
-        assert warnings[9] == "90% of the monthly limit of 10 requests used"
-        assert warnings[10] == "monthly limit of 10 requests reached"
+        assert warnings[8] == "80% of the monthly limit of 10 prices used"
+        assert warnings[9] == "90% of the monthly limit of 10 prices used"
+        assert warnings[10] == "monthly limit of 10 prices reached"
         for _ in range(3):
             r = c.get("/price?asset=BTC", headers=auth)
             body = r.json()
             assert r.status_code == 429 and body["status"].startswith("❌ [LPO]")
-            assert body["error"].startswith("monthly limit of 10 requests reached; the limit resets at ")
+            assert body["error"].startswith("monthly limit of 10 prices reached; the limit resets at ")
             assert body["error"].endswith("-01T00:00:00.000Z")
             assert body["data"]["monthly_usage"] == 10 and r.headers["x-ratelimit-remaining"] == "0"
         # Refusals are not billed, and /usage/me still answers (reading your usage never uses it up).
@@ -48,7 +48,7 @@ def test_a_subscriber_is_warned_at_80_and_90_percent_and_refused_past_100(server
         assert me.status_code == 200
         data = me.json()["data"]
         assert (data["monthly_usage"], data["remaining"], data["usage_pct"]) == (10, 0, 100.0)
-        assert data["usage_warning"] == "monthly limit of 10 requests reached"
+        assert data["usage_warning"] == "monthly limit of 10 prices reached"
         assert int(me.headers["x-ratelimit-reset"]) > time.time()
 
 

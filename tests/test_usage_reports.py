@@ -259,7 +259,7 @@ async def test_usage_me_on_the_lrs(lrs: Lrs) -> None:
     assert r.status_code == 200 and r.json()["endpoint"] == "/usage/me"
     assert data["api_key_id"] == a and data["tier"] == "subscriber"
     assert (data["monthly_usage"], data["monthly_limit"], data["remaining"], data["usage_pct"]) == (8, 10, 2, 80.0)
-    assert data["usage_warning"] == "80% of the monthly limit of 10 requests used"
+    assert data["usage_warning"] == "80% of the monthly limit of 10 prices used"
     assert data["resets_at"].endswith("T00:00:00.000Z") and data["resets_at"][8:10] == "01"
     assert r.headers["x-ratelimit-remaining"] == "2" and r.headers["x-ratelimit-limit"] == "10"
     assert (await lrs.client.get("/usage/me")).status_code == 401

@@ -64,6 +64,12 @@ class Settings:
     admin_key_secret_arn: str = ""  # the first admin key goes to this Secrets Manager secret, not stdout
     ws_max_per_key: int = 20  # open /ws/prices connections per non-partner key; 0 = no limit
     ws_max_per_ip: int = 100  # open /ws/prices connections per client address (non-partner keys); 0 = no limit
+    # Billing (docs/usage.md): units a limited key may be served per process while the cache is
+    # unreachable (0 = refuse), pushes per asset per second to one WebSocket client, and the
+    # shortest interval between two REST calls for one (exchange, asset).
+    usage_offline_allowance: int = 100
+    ws_max_pushes_per_s: float = 10.0
+    rest_min_interval_s: float = 1.0
 
     @property
     def sqlite_path(self) -> Path:
@@ -235,6 +241,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         admin_key_secret_arn=_secret_id(env, "BEAST_ADMIN_KEY_SECRET_ARN"),
         ws_max_per_key=_limit(env, "BEAST_WS_MAX_PER_KEY", 20),
         ws_max_per_ip=_limit(env, "BEAST_WS_MAX_PER_IP", 100),
+        usage_offline_allowance=_limit(env, "BEAST_USAGE_OFFLINE_ALLOWANCE", 100),
+        ws_max_pushes_per_s=_positive_float(env, "BEAST_WS_MAX_PUSHES_PER_S", 10.0, "pushes per second"),
+        rest_min_interval_s=_positive_float(env, "BEAST_REST_MIN_INTERVAL_S", 1.0),
         log_level=log_level,
         partner_service_name=_aws(env, "BEAST_PARTNER_SERVICE_NAME", "service_name"),
         vpc_id=_aws(env, "BEAST_VPC_ID", "vpc"),

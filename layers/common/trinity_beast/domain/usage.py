@@ -31,7 +31,18 @@ CLAIM_PREFIX = "{usage}:claim:"
 MONTH_PREFIX = "{usage}:month:"
 
 
-# What counts towards a monthly limit: answered price requests and pushed updates (status 200).
+# Per process and key, the units that process reserved this month (`{owner}|{key id}`): lets a
+# process count what it served while the cache was unreachable exactly once (Meter.settle).
+OWN_PREFIX = "{usage}:own:"
+
+
+# Asset label of a usage row that is not one served price (a refusal, an error, a 404): one
+# fixed bucket, so junk asset names never become rows.
+NO_ASSET = "-"
+
+
+# What counts towards a monthly limit (docs/usage.md, "the billing rule"): one unit per price
+# delivered, i.e. per asset in a /price answer (HTTP or UDP) and per WebSocket update (status 200).
 BILLABLE_ENDPOINTS = ("/price", "/ws/prices")
 
 
@@ -136,10 +147,10 @@ class Quota:
         if not self.limit:
             return None
         if self.exhausted:
-            return f"monthly limit of {self.limit} requests reached"
+            return f"monthly limit of {self.limit} prices reached"
         for level in WARN_LEVELS:
             if self.pct >= level:
-                return f"{level}% of the monthly limit of {self.limit} requests used"
+                return f"{level}% of the monthly limit of {self.limit} prices used"
         return None
 
 

@@ -78,7 +78,7 @@ class Runtime:
     def fallback(self) -> RestFallback:
         from trinity_beast.services.prices.fallback import RestFallback
 
-        return RestFallback(self.rest)
+        return RestFallback(self.rest, min_interval_s=self.settings.rest_min_interval_s)
 
     @classmethod
     def create(cls, settings: Settings, db: Database | None = None, cache: Cache | None = None) -> "Runtime":
@@ -91,7 +91,11 @@ class Runtime:
             db=db,
             cache=cache,
             keys=KeyRing(db, ttl=settings.key_cache_s),
-            meter=Meter(cache, seed=lambda key, since, until: asyncio.to_thread(db.billable_requests, key, since, until)),
+            meter=Meter(
+                cache,
+                seed=lambda key, since, until: asyncio.to_thread(db.billable_requests, key, since, until),
+                offline_allowance=settings.usage_offline_allowance,
+            ),
             live=LivePrices(cache),
         )
 
@@ -121,9 +125,16 @@ class Runtime:
     async def start(self) -> None:
         """Start the background work every LPO process needs: price following, usage flushing."""
         self.spawn(self.live.run(), "live-prices")
-        self.spawn(self.meter.run(self.settings.usage_flush_s), "usage-flush")
+        # The embedded cache dies with the process: every flush also writes the counts to SQLite.
+        after = self._persist if isinstance(self.cache, MemoryCache) else None
+        self.spawn(self.meter.run(self.settings.usage_flush_s, after), "usage-flush")
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self.live.connected.wait(), timeout=5)
+
+    async def _persist(self) -> None:
+        from trinity_beast.services.sync import move_all
+
+        await move_all(self.cache, self.db)
 
     async def stop(self) -> None:
         """Cancel background work, flush usage (nothing counted is lost), close the stores."""

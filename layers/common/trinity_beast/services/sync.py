@@ -31,7 +31,7 @@ from trinity_beast.stores.cache import Cache, CacheUnavailable
 from trinity_beast.domain.settings import Settings
 from trinity_beast.stores.db import Database
 from trinity_beast.domain.errors import DatabaseUnavailable
-from trinity_beast.domain.usage import CLAIM_PREFIX, MINUTE_PREFIX, MONTH_PREFIX, month_of, parse_bucket
+from trinity_beast.domain.usage import CLAIM_PREFIX, MINUTE_PREFIX, MONTH_PREFIX, OWN_PREFIX, month_of, parse_bucket
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +82,17 @@ async def finish_claim(cache: Cache, db: Database, key: str, result: SyncResult,
     await cache.delete(key)
 
 
+async def move_all(cache: Cache, db: Database) -> int:
+    """Move every minute bucket, open ones too, into the database now (the embedded mode after
+    each flush: its memory cache dies with the process). Returns the requests moved."""
+    result = SyncResult()
+    for key in await cache.keys(MINUTE_PREFIX):
+        claimed = f"{CLAIM_PREFIX}{minute_of(key)}:{uuid.uuid4().hex}"
+        if await cache.claim(key, claimed):
+            await finish_claim(cache, db, claimed, result, None)
+    return result.requests
+
+
 async def apply_retention(cache: Cache, db: Database, now: float, retention: Retention) -> int:
     folded = await asyncio.to_thread(db.roll_up, "minute", "hour", int(now - retention.minute_days * DAY_S))
     folded += await asyncio.to_thread(db.roll_up, "hour", "day", int(now - retention.hour_days * DAY_S))
@@ -89,9 +100,10 @@ async def apply_retention(cache: Cache, db: Database, now: float, retention: Ret
     await asyncio.to_thread(db.prune_batches, now - retention.minute_days * DAY_S)
     # Month totals drive limits; only this month and the last one can still matter.
     keep = {month_of(now), month_of(_month_start(now) - 1)}
-    for key in await cache.keys(MONTH_PREFIX):
-        if key.removeprefix(MONTH_PREFIX) not in keep:
-            await cache.delete(key)
+    for prefix in (MONTH_PREFIX, OWN_PREFIX):
+        for key in await cache.keys(prefix):
+            if key.removeprefix(prefix) not in keep:
+                await cache.delete(key)
     return folded
 
 

@@ -20,9 +20,9 @@ from trinity_beast.domain.errors import DatabaseUnavailable
 from trinity_beast.domain.envelope import Envelopes, utc_iso, utc_readable
 from trinity_beast.domain.keys import ApiKey
 from trinity_beast.domain.tick import Tick
-from trinity_beast.domain.usage import Quota, usage_fields
+from trinity_beast.domain.usage import NO_ASSET, Quota, usage_fields
 from trinity_beast.services.auth import KEYS_UNAVAILABLE, authenticate, quota_for
-from trinity_beast.services.prices.errors import BadRequest, NoPrice
+from trinity_beast.services.prices.errors import BadRequest, NoPrice, Throttled
 
 if TYPE_CHECKING:
     from trinity_beast.domain.settings import Settings
@@ -186,6 +186,14 @@ class PriceDesk:
         except NoPrice as exc:
             if tick is None:
                 return None, str(exc)
+            if isinstance(exc, Throttled):  # what is held, saying why it is not newer
+                entry = asset_entry(tick, now, time.perf_counter() - started)
+                if age(tick, now) > settings.stale_after_s:
+                    entry["stale"] = True
+                if max_age_s is not None:
+                    entry["max_age_met"] = False
+                entry["note"] = str(exc)
+                return entry, None
             if max_age_s is not None:
                 ms = round(age(tick, now) * 1000)
                 return None, f"price of {asset} is {ms} ms old, older than max_age_ms={round(max_age_s * 1000)}; {exc}"
@@ -195,6 +203,8 @@ class PriceDesk:
         return asset_entry(live, time.time(), time.perf_counter() - started, cached=False), None
 
     async def answer(self, request: PriceRequest, envelopes: Envelopes) -> PriceAnswer:
+        """Authenticate, validate, look the prices up, reserve one unit per price found (the
+        billing rule, docs/usage.md), answer what was reserved and meter it."""
         started = time.perf_counter()
         meter = self._meter
         try:
@@ -204,11 +214,18 @@ class PriceDesk:
         if problem is not None:
             return PriceAnswer(401, envelopes.error(ENDPOINT, 401, problem))
         assert key is not None
+        limit = 0 if key.unlimited else key.monthly_limit
 
-        def finish(status: int, data: Any, error: str | None, assets: str, quota: Quota | None) -> PriceAnswer:
-            meter.record(
-                key.id, ENDPOINT, assets, request.protocol, status, time.perf_counter() - started, billable=status == 200
-            )
+        def finish(status: int, data: Any, error: str | None, served: list[str], quota: Quota | None) -> PriceAnswer:
+            latency = time.perf_counter() - started
+            for asset in served:  # one row per price delivered: its label is a served (known) asset
+                meter.record(key.id, ENDPOINT, asset, request.protocol, status, latency, billable=not limit)
+            if not served:  # refusals, errors and misses: one row in the fixed bucket, never billed
+                meter.record(key.id, ENDPOINT, NO_ASSET, request.protocol, status, latency, billable=False)
+            if quota is not None and not limit:
+                quota = meter.quota(key.id, 0)  # includes what was just recorded
+                if data is not None and "monthly_usage" in data:
+                    data.update(usage_fields(quota))
             body = envelopes.build(ENDPOINT, status, data=data, error=error, api_key_id=key.id)
             return PriceAnswer(status, body, key, quota)
 
@@ -216,12 +233,11 @@ class PriceDesk:
             assets = parse_assets(request.assets)
             aggregate, max_age_s = parse_options(request.aggregate, request.max_age_ms)
         except BadRequest as exc:
-            return finish(400, None, str(exc), "-", None)
+            return finish(400, None, str(exc), [], None)
 
         quota = await quota_for(meter, key)
         if quota.exhausted:
-            message = f"monthly limit of {quota.limit} requests reached; the limit resets at {utc_iso(quota.reset_at)}"
-            return finish(429, usage_fields(quota), message, ",".join(assets), quota)
+            return finish(429, usage_fields(quota), limit_reached(quota), [], quota)
 
         now = time.time()
         entries: list[dict[str, Any]] = []
@@ -236,10 +252,18 @@ class PriceDesk:
             else:
                 entries.append(entry)
 
+        if entries and limit:
+            grant = await meter.reserve(key.id, limit, len(entries))
+            quota = grant.quota
+            if grant.units < len(entries):
+                why = OFFLINE_REFUSAL if grant.offline and not quota.exhausted else limit_reached(quota)
+                failed.extend({"asset": e["asset"], "reason": why} for e in entries[grant.units:])
+                entries = entries[: grant.units]
+                if not entries:
+                    status = 503 if grant.offline and not quota.exhausted else 429
+                    return finish(status, usage_fields(quota), why, [], quota)
+
         status = 200 if entries else 404
-        if status == 200:
-            # This request counts towards the month: report usage including it.
-            quota = Quota(used=quota.used + 1, limit=quota.limit, reset_at=quota.reset_at)
         data = {
             "assets": entries,
             "failed": failed,
@@ -247,4 +271,13 @@ class PriceDesk:
             **usage_fields(quota),
         }
         error = None if entries else "no price available for " + ", ".join(f["asset"] for f in failed)
-        return finish(status, data, error, ",".join(assets), quota)
+        return finish(status, data, error, [e["asset"] for e in entries], quota)
+
+
+OFFLINE_REFUSAL = (
+    "usage store unreachable and this process's allowance for limited keys is used up; retry shortly"
+)
+
+
+def limit_reached(quota: Quota) -> str:
+    return f"monthly limit of {quota.limit} prices reached; the limit resets at {utc_iso(quota.reset_at)}"

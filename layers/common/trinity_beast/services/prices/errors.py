@@ -9,3 +9,7 @@ class BadRequest(ValueError):
 
 class NoPrice(LookupError):
     """No exchange could price the asset; the message says why for each one tried."""
+
+
+class Throttled(NoPrice):
+    """The asset was fetched by REST too recently to be fetched again (upstream protection)."""

@@ -82,6 +82,27 @@ class Cache(ABC):
         """Set hash field (key, field) to `value` unless it exists; return what it holds after."""
 
     @abstractmethod
+    async def reserve(
+        self, month: str, own: str, key_id: str, owner: str, amount: int, limit: int, marker: str
+    ) -> tuple[int, int]:
+        """Take up to `amount` units of `key_id`'s total in hash `month` without passing `limit`
+        (0 = no check; a negative amount releases), adding what was granted to field
+        `owner|key_id` of hash `own` too, all in one atomic step. Returns (granted, total after);
+        (-1, 0) and nothing changed when the usage marker is not `marker` (the cache lost its data).
+        """
+
+    @abstractmethod
+    async def settle(self, month: str, own: str, key_id: str, owner: str, total: int, add: bool) -> int:
+        """Set field `owner|key_id` of `own` to `total`; when `add`, add the difference from what
+        it held to `key_id` in `month` (a process's units served while the cache was unreachable,
+        counted once even if some of its reservations did reach the cache). Returns the month total."""
+
+    @abstractmethod
+    async def mark(self, token: str) -> str:
+        """Set the usage marker to `token` unless one is set; return the marker held. A marker
+        that changed or vanished means the cache lost its data (a restart without persistence)."""
+
+    @abstractmethod
     async def claims(self) -> int:
         """How many claims ever succeeded: a reader that sees it unchanged across a read knows
         no counter hash moved under it."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections import defaultdict
 from typing import Callable, Iterable
 
@@ -34,6 +35,9 @@ class MemoryCache(Cache):
         self._hashes: dict[str, dict[str, int]] = defaultdict(dict)
         self._subscribers: dict[str, set[asyncio.Queue[bytes]]] = defaultdict(set)
         self._claims = 0
+        self._marker: str | None = None
+        # Reservations must be atomic even if a caller ever runs them off the event loop.
+        self._lock = threading.Lock()
 
     async def put_ticks(self, ticks: Iterable[Tick]) -> None:
         for tick in ticks:
@@ -86,6 +90,37 @@ class MemoryCache(Cache):
 
     async def hsetnx(self, key: str, field: str, value: int) -> int:
         return self._hashes[key].setdefault(field, value)
+
+    async def reserve(
+        self, month: str, own: str, key_id: str, owner: str, amount: int, limit: int, marker: str
+    ) -> tuple[int, int]:
+        with self._lock:
+            if self._marker != marker:
+                return -1, 0
+            totals = self._hashes[month]
+            current = totals.get(key_id, 0)
+            granted = min(amount, max(limit - current, 0)) if amount > 0 and limit > 0 else amount
+            if granted:
+                totals[key_id] = current = current + granted
+                field = f"{owner}|{key_id}"
+                self._hashes[own][field] = self._hashes[own].get(field, 0) + granted
+            return granted, current
+
+    async def settle(self, month: str, own: str, key_id: str, owner: str, total: int, add: bool) -> int:
+        with self._lock:
+            field = f"{owner}|{key_id}"
+            before = self._hashes[own].get(field, 0)
+            self._hashes[own][field] = total
+            totals = self._hashes[month]
+            if add and total != before:
+                totals[key_id] = totals.get(key_id, 0) + total - before
+            return totals.get(key_id, 0)
+
+    async def mark(self, token: str) -> str:
+        with self._lock:
+            if self._marker is None:
+                self._marker = token
+            return self._marker
 
     async def claims(self) -> int:
         return self._claims

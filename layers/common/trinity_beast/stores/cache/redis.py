@@ -50,6 +50,47 @@ return tonumber(redis.call('HGET', KEYS[1], ARGV[1]))
 """
 
 
+# The usage marker: set once per cache lifetime; gone or changed = the cache lost its data.
+_MARKER = "{usage}:marker"
+
+# KEYS: month hash, own hash, marker. ARGV: key id, owner|key id, amount, limit, marker.
+# Checks the marker, then takes up to `amount` without passing `limit` (0 = no check; a
+# negative amount releases) and adds it to the owner's own total too.
+_RESERVE_LUA = """
+if redis.call('GET', KEYS[3]) ~= ARGV[5] then
+  return {-1, 0}
+end
+local cur = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
+local amount = tonumber(ARGV[3])
+local limit = tonumber(ARGV[4])
+local granted = amount
+if amount > 0 and limit > 0 then
+  granted = math.max(math.min(amount, limit - cur), 0)
+end
+if granted ~= 0 then
+  cur = redis.call('HINCRBY', KEYS[1], ARGV[1], granted)
+  redis.call('HINCRBY', KEYS[2], ARGV[2], granted)
+end
+return {granted, cur}
+"""
+
+# KEYS: month hash, own hash. ARGV: key id, owner|key id, total, add (1/0).
+_SETTLE_LUA = """
+local before = tonumber(redis.call('HGET', KEYS[2], ARGV[2]) or '0')
+local total = tonumber(ARGV[3])
+redis.call('HSET', KEYS[2], ARGV[2], total)
+if ARGV[4] == '1' and total ~= before then
+  return redis.call('HINCRBY', KEYS[1], ARGV[1], total - before)
+end
+return tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
+"""
+
+_MARK_LUA = """
+redis.call('SET', KEYS[1], ARGV[1], 'NX')
+return redis.call('GET', KEYS[1])
+"""
+
+
 class _RedisSubscription(Subscription):
     def __init__(self, pubsub: aioredis.client.PubSub) -> None:
         self._pubsub = pubsub
@@ -82,6 +123,9 @@ class RedisCache(Cache):
         self._hmax = self._redis.register_script(_HMAX_LUA)
         self._claim = self._redis.register_script(_CLAIM_LUA)
         self._hsetnx = self._redis.register_script(_HSETNX_LUA)
+        self._reserve = self._redis.register_script(_RESERVE_LUA)
+        self._settle = self._redis.register_script(_SETTLE_LUA)
+        self._mark = self._redis.register_script(_MARK_LUA)
 
     def _k(self, key: str) -> str:
         return f"{self._ns}:{key}"
@@ -178,6 +222,35 @@ class RedisCache(Cache):
             return int(await self._hsetnx(keys=[self._k(key)], args=[field, value]))
         except RedisError as exc:
             raise CacheUnavailable(str(exc)) from exc
+
+    async def reserve(
+        self, month: str, own: str, key_id: str, owner: str, amount: int, limit: int, marker: str
+    ) -> tuple[int, int]:
+        try:
+            granted, total = await self._reserve(
+                keys=[self._k(month), self._k(own), self._k(_MARKER)],
+                args=[key_id, f"{owner}|{key_id}", amount, limit, marker],
+            )
+        except RedisError as exc:
+            raise CacheUnavailable(str(exc)) from exc
+        return int(granted), int(total)
+
+    async def settle(self, month: str, own: str, key_id: str, owner: str, total: int, add: bool) -> int:
+        try:
+            return int(
+                await self._settle(
+                    keys=[self._k(month), self._k(own)], args=[key_id, f"{owner}|{key_id}", total, 1 if add else 0]
+                )
+            )
+        except RedisError as exc:
+            raise CacheUnavailable(str(exc)) from exc
+
+    async def mark(self, token: str) -> str:
+        try:
+            held = await self._mark(keys=[self._k(_MARKER)], args=[token])
+        except RedisError as exc:
+            raise CacheUnavailable(str(exc)) from exc
+        return held.decode() if isinstance(held, bytes) else str(held)
 
     async def claims(self) -> int:
         try:

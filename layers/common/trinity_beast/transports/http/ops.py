@@ -106,8 +106,16 @@ def feed_check(rt: "Runtime") -> dict[str, Any]:
 
 async def cache_check(rt: "Runtime", subscribed: bool) -> dict[str, Any]:
     reachable = bool(await _within(rt.cache.ping()))
-    ok = reachable and (rt.live.connected.is_set() or not subscribed)
-    return {"ok": ok, "reachable": reachable, "subscribed": rt.live.connected.is_set()}
+    ok = reachable and (rt.live.connected.is_set() or not subscribed) and not rt.meter.restoring
+    lost = rt.meter.lost_at
+    return {
+        "ok": ok,
+        "reachable": reachable,
+        "subscribed": rt.live.connected.is_set(),
+        # The cache lost its usage data (a restart without persistence): when this process saw it.
+        "usage_data_lost_at": None if lost is None else round(lost, 3),
+        "restoring_usage": rt.meter.restoring,
+    }
 
 
 async def database_check(rt: "Runtime") -> dict[str, Any]:
@@ -134,6 +142,8 @@ def _not_ready_reason(checks: dict[str, Any]) -> str:
         if name == "feeds":
             age_s = check["newest_price_age_s"]
             reasons.append("no fresh price feed" + ("" if age_s is None else f" (newest price {age_s:g} s old)"))
+        elif name == "cache" and check.get("reachable") and check.get("restoring_usage"):
+            reasons.append("cache lost its usage data: restoring month totals")
         else:
             reasons.append(f"{name} unreachable")
     return "not ready: " + "; ".join(reasons)
@@ -157,6 +167,10 @@ def runtime_samples(rt: "Runtime") -> Iterable[Sample]:
                  meter.pending())
     yield sample("beast_usage_flush_failures_total", "counter", "Usage flushes deferred because the cache was down.",
                  meter.flush_failures)
+    yield sample("beast_usage_cache_losses_total", "counter",
+                 "Times this process found the cache had lost its usage data (month totals restored).", meter.losses)
+    yield sample("beast_usage_offline_units", "gauge",
+                 "Units served to limited keys while the cache was unreachable, not yet settled.", meter.offline_units())
     stats = sync.STATS
     yield sample("beast_sync_runs_total", "counter", "Usage sync passes started by this process.", stats.runs)
     yield sample("beast_sync_failures_total", "counter", "Usage sync passes that failed (retried with backoff).",

@@ -36,10 +36,26 @@ class Client:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     closing: tuple[int, str] | None = None
     direct: DirectSocket | None = None  # the server's connection, when updates can be written to it as ready frames
+    last_push: dict[str, float] = field(default_factory=dict)  # asset -> monotonic time of its last update
+    held: dict[str, tuple[bytes, bytes, float]] = field(default_factory=dict)  # asset -> newest update not yet due
 
     def __post_init__(self) -> None:
         self.key_json = orjson.dumps(self.key.id)
         self.metered_here = self.key.unlimited  # limited keys go through the writer, which checks quota
+
+    def due(self, asset: str, now: float, interval: float) -> bool:
+        """True (and the push is noted) when the last update of `asset` is `interval` old: pushes
+        are coalesced to BEAST_WS_MAX_PUSHES_PER_S per asset, whatever the upstream tick rate."""
+        if now - self.last_push.get(asset, -1e18) < interval:
+            return False
+        self.last_push[asset] = now
+        return True
+
+    def hold(self, asset: str, head: bytes, tail: bytes, published: float) -> bool:
+        """Keep the newest update of `asset` until it is due; True when none was held (start a timer)."""
+        first = asset not in self.held
+        self.held[asset] = (head, tail, published)
+        return first
 
     def push_now(self, frame_head: bytes, tail: bytes) -> bool:
         """Write an update straight to the socket when nothing is queued ahead of it and the
@@ -58,6 +74,7 @@ class Client:
 
     def forget(self, asset: str) -> None:
         self.prices = deque(p for p in self.prices if p[0] != asset)
+        self.held.pop(asset, None)
 
     def reply(self, message: bytes) -> None:
         if len(self.control) >= MAX_CONTROL_BACKLOG:

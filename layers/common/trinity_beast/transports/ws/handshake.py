@@ -48,7 +48,7 @@ async def accepted_key(keys: KeyRing, meter: Meter, scope: dict[str, Any], send:
         return None
     quota = await quota_for(meter, key)
     if quota.exhausted:
-        reason = f"monthly limit of {quota.limit} requests reached; resets at {utc_iso(quota.reset_at)}"
+        reason = f"monthly limit of {quota.limit} prices reached; resets at {utc_iso(quota.reset_at)}"
         await send({"type": "websocket.close", "code": 1008, "reason": reason})
         return None
     return key

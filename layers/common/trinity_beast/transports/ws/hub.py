@@ -1,7 +1,8 @@
 """The WebSocket push feed: `/ws/prices?api_key=KEY` on the LPO port.
 
-A client subscribes to assets and gets every change of their served price the moment it
-reaches this process (the in-process book follows the cache's pub/sub, so clients of any
+A client subscribes to assets and gets each change of their served price the moment it
+reaches this process, coalesced to at most BEAST_WS_MAX_PUSHES_PER_S updates per asset (the
+newest of a burst is sent when due), so upstream tick bursts cost a client neither CPU nor bill (the in-process book follows the cache's pub/sub, so clients of any
 LPO process see every update). The hub keeps who is subscribed to what and fans each update
 out: serialized once (frames.py), only the caller's key id spliced in per client, written
 straight to the socket when nothing is queued ahead (uvicorn_direct.py) or queued for the
@@ -71,9 +72,16 @@ class Hub:
             return  # nobody listens, or this exchange's tick is not the price we serve
         head, tail = self.messages.price_parts(tick)
         now = time.perf_counter()
+        mono = time.monotonic()
+        interval = 1.0 / self.rt.settings.ws_max_pushes_per_s
         frame_heads: dict[int, bytes] = {}  # by key-id length: the frame header + the head, encoded once
         pushed: dict[str, int] = {}
         for client in clients:
+            if not client.due(tick.asset, mono, interval):  # coalesced: the newest goes out when due
+                if client.hold(tick.asset, head, tail, now):
+                    wait = client.last_push[tick.asset] + interval - mono
+                    asyncio.get_running_loop().call_later(max(wait, 0.0), self._release_held, client, tick.asset)
+                continue
             if client.metered_here and client.direct is not None:
                 size = len(head) + len(client.key_json) + len(tail)
                 frame_head = frame_heads.get(size)
@@ -85,6 +93,20 @@ class Hub:
             client.offer(tick.asset, head, tail, now)
         if pushed:
             self.deliveries.pushed(tick.asset, pushed, time.perf_counter() - now)
+
+    def _release_held(self, client: Client, asset: str) -> None:
+        """Send the newest update of `asset` that arrived while the client's last one was recent."""
+        parts = client.held.pop(asset, None)
+        if parts is None or client.closing is not None or asset not in client.assets:
+            return
+        head, tail, published = parts
+        client.last_push[asset] = time.monotonic()
+        if client.metered_here and client.direct is not None:
+            size = len(head) + len(client.key_json) + len(tail)
+            if client.push_now(text_frame_header(size) + head, tail):
+                self.deliveries.pushed(asset, {client.key.id: 1}, time.perf_counter() - published)
+                return
+        client.offer(asset, head, tail, published)
 
     # ---- client actions ------------------------------------------------------------------
     def handle(self, client: Client, frame: str | bytes) -> None:
@@ -117,6 +139,7 @@ class Hub:
         for asset in new:  # the current price at once: a client never waits for the next tick
             tick = self.served(asset)
             if tick is not None:
+                client.last_push[asset] = time.monotonic()
                 client.offer(asset, *self.messages.price_parts(tick), time.perf_counter())
             else:
                 self.rt.spawn(self._fetch_first(asset), f"ws-first-{asset}")

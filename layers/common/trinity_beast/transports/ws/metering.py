@@ -20,10 +20,10 @@ class Deliveries:
     metrics: Metrics
     count: int = 0  # updates delivered since start
 
-    def one(self, key_id: str, asset: str, latency: float) -> None:
-        """One update sent by a client's writer."""
+    def one(self, key_id: str, asset: str, latency: float, billable: bool = True) -> None:
+        """One update sent by a client's writer (`billable` False: its unit was reserved already)."""
         self.count += 1
-        self.meter.record(key_id, ENDPOINT, asset, "ws", 200, latency, True)
+        self.meter.record(key_id, ENDPOINT, asset, "ws", 200, latency, billable)
         self.metrics.observe("WS", ENDPOINT, "ws", 200, latency)
 
     def pushed(self, asset: str, per_key: dict[str, int], latency: float) -> None:

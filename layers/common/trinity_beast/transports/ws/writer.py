@@ -1,7 +1,8 @@
 """The per-client writer: sends a client's queued replies and updates at the pace it reads.
 
-One task per connection drains the client's queues through the ASGI `send`, checks a limited
-key's monthly quota before each update (a push beyond it ends the feed with a 429 and 1008),
+One task per connection drains the client's queues through the ASGI `send`, reserves one unit
+of a limited key's month before each update (Meter.reserve: exact across processes; a push
+beyond the limit ends the feed with a 429 and 1008, an unsent one is released),
 and drops a client that accepts nothing for `slow_client_s` with a reason, so one stuck
 reader costs a bounded queue and never holds up the fan-out.
 """
@@ -44,14 +45,24 @@ class Writer:
                         await asyncio.wait_for(_send(client, client.control.popleft()), self.slow_client_s)
                         continue
                     asset, head, tail, published = client.prices.popleft()
-                    if limit and meter.quota(client.key.id, limit).exhausted:
-                        quota = meter.quota(client.key.id, limit)
-                        error = f"monthly limit of {limit} requests reached; the limit resets at {utc_iso(quota.reset_at)}"
-                        await _send(client, self.messages.reply(client.key.id, 429, None, error))
-                        client.close(1008, "monthly limit reached")
-                        break
-                    await asyncio.wait_for(_send(client, head + client.key_json + tail), self.slow_client_s)
-                    self.deliveries.one(client.key.id, asset, time.perf_counter() - published)
+                    if limit:  # one unit reserved before the push (the billing rule, docs/usage.md)
+                        grant = await meter.reserve(client.key.id, limit, 1)
+                        if not grant.units:
+                            if grant.offline and not grant.quota.exhausted:
+                                client.close(1013, "usage store unreachable: reconnect shortly")
+                                break
+                            quota = grant.quota
+                            error = f"monthly limit of {limit} prices reached; the limit resets at {utc_iso(quota.reset_at)}"
+                            await _send(client, self.messages.reply(client.key.id, 429, None, error))
+                            client.close(1008, "monthly limit reached")
+                            break
+                    try:
+                        await asyncio.wait_for(_send(client, head + client.key_json + tail), self.slow_client_s)
+                    except BaseException:
+                        if limit:
+                            await meter.release(client.key.id, 1)  # not delivered: not billed
+                        raise
+                    self.deliveries.one(client.key.id, asset, time.perf_counter() - published, billable=not limit)
                 if client.closing is not None:
                     code, reason = client.closing
                     await asyncio.wait_for(client.send({"type": "websocket.close", "code": code, "reason": reason}), 1)
