@@ -176,7 +176,10 @@ def test_usage_keys_share_one_cluster_slot() -> None:
 
     from trinity_beast.domain.usage import CLAIM_PREFIX, MINUTE_PREFIX, MONTH_PREFIX
 
-    keys = [f"beast:{MINUTE_PREFIX}29000000", f"beast:{CLAIM_PREFIX}29000000:ab12", f"beast:{MONTH_PREFIX}2026-11"]
+    from trinity_beast.domain.usage import OWN_PREFIX
+
+    keys = [f"beast:{MINUTE_PREFIX}29000000", f"beast:{CLAIM_PREFIX}29000000:ab12", f"beast:{MONTH_PREFIX}2026-11",
+            f"beast:{OWN_PREFIX}2026-11", "beast:{usage}:marker", "beast:{usage}:claims"]
     assert len({key_slot(k.encode()) for k in keys}) == 1
 
 
@@ -187,3 +190,43 @@ async def test_hsetnx_sets_only_an_absent_field(cache_backend: Cache) -> None:
     assert await cache_backend.hsetnx("usage:s", "k", 100) == 8
     results = await asyncio.gather(*(cache_backend.hsetnx("usage:r", "k", v) for v in range(1, 20)))
     assert len(set(results)) == 1  # one writer won; everyone sees its value
+
+
+M, OWN = "{usage}:month:2026-12", "{usage}:own:2026-12"
+
+
+async def test_reserve_never_passes_the_limit_under_concurrency(cache_backend: Cache) -> None:
+    """The atomic check-and-increment behind exact monthly limits: 300 concurrent reservations
+    of 1-3 units against a limit of 50 grant exactly 50, each one whole or in part."""
+    marker = await cache_backend.mark("m1")
+    asks = [1 + i % 3 for i in range(300)]
+    grants = await asyncio.gather(
+        *(cache_backend.reserve(M, OWN, "k", f"p{i % 2}", n, 50, marker) for i, n in enumerate(asks))
+    )
+    assert sum(g for g, _ in grants) == 50
+    assert all(0 <= g <= n for (g, _), n in zip(grants, asks))
+    assert (await cache_backend.hgetall(M))["k"] == 50
+    own = await cache_backend.hgetall(OWN)
+    assert own["p0|k"] + own["p1|k"] == 50
+    assert await cache_backend.reserve(M, OWN, "k", "p0", 1, 50, marker) == (0, 50)
+    assert await cache_backend.reserve(M, OWN, "k", "p0", -2, 0, marker) == (-2, 48)  # a release
+    assert await cache_backend.reserve(M, OWN, "k", "p0", 5, 0, marker) == (5, 53)  # 0 = no limit
+
+
+async def test_reserve_refuses_when_the_marker_changed(cache_backend: Cache) -> None:
+    assert await cache_backend.mark("first") == "first"
+    assert await cache_backend.mark("second") == "first"  # set once
+    assert await cache_backend.reserve(M, OWN, "k", "p", 1, 10, "other") == (-1, 0)
+    assert await cache_backend.hgetall(M) == {}
+
+
+async def test_settle_counts_offline_units_once(cache_backend: Cache) -> None:
+    """A process served 5 units offline; 2 of its reservations did reach the cache after all
+    (timed out on its side). Settling its own total of 5 adds 3, and settling again adds nothing."""
+    marker = await cache_backend.mark("m")
+    await cache_backend.reserve(M, OWN, "k", "other", 10, 0, marker)
+    await cache_backend.reserve(M, OWN, "k", "p", 2, 0, marker)
+    assert await cache_backend.settle(M, OWN, "k", "p", 5, True) == 15
+    assert await cache_backend.settle(M, OWN, "k", "p", 5, True) == 15
+    assert (await cache_backend.hgetall(OWN))["p|k"] == 5
+    assert await cache_backend.settle(M, OWN, "k", "p", 7, False) == 15  # reset without adding

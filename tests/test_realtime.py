@@ -208,6 +208,7 @@ async def test_a_slow_client_gets_the_latest_values_and_memory_stays_bounded(srv
 async def test_a_client_that_stops_reading_is_dropped_with_a_reason(srv: InProcessServer) -> None:
     hub = srv.app.hub
     hub.writer.slow_client_s = 0.5
+    hub.push_interval_s = 0.0  # every update pushed (not coalesced), to fill the socket
     sock = small_window_socket(srv)
     async with connect(ws_url(srv, srv.admin_key), sock=sock, max_queue=1) as ws:
         await ws.send(json.dumps({"subscribe": srv.rt.registry.assets[:40]}))
@@ -261,7 +262,7 @@ async def test_a_subscriber_past_its_limit_is_told_and_disconnected(srv: InProce
 
 def test_two_lpo_processes_over_one_redis_both_deliver_every_update(request: pytest.FixtureRequest, tmp_path: Path) -> None:
     env = {**stack_env(request, "production", tmp_path), "BEAST_FEEDS": "false", "BEAST_PREWARM": "false",
-           "APP_REPORT_SERVER": "false"}
+           "APP_REPORT_SERVER": "false", "BEAST_WS_MAX_PUSHES_PER_S": "1000"}  # 100 updates/s: none coalesced
     first = start_beast_serve(env, cwd=tmp_path)
     secret = next(line.split()[1] for line in first.first_output.splitlines() if line.strip().startswith("key:"))
     second = start_beast_serve({k: v for k, v in env.items()}, cwd=tmp_path)

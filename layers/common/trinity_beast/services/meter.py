@@ -248,7 +248,7 @@ class Meter:
         """Compare the cache's usage marker with ours; True when the cache lost its data."""
         if self._marker is not None and not force and not self._down:
             return False
-        held = await self._cache.mark(self._marker or uuid.uuid4().hex)
+        held = await self._cache.mark(uuid.uuid4().hex)  # set only if absent: a new one means a loss
         lost = self._marker is not None and held != self._marker
         if lost:
             self.losses += 1

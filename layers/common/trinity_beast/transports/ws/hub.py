@@ -57,6 +57,7 @@ class Hub:
         self.deliveries = Deliveries(rt.meter, rt.metrics)
         self.writer = Writer(self.deliveries, self.messages)
         self.revalidate_s = REVALIDATE_S
+        self.push_interval_s = 1.0 / rt.settings.ws_max_pushes_per_s  # per client and asset
         self._revalidating: asyncio.Task | None = None
         rt.live.on_update(self.on_tick)
 
@@ -73,7 +74,7 @@ class Hub:
         head, tail = self.messages.price_parts(tick)
         now = time.perf_counter()
         mono = time.monotonic()
-        interval = 1.0 / self.rt.settings.ws_max_pushes_per_s
+        interval = self.push_interval_s
         frame_heads: dict[int, bytes] = {}  # by key-id length: the frame header + the head, encoded once
         pushed: dict[str, int] = {}
         for client in clients:
