@@ -187,6 +187,9 @@ class PriceDesk:
             if tick is None:
                 return None, str(exc)
             if isinstance(exc, Throttled):  # what is held, saying why it is not newer
+                recent = self._fallback().recent(asset)
+                if recent is not None and recent.received_ts > tick.received_ts:
+                    tick = recent
                 entry = asset_entry(tick, now, time.perf_counter() - started)
                 if age(tick, now) > settings.stale_after_s:
                     entry["stale"] = True

@@ -19,6 +19,7 @@ import logging
 import time
 from collections import Counter
 
+from trinity_beast.domain.book import pick
 from trinity_beast.domain.tick import Tick
 from trinity_beast.exchanges import ExchangeError, UnknownInstrument
 from trinity_beast.services.prices.errors import NoPrice, Throttled
@@ -38,6 +39,7 @@ class RestFallback:
         self._failures: dict[str, tuple[float, str]] = {}
         self._called: dict[tuple[str, str], float] = {}  # (exchange, asset) -> monotonic time of the last call
         self._priced: dict[str, float] = {}  # asset -> monotonic time of the last REST price
+        self._recent: dict[str, Tick] = {}  # asset -> its last REST price (kept out of the book when fed)
         self.calls: Counter[str] = Counter()  # REST calls made, per exchange
 
     async def fetch(self, asset: str) -> Tick:
@@ -64,6 +66,7 @@ class RestFallback:
             cutoff = time.monotonic() - self.min_interval_s
             self._called = {k: t for k, t in self._called.items() if t > cutoff}
             self._priced = {k: t for k, t in self._priced.items() if t > cutoff}
+            self._recent = {k: t for k, t in self._recent.items() if k in self._priced}
         tried = 0
         for exchange in exchanges:
             if time.monotonic() - self._called.get((exchange, asset), -1e18) < self.min_interval_s:
@@ -72,17 +75,29 @@ class RestFallback:
             self._called[(exchange, asset)] = time.monotonic()
             self.calls[exchange] += 1
             try:
-                tick = await self._rest.fetch(exchange, asset, self._timeout_s)
+                tick = await self._rest.fetch(exchange, asset, self._timeout_s, share=not self._fed(asset))
             except (ExchangeError, UnknownInstrument) as exc:
                 problems.append(str(exc))
             else:
                 self._priced[asset] = time.monotonic()
+                self._recent[asset] = tick
                 return tick
         if not tried:
             raise Throttled(self._throttled(asset))
         reason = "no live price: " + "; ".join(problems)
         self._failures[asset] = (time.monotonic() + FAILURE_MEMORY_S, reason)
         raise NoPrice(reason)
+
+    def recent(self, asset: str) -> Tick | None:
+        """The last REST price of `asset` (what a caller within the interval is answered)."""
+        return self._recent.get(asset)
+
+    def _fed(self, asset: str) -> bool:
+        """A fresh feed price is held: a REST price (asked by one key's max_age_ms) is answered to
+        its asker but not put in the book, so what others are served and pushed is unchanged."""
+        settings = self._rest.settings
+        tick, fresh = pick(self._rest.live_ticks(asset), settings.exchange_priority, time.time(), settings.stale_after_s)
+        return tick is not None and fresh and tick.source == "ws"
 
     def _throttled(self, asset: str) -> str:
         return f"{asset} was refreshed from the exchanges less than {self.min_interval_s:g} s ago (at most one REST call per exchange and asset per {self.min_interval_s:g} s)"

@@ -47,12 +47,16 @@ class RestPrices:
         self._cache = cache
         self._client = client  # the process's pooled client, made on first use
 
+    def live_ticks(self, asset: str) -> dict[str, Tick]:
+        return self._live.get(asset)
+
     def usd_rate(self, quote: str) -> Decimal | None:
         s = self.settings
         return usd_rate(quote, self._live.get(quote), s.exchange_priority, time.time(), s.stale_after_s)
 
-    async def fetch(self, exchange: str, asset: str, timeout_s: float) -> Tick:
-        """The USD price of `asset` from `exchange`'s REST ticker, now in this process and the cache.
+    async def fetch(self, exchange: str, asset: str, timeout_s: float, share: bool = True) -> Tick:
+        """The USD price of `asset` from `exchange`'s REST ticker, now in this process and the cache
+        (with `share` False only returned: the feeds' prices stay what everyone is served).
 
         Raises ExchangeError (NoUsdRate among them) or UnknownInstrument with a reason to show.
         """
@@ -61,7 +65,9 @@ class RestPrices:
         )
         tick = convert(raw, self.usd_rate)
         if tick is None:
-            raise NoUsdRate(f"{exchange}: no live {raw.quote}/USD rate to convert its price")
+            raise NoUsdRate(exchange, f"no live {raw.quote}/USD rate to convert its price")
+        if not share:
+            return tick
         self._live.apply(tick)
         try:
             await self._cache.put_tick(tick)

@@ -77,7 +77,12 @@ class Hub:
         interval = self.push_interval_s
         frame_heads: dict[int, bytes] = {}  # by key-id length: the frame header + the head, encoded once
         pushed: dict[str, int] = {}
+        rest = tick.source == "rest"
         for client in clients:
+            if rest and tick.asset in client.last_push:
+                # A REST refresh (another key's max_age_ms, prewarm) only gives a first price:
+                # what a subscriber receives, and pays for, follows the exchanges' feeds alone.
+                continue
             if not client.due(tick.asset, mono, interval):  # coalesced: the newest goes out when due
                 if client.hold(tick.asset, head, tail, now):
                     wait = client.last_push[tick.asset] + interval - mono
