@@ -228,9 +228,10 @@ def test_a_paused_redis_never_lets_a_key_past_its_limit(request: pytest.FixtureR
             tally = Tally()
             paced(p, secret, 60, lambda t: t.total >= 40, tally)
             private.pause()
-            paused_at = time.monotonic()
+            paused_at, before = time.monotonic(), tally.total
             paced(p, secret, 60, lambda t: time.monotonic() - paused_at >= 3.0, tally)
             private.resume()
+            assert tally.total > before  # served meanwhile, from the offline allowance
             paced(p, secret, 60, refused_a_while, tally)
             assert tally.total == 100, tally.statuses
             assert tally.usage_seen == sorted(tally.usage_seen) and tally.usage_seen[-1] == 100
