@@ -320,3 +320,38 @@ def test_sigkill_never_resets_a_quota(request: pytest.FixtureRequest, tmp_path: 
         assert me["data"]["monthly_usage"] == LIMIT
     finally:
         stop_beast(p)
+
+
+@pytest.mark.parametrize("assets", ["BTC", "BTC,ETH"])
+@pytest.mark.parametrize("stack", ["embedded", "production"])
+def test_200_concurrent_max_age_requests_get_exactly_the_limit(
+    request: pytest.FixtureRequest, tmp_path: Path, stack: str, assets: str
+) -> None:
+    """Probe rows 1-2: limit 50, 200 concurrent `GET /price?asset=…&max_age_ms=1` (prices from
+    the simulator's feeds and REST; production: two processes on one Redis). 50 units, exactly."""
+    env = {**stack_env(request, stack, tmp_path), "BEAST_PREWARM": "false", "BEAST_SYNC_EVERY_S": "3600"}
+    procs = [start_beast_serve(env, cwd=tmp_path, args=("--sim",))]
+    try:
+        if stack == "production":
+            procs.append(start_beast_serve(env, cwd=tmp_path, args=("--sim",)))
+        for p in procs:
+            wait_for_prices(p)
+        _, secret = make_key(env, LIMIT)
+        tally = Tally()
+
+        async def burst() -> None:
+            async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=100)) as client:
+                answers = await asyncio.gather(*(
+                    client.get(f"{procs[i % len(procs)].url}/price", params={"asset": assets, "max_age_ms": "1"},
+                               headers={"Authorization": f"Bearer {secret}"})
+                    for i in range(200)))
+            for r in answers:
+                tally.answer("http", r.json())
+
+        asyncio.run(burst())
+        print(f"{stack} {assets}: units {tally.total}, statuses {tally.statuses}")
+        assert tally.total == LIMIT, tally.statuses
+        assert set(tally.statuses) <= {200, 429}, tally.statuses
+    finally:
+        for p in procs:
+            stop_beast(p)

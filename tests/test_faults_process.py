@@ -142,4 +142,6 @@ def test_sigkill_loses_at_most_the_last_flush_interval(request: pytest.FixtureRe
     proc.proc.kill()
     proc.proc.wait(10)
     per, month = counted(namespace, key_id)
-    assert 50 <= per[("http", 200)] <= 70 and per[("http", 200)] == month
+    # Usage rows: at most the last flush interval lost. The month total (reserved before each
+    # answer, docs/usage.md) lost nothing: all 70 are in it.
+    assert 50 <= per[("http", 200)] <= 70 and month == 70
