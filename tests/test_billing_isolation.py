@@ -23,7 +23,7 @@ import httpx
 import pytest
 from websockets.asyncio.client import connect
 
-from support import InProcessServer, in_process_server, stack_env
+from support import in_process_server, stack_env
 from trinity_beast.domain.tick import Tick
 from trinity_beast.services.sync import move_all
 
@@ -60,7 +60,7 @@ class Looper:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> "Looper":
+    def __enter__(self) -> Looper:
         self._thread.start()
         return self
 

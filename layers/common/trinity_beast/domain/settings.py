@@ -99,6 +99,17 @@ def _limit(env: Mapping[str, str], name: str, default: int) -> int:
     return int(raw.strip())
 
 
+def _allowance(env: Mapping[str, str]) -> int:
+    """BEAST_USAGE_OFFLINE_ALLOWANCE: a whole number >= 0, where 0 means refuse while the cache is down."""
+    try:
+        return _limit(env, "BEAST_USAGE_OFFLINE_ALLOWANCE", 100)
+    except ConfigError:
+        raw = env.get("BEAST_USAGE_OFFLINE_ALLOWANCE")
+        raise ConfigError(
+            f"BEAST_USAGE_OFFLINE_ALLOWANCE: expected a whole number of units (0 = refuse while the cache is unreachable), got {raw!r}"
+        ) from None
+
+
 def _positive_float(env: Mapping[str, str], name: str, default: float, unit: str = "seconds") -> float:
     raw = env.get(name)
     if raw is None or raw == "":
@@ -241,7 +252,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         admin_key_secret_arn=_secret_id(env, "BEAST_ADMIN_KEY_SECRET_ARN"),
         ws_max_per_key=_limit(env, "BEAST_WS_MAX_PER_KEY", 20),
         ws_max_per_ip=_limit(env, "BEAST_WS_MAX_PER_IP", 100),
-        usage_offline_allowance=_limit(env, "BEAST_USAGE_OFFLINE_ALLOWANCE", 100),
+        usage_offline_allowance=_allowance(env),
         ws_max_pushes_per_s=_positive_float(env, "BEAST_WS_MAX_PUSHES_PER_S", 10.0, "pushes per second"),
         rest_min_interval_s=_positive_float(env, "BEAST_REST_MIN_INTERVAL_S", 1.0),
         log_level=log_level,

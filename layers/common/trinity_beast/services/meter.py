@@ -30,7 +30,7 @@ import time
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from trinity_beast.domain.usage import (
     FIELD_SEP,
@@ -334,7 +334,7 @@ class Meter:
             for key, n in month_items:  # flushed: now part of the cache's total
                 self._month_pending[key] -= n
             month_totals = totals[len(totals) - len(month_items):] if month_items else []
-            for (key, _), total in zip(month_items, month_totals):
+            for (key, _), total in zip(month_items, month_totals, strict=True):
                 self._raise_known(key, total)
             for key_id, total in fresh.items():
                 self._raise_known((current, key_id), total)
