@@ -195,7 +195,7 @@ class Meter:
                 self._calls -= 1
             if _retry:  # the cache lost its data: restore the month totals, then reserve again
                 try:
-                    await self._restore(await self._check_marker(force=True))
+                    await self._check_marker(force=True)
                 except CacheUnavailable as exc:
                     self._go_down(exc)
                 return await self.reserve(key_id, limit, units, now, _retry=False)
@@ -244,41 +244,47 @@ class Meter:
             self._month_known[key] = total
 
     # ---- the cache's data ------------------------------------------------------------------
-    async def _check_marker(self, force: bool = False) -> bool:
-        """Compare the cache's usage marker with ours; True when the cache lost its data."""
-        if self._marker is not None and not force and not self._down:
-            return False
+    async def _check_marker(self, force: bool = False) -> None:
+        """Compare the cache's usage marker with ours; on a change (the cache lost its data)
+        restore the month totals before adopting the new marker, so no reservation of this
+        process runs against the emptied totals meanwhile (they are refused by the old marker)."""
+        if self._marker is not None and not force:
+            return
         held = await self._cache.mark(uuid.uuid4().hex)  # set only if absent: a new one means a loss
-        lost = self._marker is not None and held != self._marker
-        if lost:
+        if self._marker is None:
+            self._marker = held
+            return
+        if held == self._marker:
+            return
+        async with self._restore_lock:
+            if held == self._marker:  # restored by another task meanwhile
+                return
             self.losses += 1
             self.lost_at = self._clock()
             log.error("the cache lost its usage data (marker %s, was %s): restoring month totals", held, self._marker)
-        self._marker = held
-        return lost
+            await self._restore()
+            self._marker = held
 
-    async def _restore(self, lost: bool) -> None:
+    async def _restore(self) -> None:
         """After a loss: raise every month total this process knows to at least what it knew
-        (and what the database holds), and reset its own totals without adding them again."""
-        if not lost:
-            return
-        async with self._restore_lock:
-            self.restoring = True
-            try:
-                current = month_of(self._clock())
-                for (month, key_id), known in list(self._month_known.items()):
-                    if month != current:
-                        continue
-                    value = known + self._offline.get((month, key_id), 0)
-                    if self._seed is not None:
-                        now = self._clock()
-                        value = max(value, await self._seed(key_id, int(month_start(now)), int(month_reset(now))))
-                    await self._cache.hincr([], [(f"{MONTH_PREFIX}{month}", key_id, value)])
-                for (month, key_id), mine in list(self._mine.items()):
-                    await self._cache.settle(f"{MONTH_PREFIX}{month}", f"{OWN_PREFIX}{month}", key_id, self.owner, mine, False)
-                    self._offline.pop((month, key_id), None)
-            finally:
-                self.restoring = False
+        plus what it served offline (and what the database holds), and reset its own totals
+        without adding them again."""
+        self.restoring = True
+        try:
+            current = month_of(self._clock())
+            for (month, key_id), known in list(self._month_known.items()):
+                if month != current:
+                    continue
+                value = known + self._offline.get((month, key_id), 0)
+                if self._seed is not None:
+                    now = self._clock()
+                    value = max(value, await self._seed(key_id, int(month_start(now)), int(month_reset(now))))
+                await self._cache.hincr([], [(f"{MONTH_PREFIX}{month}", key_id, value)])
+            for (month, key_id), mine in list(self._mine.items()):
+                await self._cache.settle(f"{MONTH_PREFIX}{month}", f"{OWN_PREFIX}{month}", key_id, self.owner, mine, False)
+                self._offline.pop((month, key_id), None)
+        finally:
+            self.restoring = False
 
     async def _settle_offline(self) -> None:
         """Count the units served while the cache was unreachable, exactly once (Cache.settle)."""
@@ -314,9 +320,12 @@ class Meter:
             month_items = list(months.items())
             increments.extend((f"{MONTH_PREFIX}{m}", key_id, n) for (m, key_id), n in month_items)
             try:
-                await self._restore(await self._check_marker(force=True))
-                if self._calls == 0:  # no reservation left in doubt: the offline units can be settled
-                    await self._settle_offline()
+                await self._check_marker(force=True)
+                if self._down and self._calls == 0:
+                    # No reservation in doubt, and none is sent while down: settle until nothing
+                    # served offline is left, then reserve in the cache again.
+                    while any(self._offline.values()):
+                        await self._settle_offline()
                     self._down = False
                 totals = await self._cache.hincr(increments, maxima) if increments else []
                 current = month_of(self._clock())
