@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 Seed = Callable[[str, int, int], Awaitable[int]]
 Hook = Callable[[], Awaitable[object]]
 
-RESERVE_TIMEOUT_S = 0.5  # a reservation the cache has not answered by then is served offline
+RESERVE_TIMEOUT_S = 1.0  # a reservation the cache has not answered by then is served offline
 MonthKey = tuple[str, str]  # (YYYY-MM, key id)
 
 
