@@ -88,12 +88,15 @@ async def test_an_unreachable_cache_serves_up_to_the_local_allowance_then_refuse
     cache = RedisCache(dead, namespace="t" + uuid.uuid4().hex[:8])
     try:
         meter = Meter(cache, offline_allowance=7)
+        assert (await meter.reserve("k", 100, 1)).units == 0  # its month was never read: unknown, refused
+        meter._month_known[(month_of(time.time()), "k")] = 0  # as read before the outage
         grants = [await meter.reserve("k", 100, 1) for _ in range(10)]
         assert [g.units for g in grants] == [1] * 7 + [0] * 3
         assert all(g.offline for g in grants) and meter.offline_units() == 7
         assert meter.quota("k", 100).used == 7  # visible to this process at once
         assert (await meter.reserve("k", 5, 3)).units == 0  # never past the limit it knows either
         strict = Meter(cache, offline_allowance=0)
+        strict._month_known[(month_of(time.time()), "k")] = 0
         assert (await strict.reserve("k", 100, 1)).units == 0
     finally:
         await cache.close()

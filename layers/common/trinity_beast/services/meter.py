@@ -202,8 +202,11 @@ class Meter:
         return self._reserve_offline(key, limit, units, reset_at)
 
     def _reserve_offline(self, key: MonthKey, limit: int, units: int, reset_at: float) -> Grant:
-        """The cache is unreachable: serve from the local allowance, within the limit as last known."""
-        known = self._month_known.get(key, 0)
+        """The cache is unreachable: serve from the local allowance, within the limit as last known
+        (a key whose month this process never read is refused: what is left of it is unknown)."""
+        if key not in self._month_known:
+            return Grant(0, Quota(self._offline.get(key, 0), limit, reset_at), offline=True)
+        known = self._month_known[key]
         offline = self._offline.get(key, 0)
         room = min(units, self.offline_allowance - offline, limit - known - offline)
         granted = max(room, 0)
