@@ -78,6 +78,8 @@ PRICE_ENTRY = _object(
     },
     {
         "stale": {"type": "boolean"},
+        "max_age_met": {"type": "boolean", "description": "false: max_age_ms could not be met within BEAST_REST_MIN_INTERVAL_S; the price held"},
+        "note": _STRING,
         "converted_from": _object({"quote": _STRING, "usd_rate": _NUMBER}),
         "sources": {"type": "array", "items": {"type": "object"}},
     },
