@@ -13,6 +13,7 @@ import os
 import signal
 import socket
 import sqlite3
+import threading
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -78,8 +79,13 @@ class Tally:
         self.units = {"http": 0, "udp": 0, "ws": 0}
         self.statuses: dict[int, int] = {}
         self.usage_seen: list[int] = []
+        self._lock = threading.Lock()  # paced() may run in several threads
 
     def answer(self, protocol: str, body: dict[str, Any]) -> None:
+        with self._lock:
+            self._answer(protocol, body)
+
+    def _answer(self, protocol: str, body: dict[str, Any]) -> None:
         status = body["status_code"]
         self.statuses[status] = self.statuses.get(status, 0) + 1
         if status == 200:
@@ -355,3 +361,46 @@ def test_200_concurrent_max_age_requests_get_exactly_the_limit(
     finally:
         for p in procs:
             stop_beast(p)
+
+
+def test_two_processes_over_a_paused_redis_stay_within_the_documented_bound(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """Probe row 6, the bound: two processes share a private Redis that is paused for 3 s while
+    both are asked. Served <= limit + (processes - 1) x BEAST_USAGE_OFFLINE_ALLOWANCE, and once
+    Redis is back the month total equals what was served: billing stays exact either way."""
+    allowance = 10
+    private = PrivateRedis(tmp_path / "redis").start()
+    procs: list[BeastProcess] = []
+    try:
+        env = {**stack_env(request, "production", tmp_path), "REDIS_URL": private.url, "BEAST_FEEDS": "false",
+               "BEAST_PREWARM": "false", "BEAST_SYNC_EVERY_S": "3600", "BEAST_USAGE_OFFLINE_ALLOWANCE": str(allowance)}
+        procs = [start_beast_serve(env, cwd=tmp_path), start_beast_serve(env, cwd=tmp_path)]
+        asyncio.run(put_prices(private.url, env["BEAST_REDIS_NAMESPACE"]))
+        for p in procs:
+            wait_for_prices(p)
+        key_id, secret = make_key(env, LIMIT)
+        tally = Tally()
+        def both(until: Any) -> None:
+            threads = [threading.Thread(target=paced, args=(p, secret, 30, until, tally)) for p in procs]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(120)
+
+        both(lambda t: t.total >= 30)
+        private.pause()
+        paused_at = time.monotonic()
+        both(lambda t: time.monotonic() - paused_at >= 3.0)
+        private.resume()
+        both(lambda t: t.statuses.get(429, 0) >= 40)
+        print(f"two processes, paused Redis: served {tally.total} of limit {LIMIT} (bound {LIMIT + allowance}); "
+              f"statuses {tally.statuses}")
+        assert LIMIT <= tally.total <= LIMIT + (len(procs) - 1) * allowance, tally.statuses
+        month_key = f"{env['BEAST_REDIS_NAMESPACE']}:{MONTH_PREFIX}{month_of(time.time())}"
+        client = private.client()
+        wait_until(lambda: int(client.hget(month_key, key_id) or 0) == tally.total, 60, "the month total == served")
+    finally:
+        for p in procs:
+            stop_beast(p)
+        private.stop()
