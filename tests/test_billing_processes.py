@@ -404,3 +404,38 @@ def test_two_processes_over_a_paused_redis_stay_within_the_documented_bound(
         for p in procs:
             stop_beast(p)
         private.stop()
+
+
+def test_ten_websocket_connections_of_one_key_get_exactly_the_limit(request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    """Probe row 4: one limit-50 key on 10 WebSocket connections (5 per process, two processes on
+    one Redis) while BTC keeps changing: 50 updates in all, then every feed is closed (429, 1008)."""
+    env = {**stack_env(request, "production", tmp_path), "BEAST_FEEDS": "false", "BEAST_PREWARM": "false",
+           "BEAST_SYNC_EVERY_S": "3600"}
+    procs = [start_beast_serve(env, cwd=tmp_path), start_beast_serve(env, cwd=tmp_path)]
+    try:
+        asyncio.run(put_prices(env["REDIS_URL"], env["BEAST_REDIS_NAMESPACE"]))
+        for p in procs:
+            wait_for_prices(p)
+        key_id, secret = make_key(env, LIMIT)
+        tally = Tally()
+
+        async def run() -> None:
+            done = asyncio.Event()
+            watchers = [asyncio.create_task(ws_watch(procs[i % 2].url, secret, tally, done)) for i in range(10)]
+            i = 0
+            while not all(w.done() for w in watchers):  # ticks until every feed has been closed
+                i += 1
+                await put_prices(env["REDIS_URL"], env["BEAST_REDIS_NAMESPACE"], ("BTC",), 64000 + i)
+                await asyncio.sleep(0.02)
+                assert i < 6000, tally.units  # 2 minutes
+            done.set()
+            await asyncio.gather(*watchers)
+
+        asyncio.run(run())
+        print(f"10 WebSocket connections: {tally.units['ws']} updates, {tally.statuses.get(429, 0)} refusals")
+        assert tally.units["ws"] == LIMIT and tally.statuses.get(429, 0) >= 1
+        month_key = f"{env['BEAST_REDIS_NAMESPACE']}:{MONTH_PREFIX}{month_of(time.time())}"
+        assert int(redis.Redis.from_url(env["REDIS_URL"]).hget(month_key, key_id)) == LIMIT
+    finally:
+        for p in procs:
+            stop_beast(p)
