@@ -68,6 +68,22 @@ def test_new_settings_are_validated() -> None:
         load_settings({"BEAST_USAGE_MINUTE_DAYS": "0"})
 
 
+def test_billing_settings_are_validated() -> None:
+    s = load_settings({})
+    assert (s.usage_offline_allowance, s.ws_max_pushes_per_s, s.rest_min_interval_s) == (100, 10.0, 1.0)
+    s = load_settings({"BEAST_USAGE_OFFLINE_ALLOWANCE": "0", "BEAST_WS_MAX_PUSHES_PER_S": "2.5",
+                       "BEAST_REST_MIN_INTERVAL_S": "5"})
+    assert (s.usage_offline_allowance, s.ws_max_pushes_per_s, s.rest_min_interval_s) == (0, 2.5, 5.0)
+    for name, value, message in (
+        ("BEAST_USAGE_OFFLINE_ALLOWANCE", "-1", "0 = refuse while the cache is unreachable"),
+        ("BEAST_USAGE_OFFLINE_ALLOWANCE", "ten", "whole number of units"),
+        ("BEAST_WS_MAX_PUSHES_PER_S", "0", "positive number of pushes per second"),
+        ("BEAST_REST_MIN_INTERVAL_S", "nan", "positive number of seconds"),
+    ):
+        with pytest.raises(ConfigError, match=f"{name}: .*{message}"):
+            load_settings({name: value})
+
+
 def test_later_pages_keep_the_range_of_the_first_even_when_now_moves() -> None:
     from trinity_beast.services.reports.filters import parse_filters
 
