@@ -166,3 +166,23 @@ async def test_a_cache_that_lost_its_data_is_detected_and_totals_restored(redis_
         assert (await cache.hgetall(month))["k"] == 10
     finally:
         await cache.close()
+
+
+async def test_a_release_gives_back_exactly_what_was_not_delivered(redis_url: str, redis_namespace: str) -> None:
+    """A WebSocket send that failed releases its unit: online from the cache's total, offline
+    from the process's own count; the total after settling is what was delivered."""
+    cache = RedisCache(redis_url, namespace=redis_namespace)
+    try:
+        meter = Meter(cache, offline_allowance=10)
+        assert (await meter.reserve("k", 20, 4)).units == 4
+        await meter.release("k", 1)
+        month = f"{MONTH_PREFIX}{month_of(time.time())}"
+        assert (await cache.hgetall(month))["k"] == 3
+        meter._go_down(RuntimeError("simulated outage"))
+        assert (await meter.reserve("k", 20, 2)).units == 2
+        await meter.release("k", 1)  # one of the offline units
+        assert meter.offline_units() == 1
+        await meter.flush()
+        assert (await cache.hgetall(month))["k"] == 4 and meter.quota("k", 20).used == 4
+    finally:
+        await cache.close()

@@ -222,17 +222,18 @@ class Meter:
         month = month_of(self._clock() if now is None else now)
         key = (month, key_id)
         self._mine[key] -= units
-        if self._offline.get(key, 0) >= units:
-            self._offline[key] -= units  # never reached the cache: forget them here
+        local = min(max(self._offline.get(key, 0), 0), units)  # served offline: never reached the cache
+        self._offline[key] -= local
+        rest = units - local
+        if not rest:
             return
-        self._offline[key] = 0
         try:
             await self._cache.reserve(
-                f"{MONTH_PREFIX}{month}", f"{OWN_PREFIX}{month}", key_id, self.owner, -units, 0, self._marker or ""
+                f"{MONTH_PREFIX}{month}", f"{OWN_PREFIX}{month}", key_id, self.owner, -rest, 0, self._marker or ""
             )
         except CacheUnavailable as exc:
             self._go_down(exc)
-            self._offline[key] -= units  # settled (with the lower own total) by the next flush
+            self._offline[key] -= rest  # settled (with the lower own total) by the next flush
 
     def _go_down(self, exc: BaseException) -> None:
         if not self._down:
