@@ -29,8 +29,8 @@ import logging
 import time
 import uuid
 from collections import defaultdict
-from dataclasses import dataclass
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from trinity_beast.domain.usage import (
     FIELD_SEP,
