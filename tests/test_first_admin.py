@@ -13,7 +13,7 @@ import pytest
 from support import free_port, run_beast
 from trinity_beast.domain.settings import ConfigError, load_settings
 from trinity_beast.stores.db.postgres import PostgresDatabase
-from trinity_beast.firstadmin import first_start
+from trinity_beast.app.first_admin import first_start
 from trinity_beast.domain.keys import hash_secret
 from trinity_beast.transports.server import StartupError
 

@@ -151,7 +151,7 @@ class Runtime:
 def ensure_admin_key(db: Database, keep: Callable[[ApiKey, str], None] | None = None) -> tuple[ApiKey, str] | None:
     """On a first start with no keys, create an admin key so a new user can call the API at once.
 
-    `keep` stores the key somewhere first (firstadmin: Secrets Manager); if it raises, no key is
+    `keep` stores the key somewhere first (app/first_admin.py: Secrets Manager); if it raises, no key is
     made. Processes starting together make one key between them (Database.insert_first_key).
     """
     if db.count_keys():

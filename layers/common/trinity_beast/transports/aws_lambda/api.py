@@ -139,7 +139,7 @@ def count_response(response: dict[str, Any], context: Any) -> dict[str, Any]:
 
 
 def secret_database_url() -> str:
-    """The database URL from the secret by ARN, as of now (Powertools-cached, see dbsecret)."""
+    """The database URL from the secret by ARN, as of now (Powertools-cached, see stores/db/secret.py)."""
     from trinity_beast.stores.db.secret import database_url_from
 
     return database_url_from(os.environ) or ""
