@@ -7,7 +7,9 @@ imports the handler module under a unique name (every function's module is `app.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import json
 import sys
 import uuid
 from dataclasses import dataclass
@@ -17,6 +19,7 @@ from typing import Any, Callable
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+EVENTS = REPO / "events"  # sample events, one file per function and case (`sam local invoke -e`)
 
 
 class _CfnLoader(yaml.SafeLoader):
@@ -87,3 +90,14 @@ def load_handler(logical_id: str) -> Callable[[Any, Any], Any]:
 
 def invoke(logical_id: str, event: Any) -> Any:
     return load_handler(logical_id)(event, FakeContext(function_name=logical_id))
+
+
+def emf_lines(text: str) -> list[dict]:
+    """The CloudWatch embedded-metric records a function printed (one JSON object a line)."""
+    out = []
+    for line in text.splitlines():
+        with contextlib.suppress(ValueError):
+            record = json.loads(line)
+            if isinstance(record, dict) and "_aws" in record:
+                out.append(record)
+    return out

@@ -1,6 +1,6 @@
-"""Shared fixtures: real Redis and PostgreSQL, servers on loopback.
+"""Fixtures for the integration tests: real Redis and PostgreSQL, servers on loopback.
 
-Integration tests use the machine's Redis (127.0.0.1:6379) and PostgreSQL (127.0.0.1:5432,
+They use the machine's Redis (127.0.0.1:6379) and PostgreSQL (127.0.0.1:5432,
 database `test`). Without them a test is skipped on a developer machine, but fails under
 CI (CI=true), where a missing service is a broken run, not a pass.
 """

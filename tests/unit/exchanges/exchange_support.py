@@ -1,12 +1,10 @@
-"""Helpers for the exchange tests: recorded samples and polling."""
+"""Recorded exchange messages (samples/) for the connector tests."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 SAMPLES = Path(__file__).with_name("samples")
 
@@ -17,12 +15,3 @@ def sample_text(name: str) -> str:
 
 def sample(name: str) -> Any:
     return json.loads(sample_text(name))
-
-
-async def wait_for(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
-    """Poll until `predicate()` holds; fail with `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.02)
