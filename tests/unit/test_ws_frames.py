@@ -1,4 +1,5 @@
-"""The WebSocket fast path writes RFC 6455 text-frame headers itself; their lengths are checked here."""
+"""The WebSocket fast path writes RFC 6455 text-frame headers itself: each length form (7-bit,
+16-bit, 64-bit) is checked here."""
 
 from __future__ import annotations
 
