@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run serve test lint sam bench bench-quick clean
+.PHONY: run serve test test-unit lint sam bench bench-quick clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ serve: run
 ## test: install, then run the whole test suite (needs PostgreSQL and Redis on loopback)
 test: $(VENV)/.test
 	$(BIN)/pytest
+
+## test-unit: only tests/unit (no Redis, PostgreSQL, servers or child processes; under a minute)
+test-unit: $(VENV)/.test
+	$(BIN)/pytest tests/unit
 
 lint: $(VENV)/.test
 	$(BIN)/cfn-lint template.yaml

@@ -22,6 +22,8 @@ REGION = "us-east-2"
 OUR_ACCOUNT = "123456789012"  # moto's default account
 OUR_CIDR = "10.0.0.0/16"
 NLB_IP = "10.0.3.25"
+PARTNER_ACCOUNT = "111122223333"  # the partner account the tests invite (partner_account()'s default)
+ADMIN = "ak_admin0000000000"  # the admin key id the partner tests act as (the audit trail names it)
 
 
 class _Raw:
@@ -146,7 +148,7 @@ class AwsWorld:
             "BEAST_UDP_NLB_IP": NLB_IP,
         }
 
-    def partner_account(self, account_id: str = "111122223333") -> PartnerAccount:
+    def partner_account(self, account_id: str = PARTNER_ACCOUNT) -> PartnerAccount:
         creds = boto3.client("sts", region_name=REGION).assume_role(
             RoleArn=f"arn:aws:iam::{account_id}:role/partner", RoleSessionName="partner"
         )["Credentials"]

@@ -1,4 +1,5 @@
-"""Fixtures for the exchange tests: the registry and a running simulator."""
+"""Fixtures for the exchange tests that connect: a running simulator and settings pointing at it
+(the `registry` fixture is in tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -6,14 +7,9 @@ from typing import AsyncIterator
 
 import pytest
 
-from trinity_beast.domain.assets import AssetRegistry, load_registry
+from trinity_beast.domain.assets import AssetRegistry
 from trinity_beast.domain.settings import Settings
 from beast_sim import Simulator
-
-
-@pytest.fixture(scope="session")
-def registry() -> AssetRegistry:
-    return load_registry()
 
 
 @pytest.fixture

@@ -7,112 +7,21 @@ that environment (loopback and free ports substituted), then stops it with SIGTE
 
 from __future__ import annotations
 
-import json
 import os
-import shlex
 import signal
 import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import pytest
 
+from dockerfiles import IMAGES, Dockerfile, parse
 from support import REPO, UNREACHABLE_EXCHANGES, free_port
 
 BIN = Path(sys.executable).parent
-
-
-@dataclass
-class Dockerfile:
-    """The final stage of a Dockerfile: what the running container gets."""
-
-    stages: list[str] = field(default_factory=list)
-    env: dict[str, str] = field(default_factory=dict)
-    user: str = ""
-    expose: list[str] = field(default_factory=list)
-    healthcheck: str = ""
-    entrypoint: list[str] = field(default_factory=list)
-    cmd: list[str] = field(default_factory=list)
-    copies: list[str] = field(default_factory=list)
-
-
-def instructions(text: str) -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) with comments dropped and continuation lines joined."""
-    out, pending = [], ""
-    for line in text.splitlines():
-        if not pending and (not line.strip() or line.lstrip().startswith("#")):
-            continue
-        if line.rstrip().endswith("\\"):
-            pending += line.rstrip()[:-1] + " "
-            continue
-        full = (pending + line).strip()
-        pending = ""
-        word, _, rest = full.partition(" ")
-        out.append((word.upper(), rest.strip()))
-    return out
-
-
-def parse(path: Path) -> Dockerfile:
-    df = Dockerfile()
-    for word, args in instructions(path.read_text()):
-        if word == "FROM":
-            df.stages.append(args)
-            df.env, df.user, df.expose, df.copies = {}, "", [], []  # only the final stage runs
-        elif word == "ENV":
-            for pair in shlex.split(args):
-                name, _, value = pair.partition("=")
-                df.env[name] = value
-        elif word == "USER":
-            df.user = args
-        elif word == "EXPOSE":
-            df.expose += args.split()
-        elif word == "HEALTHCHECK":
-            df.healthcheck = args
-        elif word == "ENTRYPOINT":
-            df.entrypoint = json.loads(args)  # exec form, or json.loads fails the test
-        elif word == "CMD":
-            df.cmd = json.loads(args)
-        elif word == "COPY":
-            df.copies.append(args)
-    return df
-
-
-IMAGES = {
-    # image: (port setting, UDP port setting, ports the image exposes, `beast serve` scope)
-    "lpo": ("BEAST_LPO_PORT", "BEAST_LPO_UDP_PORT", ["8080/tcp", "2679/udp"], ["serve", "--only", "lpo"]),
-    "lrs": ("BEAST_LRS_PORT", "BEAST_LRS_UDP_PORT", ["9090/tcp", "2680/udp"], ["serve", "--only", "lrs"]),
-}
-
-
-@pytest.mark.parametrize("image", sorted(IMAGES))
-def test_dockerfile_is_slim_non_root_and_exec_form(image: str) -> None:
-    port_setting, udp_setting, exposed, command = IMAGES[image]
-    df = parse(REPO / "containers" / image / "Dockerfile")
-    assert all(stage.startswith("python:3.11-slim") for stage in df.stages), df.stages
-    assert df.user and df.user.split(":")[0] not in ("root", "0"), "the service must not run as root"
-    assert df.expose == exposed
-    assert df.env[port_setting] == exposed[0].split("/")[0] and df.env[udp_setting] == exposed[1].split("/")[0]
-    assert df.env["BEAST_HOST"] == "0.0.0.0" and df.env["PYTHONUNBUFFERED"] == "1"
-    assert df.entrypoint == ["beast"] and df.cmd == command
-    assert "--interval=" in df.healthcheck and "/health" in df.healthcheck and port_setting in df.healthcheck
-    if image == "lpo":
-        assert df.env["APP_REPORT_SERVER"] == "false"
-    # Only the installed package reaches the final image, not the build context.
-    assert df.copies == ["--from=build /install /usr/local"]
-
-
-def test_dockerignore_keeps_only_the_package_in_the_context() -> None:
-    lines = [l for l in (REPO / ".dockerignore").read_text().splitlines() if l and not l.startswith("#")]
-    assert lines[0] == "*"
-    assert {"!pyproject.toml", "!README.md", "!layers/common/"} <= set(lines)
-    build_copies = [a for w, a in instructions((REPO / "containers/lpo/Dockerfile").read_text()) if w == "COPY"]
-    for args in build_copies[:-1]:
-        for source in args.split()[:-1]:
-            assert (REPO / source).exists(), source
 
 
 def container_env(df: Dockerfile, port_setting: str, udp_setting: str, tmp_path: Path) -> dict[str, str]:
@@ -134,7 +43,7 @@ def container_env(df: Dockerfile, port_setting: str, udp_setting: str, tmp_path:
 
 
 # The image's own CMD, then the commands the task definitions give it per deployment mode
-# (tests/test_template.py checks the template says exactly these).
+# (tests/unit/test_template.py checks the template says exactly these).
 RUNS = [
     ("lpo", None, {}),
     ("lpo", ["serve", "--only", "lpo", "--no-sync"], {}),  # independent, hybrid

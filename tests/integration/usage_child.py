@@ -1,7 +1,7 @@
 """A separate process for the usage tests: meter requests, or run one sync (optionally dying).
 
-    python tests/usage_child.py meter PROTOCOL COUNT [MINUTES_AGO]
-    python tests/usage_child.py sync [--kill-after-commit] [--now-offset S] [--sleep-before-delete S]
+    python tests/integration/usage_child.py meter PROTOCOL COUNT [MINUTES_AGO]
+    python tests/integration/usage_child.py sync [--kill-after-commit] [--now-offset S] [--sleep-before-delete S]
 
 Settings come from the environment (REDIS_URL, BEAST_REDIS_NAMESPACE, DATABASE_URL), as for
 `beast`. `--kill-after-commit` SIGKILLs this process right after the first batch commits,

@@ -17,7 +17,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import httpx
 import pytest
@@ -26,7 +26,7 @@ from trinity_beast.domain.settings import EXCHANGES, load_settings
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 PG_ADMIN_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 # Tests never reach a real exchange: unless a test points them at the simulator, exchange
 # URLs go to a closed loopback port (connection refused at once).
 UNREACHABLE_EXCHANGES = {
@@ -244,3 +244,12 @@ def put_btc(env: dict[str, str], price: str = "65000.5", exchange: str = "kraken
         await cache.close()
 
     asyncio.run(write())
+
+
+async def wait_for(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
+    """Poll until `predicate()` holds (in a running event loop); fail with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.02)

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from exchange_support import wait_for
+from support import wait_for
 from trinity_beast.domain.assets import AssetRegistry
 from trinity_beast.domain.settings import EXCHANGES, Settings
 from trinity_beast.exchanges import HEARTBEAT, Event
@@ -207,8 +207,3 @@ async def test_stop_is_prompt_and_idempotent(sim: Simulator, sim_settings: Setti
     await asyncio.sleep(0.2)
     assert len(rec.ticks) == n
     await wait_for(lambda: all(sim.active(ex) == 0 for ex in EXCHANGES), 3, "server side closed")
-
-
-def test_unknown_exchange_is_refused(registry: AssetRegistry) -> None:
-    with pytest.raises(ValueError, match="binance"):
-        FeedManager(Settings(), registry, lambda t: None, exchanges=["binance"])

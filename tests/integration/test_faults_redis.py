@@ -1,6 +1,6 @@
 """Redis goes away under load: prices keep coming from the process, usage is kept and counted exactly.
 
-The LPO talks to the shared Redis through a fault proxy (tests/faultproxy.py) that refuses
+The LPO talks to the shared Redis through a fault proxy (tests/integration/faultproxy.py) that refuses
 or stalls connections on demand, so only this test's connections break. Counts are read
 straight from Redis afterwards and must equal what the clients were answered.
 """

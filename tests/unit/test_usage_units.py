@@ -98,3 +98,14 @@ async def test_a_month_total_never_goes_down_in_a_process() -> None:
     await meter.flush()  # the cache now says 1
     await meter.load("ak_1")  # and a reload reads 1
     assert meter.quota("ak_1", 0).used == 5  # still at least what this process saw
+
+
+def test_usage_keys_share_one_cluster_slot() -> None:
+    """Cluster-mode Redis (MemoryDB) refuses multi-key operations across slots: the flush
+    and the claim rename touch several usage keys, so all of them hash to one slot."""
+    from redis.crc import key_slot
+
+    from trinity_beast.domain.usage import CLAIM_PREFIX, MINUTE_PREFIX, MONTH_PREFIX
+
+    keys = [f"beast:{MINUTE_PREFIX}29000000", f"beast:{CLAIM_PREFIX}29000000:ab12", f"beast:{MONTH_PREFIX}2026-11"]
+    assert len({key_slot(k.encode()) for k in keys}) == 1

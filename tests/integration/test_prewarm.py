@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from pathlib import Path
 
@@ -10,14 +9,7 @@ import pytest
 
 from support import in_process_server, stack_env
 from trinity_beast.exchanges import CONNECTORS
-from trinity_beast.services.prices.prewarm import Pacer, plan, prewarm
-
-
-async def test_pacer_spaces_calls() -> None:
-    pacer = Pacer(20)
-    started = time.monotonic()
-    await asyncio.gather(*(pacer.wait() for _ in range(6)))
-    assert time.monotonic() - started >= 5 / 20 - 0.01
+from trinity_beast.services.prices.prewarm import plan, prewarm
 
 
 def test_prewarm_prices_all_150_assets_within_rate_limits(request: pytest.FixtureRequest, tmp_path: Path) -> None:

@@ -107,15 +107,6 @@ async def test_subscribe_confirm_snapshot_live_updates_unsubscribe_ping(srv: InP
         assert client.direct is not None and client.metered_here
 
 
-def test_text_frame_headers_follow_rfc6455() -> None:
-    from trinity_beast.transports.ws.frames import text_frame_header
-
-    assert text_frame_header(125) == b"\x81\x7d"
-    assert text_frame_header(126) == b"\x81\x7e\x00\x7e"
-    assert text_frame_header(65535) == b"\x81\x7e\xff\xff"
-    assert text_frame_header(65536) == b"\x81\x7f" + (65536).to_bytes(8, "big")
-
-
 @pytest.mark.parametrize(
     "frame,error",
     [

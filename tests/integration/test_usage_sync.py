@@ -19,7 +19,7 @@ import pytest
 
 from support import REPO, put_btc, run_beast, stack_env, start_beast_serve, stop_beast
 
-CHILD = str(REPO / "tests" / "usage_child.py")
+CHILD = str(REPO / "tests" / "integration" / "usage_child.py")
 
 
 def child(env: dict[str, str], *args: str, wait: bool = True) -> subprocess.Popen | subprocess.CompletedProcess:

@@ -1,6 +1,6 @@
 """PostgreSQL goes away: the sync retries with backoff and loses nothing; reports and prices degrade.
 
-The database is reached through a fault proxy (tests/faultproxy.py) in front of the shared
+The database is reached through a fault proxy (tests/integration/faultproxy.py) in front of the shared
 server, in a throwaway database, so refusing or cutting connections breaks only this test.
 """
 

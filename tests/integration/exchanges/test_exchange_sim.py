@@ -193,19 +193,3 @@ async def test_serve_runs_until_cancelled() -> None:
         await task
     with socket.socket() as s:  # the port is free again
         s.bind(("127.0.0.1", port))
-
-
-def test_control_methods_validate() -> None:
-    sim = Simulator()
-    with pytest.raises(ValueError):
-        sim.set_mode("okx", "chaos")
-    with pytest.raises(ValueError):
-        sim.reject("binance", "BTCUSDT")
-    with pytest.raises(ValueError):
-        sim.set_price("NOPE", "1")
-    with pytest.raises(ValueError):
-        sim.set_price("BTC", "NaN")
-    sim.set_price("BTC", "1.5")
-    assert sim.prices.quote("BTC", "USD", "okx")[0] == "1.5"
-    sim.set_price("BTC", None)
-    assert sim.prices.quote("BTC", "USD", "okx")[0] != "1.5"

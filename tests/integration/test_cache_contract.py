@@ -169,17 +169,6 @@ async def test_delete_removes_a_hash(cache_backend: Cache) -> None:
     assert await cache_backend.keys("usage:d") == []
 
 
-def test_usage_keys_share_one_cluster_slot() -> None:
-    """Cluster-mode Redis (MemoryDB) refuses multi-key operations across slots: the flush
-    and the claim rename touch several usage keys, so all of them hash to one slot."""
-    from redis.crc import key_slot
-
-    from trinity_beast.domain.usage import CLAIM_PREFIX, MINUTE_PREFIX, MONTH_PREFIX
-
-    keys = [f"beast:{MINUTE_PREFIX}29000000", f"beast:{CLAIM_PREFIX}29000000:ab12", f"beast:{MONTH_PREFIX}2026-11"]
-    assert len({key_slot(k.encode()) for k in keys}) == 1
-
-
 async def test_hsetnx_sets_only_an_absent_field(cache_backend: Cache) -> None:
     assert await cache_backend.hsetnx("usage:s", "k", 7) == 7
     assert await cache_backend.hsetnx("usage:s", "k", 9) == 7
