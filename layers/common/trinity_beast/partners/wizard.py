@@ -13,6 +13,7 @@ import shlex
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .descriptions import ec2_safe
 from .ids import service_id
 from .model import Partner
 
@@ -114,9 +115,8 @@ def udp_permissions(cidr: str, ports: tuple[int, ...], description: str) -> list
 
 
 def rule_description(partner: Partner) -> str:
-    """Security group rule descriptions allow a limited character set: keep it plain."""
-    safe = "".join(c if c.isalnum() or c in " ._-:/()#,@[]+=&;{}!$*" else "-" for c in partner.name)
-    return f"trinity-beast partner {partner.id} {safe}"[:255]
+    """The partner's UDP rules carry its id (how a rule is traced back) and its name, EC2-safe."""
+    return ec2_safe(f"trinity-beast partner {partner.id} {partner.name}")
 
 
 def _ec2(operation: str, region: str, *args: str) -> tuple[str, ...]:
@@ -150,13 +150,15 @@ def privatelink_commands(p: Partner, stack: StackNetwork) -> list[Command]:
 def peering_commands(p: Partner, stack: StackNetwork) -> list[Command]:
     pcx = p.connection_id or PEERING_PLACEHOLDER
     known = p.connection_id is not None
-    nlb_route = f"{stack.nlb_ip}/32"
+    # Our whole VPC, not the one configured NLB address: the NLB has an address in every zone
+    # it spans, and a partner that routes only one of them loses UDP when that zone's node goes.
+    nlb_route = stack.vpc_cidr
     commands = [
         Command("partner", "Request the peering connection to our VPC; send us the id it prints",
                 _ec2("create-vpc-peering-connection", p.region, "--vpc-id", p.vpc_id, "--peer-vpc-id", stack.vpc_id,
                      "--peer-owner-id", stack.account_id, "--peer-region", stack.region,
                      "--query", "VpcPeeringConnection.VpcPeeringConnectionId", "--output", "text")),
-        Command("partner", f"Route the UDP load balancer ({stack.nlb_ip}) through the peering connection",
+        Command("partner", f"Route our VPC {stack.vpc_cidr} (the UDP load balancer's address in every zone) through the peering connection",
                 _ec2("create-route", p.region, "--route-table-id", p.route_table_id or "", "--destination-cidr-block",
                      nlb_route, "--vpc-peering-connection-id", pcx), complete=known),
         Command("operator", "Accept the peering connection",
