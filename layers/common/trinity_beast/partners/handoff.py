@@ -113,7 +113,7 @@ def markdown(d: dict[str, Any]) -> str:
         lines += [f"{i}. {c['title']}", "", "```sh", c["command"], "```", ""]
     lines += d["notes"] + ([""] if d["notes"] else [])
     wait = d["wait"]
-    lines += ["## 2. Send us the id, then wait for us to accept", "", wait["text"], "", "```sh", wait["command"], "```", "",
+    lines += [f"## 2. Send us the id. {wait['title']}", "", wait["text"], "", "```sh", wait["command"], "```", "",
               "## 3. Test the connection", ""]
     for e in d["examples"]:
         lines += [e["title"] + ":", "", "```sh", e["command"], "```", ""]
