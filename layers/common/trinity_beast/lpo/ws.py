@@ -312,13 +312,26 @@ class Hub:
             for name, value in scope.get("headers", []):
                 if name == b"authorization" and value[:7].lower() == b"bearer ":
                     secret = value[7:].decode("latin-1").strip()
+        accepted = False
+        if secret is None:
+            # A browser cannot set headers on a WebSocket: it sends {"auth": KEY} as its first
+            # message instead of putting the key in the URL (where logs and history keep it).
+            await send({"type": "websocket.accept"})
+            accepted = True
+            secret = await self._first_message_key(receive)
+            if secret is None:
+                await send({"type": "websocket.close", "code": 1008,
+                            "reason": 'missing API key: use ?api_key=, an Authorization header, or send {"auth": KEY} first'})
+                return
         try:
             key, problem = await authenticate(self.rt, secret)
         except DatabaseUnavailable:
-            await send({"type": "websocket.accept"})
+            if not accepted:
+                await send({"type": "websocket.accept"})
             await send({"type": "websocket.close", "code": 1013, "reason": "key database unreachable: retry shortly"})
             return
-        await send({"type": "websocket.accept"})
+        if not accepted:
+            await send({"type": "websocket.accept"})
         if problem is not None or key is None:
             await send({"type": "websocket.close", "code": 1008, "reason": problem or "invalid API key"})
             return
@@ -356,6 +369,23 @@ class Hub:
             client.close(1000, "")
             reader.cancel()
             await asyncio.gather(reader, writer, return_exceptions=True)
+
+    @staticmethod
+    async def _first_message_key(receive: Receive, wait_s: float = 10.0) -> str | None:
+        """The key from a first message {"auth": KEY}; None when it does not come in time."""
+        try:
+            message = await asyncio.wait_for(receive(), wait_s)
+        except asyncio.TimeoutError:
+            return None
+        raw = message.get("text") if message.get("text") is not None else message.get("bytes")
+        if message["type"] != "websocket.receive" or not raw or len(raw) > 1024:
+            return None
+        try:
+            value = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return None
+        secret = value.get("auth") if isinstance(value, dict) and len(value) == 1 else None
+        return secret.strip() if isinstance(secret, str) and secret.strip() else None
 
     async def _read(self, client: Client, receive: Receive) -> None:
         while True:
