@@ -248,8 +248,9 @@ class PartnerService:
 
     def reconcile(self, actor: str, partner_id: str | None = None) -> list[dict[str, Any]]:
         """Read EC2 once, adopt what was done by hand, and report each partner's drift."""
-        snapshot = self.network.snapshot()
         partners = [self.get(partner_id)] if partner_id else self.db.list_partners()
+        configured = any(self._configured(p) for p in partners)
+        snapshot = self.network.snapshot() if configured else Ec2Snapshot((), {}, {})
         out = []
         for partner in partners:
             with self._lock(partner.id):
