@@ -213,7 +213,7 @@
 
   /* ---- tabs (WAI-ARIA tabs pattern: arrows, Home and End move and select) ---------- */
   const LOADERS = { partners: loadPartners, pending: () => loadPending(true), security: loadSecurity,
-                    onboarding: () => {}, usage: loadUsage, feeds: loadFeeds, audit: loadAudit };
+                    onboarding: () => {}, usage: openUsage, feeds: loadFeeds, audit: loadAudit };
 
   function showTab(name, focus) {
     if (!LOADERS[name]) name = "partners";
@@ -727,11 +727,13 @@
     select.value = state.partners.some((p) => p.id === current) ? current : "";
   }
 
+  async function openUsage() {
+    try { state.partners = (await api("GET", "/partners")).partners; fillUsagePartners(); } catch (e) { /* the filter keeps its list */ }
+    return loadUsage();
+  }
+
   async function loadUsage() {
     let data;
-    if (!state.partners.length) {
-      try { state.partners = (await api("GET", "/partners")).partners; fillUsagePartners(); } catch (e) { /* the filter stays empty */ }
-    }
     const partner = $("#usage-partner").value;
     const query = `range=${state.range}${partner ? "&partner=" + encodeURIComponent(partner) : ""}`;
     try { data = await api("GET", `/admin/api/usage?${query}`); } catch (e) { return notify("Loading usage failed", e.message); }
