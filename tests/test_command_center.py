@@ -159,6 +159,14 @@ def _fits(page, where: str) -> None:  # noqa: ANN001
     assert max(scroll, body) <= viewport, f"{where}: page {max(scroll, body)} px wide in a {viewport} px viewport"
 
 
+def _no_word_broken(page, where: str) -> None:  # noqa: ANN001
+    """Commands wrap between words only: every word of every command sits on one line."""
+    words, broken = page.evaluate(
+        "() => { const t = Array.from(document.querySelectorAll('#wizard-result pre .tok'));"
+        " return [t.length, t.filter(w => w.getClientRects().length > 1).map(w => w.textContent)]; }")
+    assert words > 20 and broken == [], f"{where}: {broken}"
+
+
 def _tab_to(page, selector: str, limit: int = 80) -> None:  # noqa: ANN001
     """Press Tab until `selector` has the focus (keyboard only)."""
     for _ in range(limit):
@@ -273,6 +281,7 @@ def test_the_command_center_in_a_browser(center: InProcessServer, aws: AwsWorld,
         rule = page.locator("#wizard-result pre").nth(4)
         expect(rule).to_contain_text(f"trinity-beast partner {preview_id} Zurich Quant")  # EC2-safe, real id
         expect(page.locator("#wizard-result pre").nth(1)).to_contain_text("--destination-cidr-block 10.0.0.0/16")
+        _no_word_broken(page, "desktop preview")
         _axe(page, "wizard with preview")
         _tab_to(page, "#wizard-create")
         page.keyboard.press("Enter")
@@ -317,6 +326,8 @@ def test_the_command_center_in_a_browser(center: InProcessServer, aws: AwsWorld,
         sheet = Path(download.value.path()).read_text()
         assert sheet.startswith("# Trinity Beast: connecting Zürich Quant") and "| Our route table |" in sheet
         assert download.value.suggested_filename == f"trinity-beast-handoff-{zurich}.md"
+        for junk in ("null", "[object", "undefined"):  # conditional parts leave no trace
+            expect(page.locator("#partner-detail")).not_to_contain_text(junk)
         _axe(page, "partner detail with hand-off")
         _shot(page, "05-handoff")
 
@@ -327,6 +338,7 @@ def test_the_command_center_in_a_browser(center: InProcessServer, aws: AwsWorld,
         for kind in ("route", "udp", "connection", "key"):
             expect(dialog.locator(f".plan li[data-kind={kind}]")).to_have_count(1)
         expect(dialog.locator(".plan-stay li[data-kind=partner_route]")).to_contain_text("their account")
+        expect(dialog).not_to_contain_text("null")
         _axe(page, "revoke dialog")
         _shot(page, "06-revoke-dialog")
         page.fill("#confirm-reason", "contract ended")
@@ -390,6 +402,7 @@ def test_the_command_center_in_a_browser(center: InProcessServer, aws: AwsWorld,
         page.select_option("#usage-partner", linked["partner"]["id"])
         expect(page.locator("#tab-usage")).to_have_attribute("data-total", "8")
         expect(page.locator("#console-stat")).to_have_count(0)
+        expect(page.locator("#usage-stats")).not_to_contain_text("null")
 
         # Feeds: every exchange connected, and a live price that changes on screen.
         page.click("#tabbtn-feeds")
@@ -534,6 +547,7 @@ def test_the_command_center_on_a_phone(center: InProcessServer, aws: AwsWorld, t
         result.scroll_into_view_if_needed()
         expect(result).to_be_in_viewport()
         _fits(page, "wizard preview")
+        _no_word_broken(page, "phone preview")
         _shot(page, "32-phone-preview")
         context.close()
     admin.close()

@@ -34,6 +34,8 @@
     }
     return el;
   }
+  /* replaceChildren, skipping the nulls of conditional parts (it would print "null"). */
+  const fill = (el, ...children) => el.replaceChildren(...children.flat().filter((c) => c !== null && c !== undefined && c !== false));
   const badge = (text, kind) => h("span", { class: `badge badge-${kind || "muted"}` }, text);
   const fmt = (n) => Number(n || 0).toLocaleString("en-US");
   const when = (epoch) => new Date(epoch * 1000).toISOString().replace("T", " ").slice(0, 19) + " UTC";
@@ -114,6 +116,17 @@
     const label = button.textContent;
     button.textContent = "Copied";
     setTimeout(() => { button.textContent = label; }, 1500);
+  }
+
+  /* A command wraps only between words: each word is unbreakable (no break after "vpc-"),
+   * and a word longer than the line (JSON) scrolls inside the block. */
+  function cmdPre(command) {
+    const out = [];
+    command.split(" ").forEach((word, i) => {
+      if (i) out.push(" ");
+      out.push(h("span", { class: "tok" }, word));
+    });
+    return h("pre", { tabindex: "0" }, out);  // focusable: a long word scrolls, by keyboard too
   }
 
   function copyButton(text, label, name) {
@@ -351,7 +364,7 @@
     $("#confirm-title").textContent = `${verb} ${partner.name}?`;
     const removes = plan.remove.map((p) => h("li", { dataset: { kind: p.kind } }, p.message));
     if (plan.key) removes.push(h("li", { dataset: { kind: "key" } }, plan.key));
-    $("#confirm-body").replaceChildren(
+    fill($("#confirm-body"),
       h("p", {}, removes.length ? "This removes:" : "Nothing is left to remove in EC2."),
       removes.length ? h("ul", { class: "plan" }, removes) : null,
       plan.remain.length ? h("p", {}, "This stays, and why:") : null,
@@ -387,7 +400,7 @@
     }
     const drift = state.drift[p.id] || [];
     const close = h("button", { class: "btn btn-ghost", type: "button", onclick: () => { box.hidden = true; } }, "Close");
-    box.replaceChildren(
+    box.replaceChildren(...[
       h("div", { class: "panel-head" }, h("div", {}, h("h2", { id: "partner-detail-title", tabindex: "-1" }, p.name),
         h("p", { class: "muted" }, `Created ${when(p.created_at)}`)), close),
       h("div", { class: "detail-grid" }, field("Status", p.status), field("Account", p.aws_account_id), field("Region", p.region),
@@ -401,7 +414,8 @@
       h("h3", {}, "Audit trail"),
       h("ul", { class: "audit" }, data.audit.map((e) => h("li", {}, h("time", {}, when(e.at)),
         h("strong", {}, e.action), h("span", { class: "cell-muted" }, `by ${e.actor}`),
-        Object.entries(e.detail).map(([k, v]) => h("span", { class: "kv" }, `${k}: ${Array.isArray(v) ? v.join("; ") : v}`))))));
+        Object.entries(e.detail).map(([k, v]) => h("span", { class: "kv" }, `${k}: ${Array.isArray(v) ? v.join("; ") : v}`)))))
+    ].flat().filter(Boolean));
     box.hidden = false;
     box.scrollIntoView({ block: "start" });
     $("#partner-detail-title").focus();
@@ -414,7 +428,7 @@
     download_.addEventListener("click", () => download(d.filename, d.markdown));
     const cmd = (title, command, extra) => h("div", { class: "cmd" },
       h("div", { class: "cmd-head" }, h("span", { class: "grow" }, title), extra, copyButton(command, "Copy", `Copy: ${title}`)),
-      h("pre", {}, command));
+      cmdPre(command));
     return h("section", { class: "handoff", id: "handoff", "aria-labelledby": "handoff-title" },
       h("h3", { id: "handoff-title" }, `Hand-off for ${d.name}`),
       h("div", { class: "table-wrap" }, h("table", { class: "table ref-table", id: "handoff-reference" },
@@ -613,7 +627,7 @@
         out.push(h("div", { class: "cmd" },
           h("div", { class: "cmd-head" }, h("span", { class: "grow" }, c.title),
             c.complete ? null : h("span", { class: "tag" }, "waiting for the partner's id"), copyButton(c.command, "Copy", `Copy: ${c.title}`)),
-          h("pre", {}, c.command)));
+          cmdPre(c.command)));
       }
     }
     out.push(h("p", { class: "muted" }, "Then the partner reaches: " + onboarding.reach.join(", ")));
@@ -739,7 +753,7 @@
     try { data = await api("GET", `/admin/api/usage?${query}`); } catch (e) { return notify("Loading usage failed", e.message); }
     const labels = data.labels.map((l) => tick(l, data.granularity));
     const valid = data.top_assets.filter((a) => !a.invalid);
-    $("#usage-stats").replaceChildren(stat("Requests", fmt(data.totals.requests)), stat("Errors", fmt(data.totals.errors)),
+    fill($("#usage-stats"), stat("Requests", fmt(data.totals.requests)), stat("Errors", fmt(data.totals.errors)),
       stat("Active keys", fmt(data.totals.keys)),
       stat("Top asset", valid.length ? valid[0].asset : "—"),
       partner ? null : h("div", { class: "stat", id: "console-stat", dataset: { total: String(data.console.total) } },
