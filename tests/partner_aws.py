@@ -23,6 +23,8 @@ REGION = "us-east-2"
 OUR_ACCOUNT = "123456789012"  # moto's default account
 OUR_CIDR = "10.0.0.0/16"
 NLB_IP = "10.0.3.25"
+NLB_IP_B = "10.0.4.25"  # the UDP NLB's address in the second zone
+NLB_ENI_DESCRIPTION = "ELB net/beast-udp/0123456789abcdef"
 
 
 class _Raw:
@@ -193,6 +195,10 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsWorld]:
         )["ServiceConfiguration"]
         table = ec2.describe_route_tables(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["RouteTables"][0]["RouteTableId"]
         group = ec2.create_security_group(GroupName="beast-udp", Description="partner UDP", VpcId=vpc)["GroupId"]
+        # The UDP NLB's network interfaces, one per zone (moto's NLBs have none): NLB_IP and its twin.
+        for zone, cidr, ip in (("a", "10.0.3.0/24", NLB_IP), ("b", "10.0.4.0/24", NLB_IP_B)):
+            udp_subnet = ec2.create_subnet(VpcId=vpc, CidrBlock=cidr, AvailabilityZone=f"{REGION}{zone}")["Subnet"]["SubnetId"]
+            ec2.create_network_interface(SubnetId=udp_subnet, PrivateIpAddress=ip, Description=NLB_ENI_DESCRIPTION)
         endpoints = EndpointConnections(service["ServiceId"])
         endpoints.install(boto3.DEFAULT_SESSION.events)
         yield AwsWorld(ec2, vpc, table, group, service["ServiceName"], service["ServiceId"], endpoints)

@@ -14,7 +14,7 @@ from typing import Iterator
 import httpx
 import pytest
 
-from partner_aws import REGION, AwsWorld, aws  # noqa: F401 (fixture)
+from partner_aws import NLB_IP, NLB_IP_B, REGION, AwsWorld, aws  # noqa: F401 (fixture)
 from support import REPO, InProcessServer, in_process_server, require_service, stack_env
 from trinity_beast.envelope import FIELDS
 
@@ -316,7 +316,8 @@ def test_the_command_center_in_a_browser(center: InProcessServer, aws: AwsWorld,
         # The hand-off: reference table, examples for UDP, the wait step, a Markdown sheet.
         row.get_by_role("button", name="Details of Zürich Quant").click()
         reference = page.locator("#handoff-reference")
-        for value in (aws.vpc_id, aws.route_table_id, aws.security_group_id, "10.0.3.25", "10.0.0.0/16", pcx, "2679"):
+        for value in (aws.vpc_id, aws.route_table_id, aws.security_group_id, f"{NLB_IP} ({REGION}a)", f"{NLB_IP_B} ({REGION}b)",
+                      "10.0.0.0/16", pcx, "2679"):
             expect(reference).to_contain_text(value)
         expect(page.locator("#handoff-examples")).to_contain_text("nc -u -w 2 10.0.3.25 2679")
         expect(page.locator("#handoff")).to_contain_text("Wait for us to accept")

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from partner_aws import REGION, AwsWorld, aws  # noqa: F401 (fixture)
+from partner_aws import NLB_IP, NLB_IP_B, REGION, AwsWorld, aws  # noqa: F401 (fixture)
 from test_partners import ADMIN, PARTNER_ACCOUNT, actions, peering_body, privatelink_body, service  # noqa: F401
 from trinity_beast.partners.model import PartnerError, new_partner
 from trinity_beast.partners.service import PartnerService
@@ -180,7 +180,9 @@ def test_the_handoff_sheet(service: PartnerService, aws: AwsWorld) -> None:  # n
     sheet = service.handoff(peered.id)
     ref = {r["label"]: r["value"] for r in sheet["reference"]}
     assert ref["Our VPC"] == aws.vpc_id and ref["Our route table"] == aws.route_table_id
-    assert ref["Our security group (UDP)"] == aws.security_group_id and ref["UDP load balancer address"]
+    assert ref["Our security group (UDP)"] == aws.security_group_id
+    # Every zone's address, found from the configured one (its interface names the NLB).
+    assert ref["UDP load balancer addresses"] == f"{NLB_IP} ({REGION}a), {NLB_IP_B} ({REGION}b)"
     assert "nc -u" in sheet["examples"][0]["command"] and "2679" in sheet["examples"][0]["command"]
     assert "every Availability Zone" in sheet["notes"][0] and "10.0.0.0/16" in sheet["notes"][0]
     assert "Wait for us to accept" in sheet["markdown"] and "| Our VPC CIDR | `10.0.0.0/16` |" in sheet["markdown"]
@@ -197,3 +199,18 @@ def test_the_handoff_sheet(service: PartnerService, aws: AwsWorld) -> None:  # n
     with pytest.raises(PartnerError, match="no onboarding commands"):
         service.onboarding_of(linked.id)
     assert REGION and PARTNER_ACCOUNT
+
+
+def test_the_handoff_says_when_ec2_does_not_list_the_nlb_addresses(service: PartnerService, aws: AwsWorld) -> None:  # noqa: F811
+    import boto3
+    from botocore.exceptions import ClientError
+
+    def denied(**_: object) -> None:
+        raise ClientError({"Error": {"Code": "UnauthorizedOperation", "Message": "not allowed"}}, "DescribeNetworkInterfaces")
+
+    vpc = aws.partner_account().vpc("172.31.0.0/16")
+    peered, _ = service.create(peering_body(vpc), ADMIN)
+    boto3.DEFAULT_SESSION.events.register_first("before-call.ec2.DescribeNetworkInterfaces", denied)
+    service._network = None  # a client made after the hook
+    ref = {r["label"]: r["value"] for r in service.handoff(peered.id)["reference"]}
+    assert ref["UDP load balancer addresses"] == f"{NLB_IP} (the other zones' addresses: EC2 did not list them)"

@@ -240,6 +240,27 @@ class Ec2Network:
     def _route_target(self, cidr: str) -> str | None:
         return self.routes().get(cidr)
 
+    def nlb_addresses(self) -> list[tuple[str, str]] | None:
+        """The UDP load balancer's address in every zone, [(ip, zone)], found from the one
+        configured address (its network interface names the NLB: "ELB net/NAME/ID"); None
+        when EC2 will not say (ec2:DescribeNetworkInterfaces not granted)."""
+        ip = self.stack.nlb_ip
+        if not ip:
+            return []
+        try:
+            found = self._call("describe_network_interfaces",
+                               Filters=[{"Name": "addresses.private-ip-address", "Values": [ip]}]) or {}
+            mine = found.get("NetworkInterfaces", [])
+            description = mine[0].get("Description", "") if mine else ""
+            if not description.startswith("ELB net/"):
+                return [(ip, mine[0].get("AvailabilityZone", "")) if mine else (ip, "")]
+            every = self._call("describe_network_interfaces",
+                               Filters=[{"Name": "description", "Values": [description]}]) or {}
+        except PartnerError as exc:
+            log.info("cannot list the UDP NLB's addresses: %s", exc.message)
+            return None
+        return sorted((i["PrivateIpAddress"], i.get("AvailabilityZone", "")) for i in every.get("NetworkInterfaces", []))
+
     def snapshot(self) -> "Ec2Snapshot":
         """Everything reconciliation compares records with, read once (only what is configured)."""
         requests: list[ConnectionRequest] = []

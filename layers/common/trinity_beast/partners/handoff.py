@@ -16,7 +16,14 @@ KEY_VAR = "$TRINITY_BEAST_KEY"
 DNS_PLACEHOLDER = "<ENDPOINT_DNS_NAME>"
 
 
-def _rows(p: Partner, stack: StackNetwork, dns: str | None) -> list[tuple[str, str]]:
+def _nlb(stack: StackNetwork, nlb: list[tuple[str, str]] | None) -> str:
+    if not nlb:
+        known = stack.nlb_ip or "—"
+        return known if nlb is not None else f"{known} (the other zones' addresses: EC2 did not list them)"
+    return ", ".join(f"{ip} ({zone})" if zone else ip for ip, zone in nlb)
+
+
+def _rows(p: Partner, stack: StackNetwork, dns: str | None, nlb: list[tuple[str, str]] | None) -> list[tuple[str, str]]:
     ours = [("Our AWS account", stack.account_id or "—"), ("Our region", stack.region)]
     if p.connection_type == "privatelink":
         return ours + [
@@ -32,7 +39,7 @@ def _rows(p: Partner, stack: StackNetwork, dns: str | None) -> list[tuple[str, s
     return ours + [
         ("Our VPC", stack.vpc_id or "—"), ("Our VPC CIDR", stack.vpc_cidr),
         ("Our route table", stack.route_table_id or "—"), ("Our security group (UDP)", stack.security_group_id or "—"),
-        ("UDP load balancer address", stack.nlb_ip or "—"),
+        ("UDP load balancer addresses", _nlb(stack, nlb)),
         ("UDP ports", f"{stack.udp_ports[0]} (prices), {stack.udp_ports[1]} (usage summaries)"),
         ("Your account", p.aws_account_id), ("Your region", p.region), ("Your VPC", p.vpc_id), ("Your VPC CIDR", p.cidr or "—"),
         ("Your route table", p.route_table_id or "—"),
@@ -88,12 +95,14 @@ ROUTE_WHY = ("Your route covers our whole VPC ({cidr}), not just one address: th
              "whenever that zone's node is out of service.")
 
 
-def handoff(p: Partner, stack: StackNetwork, dns: str | None = None) -> dict[str, Any]:
-    """Everything the partner needs, as data for the page and as a Markdown sheet."""
+def handoff(p: Partner, stack: StackNetwork, dns: str | None = None,
+            nlb: list[tuple[str, str]] | None = None) -> dict[str, Any]:
+    """Everything the partner needs, as data for the page and as a Markdown sheet. `nlb`: the UDP
+    load balancer's (address, zone) in every zone, None when EC2 could not list them."""
     steps = [c for c in onboarding(p, stack)["commands"] if c["side"] == "partner"]
     data: dict[str, Any] = {
         "partner_id": p.id, "name": p.name, "connection_type": p.connection_type, "status": p.status,
-        "endpoint_dns": dns, "reference": [{"label": k, "value": v} for k, v in _rows(p, stack, dns)],
+        "endpoint_dns": dns, "reference": [{"label": k, "value": v} for k, v in _rows(p, stack, dns, nlb)],
         "partner_commands": steps, "wait": _wait_step(p, stack), "examples": _examples(p, stack, dns),
         "notes": [ROUTE_WHY.format(cidr=stack.vpc_cidr)] if p.connection_type == "peering" else [],
     }

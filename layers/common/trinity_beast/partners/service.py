@@ -84,10 +84,13 @@ class PartnerService:
         if missing:
             raise PartnerError(503, f"the hand-off needs this stack's settings: set {', '.join(missing)}")
         dns = None
+        nlb: list[tuple[str, str]] | None = []
         if partner.connection_type == "privatelink" and partner.connection_id and self._configured(partner):
             request = self.network.find("privatelink", partner.connection_id)
             dns = request.dns_names[0] if request is not None and request.dns_names else None
-        return handoff(partner, self.stack, dns)
+        if partner.connection_type == "peering":
+            nlb = self.network.nlb_addresses()
+        return handoff(partner, self.stack, dns, nlb)
 
     def preview(self, body: dict[str, Any]) -> dict[str, Any]:
         """The wizard's commands for details not saved yet (validated like a creation)."""
