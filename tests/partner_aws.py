@@ -54,7 +54,12 @@ class EndpointConnections:
             "ServiceId": self.service_id, "VpcEndpointId": endpoint_id, "VpcEndpointOwner": owner,
             "VpcEndpointState": "pendingAcceptance", "VpcEndpointRegion": REGION,
             "CreationTimestamp": datetime.datetime.now(datetime.timezone.utc),
+            "DnsEntries": [{"DnsName": self.dns_name(endpoint_id), "HostedZoneId": "Z7HUB22UULQXV"}],
         }
+
+    def dns_name(self, endpoint_id: str) -> str:
+        """The endpoint's regional DNS name, as EC2 reports it in DnsEntries."""
+        return f"{endpoint_id}-4gsq2hpc.{self.service_id}.{REGION}.vpce.amazonaws.com"
 
     def state(self, endpoint_id: str) -> str:
         return self.connections[endpoint_id]["VpcEndpointState"]

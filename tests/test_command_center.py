@@ -119,11 +119,14 @@ def _browser_available() -> bool:
 
 
 def _open(p, tmp_path: Path, name: str, width: int = 1440, height: int = 900):  # noqa: ANN001, ANN202
+    from playwright.sync_api import expect
+
     context = p.chromium.launch_persistent_context(
         str(tmp_path / f"chromium-{name}"), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
         viewport={"width": width, "height": height}, accept_downloads=True,
     )
     context.set_default_timeout(30_000)
+    expect.set_options(timeout=30_000)  # generous: a busy 2-core machine, and Pending refreshes every 10 s
     page = context.pages[0] if context.pages else context.new_page()
     return context, page
 
@@ -370,8 +373,9 @@ def test_the_command_center_in_a_browser(center: InProcessServer, aws: AwsWorld,
         linked = admin.post("/partners", json={
             "name": "Acme Trading", "aws_account_id": PARTNER_ACCOUNT, "region": REGION, "connection_type": "privatelink",
             "vpc_id": linked_vpc["vpc_id"], "subnet_ids": [linked_vpc["subnet_id"]]}).json()["data"]
-        endpoint = account.request_endpoint(linked_vpc)
         page.click("#tabbtn-pending")
+        expect(page.locator("#pending-empty")).to_be_visible()
+        endpoint = account.request_endpoint(linked_vpc)  # while the tab is open: it refreshes itself
         pending_row = page.locator(f"#pending-table tr[data-connection='{endpoint}']")
         expect(pending_row).to_contain_text("Acme Trading")
         _axe(page, "pending")
@@ -380,6 +384,18 @@ def test_the_command_center_in_a_browser(center: InProcessServer, aws: AwsWorld,
         expect(page.locator("#toast")).to_contain_text("Acme Trading: active")
         expect(page.locator("#pending-empty")).to_be_visible()
         assert aws.endpoints.state(endpoint) == "available"
+        # Its hand-off: the endpoint's DNS name as EC2 reports it, in every example.
+        page.click("#tabbtn-partners")
+        page.locator(f"#partners-table tr[data-partner='{linked['partner']['id']}']").get_by_role(
+            "button", name="Details of Acme Trading").click()
+        dns = aws.endpoints.dns_name(endpoint)
+        expect(page.locator("#handoff-dns")).to_have_text(dns)
+        expect(page.locator("#handoff-reference")).to_contain_text(aws.service_name)
+        expect(page.locator("#handoff-reference")).to_contain_text(aws.service_id)
+        examples = page.locator("#handoff-examples pre")
+        expect(examples.nth(0)).to_contain_text(f"http://{dns}:")
+        expect(examples.nth(1)).to_contain_text(f'wscat -c "ws://{dns}:')
+        _shot(page, "08b-handoff-privatelink")
 
         # Usage: console traffic apart, invalid names grouped, a per-partner view, UTC.
         with httpx.Client(base_url=center.url, timeout=10) as lpo:

@@ -54,9 +54,8 @@ def _examples(p: Partner, stack: StackNetwork, dns: str | None) -> list[dict[str
         return [
             {"title": "One price over HTTP (curl)",
              "command": f'curl -H "Authorization: Bearer {KEY_VAR}" "http://{host}:{http}/price?asset=BTC,ETH"'},
-            {"title": "Live prices over WebSocket (wscat), then send the subscribe line",
-             "command": f'wscat -c "ws://{host}:{http}/ws/prices" -H "Authorization: Bearer {KEY_VAR}"\n'
-                        '> {"subscribe": ["BTC", "ETH"]}'},
+            {"title": 'Live prices over WebSocket (wscat); once connected, type {"subscribe": ["BTC", "ETH"]}',
+             "command": f'wscat -c "ws://{host}:{http}/ws/prices" -H "Authorization: Bearer {KEY_VAR}"'},
             {"title": "Your usage this month (curl)",
              "command": f'curl -H "Authorization: Bearer {KEY_VAR}" "http://{host}:{reports}/reports/usage"'},
         ]
