@@ -90,9 +90,10 @@
   }
 
   /* Errors stay until dismissed, and say what failed. */
-  function notify(title, message) {
+  function notify(title, message, info) {
     const close = h("button", { class: "btn btn-small", type: "button" }, "Dismiss");
-    const note = h("div", { class: "notice", role: "alert" }, h("p", {}, h("strong", {}, title), message), close);
+    const note = h("div", { class: info ? "notice notice-info" : "notice", role: info ? "status" : "alert" },
+      h("p", {}, h("strong", {}, title), message), close);
     close.addEventListener("click", () => note.remove());
     $("#notices").append(note);
     return note;
@@ -345,7 +346,7 @@
       const remain = (data.remain || []).map((r) => r.message);
       toast(`${partner.name}: ${data.partner.status}${data.changed ? "" : " (no change)"}` +
             (remain.length ? `. Still in place: ${remain.join("; ")}` : ""));
-      if (remain.length && action !== "approve") notify(`${partner.name}: ${action} left some pieces in place`, remain.join("; "));
+      if (remain.length && action !== "approve") notify(`${partner.name}: ${data.partner.status}; still in place`, remain.join("; "), true);
     } catch (e) {
       notify(`${STEP_NAMES[action] || action} ${partner.name} failed`, e.message);
     }
