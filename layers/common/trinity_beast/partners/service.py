@@ -151,7 +151,8 @@ class PartnerService:
         if len(mine) != 1:
             found = "no request" if not mine else f"{len(mine)} requests ({', '.join(r.connection_id for r in mine)})"
             raise PartnerError(409, f"{found} from account {partner.aws_account_id} and VPC {partner.vpc_id} in EC2: "
-                                    "name the connection_id to approve")
+                                    "name the connection_id to approve (in the Command Center: Accept the right "
+                                    "one under Pending Approvals)")
         return mine[0].connection_id
 
     def register(self, partner_id: str, connection_id: Any, actor: str) -> Partner:
