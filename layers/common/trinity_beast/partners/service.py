@@ -18,7 +18,7 @@ from .cidr import CidrError, check_access_cidr, check_partner_cidr
 from .descriptions import transliteration
 from .ec2 import ConnectionRequest, Ec2Network, Ec2Snapshot
 from .handoff import handoff
-from .model import LIVE, AuditEntry, Partner, PartnerError, check_connection_id, moved, new_partner
+from .model import AuditEntry, Partner, PartnerError, check_connection_id, moved, new_partner
 from .reconcile import Piece, candidates, connection_of, drift, teardown
 from .wizard import StackNetwork, onboarding, rule_description
 
@@ -281,7 +281,12 @@ class PartnerService:
     def _close_network(self, partner: Partner) -> tuple[dict[str, Any], list[Piece]]:
         """Remove every network piece the partner has in EC2 (each step a no-op when already
         undone); what must stay is returned with the reason."""
-        snapshot = self.network.snapshot() if self._configured(partner) else Ec2Snapshot((), {}, {})
+        if not self._configured(partner):
+            missing = ", ".join(self.stack.missing(partner.connection_type, "approve"))
+            unseen = [Piece("connection", partner.connection_id or "", f"EC2 was not read (set {missing}): whatever "
+                            f"{partner.connection_id or 'request'} opened was neither checked nor removed")]
+            return {}, unseen if partner.connection_id else []
+        snapshot = self.network.snapshot()
         remove, stay = teardown(partner, snapshot, self.stack, self._taken(partner), self._shared_cidr(partner))
         done: dict[str, Any] = {}
         request = connection_of(partner, snapshot, self._taken(partner))
