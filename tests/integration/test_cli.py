@@ -19,6 +19,7 @@ def test_serve_first_start_prints_an_admin_key_that_works(request: pytest.Fixtur
     p = start_beast_serve(env, cwd=tmp_path)
     try:
         assert "First start: created an admin key" in p.first_output
+        assert f"Command Center: http://127.0.0.1:{p.env['BEAST_LRS_PORT']}/admin" in p.first_output
         secret = next(line.split()[1] for line in p.first_output.splitlines() if line.strip().startswith("key:"))
         r = httpx.get(p.url + "/price?asset=BTC", headers={"Authorization": f"Bearer {secret}"})
         assert r.status_code == 404

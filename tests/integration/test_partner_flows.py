@@ -67,8 +67,8 @@ def test_privatelink_flow_end_to_end(service: PartnerService, aws: AwsWorld) -> 
 
     with pytest.raises(PartnerError, match="revoke it instead"):
         service.reject(partner.id, ADMIN)
-    revoked, changed = service.revoke(partner.id, ADMIN, "contract ended")
-    assert (revoked.status, changed) == ("revoked", True) and aws.endpoints.state(endpoint) == "rejected"
+    revoked, changed, remain = service.revoke(partner.id, ADMIN, "contract ended")
+    assert (revoked.status, changed, remain) == ("revoked", True, []) and aws.endpoints.state(endpoint) == "rejected"
     assert not service.db.key_by_id(partner.api_key_id).active
     assert service.revoke(partner.id, ADMIN)[1] is False  # revoking twice does nothing more
     with pytest.raises(PartnerError) as caught:
@@ -92,7 +92,7 @@ def test_peering_flow_end_to_end(service: PartnerService, aws: AwsWorld) -> None
     assert aws.routes()["172.31.0.0/16"] == pcx
     assert aws.udp_rules() == {("172.31.0.0/16", 2679), ("172.31.0.0/16", 2680)}
     assert [r["cidr"] for r in service.udp_access()] == ["172.31.0.0/16"]
-    assert service.udp_access()[0]["partner"] == {"id": partner.id, "name": "Zeta Quant"}
+    assert service.udp_access()[0]["partner"] == {"id": partner.id, "name": "Zeta Quant", "status": "active"}
 
     again, changed = service.approve(partner.id, ADMIN, pcx)  # double accept
     assert (again.status, changed) == ("active", False)
@@ -100,8 +100,10 @@ def test_peering_flow_end_to_end(service: PartnerService, aws: AwsWorld) -> None
 
     with pytest.raises(PartnerError, match="revoke the partner to close it"):
         service.deny_udp("172.31.0.0/16", ADMIN)
-    revoked, _ = service.revoke(partner.id, ADMIN)
+    revoked, _, remain = service.revoke(partner.id, ADMIN)
     assert revoked.status == "revoked"
+    # What stays is said: the partner's own route lives in their account.
+    assert [(p.kind, p.id) for p in remain] == [("partner_route", vpc["route_table_id"])]
     assert "172.31.0.0/16" not in aws.routes() and aws.udp_rules() == set()
     assert aws.peering_state(pcx) == "deleted"
     assert not service.db.key_by_id(partner.api_key_id).active
@@ -119,10 +121,10 @@ def test_reject_both_kinds_of_request(service: PartnerService, aws: AwsWorld) ->
     pcx = account.request_peering(vpc_b)
     service.register(peered.id, pcx, ADMIN)
 
-    rejected, changed = service.reject(linked.id, ADMIN, "not a customer")  # invited, request seen
+    rejected, changed, _ = service.reject(linked.id, ADMIN, "not a customer")  # invited, request seen
     assert (rejected.status, changed) == ("rejected", True)
-    assert aws.endpoints.state(endpoint) == "pendingAcceptance"  # it was never registered to this partner
-    rejected, changed = service.reject(peered.id, ADMIN)
+    assert aws.endpoints.state(endpoint) == "rejected"  # the one request from its account goes too
+    rejected, changed, _ = service.reject(peered.id, ADMIN)
     assert (rejected.status, changed) == ("rejected", True) and aws.peering_state(pcx) == "rejected"
     assert service.reject(peered.id, ADMIN)[1] is False  # rejecting twice: no change
     assert not service.db.key_by_id(peered.api_key_id).active and not service.db.key_by_id(linked.api_key_id).active
@@ -130,8 +132,10 @@ def test_reject_both_kinds_of_request(service: PartnerService, aws: AwsWorld) ->
         service.register(linked.id, endpoint, ADMIN)
 
     # A request no partner claims is rejected on its own.
-    assert service.reject_request(endpoint, ADMIN) is True
-    assert aws.endpoints.state(endpoint) == "rejected" and service.pending() == []
+    stranger = aws.partner_account("444455556666")
+    unknown = stranger.request_endpoint(stranger.vpc("172.20.0.0/16"))
+    assert service.reject_request(unknown, ADMIN) is True
+    assert aws.endpoints.state(unknown) == "rejected" and service.pending() == []
     assert service.audit()[-1].action == "reject_request"
 
 
@@ -143,7 +147,7 @@ def test_requests_must_come_from_the_partner(service: PartnerService, aws: AwsWo
     with pytest.raises(PartnerError) as caught:
         service.register(partner.id, foreign, ADMIN)
     assert caught.value.status == 409 and "comes from account 444455556666" in caught.value.message
-    with pytest.raises(PartnerError, match="no pending request from account 111122223333"):
+    with pytest.raises(PartnerError, match="no request from account 111122223333"):
         service.approve(partner.id, ADMIN)
     with pytest.raises(PartnerError) as caught:
         service.register(partner.id, "vpce-0000000000000000f", ADMIN)
@@ -185,10 +189,12 @@ def test_every_cidr_error_on_the_flow(service: PartnerService, aws: AwsWorld) ->
 
 def test_udp_access_entries(service: PartnerService, aws: AwsWorld) -> None:  # noqa: F811
     assert service.udp_access() == []
-    assert service.allow_udp("198.51.100.0/24", "office", ADMIN) is True
-    assert service.allow_udp("198.51.100.0/24", "office", ADMIN) is False  # already there
+    assert service.allow_udp("198.51.100.0/24", "office", ADMIN)["changed"] is True
+    again = service.allow_udp("198.51.100.0/24", "office", ADMIN)
+    assert again == {"changed": False, "description": {"typed": "office", "stored": "office", "changed": False}}
     assert aws.udp_rules() == {("198.51.100.0/24", 2679), ("198.51.100.0/24", 2680)}
-    assert service.udp_access() == [{"cidr": "198.51.100.0/24", "ports": [2679, 2680], "description": "office", "partner": None}]
+    assert service.udp_access() == [{"cidr": "198.51.100.0/24", "ports": [2679, 2680], "description": "office",
+                                     "partner": None, "orphaned": False}]
     for bad, status in (("198.51.100.0", 400), ("198.51.100.1/24", 400), ("0.0.0.0/0", 400), ("10.0.2.0/24", 409), (None, 400)):
         with pytest.raises(PartnerError) as caught:
             service.allow_udp(bad, "", ADMIN)

@@ -143,3 +143,39 @@ def test_privatelink_and_udp_access_over_http(lrs: InProcessServer, aws: AwsWorl
         assert removed["changed"] and removed["rules"] == []
         trail = body_of(admin.get("/partners/audit"))["data"]["entries"]
         assert [e["action"] for e in trail][-2:] == ["udp_allow", "udp_deny"]
+
+
+def test_reconcile_teardown_and_handoff_over_http(lrs: InProcessServer, aws: AwsWorld) -> None:  # noqa: F811
+    account = aws.partner_account()
+    vpc = account.vpc("172.31.0.0/16")
+    details = {"name": "Zürich Quant", "aws_account_id": PARTNER_ACCOUNT, "region": REGION, "connection_type": "peering",
+               "vpc_id": vpc["vpc_id"], "cidr": vpc["cidr"], "route_table_id": vpc["route_table_id"]}
+    with client(lrs, lrs.admin_key) as admin:
+        created = body_of(admin.post("/partners", json=details))["data"]
+        pid = created["partner"]["id"]
+        with client(lrs, created["api_key"]["key"]) as partner:
+            for method, path in (("POST", "/partners/reconcile"), ("GET", f"/partners/{pid}/handoff"),
+                                 ("GET", f"/partners/{pid}/teardown"), ("POST", f"/partners/{pid}/reconcile")):
+                assert partner.request(method, path, json={}).status_code == 403, path
+        pcx = account.request_peering(vpc)
+        aws.ec2.accept_vpc_peering_connection(VpcPeeringConnectionId=pcx)  # by hand
+        done = body_of(admin.post("/partners/reconcile", json={}))["data"]
+        assert done["adopted"] == 1 and done["partners"][0]["partner"]["status"] == "active"
+        assert [d["kind"] for d in done["partners"][0]["drift"]] == ["route", "udp"]  # accepted, nothing else yet
+        one = body_of(admin.post(f"/partners/{pid}/reconcile", json={}))["data"]
+        assert one["adopted"] == [] and len(one["drift"]) == 2
+        assert body_of(admin.post(f"/partners/{pid}/approve", json={}))["data"]["changed"] is True
+        sheet = body_of(admin.get(f"/partners/{pid}/handoff"))["data"]
+        assert sheet["filename"] == f"trinity-beast-handoff-{pid}.md" and "Zürich Quant" in sheet["markdown"]
+        plan = body_of(admin.get(f"/partners/{pid}/teardown"))["data"]
+        assert [p["kind"] for p in plan["remove"]] == ["route", "udp", "connection"]
+        too_long = admin.post(f"/partners/{pid}/revoke", json={"reason": "x" * 501})
+        assert too_long.status_code == 400 and body_of(too_long)["error"].startswith("reason:")
+        assert body_of(admin.get(f"/partners/{pid}"))["data"]["partner"]["status"] == "active"  # changed nothing
+        revoked = body_of(admin.post(f"/partners/{pid}/revoke", json={"reason": "done"}))["data"]
+        assert revoked["partner"]["status"] == "revoked" and [r["kind"] for r in revoked["remain"]] == ["partner_route"]
+        gone = admin.get(f"/partners/{pid}/handoff")
+        assert gone.status_code == 409 and "nothing to hand over" in body_of(gone)["error"]
+        bad = admin.post("/partners", json={**details, "aws_account_id": "1", "vpc_id": "v"})
+        assert bad.status_code == 400
+        assert [e["field"] for e in body_of(bad)["data"]["errors"]] == ["aws_account_id", "vpc_id"]

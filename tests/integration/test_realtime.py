@@ -363,3 +363,22 @@ def test_an_answer_too_big_for_one_datagram_says_so(srv: InProcessServer) -> Non
     assert answer["status_code"] == 413
     assert "over the 4096-byte datagram limit: ask for fewer assets per datagram" in answer["error"]
     assert answer["_bytes"] <= 4096
+
+
+async def test_the_key_in_a_first_message_works(srv: InProcessServer) -> None:
+    """A browser cannot set headers: the Command Center sends {"auth": KEY} first, keeping the
+    key out of the URL. A wrong key there is refused like any other."""
+    async with connect(ws_url(srv)) as ws:
+        await ws.send(json.dumps({"auth": srv.admin_key}))
+        await ws.send('{"ping": 1}')
+        assert await recv(ws) == {"type": "pong"}
+    async with connect(ws_url(srv)) as ws:
+        await ws.send(json.dumps({"auth": "tbk_wrong_key_123456"}))
+        with pytest.raises(ConnectionClosed) as closed:
+            await ws.recv()
+    assert closed.value.rcvd.code == 1008 and closed.value.rcvd.reason.startswith("invalid API key")
+    async with connect(ws_url(srv)) as ws:
+        await ws.send('{"subscribe": ["BTC"]}')  # not an auth message: refused, nothing served
+        with pytest.raises(ConnectionClosed) as closed:
+            await ws.recv()
+    assert closed.value.rcvd.code == 1008 and closed.value.rcvd.reason.startswith("missing API key")

@@ -235,7 +235,8 @@ def test_every_wizard_command_matches_the_ec2_model(details: dict, connection_id
         ]
         request = parsed[0][2]
         assert (request["PeerVpcId"], request["PeerOwnerId"], request["PeerRegion"]) == (STACK.vpc_id, OUR_ACCOUNT, REGION)
-        assert parsed[1][2]["DestinationCidrBlock"] == f"{NLB_IP}/32"
+        # The whole VPC: the UDP NLB has an address in every zone it spans, not only NLB_IP.
+        assert parsed[1][2]["DestinationCidrBlock"] == STACK.vpc_cidr
         assert parsed[1][2]["RouteTableId"] == PEERING["route_table_id"]
         assert parsed[3][2] == {"RouteTableId": STACK.route_table_id, "DestinationCidrBlock": "172.31.0.0/16",
                                 "VpcPeeringConnectionId": body.get("connection_id", "<VPC_PEERING_CONNECTION_ID>")}

@@ -102,6 +102,9 @@ async def serve(settings: Settings, args: argparse.Namespace) -> None:
         rt.db.dialect,
         "" if not (args.no_sync or feeds_only) else ", usage sync left to a separate job",
     )
+    if lrs:
+        shown = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+        print(f"Command Center: http://{shown}:{settings.lrs_port}/admin (sign in with an admin key)", flush=True)
     settle_garbage_collector()
     try:
         await run_until_signal(listeners, settings.log_level)
