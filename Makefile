@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run serve test lint sam invoke bench bench-quick clean
+.PHONY: run serve test lint sam invoke deploy-params bench bench-quick clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,11 @@ lint: $(VENV)/.test $(LINT_VENV)/bin/checkov
 	mkdir -p .aws-sam
 	AWS_DEFAULT_REGION=us-east-2 $(BIN)/python tests/cfnstack.py .aws-sam/transformed.json
 	$(CHECKOV) -f .aws-sam/transformed.json
+
+## deploy-params: samconfig.toml's parameter_overrides for ENV (dev or prod), to extend on the command line:
+## sam deploy --config-env dev --parameter-overrides "$$(make -s deploy-params ENV=dev) LpoImageUri=… LrsImageUri=…"
+deploy-params:
+	@$(PYTHON) -c "import sys, tomllib; print(tomllib.load(open('samconfig.toml', 'rb'))[sys.argv[1]]['deploy']['parameters']['parameter_overrides'])" "$(ENV)"
 
 ## invoke: run one function on an event the way `sam local invoke` does, without Docker;
 ## settings from env.json (as `--env-vars` takes them): make invoke FN=assets EVENT=events/assets_list.json

@@ -456,3 +456,49 @@ def test_alarms_watch_what_the_code_logs_and_notify_the_topic(deployed: Stack) -
             assert alarm["Properties"]["MetricName"] in emitted, f"{name}: no filter emits its metric in this mode"
     feed_service = alarms["FeedDownAlarm"]["Properties"]["Dimensions"][1]["Value"]["Fn::GetAtt"][0]
     assert feed_service in deployed.resources
+
+
+# ------------------------------------------------------------------ samconfig.toml
+
+
+def samconfig() -> dict[str, Any]:
+    import tomllib
+
+    return tomllib.loads((REPO / "samconfig.toml").read_text())
+
+
+def overrides(text: str) -> dict[str, str]:
+    return dict(pair.split("=", 1) for pair in text.split())
+
+
+@pytest.mark.parametrize("env_name", ["default", "dev", "prod"])
+def test_samconfig_environments_are_complete_and_deployable(cfn: dict[str, Any], env_name: str) -> None:
+    config = samconfig()[env_name]
+    assert config["global"]["parameters"]["stack_name"] and config["global"]["parameters"]["region"]
+    deploy = config["deploy"]["parameters"]
+    assert deploy.get("resolve_s3") is True or deploy.get("s3_bucket"), "sam deploy needs an artifact bucket"
+    assert "CAPABILITY_IAM" in deploy["capabilities"].split()
+    assert deploy["s3_prefix"]
+    values = overrides(deploy["parameter_overrides"])
+    for name, value in values.items():
+        spec = cfn["Parameters"][name]  # a misspelt parameter is a KeyError here, not a failed stack
+        if "AllowedValues" in spec:
+            assert value in spec["AllowedValues"], (name, value)
+    assert "LpoImageUri" not in values and "LrsImageUri" not in values  # per release, given at deploy time
+    # With the image URIs given, the Rules pass and the resulting stack meets the hard limits.
+    assert Rules(cfn["Rules"], rule_params(cfn, **values)).failures() == []
+    s = stack(cfn, **values)
+    for name, service in s.of_type("AWS::ECS::Service").items():
+        assert len(service["Properties"].get("LoadBalancers", [])) <= MAX_TARGET_GROUPS_PER_SERVICE, name
+    for name, task in s.of_type("AWS::ECS::TaskDefinition").items():
+        assert int(task["Properties"]["Memory"]) in FARGATE_SIZES[int(task["Properties"]["Cpu"])], name
+    # Without them the deploy stops on the Rules before anything is created.
+    bare = {n: str(p.get("Default", "")) for n, p in cfn["Parameters"].items()} | values
+    assert any(f.startswith("LpoImageRequired") for f in Rules(cfn["Rules"], bare).failures())
+
+
+def test_make_deploy_params_prints_what_samconfig_holds() -> None:
+    for env_name in ("dev", "prod"):
+        result = subprocess.run(["make", "-s", "deploy-params", f"ENV={env_name}"], cwd=REPO, capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == samconfig()[env_name]["deploy"]["parameters"]["parameter_overrides"]
