@@ -502,3 +502,11 @@ def test_make_deploy_params_prints_what_samconfig_holds() -> None:
         result = subprocess.run(["make", "-s", "deploy-params", f"ENV={env_name}"], cwd=REPO, capture_output=True, text=True, timeout=60)
         assert result.returncode == 0, result.stderr
         assert result.stdout.strip() == samconfig()[env_name]["deploy"]["parameters"]["parameter_overrides"]
+
+
+def test_the_documented_cost_table_is_the_one_the_template_gives(cfn: dict[str, Any]) -> None:
+    from costs import PRICES_STATED_ON, REGION, table
+
+    doc = (REPO / "docs" / "deploy.md").read_text()
+    assert table(cfn) in doc, "docs/deploy.md's cost table is stale: paste `python tests/costs.py` into it"
+    assert PRICES_STATED_ON in doc and REGION in doc and "not fetched" in doc
