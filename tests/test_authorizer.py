@@ -87,3 +87,24 @@ def test_a_malformed_event_is_refused_without_touching_the_database(bad, monkeyp
     monkeypatch.setenv("DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none")  # unreachable: must not be asked
     with pytest.raises(Exception, match="^Unauthorized$"):
         invoke("AuthorizerFunction", bad)
+
+
+def test_as_deployed_it_reads_the_database_secret_by_arn(keys, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The template gives the authorizer DATABASE_SECRET_ARN, not a URL (the secret in moto here)."""
+    import boto3
+    from moto import mock_aws
+
+    from trinity_beast.db.postgres import connect_args
+
+    args = connect_args(pg_url)
+    monkeypatch.delenv("DATABASE_URL")
+    for name, value in {"AWS_DEFAULT_REGION": "us-east-2", "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():
+        monkeypatch.setenv(name, value)
+    with mock_aws():
+        secret = {"username": args["user"], "password": "unused-with-trust-auth", "host": args["host"],
+                  "port": args["port"], "dbname": args["database"], "sslmode": "disable"}
+        arn = boto3.client("secretsmanager").create_secret(Name="trinity-beast/test/authorizer", SecretString=json.dumps(secret))["ARN"]
+        monkeypatch.setenv("DATABASE_SECRET_ARN", arn)
+        key, secret_value = keys["active"]
+        answer = invoke("AuthorizerFunction", event("authorizer_bearer_key.json", f"Bearer {secret_value}"))
+    assert answer["principalId"] == key.id and answer["policyDocument"]["Statement"][0]["Effect"] == "Allow"

@@ -392,8 +392,11 @@ def test_api_gateway_logs_throttles_traces_and_checks_keys(deployed: Stack) -> N
     assert p["AccessLogSetting"]["DestinationArn"] == {"Fn::GetAtt": ["ApiAccessLogGroup", "Arn"]}
     [throttle] = p["MethodSettings"]
     assert throttle["ThrottlingRateLimit"] > 0 and throttle["ThrottlingBurstLimit"] > 0 and throttle["ResourcePath"] == "/*"
-    # The account's CloudWatch role exists before the stage that logs through it.
-    assert "ApiGatewayAccount" in deployed.resources
+    # The account's CloudWatch role is set before the stage that logs through it is created
+    # (stage -> deployment -> API -> ApiGatewayAccount).
+    assert "ApiGatewayAccount" in deployed.of_type("AWS::ApiGateway::Account")
+    assert deployed.resources["Api"]["DependsOn"] in ("ApiGatewayAccount", ["ApiGatewayAccount"])
+    assert p["RestApiId"] == {"Ref": "Api"} and ref(p["DeploymentId"]) in deployed.of_type("AWS::ApiGateway::Deployment")
     body = deployed.props("Api")["Body"]
     [(name, scheme)] = body["securityDefinitions"].items()
     a = scheme["x-amazon-apigateway-authorizer"]
