@@ -59,7 +59,7 @@ deploy-params:
 ## settings from env.json (as `--env-vars` takes them): make invoke FN=assets EVENT=events/assets_list.json
 invoke: $(VENV)/.test
 	@test -n "$(FN)" -a -n "$(EVENT)" || { echo "usage: make invoke FN=<function> EVENT=<events/file.json>" >&2; exit 2; }
-	@AWS_DEFAULT_REGION=us-east-2 $(BIN)/python tests/samlocal.py "$(FN)" "$(EVENT)"
+	@AWS_DEFAULT_REGION=us-east-2 $(BIN)/python tests/localinvoke.py "$(FN)" "$(EVENT)"
 
 # The SAM CLI pins its own boto3/click: it gets a virtual environment of its own.
 ## bench: the full benchmark run by hand (starts everything on loopback; writes bench/RESULTS.md)

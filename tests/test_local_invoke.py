@@ -9,7 +9,7 @@ import sys
 
 from samlocal import REPO, functions
 
-SCRIPT = [sys.executable, str(REPO / "tests" / "samlocal.py")]
+SCRIPT = [sys.executable, str(REPO / "tests" / "localinvoke.py")]
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
