@@ -87,4 +87,3 @@ def load_handler(logical_id: str) -> Callable[[Any, Any], Any]:
 
 def invoke(logical_id: str, event: Any) -> Any:
     return load_handler(logical_id)(event, FakeContext(function_name=logical_id))
-
