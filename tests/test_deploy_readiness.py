@@ -453,10 +453,18 @@ def test_alarms_watch_what_the_code_logs_and_notify_the_topic(deployed: Stack) -
     assert {"FeedDownAlarm", "PublicAlb5xxAlarm", "Api5xxAlarm", "SyncFailuresAlarm", "UsageBufferingAlarm"} <= set(alarms)
     for name, alarm in alarms.items():
         assert alarm["Properties"]["AlarmActions"] == [{"Ref": "AlarmTopic"}], name
-    emitted = {t["MetricName"] for f in filters.values() for t in f["Properties"]["MetricTransformations"]}
-    for name, alarm in alarms.items():
-        if alarm["Properties"].get("Namespace") == "TrinityBeast":
-            assert alarm["Properties"]["MetricName"] in emitted, f"{name}: no filter emits its metric in this mode"
+    emitted = {(t["MetricNamespace"]["Fn::Sub"], t["MetricName"]) for f in filters.values() for t in f["Properties"]["MetricTransformations"]}
+    assert {ns for ns, _ in emitted} == {"TrinityBeast/${Stage}"}  # per stack: dev and prod in one account stay apart
+    read = [(a["Properties"]["Namespace"], a["Properties"]["MetricName"]) for a in alarms.values() if "Namespace" in a["Properties"]]
+    read += [(m["MetricStat"]["Metric"]["Namespace"], m["MetricStat"]["Metric"]["MetricName"])
+             for a in alarms.values() for m in a["Properties"].get("Metrics", []) if "MetricStat" in m]
+    for namespace, metric in read:
+        if isinstance(namespace, dict):
+            assert (namespace["Fn::Sub"], metric) in emitted, f"no filter emits {metric} in this mode"
+    # The sync function's own EMF metric (functions/sync/app.py) counts in independent mode.
+    if deployed.conditions["IsIndependent"]:
+        assert ("TrinityBeast", "SyncErrors") in read
+        assert "SyncErrors" in (REPO / "functions/sync/app.py").read_text()
     feed_service = alarms["FeedDownAlarm"]["Properties"]["Dimensions"][1]["Value"]["Fn::GetAtt"][0]
     assert feed_service in deployed.resources
 
