@@ -65,7 +65,8 @@ def test_every_function_shares_the_layer_and_has_its_events(cfn: dict[str, Any])
         # The URL names the MemoryDB user; the password comes from its secret, never from the environment.
         assert variables["REDIS_URL"] == {"Fn::Sub": "rediss://beast-${Stage}@${Cache.ClusterEndpoint.Address}:6379"}
         assert variables["REDIS_SECRET_ARN"] == {"Ref": "CacheSecret"}
-        assert "DATABASE_URL" not in variables and "REDIS_PASSWORD" not in variables
+        # DATABASE_URL is declared empty, for `sam local invoke --env-vars env.json` only.
+        assert variables["DATABASE_URL"] == "" and "REDIS_PASSWORD" not in variables
     assert "VpcConfig" not in functions["AssetsFunction"]["Properties"]  # needs neither store
 
 
@@ -87,8 +88,10 @@ def test_ports_load_balancers_and_privatelink(cfn: dict[str, Any]) -> None:
     assert {r["FromPort"] for r in public_ingress} == {80, 443}
     admin_ingress = s.props("AdminAlbSecurityGroup")["SecurityGroupIngress"]
     assert [(r["FromPort"], r["CidrIp"]) for r in admin_ingress] == [(9090, "10.0.0.0/16")]
+    assert "AdminNetworkIngress" not in s.resources
     with_admin = stack(cfn, AdminAccessCidr="192.0.2.0/24")
-    assert [r["CidrIp"] for r in with_admin.props("AdminAlbSecurityGroup")["SecurityGroupIngress"]] == ["10.0.0.0/16", "192.0.2.0/24"]
+    extra = with_admin.props("AdminNetworkIngress")
+    assert (extra["CidrIp"], extra["FromPort"], extra["GroupId"]) == ("192.0.2.0/24", 9090, {"Fn::GetAtt": ["AdminAlbSecurityGroup", "GroupId"]})
     service = s.props("PartnerEndpointService")
     assert service == {"NetworkLoadBalancerArns": [{"Ref": "TcpNlb"}], "AcceptanceRequired": True}
     regions = stack(cfn, PartnerRegions="us-east-1,eu-west-1").props("PartnerEndpointService")
