@@ -521,3 +521,38 @@ def test_the_documented_cost_table_is_the_one_the_template_gives(cfn: dict[str, 
     doc = (REPO / "docs" / "deploy.md").read_text()
     assert table(cfn) in doc, "docs/deploy.md's cost table is stale: paste `python tests/costs.py` into it"
     assert PRICES_STATED_ON in doc and REGION in doc and "not fetched" in doc
+
+
+def test_sam_deploy_guided_prompts_are_the_documented_ones_and_none_about_authentication(tmp_path) -> None:
+    """The real `sam deploy --guided --config-env dev`, Enter to every prompt, offline: it walks every
+    prompt, then stops where it first needs AWS. docs/deploy.md must walk the same prompts."""
+    sam = REPO / ".sam-venv" / "bin" / "sam"
+    if not sam.exists():
+        assert not os.environ.get("CI"), "CI runs `make sam` first, which creates .sam-venv"
+        pytest.skip("no .sam-venv: `make sam` creates it")
+    for name in ("template.yaml", "samconfig.toml"):
+        (tmp_path / name).write_bytes((REPO / name).read_bytes())  # a scratch copy: the answers are saved there
+    for name in ("functions", "layers", "events"):
+        (tmp_path / name).symlink_to(REPO / name)
+    env = {**os.environ, "SAM_CLI_TELEMETRY": "0", "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+           "AWS_EC2_METADATA_DISABLED": "true", "AWS_ENDPOINT_URL": "http://127.0.0.1:9"}  # nothing reaches AWS
+    result = subprocess.run(
+        [str(sam), "deploy", "--guided", "--config-env", "dev", "--template-file", "template.yaml"],
+        cwd=tmp_path, input="\n" * 80, capture_output=True, text=True, timeout=300, env=env,
+    )
+    out = result.stdout + result.stderr
+    assert "Looking for resources needed for deployment" in out, out[-3000:]  # every prompt answered
+    assert "has no authentication" not in out
+    prompts = re.findall(r"\t([A-Z][^\[\n\t]*?) \[[^\]\n]*\]: ", out)
+    parameters = list(load_template()["Parameters"])
+    assert prompts == [
+        "Stack Name", "AWS Region", *(f"Parameter {p}" for p in parameters),
+        "Confirm changes before deploy", "Allow SAM CLI IAM role creation", "Disable rollback",
+        "Save arguments to configuration file", "SAM configuration file", "SAM configuration environment",
+    ], prompts
+    doc = (REPO / "docs" / "deploy.md").read_text()
+    guided = doc[doc.index("## `sam deploy --guided`, prompt by prompt"):doc.index("## After the first deploy")]
+    for prompt in prompts:
+        name = prompt.removeprefix("Parameter ")
+        assert f"`{prompt}" in guided or f"`{name}" in guided or f"{name} [" in guided or f"`Parameter {name}" in guided, prompt
+    assert "has no authentication. Is this okay?" in guided  # the docs say why it is not asked
