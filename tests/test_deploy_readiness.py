@@ -84,6 +84,47 @@ def test_every_target_group_of_a_service_matches_a_port_of_its_container(deploye
             assert group["TargetType"] == "ip", f"{name}: awsvpc tasks register by IP"
 
 
+def created_before(s: Stack, name: str) -> set[str]:
+    """Every resource CloudFormation creates before `name`: DependsOn and references, transitively
+    (references in Metadata count too: that is how a dependency on a conditional resource is made)."""
+    seen: set[str] = set()
+    todo = [name]
+    while todo:
+        res = s.resources[todo.pop()]
+        depends = res.get("DependsOn", [])
+        found = {depends} if isinstance(depends, str) else set(depends)
+        found |= {target for _, target in references([res.get("Properties", {}), res.get("Metadata", {})])}
+        for target in found & set(s.resources) - seen:
+            seen.add(target)
+            todo.append(target)
+    return seen
+
+
+def test_every_target_group_of_a_service_is_on_a_listener_created_before_the_service(deployed: Stack) -> None:
+    """ECS refuses a target group no load balancer uses ("does not have an associated load balancer")."""
+    listeners = deployed.of_type("AWS::ElasticLoadBalancingV2::Listener")
+    forwards = {
+        ref(a["TargetGroupArn"]): name
+        for name, l in listeners.items() for a in l["Properties"]["DefaultActions"] if a["Type"] == "forward"
+    }
+    for name, service in deployed.of_type("AWS::ECS::Service").items():
+        depends = created_before(deployed, name)
+        for lb in service["Properties"].get("LoadBalancers", []):
+            group = ref(lb["TargetGroupArn"])
+            assert group in forwards, f"{name}: {group} is on no listener"
+            assert forwards[group] in depends, f"{name}: created before {forwards[group]}, which uses {group}"
+
+
+def test_udp_target_groups_check_health_on_a_tcp_port_the_task_serves(deployed: Stack) -> None:
+    for name, service in deployed.of_type("AWS::ECS::Service").items():
+        task = deployed.props(ref(service["Properties"]["TaskDefinition"]))
+        tcp = {p["ContainerPort"] for c in task["ContainerDefinitions"] for p in c["PortMappings"] if p["Protocol"] == "tcp"}
+        for lb in service["Properties"].get("LoadBalancers", []):
+            group = deployed.props(ref(lb["TargetGroupArn"]))
+            if group["Protocol"] == "UDP":
+                assert int(group["HealthCheckPort"]) in tcp, f"{name}: UDP {group['Port']} checked on {group['HealthCheckPort']}"
+
+
 def test_every_task_size_is_a_fargate_size(deployed: Stack) -> None:
     for name, task in deployed.of_type("AWS::ECS::TaskDefinition").items():
         cpu, memory = int(task["Properties"]["Cpu"]), int(task["Properties"]["Memory"])
@@ -297,7 +338,7 @@ def references(node: Any, sub_vars: frozenset[str] = frozenset()) -> Iterator[tu
 def test_every_ref_and_getatt_resolves_under_the_modes_conditions(deployed: Stack, cfn: dict[str, Any]) -> None:
     known = set(deployed.resources) | set(cfn["Parameters"]) | PSEUDO
     for name, res in deployed.resources.items():
-        for kind, target in references(res.get("Properties", {})):
+        for kind, target in references([res.get("Properties", {}), res.get("Metadata", {})]):
             assert target in known, f"{name}: {kind} {target} does not exist in this mode"
         depends = res.get("DependsOn", [])
         for target in [depends] if isinstance(depends, str) else depends:
