@@ -165,7 +165,9 @@ class Rules:
             if fn == "Fn::Or":
                 return any(self.value(a) for a in arg)
             if fn == "Fn::Contains":
-                return self.value(arg[1]) in [self.value(v) for v in arg[0]]
+                items = self.value(arg[0])
+                items = items.split(",") if isinstance(items, str) else [self.value(v) for v in items]  # a list parameter
+                return self.value(arg[1]) in items
             raise AssertionError(f"rule function {fn} not understood by this test")
         return node
 
@@ -213,9 +215,13 @@ def test_rules_accept_exactly_the_fargate_sizes(cfn: dict[str, Any]) -> None:
                 assert (failures == []) == valid, (task, cpu, memory, failures)
 
 
-def test_an_existing_vpc_needs_its_route_table(cfn: dict[str, Any]) -> None:
+def test_an_existing_vpc_needs_its_subnets_and_route_table(cfn: dict[str, Any]) -> None:
     failures = Rules(cfn["Rules"], rule_params(cfn, ExistingVpcId="vpc-0abc")).failures()
-    assert [f.split(":")[0] for f in failures] == ["ExistingVpcNeedsSubnets"]
+    assert len(failures) == 3 and all(f.startswith("ExistingVpcNeedsSubnets") for f in failures), failures
+    given = {k: v for k, v in VARIANTS["existing-vpc"].items() if k.startswith("Existing")}
+    assert Rules(cfn["Rules"], rule_params(cfn, **given)).failures() == []
+    half = {**given, "ExistingPrivateSubnetIds": ""}
+    assert [f for f in Rules(cfn["Rules"], rule_params(cfn, **half)).failures() if "ExistingPrivateSubnetIds" in f]
 
 
 # ------------------------------------------------------------------ load balancers
