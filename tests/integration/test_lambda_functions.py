@@ -116,8 +116,9 @@ def test_sync_function_moves_closed_minutes_once(usage_stack) -> None:
 # --- as deployed: the database from Secrets Manager (moto), every event file, metrics ----------
 
 FUNCTION_OF_EVENT = {Path(props["CodeUri"]).name: name for name, props in functions().items()}
-# partners_* events belong to the partners function and are exercised by the partners tests.
-DEPLOYED_EVENTS = sorted(p.name for p in EVENTS.glob("*.json") if not p.name.startswith("partners_"))
+# partners_* events belong to the partners function and are exercised by the partners tests;
+# authorizer_* events (API Gateway authorizer requests, no proxy answer) by tests/integration/test_authorizer.py.
+DEPLOYED_EVENTS = sorted(p.name for p in EVENTS.glob("*.json") if not p.name.startswith(("partners_", "authorizer_")))
 
 
 @pytest.fixture

@@ -7,152 +7,52 @@ each starts with, as a deployed stack would.
 
 from __future__ import annotations
 
-import copy
-import os
 from typing import Any
 
 import pytest
 
-from samlocal import load_template
-
-PARAMS = {"LpoImageUri": "123456789012.dkr.ecr.us-east-2.amazonaws.com/lpo:1", "LrsImageUri": "x/lrs:1"}
-
-
-class _NoPolicies:
-    """samtranslator's managed-policy loader, offline (the library ships its own list)."""
-
-    def load(self) -> dict[str, str]:
-        return {}
+from cfnstack import Stack, env, stack, transformed
 
 
 @pytest.fixture(scope="module")
 def cfn() -> dict[str, Any]:
-    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-2")
-    from samtranslator.translator.transform import transform
-
-    sam = load_template()
-    for res in sam["Resources"].values():
-        props = res.get("Properties", {})
-        for uri in ("CodeUri", "ContentUri"):
-            if isinstance(props.get(uri), str):
-                props[uri] = f"s3://bucket/{props[uri].strip('/')}.zip"
-    return transform(sam, {}, _NoPolicies())
-
-
-def defaults(cfn: dict[str, Any], **overrides: Any) -> dict[str, Any]:
-    values = {name: p.get("Default") for name, p in cfn["Parameters"].items()}
-    values.update(PARAMS)
-    values.update(overrides)
-    for name, p in cfn["Parameters"].items():
-        if p["Type"] == "CommaDelimitedList" and isinstance(values[name], str):
-            values[name] = values[name].split(",")
-    values.update({"AWS::Region": "us-east-2", "AWS::AccountId": "123456789012", "AWS::StackName": "tb", "AWS::Partition": "aws"})
-    return values
-
-
-class Stack:
-    """The translated template with Conditions and Fn::If resolved for one set of parameters."""
-
-    def __init__(self, cfn: dict[str, Any], params: dict[str, Any]) -> None:
-        self.params = params
-        self.conditions: dict[str, bool] = {}
-        self._raw = cfn["Conditions"]
-        for name in self._raw:
-            self.condition(name)
-        self.resources = {
-            name: self.resolve(copy.deepcopy(res))
-            for name, res in cfn["Resources"].items()
-            if "Condition" not in res or self.conditions[res["Condition"]]
-        }
-
-    def condition(self, name: str) -> bool:
-        if name not in self.conditions:
-            self.conditions[name] = bool(self.value(self._raw[name]))
-        return self.conditions[name]
-
-    def value(self, node: Any) -> Any:
-        """Evaluate a condition expression or a plain value."""
-        if isinstance(node, dict) and len(node) == 1:
-            (fn, arg), = node.items()
-            if fn == "Ref" and arg in self.params:
-                return self.params[arg]
-            if fn == "Condition":
-                return self.condition(arg)
-            if fn == "Fn::Equals":
-                return self.value(arg[0]) == self.value(arg[1])
-            if fn == "Fn::Not":
-                return not self.value(arg[0])
-            if fn == "Fn::And":
-                return all(self.value(a) for a in arg)
-            if fn == "Fn::Or":
-                return any(self.value(a) for a in arg)
-            if fn == "Fn::Join":
-                return arg[0].join(str(v) for v in self.value(arg[1]))
-        return node
-
-    def resolve(self, node: Any) -> Any:
-        """Replace Fn::If by its chosen branch and parameter Refs by their values, everywhere."""
-        none = {"Ref": "AWS::NoValue"}
-        if isinstance(node, list):
-            return [v for v in map(self.resolve, node) if v != none]
-        if isinstance(node, dict):
-            if set(node) == {"Fn::If"}:
-                cond, yes, no = node["Fn::If"]
-                return self.resolve(yes if self.condition(cond) else no)
-            if set(node) == {"Ref"} and node["Ref"] in self.params:
-                return self.params[node["Ref"]]
-            if set(node) == {"Fn::Select"}:
-                index, items = self.resolve(node["Fn::Select"])
-                if isinstance(items, list):
-                    return items[index]
-            return {k: v for k, v in ((k, self.resolve(v)) for k, v in node.items()) if v != none}
-        return node
-
-    def of_type(self, kind: str) -> dict[str, dict[str, Any]]:
-        return {n: r for n, r in self.resources.items() if r["Type"] == kind}
-
-    def props(self, name: str) -> dict[str, Any]:
-        return self.resources[name]["Properties"]
-
-    def container(self, task: str) -> dict[str, Any]:
-        [c] = self.props(task)["ContainerDefinitions"]
-        return c
-
-
-def stack(cfn: dict[str, Any], **params: Any) -> Stack:
-    return Stack(cfn, defaults(cfn, **params))
-
-
-def env(container: dict[str, Any]) -> dict[str, Any]:
-    return {e["Name"]: e["Value"] for e in container["Environment"]}
+    return transformed()
 
 
 def test_every_function_shares_the_layer_and_has_its_events(cfn: dict[str, Any]) -> None:
     s = stack(cfn)
     [layer] = s.of_type("AWS::Lambda::LayerVersion")
     functions = s.of_type("AWS::Lambda::Function")
-    assert {"AssetsFunction", "ReportsFunction", "SyncFunction"} <= set(functions)
+    assert {"AssetsFunction", "ReportsFunction", "SyncFunction", "PartnersFunction", "AuthorizerFunction"} <= set(functions)
     for name, fn in functions.items():
         assert fn["Properties"]["Runtime"] == "python3.11", name
         assert fn["Properties"]["Layers"] == [{"Ref": layer}], name
         assert fn["Properties"]["Environment"]["Variables"]["POWERTOOLS_METRICS_NAMESPACE"] == "TrinityBeast"
+        assert fn["Properties"]["TracingConfig"] == {"Mode": "Active"}, name
+        # Each function logs to its own group, which keeps logs for a set time.
+        group = fn["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
+        assert s.props(group)["RetentionInDays"] in (14, 90), name
     routes = {
         (p["Properties"]["FunctionName"]["Ref"], p["Properties"]["SourceArn"]["Fn::Sub"][0].rsplit("}/", 1)[1])
         for p in s.of_type("AWS::Lambda::Permission").values()
-        if p["Properties"]["Principal"] == "apigateway.amazonaws.com"
+        if p["Properties"]["Principal"] == "apigateway.amazonaws.com" and "Ref" in p["Properties"]["FunctionName"]
     }
     assert {
         ("AssetsFunction", "GET/ws/assets"), ("ReportsFunction", "GET/reports/usage"), ("ReportsFunction", "GET/usage/me")
     } <= routes  # (the partners function adds its own routes)
-    body = s.props("ServerlessRestApi")["Body"]["paths"]
+    body = s.props("Api")["Body"]["paths"]
     assert {"/ws/assets", "/reports/usage", "/usage/me"} <= set(body)
-    for fn in ("ReportsFunction", "SyncFunction"):
+    for fn in ("ReportsFunction", "SyncFunction", "PartnersFunction"):
         vpc = functions[fn]["Properties"]["VpcConfig"]
         assert vpc["SubnetIds"] == [{"Ref": "PrivateSubnetA"}, {"Ref": "PrivateSubnetB"}]
         variables = functions[fn]["Properties"]["Environment"]["Variables"]
         assert variables["DATABASE_SECRET_ARN"] == {"Ref": "DatabaseSecret"}
-        assert variables["REDIS_URL"] == {"Fn::Sub": "rediss://${Cache.ClusterEndpoint.Address}:6379"}
-        assert "DATABASE_URL" not in variables
+        assert variables["DATABASE_HOST"] == {"Fn::GetAtt": ["DatabaseProxy", "Endpoint"]}
+        # The URL names the MemoryDB user; the password comes from its secret, never from the environment.
+        assert variables["REDIS_URL"] == {"Fn::Sub": "rediss://beast-${Stage}@${Cache.ClusterEndpoint.Address}:6379"}
+        assert variables["REDIS_SECRET_ARN"] == {"Ref": "CacheSecret"}
+        # DATABASE_URL is declared empty, for `sam local invoke --env-vars env.json` only.
+        assert variables["DATABASE_URL"] == "" and "REDIS_PASSWORD" not in variables
     assert "VpcConfig" not in functions["AssetsFunction"]["Properties"]  # needs neither store
 
 
@@ -163,16 +63,30 @@ def test_ports_load_balancers_and_privatelink(cfn: dict[str, Any]) -> None:
         for r in s.of_type("AWS::ElasticLoadBalancingV2::Listener").values()
     }
     assert listeners == {
-        ("PublicAlb", "HTTP", 80), ("PublicAlb", "HTTP", 9090),
+        ("PublicAlb", "HTTP", 80), ("AdminAlb", "HTTP", 9090),
         ("TcpNlb", "TCP", 8080), ("TcpNlb", "TCP", 9090),
         ("UdpNlb", "UDP", 2679), ("UdpNlb", "UDP", 2680),
     }
+    # Only the price server faces the internet; the LRS (Command Center, partner admin) is internal.
     assert s.props("PublicAlb")["Scheme"] == "internet-facing"
-    assert s.props("TcpNlb")["Scheme"] == s.props("UdpNlb")["Scheme"] == "internal"
+    assert s.props("AdminAlb")["Scheme"] == s.props("TcpNlb")["Scheme"] == s.props("UdpNlb")["Scheme"] == "internal"
+    public_ingress = s.props("AlbSecurityGroup")["SecurityGroupIngress"]
+    assert {r["FromPort"] for r in public_ingress} == {80, 443}
+    admin_ingress = s.props("AdminAlbSecurityGroup")["SecurityGroupIngress"]
+    assert [(r["FromPort"], r["CidrIp"]) for r in admin_ingress] == [(9090, "10.0.0.0/16")]
+    assert "AdminNetworkIngress" not in s.resources
+    with_admin = stack(cfn, AdminAccessCidr="192.0.2.0/24")
+    extra = with_admin.props("AdminNetworkIngress")
+    assert (extra["CidrIp"], extra["FromPort"], extra["GroupId"]) == ("192.0.2.0/24", 9090, {"Fn::GetAtt": ["AdminAlbSecurityGroup", "GroupId"]})
     service = s.props("PartnerEndpointService")
     assert service == {"NetworkLoadBalancerArns": [{"Ref": "TcpNlb"}], "AcceptanceRequired": True}
+    regions = stack(cfn, PartnerRegions="us-east-1,eu-west-1").props("PartnerEndpointService")
+    assert regions["SupportedRegions"] == ["us-east-1", "eu-west-1"]
+    # PrivateLink's 9090 reaches the LRS through the internal ALB.
+    assert s.props("TcpLrsListener")["DefaultActions"] == [{"Type": "forward", "TargetGroupArn": {"Ref": "LrsAlbTargetGroup"}}]
+    assert s.props("LrsAlbTargetGroup")["Targets"] == [{"Id": {"Ref": "AdminAlb"}, "Port": 9090}]
     groups = s.of_type("AWS::ElasticLoadBalancingV2::TargetGroup")
-    assert all(g["Properties"]["TargetType"] == "ip" for g in groups.values())
+    assert {n for n, g in groups.items() if g["Properties"]["TargetType"] != "ip"} == {"LrsAlbTargetGroup"}
     assert {g["Properties"]["Port"]: g["Properties"]["Protocol"] for g in groups.values() if g["Properties"]["Protocol"] == "UDP"} == {2679: "UDP", 2680: "UDP"}
     # UDP targets are health-checked over HTTP on the task's own /health.
     assert s.props("LpoUdpTargetGroup")["HealthCheckPort"] == "8080" and s.props("LrsUdpTargetGroup")["HealthCheckPort"] == "9090"
@@ -182,6 +96,12 @@ def test_ports_load_balancers_and_privatelink(cfn: dict[str, Any]) -> None:
     assert outputs["PrivateLinkServiceName"]["Value"] == {"Fn::Sub": "com.amazonaws.vpce.${AWS::Region}.${PartnerEndpointService}"}
     https = stack(cfn, CertificateArn="arn:aws:acm:us-east-2:123456789012:certificate/x")
     assert https.props("HttpsListener")["Port"] == 443 and "HttpsListener" not in s.resources
+    # With a certificate port 80 only redirects, and the LRS listener speaks HTTPS too.
+    assert https.props("HttpListener")["DefaultActions"] == [
+        {"Type": "redirect", "RedirectConfig": {"Protocol": "HTTPS", "Port": "443", "StatusCode": "HTTP_301"}}
+    ]
+    assert https.props("LrsListener")["Protocol"] == "HTTPS" and https.props("LrsListener")["Certificates"]
+    assert s.props("HttpListener")["DefaultActions"][0]["Type"] == "forward"
 
 
 def test_data_stores_and_the_database_secret(cfn: dict[str, Any]) -> None:
@@ -192,20 +112,42 @@ def test_data_stores_and_the_database_secret(cfn: dict[str, Any]) -> None:
     assert s.props("DatabaseInstance")["DBInstanceClass"] == "db.serverless"
     assert "{{resolve:secretsmanager:${DatabaseSecret}:SecretString:password}}" == db["MasterUserPassword"]["Fn::Sub"]
     assert s.props("DatabaseSecretAttachment")["TargetType"] == "AWS::RDS::DBCluster"
-    for task in ("LpoTaskDefinition", "LrsTaskDefinition"):
+    for task in ("LpoTaskDefinition", "LrsTaskDefinition", "FeedsTaskDefinition"):
         c = s.container(task)
-        assert c["Secrets"] == [{"Name": "DATABASE_SECRET", "ValueFrom": {"Ref": "DatabaseSecret"}}]
-        assert "DATABASE_URL" not in env(c) and env(c)["REDIS_URL"]["Fn::Sub"].startswith("rediss://")
-    # Only the tasks and the functions reach the stores.
-    for sg, port in (("CacheSecurityGroup", 6379), ("DatabaseSecurityGroup", 5432)):
+        assert c["Secrets"] == [
+            {"Name": "DATABASE_SECRET", "ValueFrom": {"Ref": "DatabaseSecret"}},
+            {"Name": "REDIS_PASSWORD", "ValueFrom": {"Fn::Sub": "${CacheSecret}:password::"}},
+        ]
+        assert "DATABASE_URL" not in env(c) and env(c)["REDIS_URL"]["Fn::Sub"].startswith("rediss://beast-${Stage}@")
+        assert env(c)["DATABASE_HOST"] == {"Fn::GetAtt": ["DatabaseProxy", "Endpoint"]}
+    # MemoryDB: its own user and ACL, the password from the cache secret; never open-access.
+    assert s.props("Cache")["ACLName"] == {"Ref": "CacheAcl"} and s.props("CacheAcl")["UserNames"] == [{"Ref": "CacheUser"}]
+    assert s.props("CacheUser")["AuthenticationMode"] == {
+        "Type": "password", "Passwords": [{"Fn::Sub": "{{resolve:secretsmanager:${CacheSecret}:SecretString:password}}"}]
+    }
+    # verify-full through RDS Proxy (its ACM certificate chains to public roots), TLS required.
+    assert '"sslmode": "verify-full"' in s.props("DatabaseSecret")["GenerateSecretString"]["SecretStringTemplate"]
+    proxy = s.props("DatabaseProxy")
+    assert proxy["RequireTLS"] is True and proxy["EngineFamily"] == "POSTGRESQL"
+    assert proxy["Auth"][0]["SecretArn"] == {"Ref": "DatabaseSecret"}
+    assert s.props("DatabaseProxyTargets")["DBClusterIdentifiers"] == [{"Ref": "Database"}]
+    # Only the tasks and the functions reach MemoryDB and the proxy; only the proxy reaches Aurora.
+    for sg, port in (("CacheSecurityGroup", 6379), ("DatabaseProxySecurityGroup", 5432)):
         rules = s.props(sg)["SecurityGroupIngress"]
         assert {r["SourceSecurityGroupId"]["Ref"] for r in rules} == {"TaskSecurityGroup", "FunctionSecurityGroup"}
         assert {r["FromPort"] for r in rules} == {port}
+    [rule] = s.props("DatabaseSecurityGroup")["SecurityGroupIngress"]
+    assert rule["SourceSecurityGroupId"] == {"Ref": "DatabaseProxySecurityGroup"} and rule["FromPort"] == 5432
 
 
 def test_iam_roles_are_least_privilege(cfn: dict[str, Any]) -> None:
     s = stack(cfn)
-    assert "Policies" not in s.props("LpoTaskRole") and "ManagedPolicyArns" not in s.props("LpoTaskRole")
+    # The LPO and feed tasks may only write the first admin key into its secret.
+    assert "Policies" not in s.props("LpoTaskRole")
+    assert s.props("LpoTaskRole")["ManagedPolicyArns"] == [{"Ref": "AdminKeyWritePolicy"}]
+    [write] = s.props("AdminKeyWritePolicy")["PolicyDocument"]["Statement"]
+    assert write["Resource"] == {"Ref": "AdminKeySecret"} and "secretsmanager:PutSecretValue" in write["Action"]
+    assert s.props("LrsTaskRole")["ManagedPolicyArns"] == [{"Ref": "PartnerNetworkPolicy"}, {"Ref": "AdminKeyWritePolicy"}]
     statements = s.props("TaskExecutionRole")["Policies"][0]["PolicyDocument"]["Statement"]
     assert {a for st in statements for a in st["Action"]} == {
         "ecr:GetAuthorizationToken", "ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer",
@@ -219,7 +161,7 @@ def test_iam_roles_are_least_privilege(cfn: dict[str, Any]) -> None:
     for fn in ("ReportsFunction", "SyncFunction"):
         role = s.props(s.props(fn)["Role"]["Fn::GetAtt"][0])
         docs = [p["PolicyDocument"] for p in role.get("Policies", [])]
-        assert [st["Action"] for d in docs for st in d["Statement"]] == [["secretsmanager:GetSecretValue"]]
+        assert [st["Action"] for d in docs for st in d["Statement"]] == [["secretsmanager:GetSecretValue"]] * 2
 
 
 def lpo_load_balancers(s: Stack) -> set[tuple[int, str]]:
@@ -230,6 +172,12 @@ def test_independent_mode_runs_lpo_lrs_and_the_sync_function_apart(cfn: dict[str
     s = stack(cfn, DeploymentMode="independent", LpoMinTasks=2, LpoMaxTasks=10, LrsTaskCount=2)
     lpo, lrs = s.container("LpoTaskDefinition"), s.container("LrsTaskDefinition")
     assert lpo["Command"] == ["serve", "--only", "lpo", "--no-sync"] and env(lpo)["APP_REPORT_SERVER"] == "false"
+    # The feed service holds the feeds and the prewarm; LPO tasks only read and subscribe.
+    assert env(lpo)["BEAST_FEEDS"] == env(lpo)["BEAST_PREWARM"] == "false"
+    feeds = s.container("FeedsTaskDefinition")
+    assert feeds["Command"] == ["serve", "--only", "feeds", "--no-sync"] and feeds["Image"] == s.params["LpoImageUri"]
+    assert env(feeds)["BEAST_FEEDS"] == env(feeds)["BEAST_PREWARM"] == "true"
+    assert s.props("FeedsService")["DesiredCount"] == 1 and "LoadBalancers" not in s.props("FeedsService")
     assert lrs["Command"] == ["serve", "--only", "lrs", "--no-sync"]
     assert s.props("LpoService")["DesiredCount"] == 2 and s.props("LrsService")["DesiredCount"] == 2
     assert lpo_load_balancers(s) == {(8080, "LpoHttpTargetGroup"), (8080, "LpoTcpTargetGroup"), (2679, "LpoUdpTargetGroup")}
@@ -252,13 +200,15 @@ def test_combined_mode_is_one_container_serving_both(cfn: dict[str, Any]) -> Non
     assert "LpoScalableTarget" not in s.resources
     lpo = s.container("LpoTaskDefinition")
     assert lpo["Command"] == ["serve"] and env(lpo)["APP_REPORT_SERVER"] == "true"
+    assert "FeedsService" not in s.resources and env(lpo)["BEAST_FEEDS"] == "true"  # the one task runs the feeds
     # X-Forwarded-For is trusted from the VPC's own hops only (per-address WebSocket limits).
     assert env(lpo)["FORWARDED_ALLOW_IPS"] == "10.0.0.0/16"  # the VpcCidr parameter
     assert {p["ContainerPort"] for p in lpo["PortMappings"]} == {8080, 2679, 9090, 2680}
     assert s.props("LpoService")["DesiredCount"] == 1
+    # Five target groups, ECS's limit per service (PrivateLink 9090 reaches it through the internal ALB).
     assert lpo_load_balancers(s) == {
         (8080, "LpoHttpTargetGroup"), (8080, "LpoTcpTargetGroup"), (2679, "LpoUdpTargetGroup"),
-        (9090, "LrsHttpTargetGroup"), (9090, "LrsTcpTargetGroup"), (2680, "LrsUdpTargetGroup"),
+        (9090, "LrsHttpTargetGroup"), (2680, "LrsUdpTargetGroup"),
     }
     [rule] = s.of_type("AWS::Events::Rule").values()
     assert rule["Properties"]["State"] == "DISABLED"  # the container syncs
@@ -276,12 +226,12 @@ def test_hybrid_mode_scales_lpo_to_n_and_keeps_one_lrs(cfn: dict[str, Any]) -> N
 
 def test_tasks_stop_gracefully_and_roll_back_failed_deployments(cfn: dict[str, Any]) -> None:
     s = stack(cfn)
-    for task in ("LpoTaskDefinition", "LrsTaskDefinition"):
+    for task in ("LpoTaskDefinition", "LrsTaskDefinition", "FeedsTaskDefinition"):
         c = s.container(task)
         assert c["LinuxParameters"] == {"InitProcessEnabled": True} and c["StopTimeout"] >= 20
         assert c["HealthCheck"]["Command"][0] == "CMD-SHELL" and "/health" in c["HealthCheck"]["Command"][1]
         assert c["LogConfiguration"]["LogDriver"] == "awslogs"
-    for service in ("LpoService", "LrsService"):
+    for service in ("LpoService", "LrsService", "FeedsService"):
         config = s.props(service)["DeploymentConfiguration"]
         assert config["DeploymentCircuitBreaker"] == {"Enable": True, "Rollback": True}
         assert s.props(service)["NetworkConfiguration"]["AwsvpcConfiguration"]["AssignPublicIp"] == "DISABLED"
