@@ -219,9 +219,9 @@ async def test_tenant_isolation_on_every_report_format_filter_and_protocol(lrs_r
         everyone = await c.get("/reports/usage", headers={"Authorization": f"Bearer {admin_secret}"})
         assert alice_id in everyone.text and bob_id in everyone.text
     udp = UdpReportServer(rt)
-    status, body = await udp.answer(json.dumps({"report": "usage", "api_key": alice}).encode())
+    status, body, _ = await udp.answer(json.dumps({"report": "usage", "api_key": alice}).encode())
     assert status == 200 and bob_id not in body.decode() and json.loads(body)["data"]
-    status, body = await udp.answer(json.dumps({"report": "usage", "api_key": alice, "api_key_id": bob_id}).encode())
+    status, body, _ = await udp.answer(json.dumps({"report": "usage", "api_key": alice, "api_key_id": bob_id}).encode())
     assert status == 403
 
 

@@ -16,7 +16,7 @@ from trinity_beast.domain.envelope import Envelopes, dumps, utc_iso
 from trinity_beast.domain.keys import ApiKey
 from trinity_beast.domain.errors import DatabaseUnavailable
 from trinity_beast.domain.usage import usage_fields
-from trinity_beast.services.auth import KEYS_UNAVAILABLE, authenticate, quota_for
+from trinity_beast.services.auth import KEYS_UNAVAILABLE, Credentials, authenticate, quota_for
 from trinity_beast.services.reports.errors import ReportError
 from trinity_beast.services.reports.filters import ReportFilters, parse_filters
 from trinity_beast.services.reports.gather import report
@@ -46,7 +46,7 @@ def limit_headers(quota: Quota) -> dict[str, str]:
 
 
 async def _authorized(
-    rt: "Runtime", secret: str | None, endpoint: str, envelopes: Envelopes
+    rt: "Runtime", secret: Credentials | str | None, endpoint: str, envelopes: Envelopes
 ) -> tuple[ApiKey | None, Answer | None]:
     try:
         key, problem = await authenticate(rt.keys, secret)
@@ -63,7 +63,7 @@ def _metered(rt: "Runtime", key: ApiKey, endpoint: str, answer: Answer, started:
     return answer
 
 
-async def answer_usage_me(rt: "Runtime", secret: str | None, envelopes: Envelopes) -> Answer:
+async def answer_usage_me(rt: "Runtime", secret: Credentials | str | None, envelopes: Envelopes) -> Answer:
     """The caller's own plan and where it stands this month."""
     started = time.perf_counter()
     key, refused = await _authorized(rt, secret, USAGE_ME_ENDPOINT, envelopes)
@@ -94,7 +94,7 @@ def scope_to_key(filters: ReportFilters, key: ApiKey) -> ReportFilters:
 
 
 async def answer_report(
-    rt: "Runtime", secret: str | None, params: Sequence[tuple[str, str]], envelopes: Envelopes
+    rt: "Runtime", secret: Credentials | str | None, params: Sequence[tuple[str, str]], envelopes: Envelopes
 ) -> Answer:
     """A usage report page. Admin keys see every key; any other key only its own usage."""
     started = time.perf_counter()

@@ -20,6 +20,7 @@ from trinity_beast.transports.http.common import add_usage_me, envelope_response
 from trinity_beast.transports.http.openapi import install_openapi, lpo_paths
 from trinity_beast.transports.http.ops import Instrument, add_ops_routes, route_paths, ws_samples
 from trinity_beast.domain.usage import rate_limit_headers
+from trinity_beast.services.auth import credentials
 from trinity_beast.services.prices.answer import PriceRequest, answer_price
 from trinity_beast.transports.ws.hub import ENDPOINT as WS_ENDPOINT
 from trinity_beast.transports.ws.hub import Hub
@@ -47,16 +48,6 @@ def query_params(raw: bytes) -> dict[str, list[str]]:
             name, _, value = part.partition("=")
             params.setdefault(name, []).append(value)
     return params
-
-
-def bearer(headers: list[tuple[bytes, bytes]]) -> str | None:
-    for name, value in headers:
-        if name == b"authorization":
-            scheme, _, token = value.decode("latin-1").partition(" ")
-            if scheme.lower() == "bearer" and token.strip():
-                return token.strip()
-            return None
-    return None
 
 
 async def send_body(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] = ()) -> None:
@@ -106,9 +97,8 @@ class LpoHttp:
         if scope["method"] != "GET":
             return await self.method_not_allowed(scope, send, "GET")
         query = query_params(scope["query_string"])
-        secret = bearer(scope["headers"]) or (query.get("api_key") or [None])[0]
         request = PriceRequest(
-            secret,
+            credentials(scope["headers"], (query.get("api_key") or [None])[0]),
             query.get("asset", []),
             "http",
             aggregate=(query.get("aggregate") or [None])[0],

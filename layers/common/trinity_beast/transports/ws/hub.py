@@ -24,10 +24,10 @@ from trinity_beast.domain.book import pick
 from trinity_beast.domain.errors import DatabaseUnavailable
 from trinity_beast.domain.envelope import utc_iso
 from trinity_beast.domain.keys import ApiKey
+from trinity_beast.domain.text import asset_symbol
 from trinity_beast.domain.tick import Tick
-from trinity_beast.services.prices.answer import ASSET_RE
 from trinity_beast.services.prices.errors import NoPrice
-from trinity_beast.services.auth import authenticate, quota_for
+from trinity_beast.services.auth import authenticate, credentials, quota_for
 
 if TYPE_CHECKING:
     from trinity_beast.services.runtime import Runtime
@@ -250,8 +250,8 @@ class Hub:
             return None
         assets: list[str] = []
         for item in raw:
-            asset = item.strip().upper()
-            if not ASSET_RE.match(asset):
+            asset = asset_symbol(item)
+            if asset is None:
                 client.reply(self.message(client, 400, None, f"malformed asset {item[:20]!r}: an asset is 1-15 letters or digits"))
                 return None
             if asset not in assets:
@@ -309,13 +309,9 @@ class Hub:
         if first["type"] != "websocket.connect":
             return
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-        secret = (query.get("api_key") or [None])[0]
-        if secret is None:
-            for name, value in scope.get("headers", []):
-                if name == b"authorization" and value[:7].lower() == b"bearer ":
-                    secret = value[7:].decode("latin-1").strip()
+        secret = credentials(scope.get("headers", []), (query.get("api_key") or [None])[0])
         try:
-            key, problem = await authenticate(self.rt.keys, secret)
+            key, problem = await authenticate(self.rt.keys, secret, "ws")
         except DatabaseUnavailable:
             await send({"type": "websocket.accept"})
             await send({"type": "websocket.close", "code": 1013, "reason": "key database unreachable: retry shortly"})
