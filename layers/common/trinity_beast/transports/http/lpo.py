@@ -113,6 +113,8 @@ class LpoHttp:
         headers = rate_limit_headers(answer.quota)
         if answer.status == 401:
             headers.append((b"www-authenticate", b'Bearer realm="trinity-beast"'))
+        elif answer.status == 503:
+            headers.append((b"retry-after", b"5"))
         await send_body(send, answer.status, dumps(answer.body), headers)
 
     async def health(self, scope: Scope, send: Send) -> None:
