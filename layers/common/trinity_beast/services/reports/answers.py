@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Sequence
 
 from trinity_beast.domain.envelope import Envelopes, dumps, utc_iso
 from trinity_beast.domain.keys import ApiKey
-from trinity_beast.domain.errors import DatabaseUnavailable
+from trinity_beast.domain.errors import DatabaseUnavailable, StatementTimeout
 from trinity_beast.domain.usage import usage_fields
 from trinity_beast.services.auth import KEYS_UNAVAILABLE, Credentials, authenticate, quota_for
 from trinity_beast.services.reports.errors import ReportError
@@ -38,6 +38,11 @@ class Answer:
     body: bytes
     content_type: str = JSON
     headers: dict[str, str] = field(default_factory=dict)
+
+
+def report_too_slow(timeout_s: float) -> str:
+    return (f"the report took longer than the {timeout_s:g}-second limit (BEAST_REPORT_TIMEOUT_S) and was stopped: "
+            "narrow from/to or the filters, or use a coarser granularity")
 
 
 def limit_headers(quota: Quota) -> dict[str, str]:
@@ -108,14 +113,17 @@ async def answer_report(
         return _metered(rt, key, REPORT_ENDPOINT, Answer(status, dumps(body)), started)
 
     try:
-        filters = parse_filters(params, time.time())
+        filters = parse_filters(params, time.time(), rt.report_reader.limits, rt.report_reader.cursor_key)
     except ReportError as exc:
         return error(400, str(exc))
     try:
         filters = scope_to_key(filters, key)
     except PermissionError as exc:
         return error(403, str(exc))
-    page = await report(rt.cache, rt.db, filters)
+    try:
+        page = await report(rt.cache, rt.report_reader, filters)
+    except StatementTimeout:
+        return error(503, report_too_slow(rt.report_reader.limits.timeout_s))
     if set(page.missing) >= {"cache", "database"}:
         return error(503, "usage report unavailable: neither the cache nor the database can be reached; retry shortly")
     if filters.format == "json":

@@ -16,6 +16,7 @@ from trinity_beast.domain.text import asset_symbol, whole_number
 from trinity_beast.domain.usage import Group
 from trinity_beast.services.reports.cursor import cursor_span, decode_cursor
 from trinity_beast.services.reports.errors import ReportError
+from trinity_beast.services.reports.policy import ReportLimits
 from trinity_beast.stores.db.base import GRAIN_SECONDS, UsageQuery
 
 FORMATS = ("json", "csv", "tsv", "text")
@@ -147,8 +148,39 @@ def _single(params: Sequence[tuple[str, str]]) -> dict[str, str]:
     return out
 
 
-def parse_filters(params: Sequence[tuple[str, str]], now: float) -> ReportFilters:
-    """Validate query parameters (as (name, value) pairs); raise ReportError for the first bad one."""
+def periods(start: int, end: int, granularity: str) -> int:
+    """How many report periods (rows per group) [start, end) spans at `granularity`."""
+    if granularity == "month":
+        first, last = month_start(start), month_start(end - 1)
+        return (last.year - first.year) * 12 + last.month - first.month + 1
+    step = GRAIN_SECONDS[granularity]
+    return (end - 1) // step - start // step + 1
+
+
+def check_span(start: int, end: int, granularity: str, limits: ReportLimits) -> None:
+    """ReportError (400) naming the limit when [start, end) is too long for one request."""
+    max_days = limits.max_days[granularity]
+    days = (end - start) / 86_400
+    if days > max_days:
+        raise ReportError(
+            f"range: {days:,.1f} days asked; at most {max_days:,} days per request at granularity={granularity} "
+            f"(limit BEAST_REPORT_MAX_DAYS_{granularity.upper()}): narrow from/to or use a coarser granularity"
+        )
+    count = periods(start, end, granularity)
+    if count > limits.max_buckets:
+        raise ReportError(
+            f"range: {count:,} {granularity} periods asked; at most {limits.max_buckets:,} per request "
+            f"(limit BEAST_REPORT_MAX_BUCKETS): narrow from/to or use a coarser granularity"
+        )
+
+
+def parse_filters(
+    params: Sequence[tuple[str, str]], now: float, limits: ReportLimits, cursor_key: bytes
+) -> ReportFilters:
+    """Validate query parameters (as (name, value) pairs); raise ReportError for the first bad one.
+
+    Without `from`, a report starts at the beginning of this month, or later when the
+    granularity's range limit is shorter than that."""
     p = _single(params)
     fmt = p.get("format", "json").strip().lower() or "json"
     if fmt not in FORMATS:
@@ -157,11 +189,18 @@ def parse_filters(params: Sequence[tuple[str, str]], now: float) -> ReportFilter
     if granularity not in GRANULARITIES:
         raise ReportError(f"granularity: expected one of {', '.join(GRANULARITIES)}, got {p['granularity'][:20]!r}")
     # Later pages of a report asked without from/to keep the range the first page resolved.
-    span = cursor_span(p["cursor"]) if p.get("cursor") else None
-    start = parse_time("from", p["from"], False) if p.get("from") else span[0] if span else int(month_start(int(now)).timestamp())
+    span = cursor_span(p["cursor"], key=cursor_key) if p.get("cursor") else None
     end = parse_time("to", p["to"], True) if p.get("to") else span[1] if span else int(now) + 60
+    if p.get("from"):
+        start = parse_time("from", p["from"], False)
+    elif span:
+        start = span[0]
+    else:
+        earliest = end - limits.max_days[granularity] * 86_400
+        start = max(int(month_start(int(now)).timestamp()), earliest - earliest % 60)
     if start >= end:
         raise ReportError(f"from ({iso(start)}) must be before to ({iso(end)}; a date alone as to means its end)")
+    check_span(start, end, granularity, limits)
 
     key_id = p.get("api_key_id") or None
     if key_id is not None and not _KEY_ID_RE.fullmatch(key_id):
@@ -189,5 +228,5 @@ def parse_filters(params: Sequence[tuple[str, str]], now: float) -> ReportFilter
         fmt, start, end, granularity, key_id, endpoint, asset, protocol, status, limit, None
     )
     if p.get("cursor"):
-        filters = replace(filters, after=decode_cursor(p["cursor"], filters.fingerprint()))
+        filters = replace(filters, after=decode_cursor(p["cursor"], filters.fingerprint(), key=cursor_key))
     return filters

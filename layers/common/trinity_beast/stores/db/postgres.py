@@ -79,6 +79,7 @@ class PostgresDatabase(Database):
 
     def __init__(self, url: str) -> None:
         super().__init__()
+        self._url = url
         self._args = connect_args(url)
         self._conn: pg8000.native.Connection | None = None
         self._in_tx = False
@@ -161,3 +162,10 @@ class PostgresDatabase(Database):
 
     def close(self) -> None:
         self._drop()
+
+    def reopen(self) -> "PostgresDatabase":
+        return PostgresDatabase(self._url)
+
+    def _set_deadline(self, timeout_s: float) -> None:
+        # SET does not take parameters; an integer of milliseconds is safe to inline.
+        self._run(f"SET LOCAL statement_timeout = {max(1, int(timeout_s * 1000))}")

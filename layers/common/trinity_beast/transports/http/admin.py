@@ -81,8 +81,10 @@ async def usage_series(rt: "Runtime", window: str, now: float | None = None) -> 
     step = 60 if granularity == "minute" else 3600
     end = int(now) - int(now) % step + step
     start = end - span
-    filters = parse_filters([("from", _iso(start)), ("to", _iso(end)), ("granularity", granularity)], now)
-    rows, complete = await gather(rt.cache, rt.db, filters)
+    reader = rt.report_reader
+    filters = parse_filters([("from", _iso(start)), ("to", _iso(end)), ("granularity", granularity)], now,
+                            reader.limits, reader.cursor_key)
+    rows, complete = await gather(rt.cache, reader, filters)
     buckets = list(range(start, end, step))
     index = {b: i for i, b in enumerate(buckets)}
     per_key: dict[str, list[int]] = defaultdict(lambda: [0] * len(buckets))

@@ -14,13 +14,13 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any, Iterable
 
 from trinity_beast.domain.envelope import dumps
-from trinity_beast.domain.errors import DatabaseUnavailable
+from trinity_beast.domain.errors import DatabaseUnavailable, StatementTimeout
 from trinity_beast.services.auth import KEYS_UNAVAILABLE, authenticate
 from trinity_beast.services.reports.errors import ReportError
 from trinity_beast.services.reports.filters import iso, parse_filters
 from trinity_beast.services.reports.gather import Row, gather
 from trinity_beast.transports.udp.datagram import BadDatagram, DatagramServer, Reply, decode_object, fit, small_error, stranger_error
-from trinity_beast.services.reports.answers import scope_to_key
+from trinity_beast.services.reports.answers import report_too_slow, scope_to_key
 
 if TYPE_CHECKING:
     from trinity_beast.services.runtime import Runtime
@@ -97,12 +97,16 @@ class UdpReportServer(DatagramServer):
             return fit(self.envelopes, ENDPOINT, status, body, key.id, "narrow the filters, or use HTTP /reports/usage")
 
         try:
-            filters = scope_to_key(parse_filters(params, time.time()), key)
+            reader = self.rt.report_reader
+            filters = scope_to_key(parse_filters(params, time.time(), reader.limits, reader.cursor_key), key)
         except ReportError as exc:
             return done(400, error=str(exc))
         except PermissionError as exc:
             return done(403, error=str(exc))
-        rows, missing = await gather(self.rt.cache, self.rt.db, filters)
+        try:
+            rows, missing = await gather(self.rt.cache, self.rt.report_reader, filters)
+        except StatementTimeout:
+            return done(503, error=report_too_slow(self.rt.report_reader.limits.timeout_s))
         data = {
             "type": "usage_summary",
             "from": iso(filters.start),
