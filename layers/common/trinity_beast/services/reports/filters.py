@@ -196,8 +196,11 @@ def parse_filters(
     elif span:
         start = span[0]
     else:
-        earliest = end - limits.max_days[granularity] * 86_400
-        start = max(int(month_start(int(now)).timestamp()), earliest - earliest % 60)
+        start = int(month_start(int(now)).timestamp())
+        if granularity != "month":  # this month so far, or as much of it as the limits allow
+            step = GRAIN_SECONDS[granularity]
+            earliest = max(end - limits.max_days[granularity] * 86_400, (end // step - limits.max_buckets + 1) * step)
+            start = max(start, earliest + (-earliest % 60))
     if start >= end:
         raise ReportError(f"from ({iso(start)}) must be before to ({iso(end)}; a date alone as to means its end)")
     check_span(start, end, granularity, limits)
