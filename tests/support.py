@@ -131,13 +131,13 @@ def in_process_server(
     sock = bind_tcp("127.0.0.1", settings.lpo_port, "BEAST_LPO_PORT")
     udp_sock = bind_udp("127.0.0.1", 0, "BEAST_LPO_UDP_PORT")
     app = build_lpo(rt)
-    srv = make_server(app, "warning")
+    srv = make_server(app, "warning", settings)
     lrs_srv = lrs_sock = None
     if lrs:
         from trinity_beast.transports.http.lrs import build_lrs
 
         lrs_sock = bind_tcp("127.0.0.1", 0, "BEAST_LRS_PORT")
-        lrs_srv = make_server(build_lrs(rt), "warning")
+        lrs_srv = make_server(build_lrs(rt), "warning", settings)
     ready = threading.Event()
     udp_holder: list[Any] = [None]
 

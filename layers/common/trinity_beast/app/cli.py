@@ -94,7 +94,7 @@ async def serve(settings: Settings, args: argparse.Namespace) -> None:
     )
     settle_garbage_collector()
     try:
-        await run_until_signal(listeners, settings.log_level)
+        await run_until_signal(listeners, settings.log_level, settings)
     finally:
         log.info("stopping: connections drained, flushing usage")
         await rt.stop()

@@ -313,6 +313,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         partner_security_group_id=_aws(env, "BEAST_PARTNER_SECURITY_GROUP_ID", "security_group"),
         udp_nlb_ip=_aws(env, "BEAST_UDP_NLB_IP", "ipv4"),
     )
+    if env.get("FORWARDED_ALLOW_IPS", "").strip():
+        raise ConfigError(
+            "FORWARDED_ALLOW_IPS: no longer read; set BEAST_TRUSTED_PROXIES to the load balancer's networks "
+            "(X-Forwarded-For is believed only from there, never from '*')"
+        )
     if settings.lpo_port == settings.lrs_port:
         raise ConfigError(f"BEAST_LRS_PORT: must differ from BEAST_LPO_PORT ({settings.lpo_port})")
     if settings.usage_hour_days < settings.usage_minute_days:

@@ -17,6 +17,7 @@ from fastapi.responses import Response
 
 from trinity_beast.domain.envelope import dumps
 from trinity_beast.transports.http.common import add_usage_me, envelope_response, install_error_handlers
+from trinity_beast.transports.http.keyfirst import KeyBeforeBody
 from trinity_beast.transports.http.openapi import install_openapi, lpo_paths
 from trinity_beast.transports.http.ops import Instrument, add_ops_routes, route_paths, ws_samples
 from trinity_beast.domain.usage import rate_limit_headers
@@ -141,4 +142,5 @@ def build_lpo(rt: "Runtime") -> LpoHttp:
         return envelope_response(envelopes.ok("/ws/assets", rt.registry.listing()))
 
     install_openapi(api, lpo_paths())
+    api.add_middleware(KeyBeforeBody, rt=rt, envelopes=envelopes)
     return LpoHttp(rt, api)
