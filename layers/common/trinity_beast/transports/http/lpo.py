@@ -17,6 +17,7 @@ from fastapi.responses import Response
 
 from trinity_beast.domain.envelope import dumps
 from trinity_beast.transports.http.common import add_usage_me, envelope_response, install_error_handlers
+from trinity_beast.transports.http.docs_ui import add_docs
 from trinity_beast.transports.http.keyfirst import KeyBeforeBody
 from trinity_beast.transports.http.openapi import install_openapi, lpo_paths
 from trinity_beast.transports.http.ops import Instrument, add_ops_routes, route_paths, ws_samples
@@ -131,9 +132,10 @@ class LpoHttp:
 
 
 def build_lpo(rt: "Runtime") -> LpoHttp:
-    api = FastAPI(title="Trinity Beast LPO", version="0.1.0", docs_url="/docs", redoc_url=None)
+    api = FastAPI(title="Trinity Beast LPO", version="0.1.0", docs_url=None, redoc_url=None)
     envelopes = rt.envelopes("LPO")
     install_error_handlers(api, envelopes)
+    add_docs(api, envelopes)
     add_usage_me(api, rt, envelopes)
     add_ops_routes(api, rt, envelopes, "LPO")
 
