@@ -126,10 +126,11 @@ async def answer_report(
         return error(503, report_too_slow(rt.report_reader.limits.timeout_s))
     if set(page.missing) >= {"cache", "database"}:
         return error(503, "usage report unavailable: neither the cache nor the database can be reached; retry shortly")
+    reader = rt.report_reader  # rendering up to MAX_LIMIT rows is CPU work: off the event loop
     if filters.format == "json":
-        body = dumps(envelopes.ok(REPORT_ENDPOINT, page_data(filters, page), api_key_id=key.id))
+        body = await reader.run(lambda: dumps(envelopes.ok(REPORT_ENDPOINT, page_data(filters, page), api_key_id=key.id)))
         answer = Answer(200, body)
     else:
-        content, headers = render_file(filters, page)
+        content, headers = await reader.run(render_file, filters, page)
         answer = Answer(200, content, CONTENT_TYPES[filters.format], headers)
     return _metered(rt, key, REPORT_ENDPOINT, answer, started)

@@ -122,6 +122,16 @@ async def gather(cache: Cache, reader: ReportReader, f: ReportFilters) -> tuple[
             stable = True  # the cache read above completed; nothing better is available
         if stable or attempt == _READ_ATTEMPTS - 1:
             break
+    # Merging and sorting tens of thousands of rows is CPU work: on the report thread, so the
+    # event loop keeps answering prices meanwhile.
+    rows = await reader.run(_merge, db_rows, written, buckets, f, q)
+    return rows, tuple(sorted(missing))
+
+
+def _merge(
+    db_rows: list[tuple[int, Group, Counts]], written: set[str], buckets: list[tuple[str, int, dict[Group, Counts]]],
+    f: ReportFilters, q: UsageQuery,
+) -> list[Row]:
     merged: dict[tuple[int, Group], Counts] = {(b, g): c for b, g, c in db_rows}
     for key, minute_start, counts in buckets:
         if key in written:
@@ -131,7 +141,7 @@ async def gather(cache: Cache, reader: ReportReader, f: ReportFilters) -> tuple[
                 merged.setdefault((bucket_of(minute_start, q), g), Counts()).add(c)
     rows = [Row(b, g, c) for (b, g), c in merged.items()]
     rows.sort(key=lambda r: r.key)
-    return rows, tuple(sorted(missing))
+    return rows
 
 
 def bucket_of(ts: int, q: UsageQuery) -> int:
