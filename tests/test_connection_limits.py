@@ -66,7 +66,9 @@ def test_a_body_is_never_read_before_the_key_is_checked(request: pytest.FixtureR
                 answer = read_all(s)  # ends when the server closes (a held connection would time out: 20 s)
                 status, error = status_and_error(answer)
                 assert status == 401 and error.startswith("missing API key"), answer[:200]
-            assert time.monotonic() - started < 15, "connections were held open after the 401"
+            took = time.monotonic() - started
+            print(f"200 bodiless POSTs answered 401 and closed in {took:.2f} s")  # the figure in docs/reliability.md
+            assert took < 15, "connections were held open after the 401"
         finally:
             for s in socks:
                 s.close()

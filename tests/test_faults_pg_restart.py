@@ -133,6 +133,7 @@ def test_a_postgres_restart_under_load_is_503_with_retry_after_and_known_keys_ke
         finally:
             load.stop.set()
             load.thread.join(30)
+        print(f"statuses across the restart: {dict(load.statuses)}")  # the figure in docs/reliability.md
         assert load.statuses, "the load ran"
         assert not [s for s in load.statuses if s[1] >= 500 and s[1] != 503], load.statuses
         assert all(status in (200, 503) for _, status in load.statuses), load.statuses
