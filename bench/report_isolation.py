@@ -22,8 +22,8 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 
@@ -31,11 +31,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
 from support import free_port, start_beast_serve, stop_beast  # noqa: E402
-from usage_seed import seed_rows  # noqa: E402
-
 from trinity_beast.domain.keys import new_key  # noqa: E402
 from trinity_beast.domain.settings import load_settings  # noqa: E402
 from trinity_beast.stores.db import make_database  # noqa: E402
+from usage_seed import seed_rows  # noqa: E402
 
 DAY = 86_400
 MARK_BEGIN = "<!-- report-isolation:begin -->"
@@ -44,9 +43,9 @@ MARK_END = "<!-- report-isolation:end -->"
 
 def worst_reports(now: float) -> list[str]:
     """The largest report of each granularity the default limits allow."""
-    end = dt.datetime.fromtimestamp(now, dt.timezone.utc).date()
+    end = dt.datetime.fromtimestamp(now, dt.UTC).date()
     return [
-        f"granularity=month&from=1970-01-01&to=2069-12-31&limit=10000",  # 100 years: BEAST_REPORT_MAX_DAYS_MONTH
+        "granularity=month&from=1970-01-01&to=2069-12-31&limit=10000",  # 100 years: BEAST_REPORT_MAX_DAYS_MONTH
         f"granularity=hour&from={end - dt.timedelta(days=399)}&to={end}&limit=10000",
         f"granularity=minute&from={end - dt.timedelta(days=6)}&to={end}&limit=10000",
     ]
@@ -162,7 +161,7 @@ def throwaway_database(admin_url: str) -> Iterator[str]:
 
 
 def markdown(results: list[dict], seconds: float) -> str:
-    when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         MARK_BEGIN,
         "## `/price` while the worst allowed reports run (issue 13, probe 1)",

@@ -174,8 +174,8 @@ async def test_a_spoofed_forwarded_for_cannot_pass_the_per_address_limit(
 
 @pytest.mark.parametrize("value", ["*", "10.0.0.0/8,*", "10.0.0.1/8", "not-a-network"])
 def test_trusted_proxies_must_be_networks_never_star(value: str) -> None:
-    with pytest.raises(ConfigError, match="^BEAST_TRUSTED_PROXIES: "):
+    with pytest.raises(ConfigError, match=r"^BEAST_TRUSTED_PROXIES: "):
         load_settings({"BEAST_TRUSTED_PROXIES": value})
-    with pytest.raises(ConfigError, match="^FORWARDED_ALLOW_IPS: no longer read"):
+    with pytest.raises(ConfigError, match=r"^FORWARDED_ALLOW_IPS: no longer read"):
         load_settings({"FORWARDED_ALLOW_IPS": "*"})
     assert load_settings({"BEAST_TRUSTED_PROXIES": "10.0.0.0/24, 10.0.1.0/24"}).trusted_proxies == ("10.0.0.0/24", "10.0.1.0/24")

@@ -16,8 +16,8 @@ import socket
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from decimal import Decimal
-from typing import Iterator
 
 import httpx
 import pytest

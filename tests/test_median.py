@@ -10,9 +10,9 @@ and ages through `median` and the HTTP entry built from it.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from hypothesis import given, settings

@@ -11,12 +11,12 @@ loopback over both stacks (memory + SQLite, Redis + PostgreSQL).
 from __future__ import annotations
 
 import concurrent.futures
-from contextlib import AbstractContextManager
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from decimal import Decimal
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import pytest

@@ -11,11 +11,11 @@ from trinity_beast.services.reports.cursor import decode_cursor, encode_cursor
 from trinity_beast.services.reports.errors import ReportError
 from trinity_beast.services.reports.filters import month_edges, parse_filters
 from trinity_beast.services.reports.policy import ReportLimits
+from trinity_beast.services.reports.render import neutralize
+from trinity_beast.domain.usage import Counts, Group, parse_bucket
 
 LIMITS = ReportLimits()
 KEY = b"k" * 32  # a deployment's key (each deployment makes its own)
-from trinity_beast.services.reports.render import neutralize
-from trinity_beast.domain.usage import Counts, Group, parse_bucket
 
 
 def ts(s: str) -> int:

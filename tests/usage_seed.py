@@ -3,7 +3,7 @@ behind, for the report-limit tests and bench/report_isolation.py."""
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from trinity_beast.stores.db.base import Database
 
@@ -21,6 +21,6 @@ def seed_rows(db: Database, grain: str, starts: Iterable[int], key_ids: list[str
             for j, row in enumerate(chunk):
                 names = [f"c{j}_{n}" for n in range(len(row))]
                 values.append("(" + ", ".join(f":{n}" for n in names) + ")")
-                params.update(dict(zip(names, row)))
+                params.update(dict(zip(names, row, strict=True)))
             db._execute(f"INSERT INTO usage_buckets ({_COLUMNS}) VALUES {', '.join(values)} ON CONFLICT DO NOTHING", params)
     return len(rows)

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Mapping, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from trinity_beast.domain.settings import REPORT_MAX_DAYS, Settings
 
@@ -33,11 +34,11 @@ class ReportLimits:
     timeout_s: float = 10.0
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "ReportLimits":
+    def from_settings(cls, settings: Settings) -> ReportLimits:
         return cls(settings.report_max_buckets, dict(settings.report_max_days), settings.report_timeout_s)
 
 
-def cursor_key(settings: Settings, db: "Database") -> bytes:
+def cursor_key(settings: Settings, db: Database) -> bytes:
     """The MAC key of report cursors: BEAST_CURSOR_KEY when set (on AWS, from the stack's
     secret), else a random key the deployment made on its first start and keeps in its
     database, shared by all its processes. Never a constant in the code."""
@@ -51,7 +52,7 @@ class ReportReader:
     `run` executes a blocking read there; `timeout_s` is the statement timeout the reads
     apply (PostgreSQL `statement_timeout`, SQLite's progress handler)."""
 
-    def __init__(self, db: "Database", limits: ReportLimits, key: bytes) -> None:
+    def __init__(self, db: Database, limits: ReportLimits, key: bytes) -> None:
         self.db = db
         self.limits = limits
         self.cursor_key = key
@@ -60,7 +61,7 @@ class ReportReader:
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
-    def close(self, main: "Database") -> None:
+    def close(self, main: Database) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
         if self.db is not main:
             self.db.close()

@@ -10,7 +10,8 @@ connection instead of reading the body.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 from trinity_beast.domain.envelope import Envelopes, dumps
 from trinity_beast.domain.errors import DatabaseUnavailable
@@ -45,14 +46,15 @@ def query_key(raw: bytes) -> str | None:
 class KeyBeforeBody:
     """ASGI middleware: a request with a body and no valid key is answered before its body is read."""
 
-    def __init__(self, app: Any, rt: "Runtime", envelopes: Envelopes) -> None:
+    def __init__(self, app: Any, rt: Runtime, envelopes: Envelopes) -> None:
         self.app = app
         self.rt = rt
         self.envelopes = envelopes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not declares_body(scope["headers"]):
-            return await self.app(scope, receive, send)
+            await self.app(scope, receive, send)
+            return
         creds = credentials(scope["headers"], query_key(scope.get("query_string", b"")))
         try:
             key, problem = await authenticate(self.rt.keys, creds)
