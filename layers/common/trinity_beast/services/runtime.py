@@ -75,7 +75,7 @@ class Runtime:
         db = db if db is not None else make_database(settings)
         db.migrate()
         cache = cache if cache is not None else make_cache(settings)
-        reports = ReportReader(db.reopen(), ReportLimits.from_settings(settings), cursor_key(settings, db))
+        reports = ReportReader(db, ReportLimits.from_settings(settings), cursor_key(settings, db))
         return cls(
             settings=settings,
             db=db,
@@ -142,7 +142,7 @@ class Runtime:
             await sync_once(self.cache, self.db, now=time.time() + 120)
         await self.cache.close()
         if self.reports is not None:
-            self.reports.close(self.db)
+            self.reports.close()
         self.db.close()
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -52,16 +53,26 @@ class ReportReader:
     `run` executes a blocking read there; `timeout_s` is the statement timeout the reads
     apply (PostgreSQL `statement_timeout`, SQLite's progress handler)."""
 
-    def __init__(self, db: Database, limits: ReportLimits, key: bytes) -> None:
-        self.db = db
+    def __init__(self, main: Database, limits: ReportLimits, key: bytes) -> None:
+        self._main = main
+        self._db: Database | None = None  # opened on the first report: a price-only process never opens it
+        self._opening = threading.Lock()
         self.limits = limits
         self.cursor_key = key
         self._pool = ThreadPoolExecutor(REPORT_THREADS, thread_name_prefix="reports")
 
+    @property
+    def db(self) -> Database:
+        """The reports' own database object (`Database.reopen` of the main one)."""
+        with self._opening:
+            if self._db is None:
+                self._db = self._main.reopen()
+            return self._db
+
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
-    def close(self, main: Database) -> None:
+    def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
-        if self.db is not main:
-            self.db.close()
+        if self._db is not None and self._db is not self._main:
+            self._db.close()
