@@ -81,6 +81,7 @@ class InProcessServer:
     app: Any = None  # the LPO ASGI app (its `hub` is the WebSocket feed)
     udp_port: int = 0
     lrs_url: str | None = None  # the LRS (reports, partners, /admin), when started with lrs=True
+    udp_server: Any = None  # the UdpPriceServer (its `answered` / `unanswered` counters)
 
     def call(self, coro: Any, timeout: float = 10) -> Any:
         """Run a coroutine on the server's loop (e.g. write a tick into its cache)."""
@@ -130,18 +131,19 @@ def in_process_server(
     sock = bind_tcp("127.0.0.1", settings.lpo_port, "BEAST_LPO_PORT")
     udp_sock = bind_udp("127.0.0.1", 0, "BEAST_LPO_UDP_PORT")
     app = build_lpo(rt)
-    srv = make_server(app, "warning")
+    srv = make_server(app, "warning", settings)
     lrs_srv = lrs_sock = None
     if lrs:
         from trinity_beast.transports.http.lrs import build_lrs
 
         lrs_sock = bind_tcp("127.0.0.1", 0, "BEAST_LRS_PORT")
-        lrs_srv = make_server(build_lrs(rt), "warning")
+        lrs_srv = make_server(build_lrs(rt), "warning", settings)
     ready = threading.Event()
+    udp_holder: list[Any] = [None]
 
     async def main() -> None:
         await rt.start()
-        udp, _ = await asyncio.get_running_loop().create_datagram_endpoint(lambda: UdpPriceServer(rt), sock=udp_sock)
+        udp, udp_holder[0] = await asyncio.get_running_loop().create_datagram_endpoint(lambda: UdpPriceServer(rt), sock=udp_sock)
         if feeds:
             await start_feeds(rt)
         task = asyncio.create_task(srv.serve(sockets=[sock]))
@@ -164,6 +166,7 @@ def in_process_server(
         yield InProcessServer(
             rt, f"http://127.0.0.1:{settings.lpo_port}", loop, secret, key.id, simulator, app, udp_sock.getsockname()[1],
             None if lrs_sock is None else f"http://127.0.0.1:{lrs_sock.getsockname()[1]}",
+            udp_holder[0],
         )
     finally:
         srv.should_exit = True
@@ -253,3 +256,23 @@ async def wait_for(predicate: Callable[[], bool], timeout: float = 10.0, what: s
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         await asyncio.sleep(0.02)
+
+
+def udp_exchange(server: Any, port: int, payload: bytes, deadline_s: float = 10.0) -> bytes | None:
+    """Send one datagram and return the answer, or None once `server` (a DatagramServer) has
+    counted it as handled without an answer (the anti-amplification rule). No fixed wait: it
+    polls the socket and the server's counters until one of them says what happened."""
+    before = server.answered
+    unanswered = server.unanswered
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(0.05)
+        sock.sendto(payload, ("127.0.0.1", port))
+        end = time.monotonic() + deadline_s
+        while time.monotonic() < end:
+            try:
+                return sock.recvfrom(65536)[0]
+            except TimeoutError:
+                pass
+            if server.unanswered > unanswered and server.answered > before:
+                return None  # handled, and counted as not sent (datagrams here go one at a time)
+    raise AssertionError("the datagram was neither answered nor counted as unanswered")

@@ -108,7 +108,7 @@ def test_keys_create_list_revoke(request: pytest.FixtureRequest, tmp_path: Path,
     p = start_beast_serve(env, cwd=tmp_path)
     try:
         r = httpx.get(p.url + "/price?asset=BTC", headers={"Authorization": f"Bearer {key['key']}"})
-        assert r.status_code == 401 and r.json()["error"] == "API key revoked"
+        assert r.status_code == 401 and r.json()["error"] == "invalid API key"
     finally:
         stop_beast(p)
 

@@ -214,7 +214,7 @@ def template_tasks() -> list[tuple[str, str, str, list[str], dict[str, str], lis
 
     cfn = transformed()
     images = {PARAMS["LpoImageUri"]: "lpo", PARAMS["LrsImageUri"]: "lrs"}
-    literal = {"APP_REPORT_SERVER", "BEAST_FEEDS", "BEAST_PREWARM", "FORWARDED_ALLOW_IPS"}
+    literal = {"APP_REPORT_SERVER", "BEAST_FEEDS", "BEAST_PREWARM", "BEAST_TRUSTED_PROXIES"}
     out = []
     for mode in MODES:
         s = stack(cfn, DeploymentMode=mode)

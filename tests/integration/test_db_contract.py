@@ -171,9 +171,14 @@ def test_usage_totals_filter_and_bucket(database: Database) -> None:
     assert [c.n for _, _, c in database.usage_totals(UsageQuery(start=0, end=7200, status=429))] == [1]
     assert [c.n for _, _, c in database.usage_totals(UsageQuery(start=0, end=7200, api_key_id="ak_b"))] == [4]
     assert database.usage_totals(UsageQuery(start=60, end=120)) == []
-    edges = database.usage_totals(UsageQuery(start=0, end=7200, edges=(0, 100, 1000)))
-    assert [(b, c.n) for b, _, c in edges] == [(0, 2), (100, 1), (1000, 4)]
     assert database.first_usage_at() == 0
+    # Calendar months, bucketed by the database's own date functions (2024: a leap year).
+    jan, feb, mar = 1_704_067_200, 1_706_745_600, 1_709_251_200
+    database.write_usage_batch("m1", jan + 86_400 * 30, {Group("ak_m", "/price", "BTC", "http", 200): Counts(5, 1, 1)}, 1.0)
+    database.write_usage_batch("m2", feb + 86_400 * 28, {Group("ak_m", "/price", "BTC", "http", 200): Counts(6, 1, 1)}, 1.0)
+    database.write_usage_batch("m3", mar, {Group("ak_m", "/price", "BTC", "http", 200): Counts(7, 1, 1)}, 1.0)
+    months = database.usage_totals(UsageQuery(start=jan + 3600, end=mar + 60, edges=(jan, feb, mar), api_key_id="ak_m"))
+    assert [(b, c.n) for b, _, c in months] == [(jan, 5), (feb, 6), (mar, 7)]
 
 
 def test_roll_up_keeps_every_count(database: Database) -> None:

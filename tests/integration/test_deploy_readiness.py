@@ -39,7 +39,7 @@ VARIANTS = {
     "defaults": {},
     "https": {"CertificateArn": "arn:aws:acm:us-east-2:123456789012:certificate/abc"},
     "existing-vpc": {
-        "ExistingVpcId": "vpc-0abc", "ExistingPublicSubnetIds": "subnet-1,subnet-2",
+        "ExistingVpcId": "vpc-0abc", "ExistingPublicSubnetIds": "subnet-1,subnet-2", "ExistingPublicSubnetCidrs": "10.0.0.0/24,10.0.1.0/24",
         "ExistingPrivateSubnetIds": "subnet-3,subnet-4", "ExistingPrivateRouteTableId": "rtb-1",
         "UdpNlbPrivateIps": "10.0.2.10,10.0.3.10", "AdminAccessCidr": "192.0.2.0/24", "PartnerRegions": "us-east-1",
     },

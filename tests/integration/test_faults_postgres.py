@@ -166,9 +166,9 @@ async def test_reports_and_prices_answer_from_what_they_can_reach(
                 assert ok.status_code == 200
                 late = await p.get("/price?asset=BTC", headers={"Authorization": f"Bearer {never_seen_secret}"})
                 assert late.status_code == 503 and late.json()["error"].startswith("cannot check the API key")
-                status, _ = await UdpReportServer(rt).answer(json.dumps({"report": "usage", "api_key": never_seen_secret}).encode())
+                status, *_ = await UdpReportServer(rt).answer(json.dumps({"report": "usage", "api_key": never_seen_secret}).encode())
                 assert status == 503
-                status, body = await UdpReportServer(rt).answer(json.dumps({"report": "usage", "api_key": sub_secret}).encode())
+                status, body, _ = await UdpReportServer(rt).answer(json.dumps({"report": "usage", "api_key": sub_secret}).encode())
                 assert status == 200 and json.loads(body)["data"]["missing"] == ["database"]
                 assert (await r.get("/ready")).status_code == 503
                 partners = await r.get("/partners", headers=auth)  # a route that needs the database itself

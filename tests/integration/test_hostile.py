@@ -23,8 +23,8 @@ import httpx
 import pytest
 from websockets.asyncio.client import connect
 
-from support import InProcessServer, in_process_server, stack_env
-from trinity_beast.domain.envelope import FIELDS
+from support import udp_exchange, InProcessServer, in_process_server, stack_env
+from trinity_beast.domain.envelope import FIELDS, dumps
 from trinity_beast.transports.http.guards import LimitedHttpTools, MAX_BODY_BYTES, MAX_HEADER_BYTES
 from trinity_beast.transports.http.lrs import build_lrs
 from trinity_beast.domain.tick import Tick
@@ -181,7 +181,7 @@ async def test_hostile_websocket_frames(srv: InProcessServer) -> None:
         assert json.loads(await asyncio.wait_for(ws.recv(), 5))["data"]["type"] == "subscribed"
 
 
-def test_datagrams_from_strangers_never_get_more_than_512_bytes(srv: InProcessServer) -> None:
+def test_datagrams_from_strangers_never_get_more_than_512_bytes_nor_3x_what_they_sent(srv: InProcessServer) -> None:
     rng = random.Random(5)
     corpus: list[bytes] = [b"", b"{}", b"[]", b"null", b"\xff" * 100, b"[" * 1500, b'{"asset":' * 200,
                            b'{"asset": "BTC", "max_age_ms": 1e309}', b'{"asset": "BTC", "max_age_ms": NaN}',
@@ -189,16 +189,19 @@ def test_datagrams_from_strangers_never_get_more_than_512_bytes(srv: InProcessSe
                            b"x" * 60_000]
     corpus += [bytes(rng.randrange(256) for _ in range(rng.randrange(1, 3000))) for _ in range(300)]
     corpus += [json.dumps({"asset": "BTC", "api_key": "tbk_" + "x" * rng.randrange(1, 1900)}).encode() for _ in range(100)]
-    biggest = 0
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.settimeout(5)
-        for payload in corpus:
-            sock.sendto(payload, ("127.0.0.1", srv.udp_port))
-            data, _ = sock.recvfrom(65536)
-            msg = json.loads(data)
-            assert tuple(msg) == FIELDS and 400 <= msg["status_code"] < 500 and msg["api_key_id"] is None
-            biggest = max(biggest, len(data))
-    assert biggest <= SMALL_ANSWER_BYTES
+    smallest = min(len(dumps(srv.udp_server.envelopes.error("/price", status, "bad request"))) for status in (400, 401, 413))
+    biggest = answered = 0
+    for payload in corpus:
+        data = udp_exchange(srv.udp_server, srv.udp_port, payload)
+        if data is None:
+            assert 3 * len(payload) < smallest + 40, len(payload)  # dropped only when no short error could fit
+            continue
+        answered += 1
+        msg = json.loads(data)
+        assert tuple(msg) == FIELDS and 400 <= msg["status_code"] < 500 and msg["api_key_id"] is None
+        assert len(data) <= 3 * len(payload)
+        biggest = max(biggest, len(data))
+    assert biggest <= SMALL_ANSWER_BYTES and answered > 300
     still_serving(srv)
 
 

@@ -163,3 +163,37 @@ def test_every_event_file_is_answered_as_deployed(event_file: str, deployed_stac
     assert metrics and all(m["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "TrinityBeast" for m in metrics)
     names = {d["Name"] for m in metrics for d in m["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
     assert names & {"Responses2xx", "UsageBucketsSynced"}
+
+
+
+
+
+
+def test_reports_function_reads_the_key_by_the_one_rule(usage_stack) -> None:
+    """Issue 13, probe 8, on Lambda: Bearer wins, a malformed Authorization is a 401 (no fall-back
+    to ?api_key), unknown and revoked keys answer alike."""
+    keys, db = usage_stack
+    _, sub = keys["subscriber"]
+
+    def call(authorization: str | None, api_key: str | None) -> dict:
+        event = api_event("reports_usage_json.json", sub, **({"api_key": api_key} if api_key else {}))
+        if authorization is None:
+            del event["headers"]["Authorization"]
+            del event["multiValueHeaders"]["Authorization"]
+        else:
+            event["headers"]["Authorization"] = event["multiValueHeaders"]["Authorization"][0] = authorization
+        result = invoke("ReportsFunction", event)
+        return json.loads(result["body"]) | {"http": result["statusCode"]}
+
+    from trinity_beast.domain.keys import new_key
+
+    gone, gone_secret = new_key("gone", "subscriber")
+    db.insert_key(gone)
+    db.revoke_key(gone.id, time.time())
+    assert call(f"Bearer {sub}", "tbk_never_issued_0000000000")["http"] == 200  # the header wins
+    assert call(None, sub)["http"] == 200  # the query counts without a header
+    malformed = call(f"Basic {sub}", sub)
+    assert malformed["http"] == 401 and malformed["error"].startswith("malformed Authorization header")
+    unknown = call("Bearer tbk_never_issued_0000000000", None)
+    revoked = call(f"Bearer {gone_secret}", None)
+    assert unknown["http"] == revoked["http"] == 401 and unknown["error"] == revoked["error"] == "invalid API key"

@@ -133,7 +133,7 @@ def test_max_age_refuses_an_old_price(request: pytest.FixtureRequest, tmp_path: 
         reason = body["data"]["failed"][0]["reason"]
         assert reason.startswith("price of BTC is ") and "older than max_age_ms=500" in reason
         for bad, error in (
-            ("max_age_ms=soon", "max_age_ms must be a whole number of milliseconds, got 'soon'"),
+            ("max_age_ms=soon", "max_age_ms must be a whole number of milliseconds (digits 0-9), got 'soon'"),
             ("max_age_ms=0", "max_age_ms must be between 1 and 86400000, got 0"),
             ("aggregate=mean", "unknown aggregate 'mean': use aggregate=median, or leave it out for the priority price"),
         ):

@@ -153,7 +153,10 @@ def state(server: InProcessServer) -> tuple:
         ("GET", "/price?asset=BTC", {}, 401, "missing API key: send Authorization: Bearer KEY or ?api_key=KEY"),
         ("GET", "/price?asset=BTC", {"Authorization": "Bearer tbk_not_a_real_key_at_all"}, 401, "invalid API key"),
         ("GET", "/price?asset=BTC&api_key=short", {}, 401, "invalid API key"),
-        ("GET", "/price?asset=BTC", {"Authorization": "Basic abc"}, 401, "missing API key: send Authorization: Bearer KEY or ?api_key=KEY"),
+        ("GET", "/price?asset=BTC", {"Authorization": "Basic abc"}, 401, "malformed Authorization header: expected Authorization: Bearer KEY"),
+        ("GET", "/price?asset=%C3%9F", "admin", 400, "malformed asset 'ß': an asset is 1-15 letters or digits, e.g. BTC"),
+        ("GET", "/price?asset=BTC&max_age_ms=%D9%A3", "admin", 400, "max_age_ms must be a whole number of milliseconds (digits 0-9), got '٣'"),
+        ("GET", "/price?asset=BTC&max_age_ms=1_000", "admin", 400, "max_age_ms must be a whole number of milliseconds (digits 0-9), got '1_000'"),
         ("GET", "/price?asset=B$C", "admin", 400, "malformed asset 'B$C': an asset is 1-15 letters or digits, e.g. BTC"),
         ("GET", "/price?asset=ABCDEFGHIJKLMNOP", "admin", 400, "malformed asset 'ABCDEFGHIJKLMNOP': an asset is 1-15 letters or digits, e.g. BTC"),
         ("GET", "/price", "admin", 400, "missing asset: ask for ?asset=BTC or ?asset=BTC,ETH,SOL"),
@@ -192,7 +195,7 @@ def test_a_revoked_key_is_refused(server: InProcessServer) -> None:
     server.rt.db.revoke_key(key_id, time.time())
     server.rt.keys.forget()  # what the key cache's short lifetime does on its own
     r = get_price(server, "asset=BTC", key=secret)
-    assert r.status_code == 401 and r.json()["error"] == "API key revoked"
+    assert r.status_code == 401 and r.json()["error"] == "invalid API key"  # as for a key that never existed
 
 
 def test_a_subscriber_past_the_monthly_limit_gets_429(server: InProcessServer) -> None:

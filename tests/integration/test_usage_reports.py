@@ -239,7 +239,7 @@ async def test_filters_narrow_the_rows(lrs: Lrs) -> None:
     await lrs.record(a, 1, "udp", asset="SOL", status=404)  # unsynced: must filter the same way
     q = lambda **kw: lrs.get("/reports/usage", admin, **kw)  # noqa: E731
     assert total((await q(asset="ETH")).json()) == 2
-    assert total((await q(asset="eth", **{"from": "2000-01-01"})).json()) == 6
+    assert total((await q(asset="eth", granularity="month", **{"from": "2000-01-01"})).json()) == 6
     assert total((await q(protocol="udp")).json()) == 4
     assert total((await q(status="404")).json()) == 4
     assert total((await q(endpoint="/price")).json()) == 6

@@ -41,6 +41,7 @@ from trinity_beast.domain.partners.cidr import CidrError, parse_cidr
 from trinity_beast.services.reports.cursor import decode_cursor, encode_cursor
 from trinity_beast.services.reports.errors import ReportError
 from trinity_beast.services.reports.filters import MAX_LIMIT, parse_filters
+from trinity_beast.services.reports.policy import ReportLimits
 from trinity_beast.services.reports.gather import Row
 from trinity_beast.services.reports.render import COLUMNS, render_csv, render_tsv
 from trinity_beast.services.runtime import Runtime
@@ -278,6 +279,8 @@ def test_price_options(aggregate: str | None, max_age: str | None) -> None:
     assert mode in ("best", "median") and (seconds is None or 0 < seconds <= 86400)
 
 
+CURSOR_KEY = b"deployment-key-" * 3
+
 # ---- report filters, cursors, CSV cells --------------------------------------------------------
 
 filter_names = st.sampled_from(["format", "from", "to", "api_key_id", "endpoint", "asset", "protocol", "status",
@@ -288,7 +291,7 @@ filter_names = st.sampled_from(["format", "from", "to", "api_key_id", "endpoint"
 @given(pairs=st.lists(st.tuples(filter_names, hostile_text | query_values), max_size=8))
 def test_report_filters(pairs: list[tuple[str, str]]) -> None:
     try:
-        f = parse_filters(pairs, time.time())
+        f = parse_filters(pairs, time.time(), ReportLimits(), CURSOR_KEY)
     except ReportError as exc:
         assert str(exc)
         return
@@ -302,12 +305,12 @@ def test_report_filters(pairs: list[tuple[str, str]]) -> None:
                                             st.text(max_size=10), st.text(max_size=10), st.integers(100, 599)))
 def test_cursors(cursor: str, after: tuple) -> None:
     with pytest.raises(ReportError):
-        decode_cursor(cursor, "fingerprint")
-    good = encode_cursor(after, "fingerprint")
-    assert decode_cursor(good, "fingerprint") == after
+        decode_cursor(cursor, "fingerprint", key=CURSOR_KEY)
+    good = encode_cursor(after, "fingerprint", key=CURSOR_KEY)
+    assert decode_cursor(good, "fingerprint", key=CURSOR_KEY) == after
     body, mac = good.split(".")
     with pytest.raises(ReportError):
-        decode_cursor(body + "." + ("0" if mac[0] != "0" else "1") + mac[1:], "fingerprint")
+        decode_cursor(body + "." + ("0" if mac[0] != "0" else "1") + mac[1:], "fingerprint", key=CURSOR_KEY)
 
 
 cells = hostile_text.filter(lambda s: "\x00" not in s and s.isascii() or s.isprintable()).filter(
@@ -355,7 +358,12 @@ def test_cidrs_round_trip(net: ipaddress.IPv4Network) -> None:
 
 SETTING_NAMES = ["BEAST_LPO_PORT", "BEAST_STALE_AFTER_S", "BEAST_USAGE_FLUSH_S", "REDIS_URL", "DATABASE_URL",
                  "BEAST_EXCHANGE_PRIORITY", "BEAST_LOG_LEVEL", "BEAST_REGION", "APP_REPORT_SERVER",
-                 "BEAST_WS_MAX_PER_KEY", "BEAST_WS_MAX_PER_IP", "BEAST_KEY_CACHE_S", "BEAST_VPC_CIDR"]
+                 "BEAST_WS_MAX_PER_KEY", "BEAST_WS_MAX_PER_IP", "BEAST_KEY_CACHE_S", "BEAST_VPC_CIDR",
+                 # issue 13's limits
+                 "BEAST_REPORT_MAX_BUCKETS", "BEAST_REPORT_MAX_DAYS_MINUTE", "BEAST_REPORT_MAX_DAYS_MONTH",
+                 "BEAST_REPORT_TIMEOUT_S", "BEAST_MAX_CONNECTIONS", "BEAST_MAX_CONNECTIONS_PER_IP",
+                 "BEAST_BODY_TIMEOUT_S", "BEAST_UDP_AMPLIFICATION_FACTOR", "BEAST_TRUSTED_PROXIES",
+                 "BEAST_METRICS_NETWORKS", "BEAST_METRICS_TOKEN", "BEAST_CURSOR_KEY"]
 
 
 @PROPS

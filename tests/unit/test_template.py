@@ -202,7 +202,7 @@ def test_combined_mode_is_one_container_serving_both(cfn: dict[str, Any]) -> Non
     assert lpo["Command"] == ["serve"] and env(lpo)["APP_REPORT_SERVER"] == "true"
     assert "FeedsService" not in s.resources and env(lpo)["BEAST_FEEDS"] == "true"  # the one task runs the feeds
     # X-Forwarded-For is trusted from the VPC's own hops only (per-address WebSocket limits).
-    assert env(lpo)["FORWARDED_ALLOW_IPS"] == "10.0.0.0/16"  # the VpcCidr parameter
+    assert env(lpo)["BEAST_TRUSTED_PROXIES"] == "10.0.0.0/24,10.0.1.0/24"  # the public subnets (the ALB)
     assert {p["ContainerPort"] for p in lpo["PortMappings"]} == {8080, 2679, 9090, 2680}
     assert s.props("LpoService")["DesiredCount"] == 1
     # Five target groups, ECS's limit per service (PrivateLink 9090 reaches it through the internal ALB).
@@ -242,7 +242,7 @@ def test_vpc_is_created_by_default_or_taken_from_parameters(cfn: dict[str, Any])
     assert created.props("Vpc")["CidrBlock"] == "10.0.0.0/16"
     assert len(created.of_type("AWS::EC2::Subnet")) == 4 and len(created.of_type("AWS::EC2::NatGateway")) == 1
     existing = stack(
-        cfn, ExistingVpcId="vpc-0abc", ExistingPublicSubnetIds="subnet-1,subnet-2",
+        cfn, ExistingVpcId="vpc-0abc", ExistingPublicSubnetIds="subnet-1,subnet-2", ExistingPublicSubnetCidrs="10.0.0.0/24,10.0.1.0/24",
         ExistingPrivateSubnetIds="subnet-3,subnet-4", ExistingPrivateRouteTableId="rtb-1", VpcCidr="172.31.0.0/16",
     )
     assert not existing.of_type("AWS::EC2::VPC") and not existing.of_type("AWS::EC2::Subnet")

@@ -10,8 +10,12 @@ from trinity_beast.domain.settings import ConfigError, load_settings
 from trinity_beast.services.reports.cursor import decode_cursor, encode_cursor
 from trinity_beast.services.reports.errors import ReportError
 from trinity_beast.services.reports.filters import month_edges, parse_filters
+from trinity_beast.services.reports.policy import ReportLimits
 from trinity_beast.services.reports.render import neutralize
 from trinity_beast.domain.usage import Counts, Group, parse_bucket
+
+LIMITS = ReportLimits()
+KEY = b"k" * 32  # a deployment's key (each deployment makes its own)
 
 
 def ts(s: str) -> int:
@@ -26,25 +30,25 @@ def test_month_edges_follow_the_calendar() -> None:
 
 def test_dates_and_defaults() -> None:
     now = ts("2026-11-23T15:10:00")
-    f = parse_filters([], now)
+    f = parse_filters([], now, LIMITS, KEY)
     assert (f.start, f.end, f.format, f.granularity, f.limit) == (ts("2026-11-01T00:00:00"), now + 60, "json", "hour", 1000)
-    f = parse_filters([("from", "2026-11-02"), ("to", "2026-11-02")], now)
+    f = parse_filters([("from", "2026-11-02"), ("to", "2026-11-02")], now, LIMITS, KEY)
     assert (f.start, f.end) == (ts("2026-11-02T00:00:00"), ts("2026-11-03T00:00:00"))
-    f = parse_filters([("from", "2026-11-02T10:00:00+02:00"), ("to", "2026-11-02T10:30")], now)
+    f = parse_filters([("from", "2026-11-02T10:00:00+02:00"), ("to", "2026-11-02T10:30")], now, LIMITS, KEY)
     assert (f.start, f.end) == (ts("2026-11-02T08:00:00"), ts("2026-11-02T10:30:00"))
     with pytest.raises(ReportError, match="format: give it once"):
-        parse_filters([("format", "csv"), ("format", "tsv")], now)
+        parse_filters([("format", "csv"), ("format", "tsv")], now, LIMITS, KEY)
 
 
 def test_a_cursor_round_trips_and_rejects_edits() -> None:
     after = (60, "ak_1", "/price", "BTC", "http", 200)
-    cursor = encode_cursor(after, "fp")
-    assert decode_cursor(cursor, "fp") == after
+    cursor = encode_cursor(after, "fp", key=KEY)
+    assert decode_cursor(cursor, "fp", key=KEY) == after
     with pytest.raises(ReportError, match="other filters"):
-        decode_cursor(cursor, "other")
+        decode_cursor(cursor, "other", key=KEY)
     for bad in ("", ".", "x.y", cursor + "0", cursor.replace(".", ".0", 1), "e30." + cursor.split(".")[1]):
         with pytest.raises(ReportError):
-            decode_cursor(bad, "fp")
+            decode_cursor(bad, "fp", key=KEY)
 
 
 @pytest.mark.parametrize("value,shown", [("=1+1", "'=1+1"), ("+1", "'+1"), ("-", "'-"), ("@SUM(A1)", "'@SUM(A1)"),
@@ -71,9 +75,9 @@ def test_new_settings_are_validated() -> None:
 def test_later_pages_keep_the_range_of_the_first_even_when_now_moves() -> None:
     from trinity_beast.services.reports.filters import parse_filters
 
-    first = parse_filters([("granularity", "minute")], now=1_800_000_000)
-    cursor = encode_cursor((0, "ak_1", "/price", "BTC", "http", 200), first.fingerprint(), (first.start, first.end))
-    later = parse_filters([("granularity", "minute"), ("cursor", cursor)], now=1_800_000_000 + 3600)
+    first = parse_filters([("granularity", "minute")], 1_800_000_000, LIMITS, KEY)
+    cursor = encode_cursor((0, "ak_1", "/price", "BTC", "http", 200), first.fingerprint(), (first.start, first.end), key=KEY)
+    later = parse_filters([("granularity", "minute"), ("cursor", cursor)], 1_800_000_000 + 3600, LIMITS, KEY)
     assert (later.start, later.end) == (first.start, first.end)
     assert later.after == (0, "ak_1", "/price", "BTC", "http", 200)
 

@@ -105,7 +105,7 @@ async def serve(settings: Settings, args: argparse.Namespace) -> None:
         print(f"Command Center: http://{shown}:{settings.lrs_port}/admin (sign in with an admin key)", flush=True)
     settle_garbage_collector()
     try:
-        await run_until_signal(listeners, settings.log_level)
+        await run_until_signal(listeners, settings.log_level, settings)
     finally:
         log.info("stopping: connections drained, flushing usage")
         await rt.stop()

@@ -13,11 +13,17 @@ from pathlib import Path
 from typing import Mapping
 from urllib.parse import urlsplit
 
+from trinity_beast.domain.text import whole_number
+
 # The exchanges we read, in default priority order. Everything else about one exchange
 # (production URLs, REST rate, parsing) lives in trinity_beast/exchanges/<name>.py; settings
 # hold only the BEAST_<EX>_WS_URL / _REST_URL overrides (tests and `beast serve --sim` point
 # them at the simulator), resolved where they are used by exchanges.ws_url / rest_url.
 EXCHANGES: tuple[str, ...] = ("coinbase", "kraken", "gemini", "gateio", "cryptocom", "okx")
+
+
+# The longest report range per granularity, in days (BEAST_REPORT_MAX_DAYS_<GRANULARITY>).
+REPORT_MAX_DAYS: dict[str, int] = {"minute": 7, "hour": 400, "day": 3660, "month": 36525}
 
 
 class ConfigError(ValueError):
@@ -67,6 +73,18 @@ class Settings:
     admin_key_secret_arn: str = ""  # the first admin key goes to this Secrets Manager secret, not stdout
     ws_max_per_key: int = 20  # open /ws/prices connections per non-partner key; 0 = no limit
     ws_max_per_ip: int = 100  # open /ws/prices connections per client address (non-partner keys); 0 = no limit
+    # Limits no client may pass (docs/configuration.md, "Limits per client"; docs/reliability.md).
+    report_max_buckets: int = 20_000  # periods one report may span
+    report_max_days: Mapping[str, int] = field(default_factory=lambda: dict(REPORT_MAX_DAYS))
+    report_timeout_s: float = 10.0  # per report query (statement_timeout / SQLite interrupt)
+    max_connections: int = 4096  # open HTTP connections per server; 0 = no limit
+    max_connections_per_ip: int = 256  # open HTTP connections per client address; 0 = no limit
+    body_timeout_s: float = 10.0  # a declared request body must arrive within this
+    udp_amplification_factor: int = 3  # answer UDP senders without a valid key at most this many times their bytes
+    trusted_proxies: tuple[str, ...] = ()  # networks whose X-Forwarded-For is believed
+    metrics_networks: tuple[str, ...] = ()  # besides loopback, who may read /metrics
+    metrics_token: str = ""  # or a bearer token for /metrics
+    cursor_key: str = ""  # report cursor MAC key; empty: generated once, kept in the database
 
     @property
     def sqlite_path(self) -> Path:
@@ -91,9 +109,46 @@ def _limit(env: Mapping[str, str], name: str, default: int) -> int:
     raw = env.get(name)
     if raw is None or raw.strip() == "":
         return default
-    if not raw.strip().isdigit():
+    value = whole_number(raw.strip())
+    if value is None:
         raise ConfigError(f"{name}: expected a whole number (0 = no limit), got {raw!r}")
-    return int(raw.strip())
+    return value
+
+
+def _bounded(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    """A whole number from `low` to `high` (ASCII digits)."""
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    value = whole_number(raw.strip())
+    if value is None or not low <= value <= high:
+        raise ConfigError(f"{name}: expected a whole number from {low} to {high}, got {raw!r}")
+    return value
+
+
+def _networks(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """Comma-separated IPv4/IPv6 networks or addresses (`10.0.0.0/24, 10.0.1.0/24`); never `*`."""
+    import ipaddress
+
+    raw = env.get(name, "")
+    out: list[str] = []
+    for part in (p.strip() for p in raw.split(",")):
+        if not part:
+            continue
+        if part == "*":
+            raise ConfigError(f"{name}: '*' would trust every address; list the networks, e.g. 10.0.0.0/24,10.0.1.0/24")
+        try:
+            out.append(str(ipaddress.ip_network(part, strict=True)))
+        except ValueError as exc:
+            raise ConfigError(f"{name}: expected networks such as 10.0.0.0/24 separated by commas, got {part!r} ({exc})") from None
+    return tuple(out)
+
+
+def _secret(env: Mapping[str, str], name: str, minimum: int) -> str:
+    raw = env.get(name, "").strip()
+    if raw and (len(raw) < minimum or not raw.isascii() or any(c.isspace() for c in raw)):
+        raise ConfigError(f"{name}: expected at least {minimum} printable ASCII characters without spaces (a random secret)")
+    return raw
 
 
 def _positive_float(env: Mapping[str, str], name: str, default: float, unit: str = "seconds") -> float:
@@ -239,6 +294,19 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         admin_key_secret_arn=_secret_id(env, "BEAST_ADMIN_KEY_SECRET_ARN"),
         ws_max_per_key=_limit(env, "BEAST_WS_MAX_PER_KEY", 20),
         ws_max_per_ip=_limit(env, "BEAST_WS_MAX_PER_IP", 100),
+        report_max_buckets=_bounded(env, "BEAST_REPORT_MAX_BUCKETS", 20_000, 1, 1_000_000),
+        report_max_days={
+            g: _bounded(env, f"BEAST_REPORT_MAX_DAYS_{g.upper()}", d, 1, 3_000_000) for g, d in REPORT_MAX_DAYS.items()
+        },
+        report_timeout_s=_positive_float(env, "BEAST_REPORT_TIMEOUT_S", 10.0),
+        max_connections=_limit(env, "BEAST_MAX_CONNECTIONS", 4096),
+        max_connections_per_ip=_limit(env, "BEAST_MAX_CONNECTIONS_PER_IP", 256),
+        body_timeout_s=_positive_float(env, "BEAST_BODY_TIMEOUT_S", 10.0),
+        udp_amplification_factor=_bounded(env, "BEAST_UDP_AMPLIFICATION_FACTOR", 3, 0, 3),
+        trusted_proxies=_networks(env, "BEAST_TRUSTED_PROXIES"),
+        metrics_networks=_networks(env, "BEAST_METRICS_NETWORKS"),
+        metrics_token=_secret(env, "BEAST_METRICS_TOKEN", 16),
+        cursor_key=_secret(env, "BEAST_CURSOR_KEY", 32),
         log_level=log_level,
         partner_service_name=_aws(env, "BEAST_PARTNER_SERVICE_NAME", "service_name"),
         vpc_id=_aws(env, "BEAST_VPC_ID", "vpc"),
@@ -248,6 +316,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         partner_security_group_id=_aws(env, "BEAST_PARTNER_SECURITY_GROUP_ID", "security_group"),
         udp_nlb_ip=_aws(env, "BEAST_UDP_NLB_IP", "ipv4"),
     )
+    if env.get("FORWARDED_ALLOW_IPS", "").strip():
+        raise ConfigError(
+            "FORWARDED_ALLOW_IPS: no longer read; set BEAST_TRUSTED_PROXIES to the load balancer's networks "
+            "(X-Forwarded-For is believed only from there, never from '*')"
+        )
     if settings.lpo_port == settings.lrs_port:
         raise ConfigError(f"BEAST_LRS_PORT: must differ from BEAST_LPO_PORT ({settings.lpo_port})")
     if settings.usage_hour_days < settings.usage_minute_days:

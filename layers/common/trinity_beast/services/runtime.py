@@ -24,6 +24,7 @@ from trinity_beast.services.auth import KeyRing
 from trinity_beast.services.prices.answer import PriceDesk
 from trinity_beast.services.prices.live import LivePrices
 from trinity_beast.services.metrics import Metrics
+from trinity_beast.services.reports.policy import ReportLimits, ReportReader, cursor_key
 from trinity_beast.services.meter import Meter
 
 if TYPE_CHECKING:
@@ -46,6 +47,7 @@ class Runtime:
     started_at: float = field(default_factory=time.time)
     metrics: Metrics = field(default_factory=Metrics)  # GET /metrics (ops.py)
     feeds: Any = None  # FeedManager, when this process runs the exchange feeds
+    reports: ReportReader | None = None  # reports' own database handle and limits (set by create)
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     _stoppers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     _envelopes: dict[str, Envelopes] = field(default_factory=dict)
@@ -86,6 +88,7 @@ class Runtime:
         db = db if db is not None else make_database(settings)
         db.migrate()
         cache = cache if cache is not None else make_cache(settings)
+        reports = ReportReader(db, ReportLimits.from_settings(settings), cursor_key(settings, db))
         return cls(
             settings=settings,
             db=db,
@@ -93,7 +96,13 @@ class Runtime:
             keys=KeyRing(db, ttl=settings.key_cache_s),
             meter=Meter(cache, seed=lambda key, since, until: asyncio.to_thread(db.billable_requests, key, since, until)),
             live=LivePrices(cache),
+            reports=reports,
         )
+
+    @property
+    def report_reader(self) -> ReportReader:
+        assert self.reports is not None, "Runtime.create sets the report reader"
+        return self.reports
 
     def envelopes(self, service: str) -> Envelopes:
         if service not in self._envelopes:
@@ -145,6 +154,8 @@ class Runtime:
 
             await sync_once(self.cache, self.db, now=time.time() + 120)
         await self.cache.close()
+        if self.reports is not None:
+            self.reports.close()
         self.db.close()
 
 

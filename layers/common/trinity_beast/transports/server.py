@@ -11,8 +11,9 @@ from typing import Any, Iterator
 
 import uvicorn
 
+from trinity_beast.domain.settings import Settings
 from trinity_beast.transports import redact
-from trinity_beast.transports.http.guards import LimitedHttpTools
+from trinity_beast.transports.http.guards import ConnectionLimits, LimitedHttpTools
 from trinity_beast.transports.ws.frames import MAX_FRAME_BYTES
 
 
@@ -70,12 +71,27 @@ class Listener:
 KEEP_ALIVE_S = 5  # an idle keep-alive connection is closed after this long
 
 
-def make_server(app: Any, log_level: str) -> uvicorn.Server:
+def connection_limits(settings: Settings) -> ConnectionLimits:
+    return ConnectionLimits(
+        max_connections=settings.max_connections,
+        max_per_ip=settings.max_connections_per_ip,
+        body_timeout_s=settings.body_timeout_s,
+        exempt=settings.trusted_proxies,
+    )
+
+
+def make_server(app: Any, log_level: str, settings: Settings | None = None) -> uvicorn.Server:
     """uvicorn with the limits one client must not exceed (transports/http/guards.py): header and body size,
-    header time, idle keep-alive time, WebSocket frame size."""
+    header and body time, connections overall and per address, idle keep-alive time,
+    WebSocket frame size. `X-Forwarded-For` is believed only from BEAST_TRUSTED_PROXIES
+    (the client is the right-most address not in those networks); with none set, never."""
+    settings = settings or Settings()
+    trusted = list(settings.trusted_proxies)
     config = uvicorn.Config(
         app,
-        http=LimitedHttpTools,
+        http=LimitedHttpTools.with_limits(connection_limits(settings)),
+        proxy_headers=bool(trusted),
+        forwarded_allow_ips=trusted or [],
         timeout_keep_alive=KEEP_ALIVE_S,
         lifespan="off",
         access_log=False,
@@ -91,9 +107,9 @@ def make_server(app: Any, log_level: str) -> uvicorn.Server:
     return QuietServer(config)
 
 
-async def run_until_signal(listeners: list[Listener], log_level: str) -> None:
+async def run_until_signal(listeners: list[Listener], log_level: str, settings: Settings | None = None) -> None:
     """Serve every listener until SIGINT/SIGTERM (or one server fails), then drain them all."""
-    servers = [(make_server(item.app, log_level), item.sock) for item in listeners]
+    servers = [(make_server(item.app, log_level, settings), item.sock) for item in listeners]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -87,8 +87,10 @@ async def usage_series(rt: "Runtime", window: str, now: float | None = None, key
     step = 60 if granularity == "minute" else 3600
     end = int(now) - int(now) % step + step
     start = end - span
-    filters = parse_filters([("from", _iso(start)), ("to", _iso(end)), ("granularity", granularity)], now)
-    rows, complete = await gather(rt.cache, rt.db, filters)
+    reader = rt.report_reader
+    filters = parse_filters([("from", _iso(start)), ("to", _iso(end)), ("granularity", granularity)], now,
+                            reader.limits, reader.cursor_key)
+    rows, complete = await gather(rt.cache, reader, filters)
     names = {k.id: (k.name, k.tier) for k in await asyncio.to_thread(rt.db.list_keys)}
     listed = {a["asset"] for a in rt.registry.listing()["assets"]}
     buckets = list(range(start, end, step))

@@ -17,7 +17,7 @@ import orjson
 
 from trinity_beast.domain.envelope import Envelopes, dumps
 from trinity_beast.domain.keys import ApiKey
-from trinity_beast.services.auth import authenticate, quota_for
+from trinity_beast.services.auth import Credentials, authenticate, quota_for
 from trinity_beast.services.reports.answers import Answer
 from trinity_beast.services.partners.ec2 import Ec2Network
 from trinity_beast.domain.partners.model import PartnerError
@@ -76,7 +76,7 @@ class PartnerApi:
         return await asyncio.to_thread(fn, *args)
 
     async def handle(
-        self, method: str, path: str, secret: str | None, query: Sequence[tuple[str, str]], body: bytes | None
+        self, method: str, path: str, secret: Credentials | str | None, query: Sequence[tuple[str, str]], body: bytes | None
     ) -> Answer:
         started = time.perf_counter()
         path = path.rstrip("/") or "/"

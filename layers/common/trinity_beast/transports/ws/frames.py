@@ -15,7 +15,7 @@ import orjson
 
 from trinity_beast.domain.envelope import Envelopes, utc_iso
 from trinity_beast.domain.tick import Tick
-from trinity_beast.services.prices.answer import ASSET_RE
+from trinity_beast.domain.text import asset_symbol
 
 ENDPOINT = "/ws/prices"
 MAX_SUBSCRIPTIONS = 50  # assets per connection
@@ -102,8 +102,8 @@ def parse_assets(raw: Any, action: str) -> list[str] | BadFrame:
         return BadFrame(f"too many subscriptions: at most {MAX_SUBSCRIPTIONS} assets per connection")
     assets: list[str] = []
     for item in raw:
-        asset = item.strip().upper()
-        if not ASSET_RE.match(asset):
+        asset = asset_symbol(item)
+        if asset is None:
             return BadFrame(f"malformed asset {item[:20]!r}: an asset is 1-15 letters or digits")
         if asset not in assets:
             assets.append(asset)

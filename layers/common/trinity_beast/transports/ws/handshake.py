@@ -19,23 +19,18 @@ import orjson
 from trinity_beast.domain.envelope import utc_iso
 from trinity_beast.domain.errors import DatabaseUnavailable
 from trinity_beast.domain.keys import ApiKey
-from trinity_beast.services.auth import KeyRing, authenticate, quota_for
+from trinity_beast.services.auth import MISSING_KEY, Credentials, KeyRing, authenticate, credentials, quota_for
 from trinity_beast.services.meter import Meter
 from trinity_beast.transports.ws.client import Receive, Send
 
 FIRST_MESSAGE_WAIT_S = 10.0
-MISSING_KEY = 'missing API key: use ?api_key=, an Authorization header, or send {"auth": KEY} first'
 
 
-def secret_of(scope: dict[str, Any]) -> str | None:
-    """The API key a connection presents: the query's `api_key`, else a bearer token."""
+def secret_of(scope: dict[str, Any]) -> Credentials:
+    """The API key a connection presents, by the one key rule (services/auth.py): a bearer
+    header wins, a malformed Authorization is refused, the query's `api_key` counts otherwise."""
     query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-    secret = (query.get("api_key") or [None])[0]
-    if secret is None:
-        for name, value in scope.get("headers", []):
-            if name == b"authorization" and value[:7].lower() == b"bearer ":
-                secret = value[7:].decode("latin-1").strip()
-    return secret
+    return credentials(scope.get("headers", []), (query.get("api_key") or [None])[0])
 
 
 def client_address(scope: dict[str, Any]) -> str:
@@ -63,15 +58,15 @@ async def accepted_key(
     keys: KeyRing, meter: Meter, scope: dict[str, Any], receive: Receive, send: Send
 ) -> ApiKey | None:
     """Accept the connection and return its key, or close it saying why and return None."""
-    secret = secret_of(scope)
+    given: Credentials | str | None = secret_of(scope)
     await send({"type": "websocket.accept"})
-    if secret is None:
-        secret = await first_message_key(receive)
-        if secret is None:
-            await send({"type": "websocket.close", "code": 1008, "reason": MISSING_KEY})
+    if isinstance(given, Credentials) and given.secret is None and given.problem is None:
+        given = await first_message_key(receive)
+        if given is None:
+            await send({"type": "websocket.close", "code": 1008, "reason": MISSING_KEY["ws"]})
             return None
     try:
-        key, problem = await authenticate(keys, secret)
+        key, problem = await authenticate(keys, given, "ws")
     except DatabaseUnavailable:
         await send({"type": "websocket.close", "code": 1013, "reason": "key database unreachable: retry shortly"})
         return None
