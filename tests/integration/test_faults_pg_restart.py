@@ -1,6 +1,6 @@
 """Issue 13, probe 4: PostgreSQL restarted under load answers 503s, never 500s.
 
-A private PostgreSQL (tests/private_pg.py: initdb + pg_ctl on a free port) is stopped with
+A private PostgreSQL (tests/integration/private_postgres.py: initdb + pg_ctl on a free port) is stopped with
 `pg_ctl stop -m fast` and started again while HTTP and UDP requests keep coming. Before, the
 server-side errors of a restart (57P01 "terminating connection due to administrator command",
 57P03 "the database system is starting up") reached clients as 500s: only client-side
@@ -23,7 +23,7 @@ import httpx
 import pytest
 from pg8000.exceptions import DatabaseError
 
-from private_pg import PrivatePostgres, private_postgres
+from private_postgres import PrivatePostgres, private_postgres
 from support import InProcessServer, in_process_server
 from trinity_beast.domain.errors import DatabaseUnavailable, StatementTimeout
 from trinity_beast.domain.tick import Tick

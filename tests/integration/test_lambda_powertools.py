@@ -17,9 +17,9 @@ from typing import Any, Iterator
 import pytest
 
 from partner_aws import AwsWorld, aws  # noqa: F401 (fixture)
-from private_postgres import PrivatePostgres, bin_dir, start
+from private_postgres import PrivatePostgres, private_postgres
 from samlocal import REPO, FakeContext, load_handler
-from support import UNREACHABLE_EXCHANGES, require_service
+from support import UNREACHABLE_EXCHANGES
 from test_lambda_functions import api_event, deployed_stack, emf_lines, usage_stack  # noqa: F401 (fixtures)
 from test_partners_lambda import event as partners_event
 from test_partners_lambda import stack  # noqa: F401 (fixture)
@@ -110,9 +110,9 @@ def test_the_sync_function_reports_an_unreadable_secret_and_retries_on_the_next_
 @pytest.fixture(scope="module")
 def password_postgres() -> Iterator[PrivatePostgres]:
     """A private PostgreSQL that checks passwords (scram), so a stale password really fails."""
-    require_service("PostgreSQL server binaries under /usr/lib/postgresql/*/bin", bin_dir() is not None)
     hba = "local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\n"
-    yield from start({}, {}, hba, password="first-password")
+    with private_postgres(hba=hba, password="first-password") as server:
+        yield server
 
 
 def test_a_rotated_password_is_picked_up_when_the_connection_is_reopened(

@@ -10,8 +10,8 @@ from typing import Iterator
 
 import pytest
 
-from private_postgres import PrivatePostgres, bin_dir, start
-from support import require_service, run_beast
+from private_postgres import PrivatePostgres, private_postgres
+from support import run_beast
 from trinity_beast.domain.settings import ConfigError
 from trinity_beast.stores.environment import load_settings
 from trinity_beast.stores.db.postgres import PostgresDatabase
@@ -68,7 +68,6 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[PrivatePostg
     """(server, the CA that signed its `localhost` certificate, a CA that did not)."""
     from cryptography.hazmat.primitives import serialization
 
-    require_service("PostgreSQL server binaries under /usr/lib/postgresql/*/bin", bin_dir() is not None)
     pem = serialization.Encoding.PEM
     ca_key, ca_cert = _ca("Trinity Beast test CA")
     _, other_cert = _ca("Someone else's CA")
@@ -78,11 +77,9 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[PrivatePostg
     (certs / "other-ca.pem").write_bytes(other_cert.public_bytes(pem))
     # hostssl for TCP from anywhere local, plain `host` too so sslmode=disable can be seen to work.
     hba = "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhost all all 127.0.0.1/32 trust\nhost all all ::1/128 trust\n"
-    yield from (
-        (server, certs / "ca.pem", certs / "other-ca.pem")
-        for server in start({"ssl": "on", "ssl_cert_file": "'server.crt'", "ssl_key_file": "'server.key'"},
-                            {"server.crt": cert, "server.key": key}, hba)
-    )
+    with private_postgres({"ssl": "on", "ssl_cert_file": "'server.crt'", "ssl_key_file": "'server.key'"},
+                          {"server.crt": cert, "server.key": key}, hba) as server:
+        yield server, certs / "ca.pem", certs / "other-ca.pem"
 
 
 def url(server: PrivatePostgres, host: str, **query: str | Path) -> str:
