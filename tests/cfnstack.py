@@ -8,6 +8,8 @@ that mode would have.
 
 from __future__ import annotations
 
+import ipaddress
+
 import copy
 import os
 from typing import Any
@@ -108,6 +110,16 @@ class Stack:
                 index, items = self.resolve(node["Fn::Select"])
                 if isinstance(items, list):
                     return items[index]
+            if set(node) == {"Fn::Cidr"}:  # [block, count, host bits] -> the first `count` subnets
+                block, count, bits = self.resolve(node["Fn::Cidr"])
+                if isinstance(block, str):
+                    network = ipaddress.ip_network(block)
+                    subnets = network.subnets(new_prefix=network.max_prefixlen - int(bits))
+                    return [str(n) for n, _ in zip(subnets, range(int(count)))]
+            if set(node) == {"Fn::Join"}:
+                sep, parts = self.resolve(node["Fn::Join"])
+                if isinstance(parts, list) and all(isinstance(x, str) for x in parts):
+                    return sep.join(parts)
             return {k: v for k, v in ((k, self.resolve(v)) for k, v in node.items()) if v != none}
         return node
 

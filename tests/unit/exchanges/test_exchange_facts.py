@@ -9,7 +9,7 @@ import pytest
 from trinity_beast.domain.settings import EXCHANGES, ConfigError, Settings, load_settings
 from trinity_beast.exchanges import CONNECTORS, UnknownInstrument, rest_url, ws_url
 
-CONFIGURATION_DOC = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
+CONFIGURATION_DOC = Path(__file__).resolve().parents[3] / "docs" / "configuration.md"
 
 
 @pytest.mark.parametrize("exchange", EXCHANGES)
