@@ -3,7 +3,7 @@
 The key comes from `?api_key=` or an `Authorization: Bearer` header. The connection is
 accepted before any refusal so the client can read why it was refused in the close frame:
 1013 when the key database is unreachable (retry), 1008 for a missing, invalid or revoked key
-or an exhausted monthly quota.
+or an exhausted monthly quota (after a 429 envelope, as when the limit is reached mid-stream).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from trinity_beast.domain.keys import ApiKey
 from trinity_beast.services.auth import KeyRing, authenticate, quota_for
 from trinity_beast.services.meter import Meter
 from trinity_beast.transports.ws.client import Send
+from trinity_beast.transports.ws.frames import Messages
 
 
 def secret_of(scope: dict[str, Any]) -> str | None:
@@ -34,7 +35,7 @@ def client_address(scope: dict[str, Any]) -> str:
     return str((scope.get("client") or ("unknown",))[0])
 
 
-async def accepted_key(keys: KeyRing, meter: Meter, scope: dict[str, Any], send: Send) -> ApiKey | None:
+async def accepted_key(keys: KeyRing, meter: Meter, messages: Messages, scope: dict[str, Any], send: Send) -> ApiKey | None:
     """Accept the connection and return its key, or close it saying why and return None."""
     try:
         key, problem = await authenticate(keys, secret_of(scope))
@@ -48,7 +49,8 @@ async def accepted_key(keys: KeyRing, meter: Meter, scope: dict[str, Any], send:
         return None
     quota = await quota_for(meter, key)
     if quota.exhausted:
-        reason = f"monthly limit of {quota.limit} requests reached; resets at {utc_iso(quota.reset_at)}"
-        await send({"type": "websocket.close", "code": 1008, "reason": reason})
+        error = f"monthly limit of {quota.limit} requests reached; the limit resets at {utc_iso(quota.reset_at)}"
+        await send({"type": "websocket.send", "text": messages.reply(key.id, 429, None, error).decode()})
+        await send({"type": "websocket.close", "code": 1008, "reason": error})
         return None
     return key
