@@ -1,0 +1,264 @@
+"""The docs kept true by CI: every example of README.md and docs/ runs (tools/docs_runner.py),
+the settings table is the settings definition, and nothing links outside the repository."""
+
+from __future__ import annotations
+
+import ast
+import re
+import sys
+import textwrap
+from pathlib import Path
+from typing import Iterator, Mapping
+
+import pytest
+
+from support import REPO, reachable, require_service
+
+sys.path.insert(0, str(REPO / "tools"))
+
+from docsrun.blocks import documents, extract  # noqa: E402
+from docsrun.runner import run_all  # noqa: E402
+
+SETTING = re.compile(r"^[A-Z][A-Z0-9_]+$")
+
+
+@pytest.fixture
+def services() -> None:
+    """The README's Redis + PostgreSQL example runs on the test services."""
+    require_service("Redis at 127.0.0.1:6379", reachable("127.0.0.1", 6379))
+    require_service("PostgreSQL at 127.0.0.1:5432", reachable("127.0.0.1", 5432))
+
+
+@pytest.mark.timeout(600)
+def test_every_documented_example_holds(services: None) -> None:
+    report = run_all()
+    assert report.failures == [], "\n".join(report.failures)
+    kinds = {label.rsplit("[", 1)[1].split()[0].rstrip("]") for label in report.checked}
+    # Every kind of check ran at least once, on both stacks where the README says so.
+    assert {"sh", "python", "expect", "first-start", "output", "udp-sizes", "fields", "price-fields", "syntax", "serve"} <= kinds
+    assert any("on production" in label for label in report.checked)
+
+
+WRONG_PAGE = '''\
+# A page that claims what is not so
+
+<!-- run: sh status=200 -->
+```sh
+curl "http://127.0.0.1:8080/price?asset=BTC&api_key=$KEY"
+curl "http://127.0.0.1:8080/price?asset=NOPE1&api_key=$KEY"
+```
+
+<!-- run: expect of=1 exact=status_code -->
+```json
+{"status_code": 201, "endpoint": "/price", "extra": 1}
+```
+
+<!-- run: first-start -->
+```
+First start: created an admin key. It is shown once; keep it somewhere safe.
+  id:  ak_3f1c9a0e5b7d2468
+  key: tbk_…
+```
+
+<!-- run: udp-sizes rows=one,each,frame,fit -->
+| answer | measured |
+|---|---|
+| one asset | about 690 bytes |
+| each further asset | about 255 bytes more |
+| under 1,400 bytes | 3 |
+| fit in 4,096 | 13 |
+
+<!-- run: fields get=/price?asset=BTC at=data -->
+| field | meaning |
+|---|---|
+| `assets` | … |
+| `failed` | … |
+
+<!-- run: price-fields -->
+| field | in | meaning |
+|---|---|---|
+| `asset`, `price`, `exchange`, `cached`, `cache_age_seconds`, `timestamp`, `readable_timestamp`, `latency_ms` | always | |
+| `converted_from` | sometimes | |
+| `sources` | median | |
+
+<!-- run: output args=serve env="BEAST_LPO_PORT=eighty" exit=1 -->
+```
+beast: invalid setting BEAST_LPO_PORT: expected a port, got 'eighty'
+```
+
+<!-- run: syntax -->
+```sh
+aws ec2 create-vpc-endpoint --vpc-id vpc-1 --no-such-option 1
+docker build -f containers/nope/Dockerfile .
+sam deploy --config-env staging
+```
+
+```python
+print("an example nobody tagged")
+```
+'''
+
+
+@pytest.mark.timeout(300)
+def test_the_runner_refuses_docs_that_claim_what_is_not_so(tmp_path: Path) -> None:
+    page = tmp_path / "wrong.md"
+    page.write_text(WRONG_PAGE)
+    failures = "\n".join(run_all([page]).failures)
+    for expected in [
+        "request 2: documented status 200, answered 404",
+        "status_code: documented 201, answered 200",
+        "(top): documented but not answered: extra",
+        "(top): answered but not documented: status,",
+        "documented 3 line(s), printed 4",
+        "one asset: documented about 690 bytes, measured",
+        "each further asset: documented about 255 bytes more, measured",
+        "fit in 4,096: documented 13, measured",
+        "answered but not documented: duration_ms, monthly_limit, monthly_usage, usage_pct, usage_warning",
+        "stale answer: fields not in the table: stale",
+        "documented exit code 1, got 2",
+        "printed \"beast: invalid setting BEAST_LPO_PORT: expected a port number 1-65535, got 'eighty'\"",
+        "--no-such-option",
+        "docker build -f containers/nope/Dockerfile: no such file",
+        "sam deploy --config-env staging: samconfig.toml has only",
+        "a ```python block without a `<!-- run: … -->` tag",
+    ]:
+        assert expected in failures, f"{expected!r} not reported:\n{failures}"
+
+
+# --- the settings table is the settings definition --------------------------------------------
+
+NOT_SETTINGS = {
+    "PATH": "the shell's",
+    "AWS_DEFAULT_REGION": "the AWS SDK's own",
+    "TEST_KEY_ID": "passed by tests/test_usage_sync.py to the child process it starts",
+}
+
+
+class Recording(Mapping[str, str]):
+    """An environment that remembers every variable asked for."""
+
+    def __init__(self, values: dict[str, str]) -> None:
+        self.values = values
+        self.asked: set[str] = set()
+
+    def __getitem__(self, name: str) -> str:
+        self.asked.add(name)
+        return self.values[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.values)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+
+def _env_like(node: ast.AST, names: tuple[str, ...]) -> bool:
+    return (isinstance(node, ast.Name) and node.id in names) or (isinstance(node, ast.Attribute) and node.attr == "environ")
+
+
+def variables_read(folder: Path, names: tuple[str, ...]) -> set[str]:
+    """Literal names read from an environment mapping (`env.get("X")`, `os.environ["X"]`,
+    `helper(env, "X", …)`) anywhere under `folder`."""
+    found: set[str] = set()
+    for path in folder.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            args: list[ast.AST] = []
+            if isinstance(node, ast.Call):
+                f = node.func
+                if isinstance(f, ast.Attribute) and f.attr in ("get", "pop") and _env_like(f.value, names):
+                    args = node.args[:1]
+                elif any(_env_like(a, names) for a in node.args):
+                    args = list(node.args)
+            elif isinstance(node, ast.Subscript) and _env_like(node.value, names) and isinstance(node.ctx, ast.Load):
+                args = [node.slice]
+            found |= {a.value for a in args if isinstance(a, ast.Constant) and isinstance(a.value, str) and SETTING.match(a.value)}
+    return found
+
+
+def settings_read() -> set[str]:
+    """Every variable the package reads: its source, and what loading the settings asks for
+    (names built at run time, such as BEAST_<EXCHANGE>_WS_URL, and the secret's overrides)."""
+    from trinity_beast.stores.environment import load_settings
+
+    read = variables_read(REPO / "layers/common/trinity_beast", ("env", "environ"))
+    secret = '{"username": "u", "password": "p", "host": "db.example"}'
+    for values in ({}, {"DATABASE_SECRET": secret}):
+        env = Recording(values)
+        load_settings(env)
+        read |= env.asked
+    return read
+
+
+def documented(page: Path) -> set[str]:
+    """The variables in the first column of every table of `page`."""
+    names: set[str] = set()
+    for line in page.read_text().splitlines():
+        if line.startswith("|") and not line.startswith("|---"):
+            first = line.strip("|").split("|")[0]
+            names |= {n for n in re.findall(r"`([^`]+)`", first) if SETTING.match(n)}
+    return names
+
+
+def test_every_setting_is_documented_and_every_documented_setting_exists() -> None:
+    in_docs = documented(REPO / "docs/configuration.md")
+    read = settings_read()
+    by_tests = (variables_read(REPO / "tests", ()) | variables_read(REPO / "bench", ())) - set(NOT_SETTINGS)
+    assert sorted(read - in_docs) == [], "settings the code reads that docs/configuration.md does not list"
+    assert sorted(by_tests - in_docs) == [], "variables the tests or benchmarks read that docs/configuration.md does not list"
+    assert sorted(in_docs - read - by_tests) == [], "documented variables nothing reads"
+    assert {"BEAST_FEEDS", "BEAST_PREWARM", "TEST_REDIS_URL", "TEST_DATABASE_URL", "BEAST_COINBASE_WS_URL"} <= in_docs & (read | by_tests)
+
+
+# --- nothing links outside the repository -------------------------------------------------------
+
+LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)|<a\s[^>]*href=\"([^\"]+)\"|^\[[^\]]+\]:\s*(\S+)", re.M)
+
+
+def markdown_files() -> list[Path]:
+    skip = {".venv", ".sam-venv", ".aws-sam", "node_modules", ".git", ".pytest_cache"}
+    return [p for p in REPO.rglob("*.md") if not skip & set(p.relative_to(REPO).parts)]
+
+
+def anchors(page: Path) -> set[str]:
+    """GitHub's heading anchors of a page."""
+    found = set()
+    for line in page.read_text().splitlines():
+        if line.startswith("#"):
+            text = line.lstrip("#").strip().lower()
+            found.add(re.sub(r"[^\w\- ]", "", text).replace(" ", "-"))
+    return found
+
+
+def test_every_relative_link_resolves_inside_the_repository() -> None:
+    problems = []
+    pages = markdown_files()
+    assert REPO / "README.md" in pages and REPO / "docs/architecture.md" in pages
+    for page in pages:
+        for match in LINK.finditer(page.read_text()):
+            target = next(g for g in match.groups() if g)
+            if re.match(r"^[a-z][a-z0-9+.-]*:", target):  # http:, https:, mailto: — not a file
+                continue
+            path, _, anchor = target.partition("#")
+            resolved = (page.parent / path).resolve() if path else page
+            where = f"{page.relative_to(REPO)}: {target}"
+            if not resolved.is_relative_to(REPO):
+                problems.append(f"{where} points outside the repository")
+            elif not resolved.exists():
+                problems.append(f"{where} does not exist")
+            elif anchor and resolved.suffix == ".md" and anchor not in anchors(resolved):
+                problems.append(f"{where}: no heading #{anchor}")
+    assert problems == [], "\n".join(problems)
+
+
+def test_the_link_check_sees_a_link_outside() -> None:
+    text = textwrap.dedent("""\
+        See [the design](../shared/DESIGN.md) and [api](api.md#get-price) and <https://example.com>.
+        [ref]: ../../elsewhere.md
+        """)
+    assert [next(g for g in m.groups() if g) for m in LINK.finditer(text)] == ["../shared/DESIGN.md", "api.md#get-price", "../../elsewhere.md"]
+
+
+def test_every_page_example_is_tagged() -> None:
+    """Fast, no server: every runnable-looking block of every page says how it is checked."""
+    problems = [p for page in documents() for p in extract(page)[1]]
+    assert problems == [], "\n".join(problems)
