@@ -7,8 +7,8 @@ import ast
 import re
 import sys
 import textwrap
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Iterator, Mapping
 
 import pytest
 
@@ -16,8 +16,8 @@ from support import REPO, reachable, require_service
 
 sys.path.insert(0, str(REPO / "tools"))
 
-from docsrun.blocks import documents, extract  # noqa: E402
-from docsrun.runner import run_all  # noqa: E402
+from docsrun.blocks import documents, extract
+from docsrun.runner import run_all
 
 SETTING = re.compile(r"^[A-Z][A-Z0-9_]+$")
 
@@ -35,11 +35,22 @@ def test_every_documented_example_holds(services: None) -> None:
     assert report.failures == [], "\n".join(report.failures)
     kinds = {label.rsplit("[", 1)[1].split()[0].rstrip("]") for label in report.checked}
     # Every kind of check ran at least once, on both stacks where the README says so.
-    assert {"sh", "python", "expect", "first-start", "output", "udp-sizes", "fields", "price-fields", "syntax", "serve"} <= kinds
+    assert {
+        "sh",
+        "python",
+        "expect",
+        "first-start",
+        "output",
+        "udp-sizes",
+        "fields",
+        "price-fields",
+        "syntax",
+        "serve",
+    } <= kinds
     assert any("on production" in label for label in report.checked)
 
 
-WRONG_PAGE = '''\
+WRONG_PAGE = """\
 # A page that claims what is not so
 
 <!-- run: sh status=200 -->
@@ -96,7 +107,7 @@ sam deploy --config-env staging
 ```python
 print("an example nobody tagged")
 ```
-'''
+"""
 
 
 @pytest.mark.timeout(300)
@@ -153,7 +164,9 @@ class Recording(Mapping[str, str]):
 
 
 def _env_like(node: ast.AST, names: tuple[str, ...]) -> bool:
-    return (isinstance(node, ast.Name) and node.id in names) or (isinstance(node, ast.Attribute) and node.attr == "environ")
+    return (isinstance(node, ast.Name) and node.id in names) or (
+        isinstance(node, ast.Attribute) and node.attr == "environ"
+    )
 
 
 def variables_read(folder: Path, names: tuple[str, ...]) -> set[str]:
@@ -171,7 +184,11 @@ def variables_read(folder: Path, names: tuple[str, ...]) -> set[str]:
                     args = list(node.args)
             elif isinstance(node, ast.Subscript) and _env_like(node.value, names) and isinstance(node.ctx, ast.Load):
                 args = [node.slice]
-            found |= {a.value for a in args if isinstance(a, ast.Constant) and isinstance(a.value, str) and SETTING.match(a.value)}
+            found |= {
+                a.value
+                for a in args
+                if isinstance(a, ast.Constant) and isinstance(a.value, str) and SETTING.match(a.value)
+            }
     return found
 
 
@@ -204,14 +221,24 @@ def test_every_setting_is_documented_and_every_documented_setting_exists() -> No
     read = settings_read()
     by_tests = (variables_read(REPO / "tests", ()) | variables_read(REPO / "bench", ())) - set(NOT_SETTINGS)
     assert sorted(read - in_docs) == [], "settings the code reads that docs/configuration.md does not list"
-    assert sorted(by_tests - in_docs) == [], "variables the tests or benchmarks read that docs/configuration.md does not list"
+    assert sorted(by_tests - in_docs) == [], (
+        "variables the tests or benchmarks read that docs/configuration.md does not list"
+    )
     assert sorted(in_docs - read - by_tests) == [], "documented variables nothing reads"
-    assert {"BEAST_FEEDS", "BEAST_PREWARM", "TEST_REDIS_URL", "TEST_DATABASE_URL", "BEAST_COINBASE_WS_URL"} <= in_docs & (read | by_tests)
+    assert {
+        "BEAST_FEEDS",
+        "BEAST_PREWARM",
+        "TEST_REDIS_URL",
+        "TEST_DATABASE_URL",
+        "BEAST_COINBASE_WS_URL",
+    } <= in_docs & (read | by_tests)
 
 
 # --- nothing links outside the repository -------------------------------------------------------
 
-LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)|<a\s[^>]*href=\"([^\"]+)\"|^\[[^\]]+\]:\s*(\S+)", re.M)
+LINK = re.compile(
+    r"(?<!!)\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)|<a\s[^>]*href=\"([^\"]+)\"|^\[[^\]]+\]:\s*(\S+)", re.M
+)
 
 
 def markdown_files() -> list[Path]:
@@ -255,7 +282,11 @@ def test_the_link_check_sees_a_link_outside() -> None:
         See [the design](../shared/DESIGN.md) and [api](api.md#get-price) and <https://example.com>.
         [ref]: ../../elsewhere.md
         """)
-    assert [next(g for g in m.groups() if g) for m in LINK.finditer(text)] == ["../shared/DESIGN.md", "api.md#get-price", "../../elsewhere.md"]
+    assert [next(g for g in m.groups() if g) for m in LINK.finditer(text)] == [
+        "../shared/DESIGN.md",
+        "api.md#get-price",
+        "../../elsewhere.md",
+    ]
 
 
 def test_every_page_example_is_tagged() -> None:

@@ -33,11 +33,16 @@ def down_postgres_url() -> str:
     return f"postgresql://postgres@127.0.0.1:{free_port()}/test"
 
 
-@pytest.mark.parametrize("args", [["serve"], ["migrate"], ["keys", "list"], ["keys", "create", "--name", "a", "--tier", "admin"]])
+@pytest.mark.parametrize(
+    "args", [["serve"], ["migrate"], ["keys", "list"], ["keys", "create", "--name", "a", "--tier", "admin"]]
+)
 def test_a_database_that_is_down(tmp_path: Path, args: list[str]) -> None:
     result = run_beast(args, {"DATABASE_URL": down_postgres_url(), "BEAST_DATA_DIR": str(tmp_path)})
-    assert_one_line(result, "beast: DATABASE_URL: cannot connect to PostgreSQL",
-                    "check that the database is running and DATABASE_URL points at it")
+    assert_one_line(
+        result,
+        "beast: DATABASE_URL: cannot connect to PostgreSQL",
+        "check that the database is running and DATABASE_URL points at it",
+    )
     assert result.stdout == ""
 
 
@@ -51,8 +56,12 @@ def test_a_data_dir_that_cannot_be_written(tmp_path: Path, args: list[str]) -> N
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
     result = run_beast(args, {"BEAST_DATA_DIR": str(blocker / "data")})
-    assert_one_line(result, "beast: BEAST_DATA_DIR: cannot write the SQLite database", str(blocker / "data"),
-                    "set BEAST_DATA_DIR to a directory beast may write")
+    assert_one_line(
+        result,
+        "beast: BEAST_DATA_DIR: cannot write the SQLite database",
+        str(blocker / "data"),
+        "set BEAST_DATA_DIR to a directory beast may write",
+    )
     assert blocker.read_text() == "not a directory"
 
 
@@ -72,34 +81,53 @@ def run_without(modules: tuple[str, ...], args: list[str], env: dict[str, str]) 
         "from trinity_beast.app.cli import main\n"
         "raise SystemExit(main(sys.argv[1:]))\n"
     )
-    return subprocess.run([sys.executable, "-c", code, *args], env={**os.environ, **env}, capture_output=True,
-                          text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], env={**os.environ, **env}, capture_output=True, text=True, timeout=60
+    )
 
 
 AWS_EXTRA = ("boto3", "botocore", "aws_lambda_powertools")
 
 
 def test_database_secret_arn_without_the_aws_extra(tmp_path: Path) -> None:
-    env = {"DATABASE_SECRET_ARN": "arn:aws:secretsmanager:us-east-2:123456789012:secret:db", "AWS_DEFAULT_REGION": "us-east-2"}
+    env = {
+        "DATABASE_SECRET_ARN": "arn:aws:secretsmanager:us-east-2:123456789012:secret:db",
+        "AWS_DEFAULT_REGION": "us-east-2",
+    }
     for args in (["serve"], ["migrate"]):
         result = run_without(AWS_EXTRA, args, env)
         assert_one_line(result, "beast: invalid setting DATABASE_SECRET_ARN", "trinity-beast[aws]")
 
 
 def test_admin_key_secret_without_the_aws_extra(tmp_path: Path) -> None:
-    env = {"BEAST_ADMIN_KEY_SECRET_ARN": "arn:aws:secretsmanager:us-east-2:123456789012:secret:admin",
-           "BEAST_DATA_DIR": str(tmp_path), "BEAST_LPO_PORT": str(free_port()), "BEAST_LRS_PORT": str(free_port())}
+    env = {
+        "BEAST_ADMIN_KEY_SECRET_ARN": "arn:aws:secretsmanager:us-east-2:123456789012:secret:admin",
+        "BEAST_DATA_DIR": str(tmp_path),
+        "BEAST_LPO_PORT": str(free_port()),
+        "BEAST_LRS_PORT": str(free_port()),
+    }
     result = run_without(AWS_EXTRA, ["serve"], env)
     assert_one_line(result, "beast: BEAST_ADMIN_KEY_SECRET_ARN: writing the key needs trinity-beast[aws]")
     keys = run_beast(["keys", "list", "--json"], {"BEAST_DATA_DIR": str(tmp_path)})
     assert keys.returncode == 0 and keys.stdout.strip() == "[]", "no key was made that nobody can read"
 
 
-@pytest.mark.parametrize("kind,setting", [(socket.SOCK_STREAM, "BEAST_LPO_PORT"), (socket.SOCK_STREAM, "BEAST_LRS_PORT"),
-                                          (socket.SOCK_DGRAM, "BEAST_LPO_UDP_PORT"), (socket.SOCK_DGRAM, "BEAST_LRS_UDP_PORT")])
+@pytest.mark.parametrize(
+    "kind,setting",
+    [
+        (socket.SOCK_STREAM, "BEAST_LPO_PORT"),
+        (socket.SOCK_STREAM, "BEAST_LRS_PORT"),
+        (socket.SOCK_DGRAM, "BEAST_LPO_UDP_PORT"),
+        (socket.SOCK_DGRAM, "BEAST_LRS_UDP_PORT"),
+    ],
+)
 def test_a_port_in_use(tmp_path: Path, kind: int, setting: str) -> None:
-    ports = {"BEAST_LPO_PORT": str(free_port()), "BEAST_LRS_PORT": str(free_port()),
-             "BEAST_LPO_UDP_PORT": str(free_port(socket.SOCK_DGRAM)), "BEAST_LRS_UDP_PORT": str(free_port(socket.SOCK_DGRAM))}
+    ports = {
+        "BEAST_LPO_PORT": str(free_port()),
+        "BEAST_LRS_PORT": str(free_port()),
+        "BEAST_LPO_UDP_PORT": str(free_port(socket.SOCK_DGRAM)),
+        "BEAST_LRS_UDP_PORT": str(free_port(socket.SOCK_DGRAM)),
+    }
     with socket.socket(socket.AF_INET, kind) as taken:
         taken.bind(("127.0.0.1", 0))
         if kind == socket.SOCK_STREAM:
@@ -107,12 +135,14 @@ def test_a_port_in_use(tmp_path: Path, kind: int, setting: str) -> None:
         ports[setting] = str(taken.getsockname()[1])
         result = run_beast(["serve"], {**ports, "BEAST_DATA_DIR": str(tmp_path)})
     # The first start's key lines come first on stdout; stderr holds only the failure.
-    assert_one_line(result, f"beast: {setting}: cannot listen", f"127.0.0.1:{ports[setting]}",
-                    f"set {setting} to a free port")
+    assert_one_line(
+        result, f"beast: {setting}: cannot listen", f"127.0.0.1:{ports[setting]}", f"set {setting} to a free port"
+    )
 
 
-@pytest.mark.parametrize("host,why", [("not-a-host", "cannot listen on 'not-a-host'"),
-                                      ("192.0.2.1", "not an address of this machine")])
+@pytest.mark.parametrize(
+    "host,why", [("not-a-host", "cannot listen on 'not-a-host'"), ("192.0.2.1", "not an address of this machine")]
+)
 def test_a_bad_host_is_reported_as_beast_host(tmp_path: Path, host: str, why: str) -> None:
     result = run_beast(["serve"], {"BEAST_HOST": host, "BEAST_DATA_DIR": str(tmp_path / "data")})
     assert_one_line(result, "beast: BEAST_HOST:", why, "set BEAST_HOST to an address of this machine")

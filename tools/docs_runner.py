@@ -8,7 +8,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from docsrun.runner import run_all  # noqa: E402
+from docsrun.runner import run_all
 
 
 def main(argv: list[str]) -> int:

@@ -28,7 +28,9 @@ def differences(documented: Any, real: Any, exact: set[str], path: str = "", dep
     `depth` levels only JSON types are compared (for data-dependent keys, e.g. counts per status)."""
     where = path or "(top)"
     if json_type(documented) != json_type(real):
-        return [f"{where}: documented {json_type(documented)} {documented!r:.60}, answered {json_type(real)} {real!r:.60}"]
+        return [
+            f"{where}: documented {json_type(documented)} {documented!r:.60}, answered {json_type(real)} {real!r:.60}"
+        ]
     if depth <= 0:
         return []
     if isinstance(documented, dict):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -19,7 +20,7 @@ import httpx
 
 from docsrun.blocks import ROOT, Block, backticked
 from docsrun.compare import at, differences
-from docsrun.servers import BEAST, Server
+from docsrun.servers import BEAST, Server, free_port
 
 # Wraps curl so each call's status and body land in files: the documented line runs verbatim.
 CURL_WRAPPER = 'curl() { DOCS_N=$((DOCS_N+1)); command curl -sS -o "$DOCS_OUT/$DOCS_N.body" -w "%{http_code}" "$@" > "$DOCS_OUT/$DOCS_N.status"; }\nDOCS_N=0\n'
@@ -52,11 +53,18 @@ def run_sh(block: Block, ctx: Context) -> list[str]:
     out = Path(tempfile.mkdtemp(prefix="beast-docs-sh-"))
     script = CURL_WRAPPER + substitute(block.text, ctx.server)
     env = {**os.environ, "KEY": ctx.server.key, "DOCS_OUT": str(out)}
-    result = subprocess.run(["bash", "-e", "-c", script], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    if "until" in block.options:  # a command that serves until stopped: run it until it says what it should
+        script = re.sub(r"(?<!\d)9700(?!\d)", str(free_port()), script)  # beast sim's default port, made free
+        return run_until(["bash", "-c", script], env, block)
+    result = subprocess.run(
+        ["bash", "-e", "-c", script], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     if result.returncode != 0:
         return [f"exit code {result.returncode}: {result.stderr.strip()[-500:]}"]
     count = len(list(out.glob("*.status")))
-    ctx.answers = [Answer(int((out / f"{i}.status").read_text()), (out / f"{i}.body").read_bytes()) for i in range(1, count + 1)]
+    ctx.answers = [
+        Answer(int((out / f"{i}.status").read_text()), (out / f"{i}.body").read_bytes()) for i in range(1, count + 1)
+    ]
     if not ctx.answers:
         return ["the block made no request"]
     wanted = block.options.get("status", "200").split(",")
@@ -70,15 +78,21 @@ def run_sh(block: Block, ctx: Context) -> list[str]:
 
 
 def run_python(block: Block, ctx: Context) -> list[str]:
-    """Run the example as a script; it passes once its output matches `until` (then it is
-    stopped: feeds run forever), or when it exits 0 with no `until`."""
-    until = re.compile(block.options["until"]) if "until" in block.options else None
-    timeout = float(block.options.get("timeout", "30"))
     with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
         f.write(substitute(block.text, ctx.server))
-    out_path = Path(f.name + ".out")
+    return run_until([sys.executable, f.name], dict(os.environ), block)
+
+
+def run_until(command: list[str], env: dict[str, str], block: Block) -> list[str]:
+    """Run an example; it passes once its output matches `until` (then it is stopped: feeds
+    and servers run forever), or when it exits 0 with no `until`."""
+    until = re.compile(block.options["until"]) if "until" in block.options else None
+    timeout = float(block.options.get("timeout", "30"))
+    out_path = Path(tempfile.mkdtemp(prefix="beast-docs-run-")) / "out"
     with open(out_path, "w") as out:
-        proc = subprocess.Popen([sys.executable, f.name], stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+        proc = subprocess.Popen(
+            command, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env=env, start_new_session=True
+        )
     deadline = time.time() + timeout
     try:
         while time.time() < deadline:
@@ -93,10 +107,12 @@ def run_python(block: Block, ctx: Context) -> list[str]:
                     return [f"output never matched {until.pattern!r}: {text[-500:]}"]
                 return []
             time.sleep(0.1)
-        return [f"no {'match for ' + repr(until.pattern) if until else 'exit'} within {timeout:g} s: {out_path.read_text()[-500:]}"]
+        return [
+            f"no {'match for ' + repr(until.pattern) if until else 'exit'} within {timeout:g} s: {out_path.read_text()[-500:]}"
+        ]
     finally:
         if proc.poll() is None:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)  # the example and what it started
             proc.wait()
 
 
@@ -161,15 +177,24 @@ def check_first_start(block: Block, ctx: Context) -> list[str]:
     real = [line for line in ctx.server.first_output.splitlines() if line.strip()]
     if len(documented) != len(real):
         return [f"documented {len(documented)} line(s), printed {len(real)}: {real}"]
-    return [f"documented {d!r}, printed {r!r}" for d, r in zip(documented, real, strict=True) if not line_pattern(d, ctx.server).match(r)]
+    return [
+        f"documented {d!r}, printed {r!r}"
+        for d, r in zip(documented, real, strict=True)
+        if not line_pattern(d, ctx.server).match(r)
+    ]
 
 
 def check_output(block: Block, ctx: Context) -> list[str]:
     """`beast ARGS` with `env` prints exactly the block (on `stream`, default stderr), exit code `exit`."""
     env = dict(pair.split("=", 1) for pair in block.options.get("env", "").split() if pair)
     with tempfile.TemporaryDirectory() as tmp:
-        result = subprocess.run([*BEAST, *block.options["args"].split()], capture_output=True, text=True, timeout=60,
-                                env={**os.environ, "BEAST_DATA_DIR": tmp, **env})
+        result = subprocess.run(
+            [*BEAST, *block.options["args"].split()],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "BEAST_DATA_DIR": tmp, **env},
+        )
     printed = (result.stdout if block.options.get("stream") == "stdout" else result.stderr).strip()
     problems = [] if printed == block.text.strip() else [f"documented {block.text.strip()!r}, printed {printed!r}"]
     if "exit" in block.options and result.returncode != int(block.options["exit"]):
@@ -213,7 +238,12 @@ def check_udp_sizes(block: Block, ctx: Context) -> list[str]:
 
 def check_fields(block: Block, ctx: Context) -> list[str]:
     """The table's first-column `names` are exactly the fields at `at` of GET `get`'s answer."""
-    url = ctx.server.url + block.options["get"] + ("&" if "?" in block.options["get"] else "?") + f"api_key={ctx.server.key}"
+    url = (
+        ctx.server.url
+        + block.options["get"]
+        + ("&" if "?" in block.options["get"] else "?")
+        + f"api_key={ctx.server.key}"
+    )
     real = at(httpx.get(url, timeout=30).json(), block.options.get("at", ""))
     documented = {name for row in block.rows for name in backticked(row[0])}
     problems = []

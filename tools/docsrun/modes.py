@@ -34,7 +34,9 @@ def exchanges_down(ctx: Context) -> None:
     from trinity_beast.domain.settings import EXCHANGES
 
     for exchange in EXCHANGES:
-        control(ctx, {"action": "set_mode", "exchange": exchange, "mode": "down"}, {"action": "drop", "exchange": exchange})
+        control(
+            ctx, {"action": "set_mode", "exchange": exchange, "mode": "down"}, {"action": "drop", "exchange": exchange}
+        )
 
 
 def stale_entry(ctx: Context, deadline_s: float) -> dict[str, Any]:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from docsrun import live, modes, syntax
 from docsrun.blocks import Block, documents, extract
@@ -38,9 +38,9 @@ class Report:
         self.failures += [f"{label}: {p}" for p in problems]
 
 
-def _check(block: Block, run: Callable[[], list[str]]) -> list[str]:
+def _check(run: Callable[[Block, Context], list[str]], block: Block, ctx: Context | None = None) -> list[str]:
     try:
-        return run()
+        return run(block, ctx)  # type: ignore[arg-type]
     except Exception as exc:  # a crash in a check is a failure of that example, with its cause
         return [f"{type(exc).__name__}: {exc} ({traceback.format_exc().strip().splitlines()[-2].strip()})"]
 
@@ -51,7 +51,7 @@ def run_stack(stack: str, blocks: list[Block], server: Server, report: Report) -
     ordered = [b for b in blocks if b.kind != "price-fields"] + [b for b in blocks if b.kind == "price-fields"]
     for block in ordered:
         if stack in block.stacks() and block.kind in LIVE:
-            report.record(block, stack, _check(block, lambda: LIVE[block.kind](block, ctx)))
+            report.record(block, stack, _check(LIVE[block.kind], block, ctx))
 
 
 def run_all(pages: list[Path] | None = None) -> Report:
@@ -63,11 +63,13 @@ def run_all(pages: list[Path] | None = None) -> Report:
         report.failures += problems
     for block in blocks:
         if block.kind not in LIVE and block.kind not in OFFLINE:
-            report.failures.append(f"{block.where}: unknown run: kind {block.kind!r} (one of {sorted(LIVE) + sorted(OFFLINE)})")
+            report.failures.append(
+                f"{block.where}: unknown run: kind {block.kind!r} (one of {sorted(LIVE) + sorted(OFFLINE)})"
+            )
         elif block.kind == "none" and not block.options.get("why"):
-            report.failures.append(f"{block.where}: run: none needs why=\"…\" (why it cannot run or be checked)")
+            report.failures.append(f'{block.where}: run: none needs why="…" (why it cannot run or be checked)')
         elif block.kind == "syntax":
-            report.record(block, "", _check(block, lambda: syntax.check_block(block.text)))
+            report.record(block, "", _check(lambda b, _: syntax.check_block(b.text), block))
         elif block.kind == "none":
             report.record(block, "", [])
     if any("embedded" in b.stacks() and b.kind in LIVE for b in blocks):

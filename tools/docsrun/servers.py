@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,8 +57,13 @@ class Server:
         if tier == "admin":
             return self.key_id, self.key
         if tier not in self._keys:
-            result = subprocess.run([*BEAST, "keys", "create", "--name", f"docs-{tier}", "--tier", tier, "--json"],
-                                    env={**os.environ, **self.cli_env}, capture_output=True, text=True, timeout=60)
+            result = subprocess.run(
+                [*BEAST, "keys", "create", "--name", f"docs-{tier}", "--tier", tier, "--json"],
+                env={**os.environ, **self.cli_env},
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
             if result.returncode != 0:
                 raise RuntimeError(f"beast keys create failed: {result.stderr}")
             made = json.loads(result.stdout)
@@ -139,17 +145,23 @@ def start_embedded(extra_env: dict[str, str] | None = None) -> Server:
     workdir = Path(tempfile.mkdtemp(prefix="beast-docs-"))
     ports = _ports()
     sim_port = free_port()
-    env = {**os.environ, **{k: str(v) for k, v in ports.items()}, "BEAST_DATA_DIR": str(workdir / "data"),
-           **(extra_env or {})}
+    env = {
+        **os.environ,
+        **{k: str(v) for k, v in ports.items()},
+        "BEAST_DATA_DIR": str(workdir / "data"),
+        **(extra_env or {}),
+    }
     for name in ("REDIS_URL", "DATABASE_URL", "DATABASE_SECRET", "DATABASE_SECRET_ARN"):
         env.pop(name, None)
     proc = _spawn("embedded", [*BEAST, "serve", "--sim", "--sim-port", str(sim_port)], env, workdir, workdir)
-    server = Server("embedded", proc, ports, workdir, sim_port=sim_port, cli_env={"BEAST_DATA_DIR": str(workdir / "data")})
+    server = Server(
+        "embedded", proc, ports, workdir, sim_port=sim_port, cli_env={"BEAST_DATA_DIR": str(workdir / "data")}
+    )
     _wait_ready(server)
     return server
 
 
-def fresh_database() -> tuple[str, "callable"]:
+def fresh_database() -> tuple[str, Callable[[], None]]:
     """A new, empty PostgreSQL database next to PG_URL's, and the function that drops it."""
     import pg8000.native
 
@@ -162,7 +174,10 @@ def fresh_database() -> tuple[str, "callable"]:
 
     def drop() -> None:
         conn = pg8000.native.Connection(**connect_args(PG_URL))
-        conn.run("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n AND pid <> pg_backend_pid()", n=name)
+        conn.run(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n AND pid <> pg_backend_pid()",
+            n=name,
+        )
         conn.run(f"DROP DATABASE IF EXISTS {name}")
         conn.close()
 
@@ -181,8 +196,12 @@ def start_documented(command: str, stack: str) -> Server:
     db_url, drop = fresh_database()
     command = re.sub(r"redis://127\.0\.0\.1:6379/\d+", REDIS_URL, command)
     command = re.sub(r"postgresql://postgres@127\.0\.0\.1:5432/test\b", db_url, command)
-    env = {**os.environ, **{k: str(v) for k, v in ports.items()}, "BEAST_DATA_DIR": str(workdir / "data"),
-           "BEAST_REDIS_NAMESPACE": namespace}
+    env = {
+        **os.environ,
+        **{k: str(v) for k, v in ports.items()},
+        "BEAST_DATA_DIR": str(workdir / "data"),
+        "BEAST_REDIS_NAMESPACE": namespace,
+    }
     proc = _spawn(stack, ["bash", "-c", command], env, workdir, ROOT)
     server = Server(stack, proc, ports, workdir, cli_env={"DATABASE_URL": db_url})
 

@@ -46,6 +46,7 @@ def commands(block: str) -> list[str]:
 
 def expand(command: str) -> list[str]:
     """The command's words with $VARS replaced by plausible values."""
+
     def value(match: re.Match) -> str:
         name = match.group(1) or match.group(2)
         return DUMMY.get(name, f"{name.lower()}-value")
@@ -60,8 +61,9 @@ def check_aws(words: list[str]) -> str | None:
         return f"aws {service} {operation}: unknown options {unknown}" if unknown else None
     if shutil.which("aws"):
         env = {**os.environ, "AWS_DEFAULT_REGION": "us-east-2", "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x"}
-        result = subprocess.run(["aws", *words[1:], "--generate-cli-skeleton"], capture_output=True, text=True,
-                                timeout=60, env=env)
+        result = subprocess.run(
+            ["aws", *words[1:], "--generate-cli-skeleton"], capture_output=True, text=True, timeout=60, env=env
+        )
         if result.returncode != 0:
             return f"{shlex.join(words)}: the AWS CLI refuses it: {' '.join(result.stderr.split())[-300:]}"
         return None

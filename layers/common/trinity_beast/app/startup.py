@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import socket
 import sqlite3
-from typing import Mapping
+from collections.abc import Mapping
 
 from trinity_beast.domain.errors import DatabaseUnavailable
 from trinity_beast.domain.settings import ConfigError, Settings
@@ -69,7 +69,9 @@ def check_sqlite(settings: Settings) -> None:
     except (OSError, sqlite3.Error) as exc:
         why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         hint = "a directory beast may write (default ./data)" if not url else "a file in a writable directory"
-        raise ConfigError(f"{setting}: cannot write the SQLite database {path}: {why}; set {setting} to {hint}") from None
+        raise ConfigError(
+            f"{setting}: cannot write the SQLite database {path}: {why}; set {setting} to {hint}"
+        ) from None
 
 
 def one_line(exc: BaseException) -> str:
