@@ -148,3 +148,11 @@ def test_a_bad_host_is_reported_as_beast_host(tmp_path: Path, host: str, why: st
     assert_one_line(result, "beast: BEAST_HOST:", why, "set BEAST_HOST to an address of this machine")
     assert "BEAST_LPO_PORT" not in result.stderr
     assert result.stdout == "" and not (tmp_path / "data").exists(), "nothing created before the host was checked"
+
+
+def test_beast_sync_with_redis_down(tmp_path: Path) -> None:
+    env = {"REDIS_URL": f"redis://127.0.0.1:{free_port()}/0", "DATABASE_URL": f"sqlite:///{tmp_path}/beast.db"}
+    result = run_beast(["sync"], env)
+    assert_one_line(
+        result, "beast: REDIS_URL: cannot reach Redis", "check that Redis is running and REDIS_URL points at it"
+    )

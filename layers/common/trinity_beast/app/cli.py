@@ -19,6 +19,7 @@ import orjson
 
 from trinity_beast.app.startup import EXIT_FAILURE, check_host, check_sqlite, one_line
 from trinity_beast.domain.errors import DatabaseUnavailable
+from trinity_beast.stores.cache.base import CacheUnavailable
 from trinity_beast.domain.keys import TIERS, KeyRequestError, new_key
 from trinity_beast.domain.settings import ConfigError, Settings
 from trinity_beast.services.prices.ingest import start_feeds
@@ -404,7 +405,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command in ("serve", "migrate", "keys"):
             check_sqlite(settings)
         return int(args.func(args, settings) or 0)
-    except (ConfigError, StartupError, DatabaseUnavailable) as exc:
+    except (ConfigError, StartupError, DatabaseUnavailable, CacheUnavailable) as exc:
         print(one_line(exc), file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 
 from trinity_beast.domain.errors import DatabaseUnavailable
 from trinity_beast.domain.settings import ConfigError, Settings
+from trinity_beast.stores.cache.base import CacheUnavailable
 from trinity_beast.transports.server import StartupError
 
 EXIT_FAILURE = 2  # a start-up or command failure, as for an invalid setting
@@ -76,7 +77,9 @@ def check_sqlite(settings: Settings) -> None:
 
 def one_line(exc: BaseException) -> str:
     """The failure as `beast: …` on one line, naming the setting and what to do."""
-    text = " ".join(str(exc).split())
+    text = " ".join(str(exc).split()).rstrip(".")
+    if isinstance(exc, CacheUnavailable):
+        return f"beast: REDIS_URL: cannot reach Redis: {text}; check that Redis is running and REDIS_URL points at it"
     if isinstance(exc, DatabaseUnavailable):
         setting = database_setting()
         if setting == "BEAST_DATA_DIR":
