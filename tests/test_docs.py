@@ -115,25 +115,26 @@ def test_the_runner_refuses_docs_that_claim_what_is_not_so(tmp_path: Path) -> No
     page = tmp_path / "wrong.md"
     page.write_text(WRONG_PAGE)
     failures = "\n".join(run_all([page]).failures)
+    # Patterns, not today's answers: what the wrong page says is wrong whatever fields are added later.
     for expected in [
-        "request 2: documented status 200, answered 404",
-        "status_code: documented 201, answered 200",
-        "(top): documented but not answered: extra",
-        "(top): answered but not documented: status,",
-        "documented 3 line(s), printed 4",
-        "one asset: documented about 690 bytes, measured",
-        "each further asset: documented about 255 bytes more, measured",
-        "fit in 4,096: documented 13, measured",
-        "answered but not documented: duration_ms, monthly_limit, monthly_usage, usage_pct, usage_warning",
-        "stale answer: fields not in the table: stale",
-        "documented exit code 1, got 2",
-        "printed \"beast: invalid setting BEAST_LPO_PORT: expected a port number 1-65535, got 'eighty'\"",
-        "--no-such-option",
-        "docker build -f containers/nope/Dockerfile: no such file",
-        "sam deploy --config-env staging: samconfig.toml has only",
-        "a ```python block without a `<!-- run: … -->` tag",
+        r"request 2: documented status 200, answered 404",
+        r"status_code: documented 201, answered 200",
+        r"\(top\): documented but not answered: extra",
+        r"\(top\): answered but not documented: .*\bstatus\b",
+        r"documented 3 line\(s\), printed 4",
+        r"one asset: documented about 690 bytes, measured \d+",
+        r"each further asset: documented about 255 bytes more, measured \d+",
+        r"fit in 4,096: documented 13, measured \d+",
+        r"\[fields on embedded\]: answered but not documented: .*\bduration_ms\b",
+        r"stale answer: fields not in the table: .*\bstale\b",
+        r"documented exit code 1, got 2",
+        r"printed \"beast: invalid setting BEAST_LPO_PORT: expected a port number",
+        r"--no-such-option",
+        r"docker build -f containers/nope/Dockerfile: no such file",
+        r"sam deploy --config-env staging: samconfig.toml has only",
+        r"a ```python block without a `<!-- run: … -->` tag",
     ]:
-        assert expected in failures, f"{expected!r} not reported:\n{failures}"
+        assert re.search(expected, failures), f"{expected!r} not reported:\n{failures}"
 
 
 # --- the settings table is the settings definition --------------------------------------------

@@ -50,7 +50,11 @@ def substitute(text: str, server: Server) -> str:
 
 
 def run_sh(block: Block, ctx: Context) -> list[str]:
-    out = Path(tempfile.mkdtemp(prefix="beast-docs-sh-"))
+    with tempfile.TemporaryDirectory(prefix="beast-docs-sh-") as tmp:
+        return _run_sh(block, ctx, Path(tmp))
+
+
+def _run_sh(block: Block, ctx: Context, out: Path) -> list[str]:
     script = CURL_WRAPPER + substitute(block.text, ctx.server)
     env = {**os.environ, "KEY": ctx.server.key, "DOCS_OUT": str(out)}
     if "until" in block.options:  # a command that serves until stopped: run it until it says what it should
@@ -78,17 +82,24 @@ def run_sh(block: Block, ctx: Context) -> list[str]:
 
 
 def run_python(block: Block, ctx: Context) -> list[str]:
-    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
-        f.write(substitute(block.text, ctx.server))
-    return run_until([sys.executable, f.name], dict(os.environ), block)
+    with tempfile.TemporaryDirectory(prefix="beast-docs-py-") as tmp:
+        script = Path(tmp) / "example.py"
+        script.write_text(substitute(block.text, ctx.server))
+        return run_until([sys.executable, str(script)], dict(os.environ), block)
 
 
 def run_until(command: list[str], env: dict[str, str], block: Block) -> list[str]:
     """Run an example; it passes once its output matches `until` (then it is stopped: feeds
     and servers run forever), or when it exits 0 with no `until`."""
     until = re.compile(block.options["until"]) if "until" in block.options else None
-    timeout = float(block.options.get("timeout", "30"))
-    out_path = Path(tempfile.mkdtemp(prefix="beast-docs-run-")) / "out"
+    timeout = float(block.options.get("timeout", "60"))
+    with tempfile.TemporaryDirectory(prefix="beast-docs-run-") as tmp:
+        return _run_until(command, env, until, timeout, Path(tmp) / "out")
+
+
+def _run_until(
+    command: list[str], env: dict[str, str], until: re.Pattern | None, timeout: float, out_path: Path
+) -> list[str]:
     with open(out_path, "w") as out:
         proc = subprocess.Popen(
             command, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env=env, start_new_session=True

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -100,6 +101,7 @@ class Server:
                 self.proc.wait()
         for cleanup in reversed(self.cleanups):
             cleanup()
+        shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 def _ports() -> dict[str, int]:
