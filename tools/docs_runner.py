@@ -1,5 +1,5 @@
 """`python tools/docs_runner.py [PAGE…]`: run the examples of README.md and docs/*.md against a
-live `beast serve --sim` and check what they claim (tests/test_docs.py runs it in `make test`)."""
+live `beast serve --sim` and check what they claim (tests/integration/test_docs.py runs it in `make test`)."""
 
 from __future__ import annotations
 

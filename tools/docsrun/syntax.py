@@ -99,7 +99,27 @@ def template_parameters() -> set[str]:
     return set(re.findall(r"^  ([A-Za-z0-9]+):", section, re.M))
 
 
+def template_resources() -> set[str]:
+    text = (ROOT / "template.yaml").read_text()
+    section = re.split(r"\n\S", text.split("\nResources:", 1)[1], maxsplit=1)[0]
+    return set(re.findall(r"^  ([A-Za-z0-9]+):", section, re.M))
+
+
+def check_sam_local(words: list[str]) -> str | None:
+    """`sam local invoke FUNCTION -e EVENT --env-vars FILE`: the function, event and file exist."""
+    if words[2:3] != ["invoke"] or len(words) < 4:
+        return f"{shlex.join(words)}: expected sam local invoke FUNCTION …"
+    if words[3] not in template_resources():
+        return f"sam local invoke {words[3]}: template.yaml has no such resource"
+    for flag in ("-e", "--event", "--env-vars"):
+        if flag in words and not (ROOT / words[words.index(flag) + 1]).is_file():
+            return f"sam local invoke {flag} {words[words.index(flag) + 1]}: no such file"
+    return None
+
+
 def check_sam(words: list[str]) -> str | None:
+    if words[1] == "local":
+        return check_sam_local(words)
     if words[1] not in ("build", "deploy", "validate"):
         return f"sam {words[1]}: not a command the docs should need"
     if words[1] != "deploy":
@@ -110,7 +130,8 @@ def check_sam(words: list[str]) -> str | None:
         if env not in config:
             return f"sam deploy --config-env {env}: samconfig.toml has only {sorted(config)}"
     if "--parameter-overrides" in words:
-        names = {pair.split("=", 1)[0] for pair in words[words.index("--parameter-overrides") + 1].split()}
+        pairs = words[words.index("--parameter-overrides") + 1].split()
+        names = {pair.split("=", 1)[0] for pair in pairs if "=" in pair}  # $(…) expansions stand for the rest
         unknown = sorted(names - template_parameters())
         if unknown:
             return f"sam deploy --parameter-overrides: template.yaml has no parameter {unknown}"

@@ -27,6 +27,9 @@ class ConfigError(ValueError):
 @dataclass(frozen=True, slots=True)
 class Settings:
     redis_url: str | None = None
+    # MemoryDB/Redis ACL password for the user in REDIS_URL (REDIS_PASSWORD, or read from
+    # REDIS_SECRET_ARN at the edge); kept out of repr so it never reaches a log line.
+    redis_password: str = field(default="", repr=False)
     redis_namespace: str = "beast"
     database_url: str | None = None
     data_dir: Path = Path("./data")
@@ -207,6 +210,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
 
     settings = Settings(
         redis_url=_url(env, "REDIS_URL", ("redis", "rediss", "unix"), None),
+        redis_password=env.get("REDIS_PASSWORD", "").strip(),
         redis_namespace=namespace,
         database_url=_url(env, "DATABASE_URL", ("postgresql", "postgres", "sqlite"), None),
         data_dir=Path(env.get("BEAST_DATA_DIR", "./data") or "./data"),

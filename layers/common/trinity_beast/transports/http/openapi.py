@@ -4,7 +4,7 @@ Some routes are answered below FastAPI (GET /price and /health on the LPO come f
 ASGI front) or return ready-made responses, so FastAPI cannot infer their shapes. Their path
 items are written here, from one schema of the envelope, and merged over what FastAPI
 generates: the document describes the one implementation, it does not add a second one.
-tests/test_openapi.py runs schemathesis against both documents.
+tests/integration/test_openapi.py runs schemathesis against both documents.
 """
 
 from __future__ import annotations
