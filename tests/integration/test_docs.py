@@ -16,7 +16,6 @@ sys.path.insert(0, str(REPO / "tools"))
 from docsrun.runner import run_all
 
 
-
 @pytest.fixture
 def services() -> None:
     """The README's Redis + PostgreSQL example runs on the test services."""

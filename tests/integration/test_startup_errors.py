@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from support import free_port, run_beast
 
 ONE_LINE = 2  # the exit code of every such failure
