@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run serve test test-unit lint sam invoke deploy-params layer-requirements bench bench-quick clean
+.PHONY: run serve test test-unit docs-check lint sam invoke deploy-params layer-requirements bench bench-quick clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ serve: run
 ## test: install, then run the whole test suite (needs PostgreSQL and Redis on loopback)
 test: $(VENV)/.test
 	$(BIN)/pytest
+
+## docs-check: run the examples of README.md and docs/ against a live `beast serve --sim` and check
+## what they claim (also part of `make test`: tests/integration/test_docs.py)
+docs-check: $(VENV)/.test
+	$(BIN)/python tools/docs_runner.py
 
 ## test-unit: only tests/unit (no Redis, PostgreSQL, servers or child processes; under a minute)
 test-unit: $(VENV)/.test

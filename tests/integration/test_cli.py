@@ -79,7 +79,7 @@ def test_a_taken_port_is_one_clear_line(tmp_path: Path) -> None:
         s.listen()
         port = s.getsockname()[1]
         result = run_beast(["serve"], {"BEAST_LPO_PORT": str(port), "BEAST_DATA_DIR": str(tmp_path)})
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith(f"beast: BEAST_LPO_PORT: cannot listen on 127.0.0.1:{port}")
 
 
@@ -137,7 +137,25 @@ def test_migrate(request: pytest.FixtureRequest, tmp_path: Path, stack: str) -> 
 
 
 def test_every_command_has_help() -> None:
-    for args in (["--help"], ["serve", "--help"], ["keys", "create", "--help"], ["keys", "list", "--help"],
-                 ["keys", "revoke", "--help"], ["migrate", "--help"]):
-        result = run_beast(args, {})
-        assert result.returncode == 0 and "usage: beast" in result.stdout, args
+    """`beast --help` and every subcommand's `--help` describe every option (README: "Every command has `--help`")."""
+    import argparse
+
+    from trinity_beast.app.cli import build_parser
+
+    def commands(parser: argparse.ArgumentParser, path: list[str]):
+        yield path, parser
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    yield from commands(sub, [*path, name])
+
+    seen = []
+    for path, parser in commands(build_parser(), []):
+        seen.append(" ".join(path))
+        for action in parser._actions:
+            if action.help == argparse.SUPPRESS:
+                continue
+            assert action.help and action.help.strip(), f"beast {' '.join(path)}: {action.option_strings or action.dest} has no help"
+        result = run_beast([*path, "--help"], {})
+        assert result.returncode == 0 and "usage: beast" in result.stdout, path
+    assert {"", "serve", "sim", "sync", "migrate", "keys", "keys create", "keys list", "keys revoke"} <= set(seen)

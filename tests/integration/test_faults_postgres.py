@@ -166,6 +166,7 @@ async def test_reports_and_prices_answer_from_what_they_can_reach(
                 assert ok.status_code == 200
                 late = await p.get("/price?asset=BTC", headers={"Authorization": f"Bearer {never_seen_secret}"})
                 assert late.status_code == 503 and late.json()["error"].startswith("cannot check the API key")
+                assert late.headers["retry-after"] == "5"  # as every 503 (docs/api.md)
                 status, *_ = await UdpReportServer(rt).answer(json.dumps({"report": "usage", "api_key": never_seen_secret}).encode())
                 assert status == 503
                 status, body, _ = await UdpReportServer(rt).answer(json.dumps({"report": "usage", "api_key": sub_secret}).encode())
@@ -173,6 +174,7 @@ async def test_reports_and_prices_answer_from_what_they_can_reach(
                 assert (await r.get("/ready")).status_code == 503
                 partners = await r.get("/partners", headers=auth)  # a route that needs the database itself
                 assert partners.status_code == 503 and partners.json()["error"].startswith("the database is unreachable")
+                assert partners.headers["retry-after"] == "5"
 
                 redis_proxy.refuse()
                 both = (await r.get("/reports/usage", headers=auth)).json()

@@ -244,7 +244,9 @@ async def test_a_subscriber_past_its_limit_is_told_and_disconnected(srv: InProce
         with pytest.raises(ConnectionClosed) as closed:
             await recv(ws)
     assert closed.value.rcvd.code == 1008
-    async with connect(ws_url(srv, secret)) as ws:  # and it cannot come back this month
+    async with connect(ws_url(srv, secret)) as ws:  # and it cannot come back this month: told why, as above
+        refusal = await recv(ws)
+        assert refusal["status_code"] == 429 and refusal["error"].startswith("monthly limit of 2 requests reached")
         with pytest.raises(ConnectionClosed) as closed:
             await ws.recv()
     assert closed.value.rcvd.code == 1008 and closed.value.rcvd.reason.startswith("monthly limit of 2 requests reached")

@@ -12,7 +12,9 @@ from typing import Sequence
 
 import orjson
 
+from trinity_beast.app.startup import EXIT_FAILURE, check_host, check_sqlite, one_line
 from trinity_beast.domain.errors import DatabaseUnavailable
+from trinity_beast.stores.cache.base import CacheUnavailable
 from trinity_beast.domain.keys import TIERS, KeyRequestError, new_key
 from trinity_beast.domain.settings import ConfigError, Settings
 from trinity_beast.services.sync import options as sync_options
@@ -153,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Trinity Beast: real-time cryptocurrency prices over HTTP, UDP and WebSocket.",
         epilog="Settings come from environment variables: see docs/configuration.md.",
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", help="`beast COMMAND --help` for its options")
 
     p = sub.add_parser(
         "serve",
@@ -190,8 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "sim", help="run the exchange simulator: all six exchanges' WS and REST protocols on loopback"
     )
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=9700)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=9700, help="port of every exchange's WS and REST endpoints (default: 9700)")
     p.set_defaults(func=cmd_sim)
 
     p = sub.add_parser(
@@ -211,16 +213,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("keys", help="create, list and revoke API keys")
     p.set_defaults(func=cmd_keys)
-    keys = p.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    keys = p.add_subparsers(dest="keys_command", required=True, metavar="ACTION", help="`beast keys ACTION --help` for its options")
     k = keys.add_parser("create", help="create a key; prints its id and its secret once")
     k.add_argument("--name", required=True, help="who or what the key is for")
-    k.add_argument("--tier", required=True, choices=TIERS)
+    k.add_argument("--tier", required=True, choices=TIERS, help="partner: unlimited; subscriber: limited per month; admin: every key's reports, partners")
     k.add_argument(
         "--monthly-limit", type=_non_negative_int, default=None, help="requests per month, 0 = unlimited"
     )
     k.add_argument("--json", action="store_true", help="print one JSON object with id and key")
     k = keys.add_parser("list", help="list keys (never their secrets)")
-    k.add_argument("--json", action="store_true")
+    k.add_argument("--json", action="store_true", help="print one JSON array instead of a table")
     k = keys.add_parser("revoke", help="revoke a key by its public id")
     k.add_argument("id", help="the key's public id (ak_…)")
     return parser
@@ -239,9 +241,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per exchange call is noise
     logging.getLogger("botocore").setLevel(logging.WARNING)  # "Found credentials in environment variables" is noise too
     try:
+        if args.command == "serve":
+            check_host(settings.host)  # before anything is created (the first admin key)
+        if args.command in ("serve", "migrate", "keys"):
+            check_sqlite(settings)
         return int(args.func(args, settings) or 0)
-    except (StartupError, DatabaseUnavailable) as exc:
-        print(f"beast: {exc}", file=sys.stderr)
-        return 1
+    except (ConfigError, StartupError, DatabaseUnavailable, CacheUnavailable) as exc:
+        print(one_line(exc), file=sys.stderr)
+        return EXIT_FAILURE
     except KeyboardInterrupt:
         return 130

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import signal
 import socket
 from dataclasses import dataclass
@@ -36,8 +37,15 @@ def _bound(kind: int, host: str, port: int, setting: str, reuse_port: bool) -> s
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
+        if isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL:  # the host, not the port
+            raise StartupError(
+                f"BEAST_HOST: cannot listen on {host}: {exc.strerror}; set BEAST_HOST to an address of this"
+                " machine (127.0.0.1, or 0.0.0.0 for every interface)"
+            ) from None
         what = "listen on" if kind == socket.SOCK_STREAM else "listen on UDP"
-        raise StartupError(f"{setting}: cannot {what} {host}:{port}: {exc.strerror}") from None
+        raise StartupError(
+            f"{setting}: cannot {what} {host}:{port}: {exc.strerror}; stop what uses it or set {setting} to a free port"
+        ) from None
     return sock
 
 

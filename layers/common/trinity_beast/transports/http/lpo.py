@@ -115,7 +115,7 @@ class LpoHttp:
         headers = rate_limit_headers(answer.quota)
         if answer.status == 401:
             headers.append((b"www-authenticate", b'Bearer realm="trinity-beast"'))
-        elif answer.status == 503:
+        elif answer.status == 503:  # as every other route's 503 (transports/http/common.py)
             headers.append((b"retry-after", b"5"))
         await send_body(send, answer.status, dumps(answer.body), headers)
 

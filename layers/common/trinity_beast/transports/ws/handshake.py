@@ -5,7 +5,7 @@ cannot set headers on a WebSocket and should not put a key in a URL that logs an
 keep), a first message `{"auth": KEY}` within 10 s. The connection is
 accepted before any refusal so the client can read why it was refused in the close frame:
 1013 when the key database is unreachable (retry), 1008 for a missing, invalid or revoked key
-or an exhausted monthly quota.
+or an exhausted monthly quota (after a 429 envelope, as when the limit is reached mid-stream).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from trinity_beast.domain.keys import ApiKey
 from trinity_beast.services.auth import MISSING_KEY, Credentials, KeyRing, authenticate, credentials, quota_for
 from trinity_beast.services.meter import Meter
 from trinity_beast.transports.ws.client import Receive, Send
+from trinity_beast.transports.ws.frames import Messages
 
 FIRST_MESSAGE_WAIT_S = 10.0
 
@@ -55,7 +56,7 @@ async def first_message_key(receive: Receive, wait_s: float = FIRST_MESSAGE_WAIT
 
 
 async def accepted_key(
-    keys: KeyRing, meter: Meter, scope: dict[str, Any], receive: Receive, send: Send
+    keys: KeyRing, meter: Meter, messages: Messages, scope: dict[str, Any], receive: Receive, send: Send
 ) -> ApiKey | None:
     """Accept the connection and return its key, or close it saying why and return None."""
     given: Credentials | str | None = secret_of(scope)
@@ -75,7 +76,8 @@ async def accepted_key(
         return None
     quota = await quota_for(meter, key)
     if quota.exhausted:
-        reason = f"monthly limit of {quota.limit} requests reached; resets at {utc_iso(quota.reset_at)}"
-        await send({"type": "websocket.close", "code": 1008, "reason": reason})
+        error = f"monthly limit of {quota.limit} requests reached; the limit resets at {utc_iso(quota.reset_at)}"
+        await send({"type": "websocket.send", "text": messages.reply(key.id, 429, None, error).decode()})
+        await send({"type": "websocket.close", "code": 1008, "reason": error})
         return None
     return key

@@ -149,7 +149,7 @@ class Hub:
         first = await receive()
         if first["type"] != "websocket.connect":
             return
-        key = await accepted_key(self.rt.keys, self.rt.meter, scope, receive, send)
+        key = await accepted_key(self.rt.keys, self.rt.meter, self.messages, scope, receive, send)
         if key is None:
             return
         ip = client_address(scope)
