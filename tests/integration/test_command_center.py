@@ -7,14 +7,16 @@ from __future__ import annotations
 import os
 import re
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any
 
 import httpx
 import pytest
-
-from partner_aws import NLB_IP, NLB_IP_B, REGION, AwsWorld, aws  # noqa: F401 (fixture)
 from support import REPO, InProcessServer, in_process_server, require_service, stack_env
+
+from partner_aws import NLB_IP, NLB_IP_B, REGION, AwsWorld, PartnerAccount, aws  # noqa: F401 (fixture)
 from trinity_beast.domain.envelope import FIELDS
 
 STATIC = REPO / "layers/common/trinity_beast/transports/http/static"
@@ -106,7 +108,7 @@ def _browser_available() -> bool:
     return os.path.exists(CHROMIUM)
 
 
-def _open(p, tmp_path: Path, name: str, width: int = 1440, height: int = 900):  # noqa: ANN001, ANN202
+def _open(p, tmp_path: Path, name: str, width: int = 1440, height: int = 900):
     from playwright.sync_api import expect
 
     context = p.chromium.launch_persistent_context(
@@ -119,12 +121,12 @@ def _open(p, tmp_path: Path, name: str, width: int = 1440, height: int = 900):  
     return context, page
 
 
-def _shot(page, name: str) -> None:  # noqa: ANN001
+def _shot(page, name: str) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
-def _sign_in(page, url: str, secret: str) -> None:  # noqa: ANN001
+def _sign_in(page, url: str, secret: str) -> None:
     from playwright.sync_api import expect
 
     page.goto(url + "/admin")
@@ -133,7 +135,7 @@ def _sign_in(page, url: str, secret: str) -> None:  # noqa: ANN001
     expect(page.locator("#app")).to_be_visible()
 
 
-def _axe(page, where: str) -> None:  # noqa: ANN001
+def _axe(page, where: str) -> None:
     """axe-core (bundled with axe-playwright-python): no serious or critical violation."""
     from axe_playwright_python.sync_playwright import Axe
 
@@ -143,14 +145,14 @@ def _axe(page, where: str) -> None:  # noqa: ANN001
     assert bad == [], f"{where}: {bad}"
 
 
-def _fits(page, where: str) -> None:  # noqa: ANN001
+def _fits(page, where: str) -> None:
     """No horizontal scroll: the page is no wider than the viewport."""
     scroll, body, viewport = page.evaluate(
         "() => [document.documentElement.scrollWidth, document.body.scrollWidth, window.innerWidth]")
     assert max(scroll, body) <= viewport, f"{where}: page {max(scroll, body)} px wide in a {viewport} px viewport"
 
 
-def _no_word_broken(page, where: str) -> None:  # noqa: ANN001
+def _no_word_broken(page, where: str) -> None:
     """Commands wrap between words only: every word of every command sits on one line."""
     words, broken = page.evaluate(
         "() => { const t = Array.from(document.querySelectorAll('#wizard-result pre .tok'));"
@@ -158,7 +160,7 @@ def _no_word_broken(page, where: str) -> None:  # noqa: ANN001
     assert words > 20 and broken == [], f"{where}: {broken}"
 
 
-def _tab_to(page, selector: str, limit: int = 80) -> None:  # noqa: ANN001
+def _tab_to(page, selector: str, limit: int = 80) -> None:
     """Press Tab until `selector` has the focus (keyboard only)."""
     for _ in range(limit):
         if page.locator(f"{selector}:focus").count():
@@ -185,10 +187,325 @@ def _by_hand(aws: AwsWorld, pcx: str, cidr: str, description: str) -> None:  # n
             {"IpProtocol": "udp", "FromPort": port, "ToPort": port, "IpRanges": [{"CidrIp": cidr, "Description": description}]}])
 
 
+def _privatelink_partner(admin: httpx.Client, name: str, vpc: dict[str, str]) -> dict:
+    """A PrivateLink partner onboarded through the API (the wizard has its own step): its partner and key."""
+    return admin.post("/partners", json={
+        "name": name, "aws_account_id": PARTNER_ACCOUNT, "region": REGION, "connection_type": "privatelink",
+        "vpc_id": vpc["vpc_id"], "subnet_ids": [vpc["subnet_id"]]}).json()["data"]
+
+
+def _partner_row(page, partner_id: str):
+    return page.locator(f"#partners-table tr[data-partner='{partner_id}']")
+
+
 TABS = ("partners", "pending", "security", "onboarding", "usage", "feeds", "audit")
 
 
+# --- the desktop walk, step by step: each step starts where the one before left the page -------
+
+
+@dataclass
+class Visit:
+    """One browser visit to the Command Center and the world it acts on, as the steps share it."""
+
+    page: Any
+    expect: Any  # Playwright's, imported once the test knows Playwright is there
+    center: InProcessServer
+    aws: AwsWorld
+    account: PartnerAccount
+    admin: httpx.Client
+
+
+@dataclass
+class Peered:
+    """The partner onboarded in the wizard, once its peering is adopted."""
+
+    partner_id: str
+    cidr: str
+    pcx: str
+
+
+def sign_in_with_the_admin_key_only(v: Visit, subscriber: str) -> None:
+    """Nothing shows without the admin key, and a non-admin key is refused."""
+    page, expect, center = v.page, v.expect, v.center
+    page.goto(center.lrs_url + "/admin")
+    expect(page.locator("#signin")).to_be_visible()
+    expect(page.locator("#app")).to_be_hidden()
+    assert httpx.get(center.lrs_url + page.locator("link[rel=icon]").get_attribute("href")).status_code == 200
+    page.fill("#admin-key", subscriber)
+    page.click("#signin-button")
+    expect(page.locator("#signin-error")).to_have_text("That key is not an admin key.")
+    _axe(page, "sign-in")
+    _shot(page, "00-sign-in-refused")
+    page.fill("#admin-key", center.admin_key)
+    page.click("#signin-button")
+    expect(page.locator("#app")).to_be_visible()
+    expect(page.locator("#who")).to_have_text(center.admin_id)
+    expect(page.locator("#config-banner")).to_be_hidden()  # this stack is configured
+
+
+def move_through_the_tabs_by_keyboard(v: Visit) -> None:
+    """The tabs follow the WAI-ARIA pattern: arrows select, End goes last, both ends wrap around."""
+    page, expect = v.page, v.expect
+    _tab_to(page, "#tabbtn-partners")
+    expect(page.locator("#tabbtn-partners")).to_have_attribute("aria-selected", "true")
+    for _ in range(3):
+        page.keyboard.press("ArrowRight")
+    expect(page.locator("#tabbtn-onboarding")).to_be_focused()
+    expect(page.locator("#tabbtn-onboarding")).to_have_attribute("aria-selected", "true")
+    expect(page.locator("#tabbtn-partners")).to_have_attribute("tabindex", "-1")
+    expect(page.locator("#tab-onboarding")).to_be_visible()
+    page.keyboard.press("End")
+    expect(page.locator("#tabbtn-audit")).to_be_focused()
+    page.keyboard.press("ArrowRight")  # wraps around
+    expect(page.locator("#tabbtn-partners")).to_have_attribute("aria-selected", "true")
+    page.keyboard.press("ArrowLeft")
+    page.keyboard.press("ArrowLeft")
+    page.keyboard.press("ArrowLeft")
+    page.keyboard.press("ArrowLeft")
+    expect(page.locator("#tabbtn-onboarding")).to_be_focused()
+
+
+def see_every_wizard_error_at_once(v: Visit) -> None:
+    """Keyboard only: the radio group picks peering; a wrong account and missing fields, all reported."""
+    page, expect = v.page, v.expect
+    _tab_to(page, "#w-type-privatelink")
+    page.keyboard.press("ArrowRight")  # the radio group: peering
+    expect(page.locator("#w-type-peering")).to_be_checked()
+    expect(page.locator("#w-cidr")).to_be_visible()
+    _tab_to(page, "#w-name")
+    page.keyboard.type("Zürich Quant")
+    page.keyboard.press("Tab")
+    page.keyboard.type("12345")  # wrong, and more is missing: every error at once
+    _tab_to(page, "#wizard-create")
+    page.keyboard.press("Enter")
+    expect(page.locator("#w-account")).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#w-vpc")).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#w-cidr-error")).to_contain_text("cidr: required")
+    expect(page.locator("#w-rtb-error")).to_contain_text("route_table_id: required")
+    expect(page.locator("#wizard-error")).to_contain_text("problems")
+    expect(page.locator("#w-account")).to_be_focused()  # the first field in error
+    _shot(page, "01-wizard-errors")
+
+
+def onboard_by_keyboard(v: Visit, vpc: dict[str, str]) -> str:
+    """Fixed by keyboard, previewed (EC2-safe description, the real id, whole words) and created: its id."""
+    page, expect = v.page, v.expect
+    page.keyboard.press("Control+A")
+    page.keyboard.type(PARTNER_ACCOUNT)
+    page.keyboard.press("Tab")
+    expect(page.locator("#w-region")).to_be_focused()
+    expect(page.locator("#w-region")).to_have_value(REGION)  # a select, on this stack's region
+    for field, text in (("#w-vpc", vpc["vpc_id"]), ("#w-cidr", vpc["cidr"]), ("#w-rtb", vpc["route_table_id"])):
+        _tab_to(page, field)
+        page.keyboard.type(text)
+    _tab_to(page, "#wizard-preview")
+    page.keyboard.press("Enter")
+    expect(page.locator("#wizard-result .cmd")).to_have_count(6)
+    preview_id = re.search(r"pt_[0-9a-f]{16}", page.locator("#wizard-result").inner_text()).group(0)
+    rule = page.locator("#wizard-result pre").nth(4)
+    expect(rule).to_contain_text(f"trinity-beast partner {preview_id} Zurich Quant")  # EC2-safe, real id
+    expect(page.locator("#wizard-result pre").nth(1)).to_contain_text("--destination-cidr-block 10.0.0.0/16")
+    _no_word_broken(page, "desktop preview")
+    _axe(page, "wizard with preview")
+    _tab_to(page, "#wizard-create")
+    page.keyboard.press("Enter")
+    expect(page.locator("#new-partner-key")).to_contain_text("tbk_")
+    expect(page.locator("#wizard-result")).to_have_attribute("data-partner", preview_id)
+    _shot(page, "02-onboarding-by-keyboard")
+    return preview_id
+
+
+def adopt_a_peering_set_up_by_hand(v: Visit, vpc: dict[str, str], partner_id: str) -> Peered:
+    """The partner requests the peering; the operator runs "You run" by hand, not Approve: adopted."""
+    page, expect = v.page, v.expect
+    pcx = v.account.request_peering(vpc)
+    _by_hand(v.aws, pcx, vpc["cidr"], f"trinity-beast partner {partner_id} Zurich Quant")
+    page.click("#tabbtn-partners")
+    row = _partner_row(page, partner_id)
+    expect(row).to_have_attribute("data-status", "active")  # adopted from EC2 on refresh
+    expect(row).to_have_attribute("data-drift", "no")
+    expect(row).to_contain_text(pcx)
+    expect(page.locator("#reconcile-note")).to_contain_text("adopted")
+    _axe(page, "partners")
+    _shot(page, "03-partners-adopted")
+    return Peered(partner_id, vpc["cidr"], pcx)
+
+
+def repair_drift_by_approving_again(v: Visit, peered: Peered) -> None:
+    """Our route deleted by hand shows on the row; Approve again restores it."""
+    page, expect, world = v.page, v.expect, v.aws
+    row = _partner_row(page, peered.partner_id)
+    world.ec2.delete_route(RouteTableId=world.route_table_id, DestinationCidrBlock=peered.cidr)
+    page.click("#partners-refresh")
+    expect(row).to_have_attribute("data-drift", "yes")
+    expect(row.locator(".badge-drift")).to_be_visible()
+    expect(row).to_contain_text(f"our route to {peered.cidr} is missing")
+    _shot(page, "04-drift")
+    row.get_by_role("button", name="Approve again Zürich Quant").click()
+    expect(row).to_have_attribute("data-drift", "no")
+    assert world.routes()[peered.cidr] == peered.pcx
+
+
+def download_the_handoff(v: Visit, peered: Peered) -> None:
+    """The hand-off: reference table, examples for UDP, the wait step, a Markdown sheet to download."""
+    page, expect, world = v.page, v.expect, v.aws
+    _partner_row(page, peered.partner_id).get_by_role("button", name="Details of Zürich Quant").click()
+    reference = page.locator("#handoff-reference")
+    for value in (world.vpc_id, world.route_table_id, world.security_group_id, f"{NLB_IP} ({REGION}a)", f"{NLB_IP_B} ({REGION}b)",
+                  "10.0.0.0/16", peered.pcx, "2679"):
+        expect(reference).to_contain_text(value)
+    expect(page.locator("#handoff-examples")).to_contain_text("nc -u -w 2 10.0.3.25 2679")
+    expect(page.locator("#handoff")).to_contain_text("Wait for us to accept")
+    expect(page.locator("#handoff")).to_contain_text("every Availability Zone")
+    with page.expect_download() as download:
+        page.click("#handoff-download")
+    sheet = Path(download.value.path()).read_text()
+    assert sheet.startswith("# Trinity Beast: connecting Zürich Quant") and "| Our route table |" in sheet
+    assert download.value.suggested_filename == f"trinity-beast-handoff-{peered.partner_id}.md"
+    for junk in ("null", "[object", "undefined"):  # conditional parts leave no trace
+        expect(page.locator("#partner-detail")).not_to_contain_text(junk)
+    _axe(page, "partner detail with hand-off")
+    _shot(page, "05-handoff")
+
+
+def revoke_with_the_dialog(v: Visit, peered: Peered) -> None:
+    """Revoke explains what goes and what stays, takes a reason, and removes it all."""
+    page, expect, world = v.page, v.expect, v.aws
+    row = _partner_row(page, peered.partner_id)
+    row.get_by_role("button", name="Revoke Zürich Quant").click()
+    dialog = page.locator("#confirm-dialog")
+    expect(dialog).to_be_visible()
+    for kind in ("route", "udp", "connection", "key"):
+        expect(dialog.locator(f".plan li[data-kind={kind}]")).to_have_count(1)
+    expect(dialog.locator(".plan-stay li[data-kind=partner_route]")).to_contain_text("their account")
+    expect(dialog).not_to_contain_text("null")
+    _axe(page, "revoke dialog")
+    _shot(page, "06-revoke-dialog")
+    page.fill("#confirm-reason", "contract ended")
+    page.click("#confirm-ok")
+    expect(row).to_have_attribute("data-status", "revoked")
+    assert peered.cidr not in world.routes() and world.udp_rules() == set() and world.peering_state(peered.pcx) == "deleted"
+    row.get_by_role("button", name="Details of Zürich Quant").click()
+    expect(page.locator("#partner-detail")).to_contain_text("it has no onboarding commands")
+    expect(page.locator("#partner-detail .cmd")).to_have_count(0)
+    expect(page.locator("#partner-detail .audit")).to_contain_text("reason: contract ended")
+
+
+def allow_a_udp_cidr_with_an_ec2_safe_description(v: Visit) -> None:
+    """Security groups: a CIDR with host bits is explained; the description is transliterated where seen."""
+    page, expect, world = v.page, v.expect, v.aws
+    page.click("#tabbtn-security")
+    page.fill("#sg-cidr", "198.51.100.7/24")
+    page.click("#sg-add")
+    expect(page.locator("#sg-error")).to_contain_text("host bits are set; did you mean 198.51.100.0/24?")
+    page.fill("#sg-cidr", "198.51.100.0/24")
+    page.fill("#sg-desc", "Zürich <b>NOC</b>")
+    expect(page.locator("#sg-desc-preview")).to_contain_text('Stored as "Zurich (b)NOC(/b)"')
+    page.click("#sg-add")
+    expect(page.locator("#sg-table tr[data-cidr='198.51.100.0/24']")).to_contain_text("Zurich (b)NOC(/b)")
+    group = world.ec2.describe_security_groups(GroupIds=[world.security_group_id])["SecurityGroups"][0]
+    assert {r["Description"] for perm in group["IpPermissions"] for r in perm["IpRanges"]} == {"Zurich (b)NOC(/b)"}
+    _axe(page, "security groups")
+    _shot(page, "07-security-groups")
+
+
+def accept_a_privatelink_request(v: Visit, vpc: dict[str, str]) -> tuple[dict, str]:
+    """Pending: a PrivateLink partner's request shows up while the tab is open and is accepted there."""
+    page, expect = v.page, v.expect
+    linked = _privatelink_partner(v.admin, "Acme Trading", vpc)
+    page.click("#tabbtn-pending")
+    expect(page.locator("#pending-empty")).to_be_visible()
+    endpoint = v.account.request_endpoint(vpc)  # while the tab is open: it refreshes itself
+    pending_row = page.locator(f"#pending-table tr[data-connection='{endpoint}']")
+    expect(pending_row).to_contain_text("Acme Trading")
+    _axe(page, "pending")
+    _shot(page, "08-pending-approvals")
+    pending_row.get_by_role("button", name=f"Accept {endpoint}").click()
+    expect(page.locator("#toast")).to_contain_text("Acme Trading: active")
+    expect(page.locator("#pending-empty")).to_be_visible()
+    assert v.aws.endpoints.state(endpoint) == "available"
+    return linked, endpoint
+
+
+def see_the_privatelink_handoff(v: Visit, linked: dict, endpoint: str) -> None:
+    """Its hand-off: the endpoint's DNS name as EC2 reports it, in every example."""
+    page, expect, world = v.page, v.expect, v.aws
+    page.click("#tabbtn-partners")
+    _partner_row(page, linked["partner"]["id"]).get_by_role("button", name="Details of Acme Trading").click()
+    dns = world.endpoints.dns_name(endpoint)
+    expect(page.locator("#handoff-dns")).to_have_text(dns)
+    expect(page.locator("#handoff-reference")).to_contain_text(world.service_name)
+    expect(page.locator("#handoff-reference")).to_contain_text(world.service_id)
+    examples = page.locator("#handoff-examples pre")
+    expect(examples.nth(0)).to_contain_text(f"http://{dns}:")
+    expect(examples.nth(1)).to_contain_text(f'wscat -c "ws://{dns}:')
+    _shot(page, "08b-handoff-privatelink")
+
+
+def see_usage_without_the_console(v: Visit, subscriber: str, linked: dict) -> None:
+    """Usage: console traffic apart, invalid names grouped, a per-partner view, UTC."""
+    page, expect = v.page, v.expect
+    with httpx.Client(base_url=v.center.url, timeout=10) as lpo:
+        for i in range(24):
+            secret = subscriber if i % 3 else linked["api_key"]["key"]
+            lpo.get("/price", params={"asset": ["BTC", "ETH", "NOTACOIN", "BTC,ETH"][i % 4]},
+                    headers={"Authorization": f"Bearer {secret}"})
+    usage = _requests(v.admin, 24)
+    assert usage["totals"]["requests"] == 24 and usage["console"]["total"] > 0
+    page.click("#tabbtn-usage")
+    expect(page.locator("#tab-usage")).to_have_attribute("data-total", "24")
+    expect(page.locator("#console-stat")).to_be_visible()
+    expect(page.locator("#invalid-assets")).to_contain_text("NOTACOIN")
+    expect(page.locator("#h-keys")).to_contain_text("UTC")
+    legend = page.evaluate("() => Chart.getChart('chart-keys').data.datasets.map(d => d.label)")
+    assert any(label.startswith("Desk A") for label in legend) and not any(v.center.admin_id in label for label in legend)
+    assets = page.evaluate("() => Chart.getChart('chart-assets').data.labels")
+    assert "NOTACOIN" not in assets and "invalid names (1)" in assets
+    _axe(page, "usage")
+    _shot(page, "09-usage")
+    page.select_option("#usage-partner", linked["partner"]["id"])
+    expect(page.locator("#tab-usage")).to_have_attribute("data-total", "8")
+    expect(page.locator("#console-stat")).to_have_count(0)
+    expect(page.locator("#usage-stats")).not_to_contain_text("null")
+
+
+def watch_a_live_price_move(v: Visit, sockets: list[str]) -> None:
+    """Feeds: every exchange connected, a live price that changes on screen, no key in a socket's URL."""
+    page, expect = v.page, v.expect
+    page.click("#tabbtn-feeds")
+    expect(page.locator("#ws-state")).to_have_text("live")
+    expect(page.locator(".feed[data-state=connected]")).to_have_count(6)
+    btc = page.locator("#ticker tr[data-asset=BTC]")
+    expect(btc).to_have_attribute("data-price", re.compile(r"\d"))
+    expect(btc).not_to_have_attribute("data-price", btc.get_attribute("data-price"))
+    expect(btc.locator(".change")).to_have_text(re.compile(r"[▲▼] \d"))
+    assert sockets and all("api_key" not in url and v.center.admin_key not in url for url in sockets), sockets
+    _axe(page, "feeds")
+    _shot(page, "10-feeds")
+
+
+def find_every_action_in_the_audit_log(v: Visit) -> None:
+    """The audit log: every action, adoption included."""
+    page, expect = v.page, v.expect
+    page.click("#tabbtn-audit")
+    audit = page.locator("#audit-table")
+    for action in ("adopt", "approve", "revoke", "udp_allow", "create"):
+        expect(audit).to_contain_text(action)
+    _axe(page, "audit log")
+    _shot(page, "11-audit-log")
+
+
+def sign_out_forgetting_the_key(v: Visit) -> None:
+    """Signing out forgets the key."""
+    page, expect = v.page, v.expect
+    page.click("#signout")
+    expect(page.locator("#signin")).to_be_visible()
+    assert page.evaluate("() => sessionStorage.length") == 0
+
+
 def test_the_command_center_in_a_browser(center: InProcessServer, aws: AwsWorld, tmp_path: Path) -> None:  # noqa: F811
+    """Every tab in one visit, step by step: a wizard partner from onboarding to revocation, then the rest."""
     require_service(f"Playwright, axe and Debian's Chromium ({CHROMIUM})", _browser_available())
     from playwright.sync_api import expect, sync_playwright
 
@@ -204,260 +521,41 @@ def test_the_command_center_in_a_browser(center: InProcessServer, aws: AwsWorld,
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         page.on("websocket", lambda ws: sockets.append(ws.url))
         page.on("dialog", lambda dialog: dialog.accept())
+        v = Visit(page, expect, center, aws, account, admin)
 
-        # Sign in: nothing shows without the admin key, and a non-admin key is refused.
-        page.goto(center.lrs_url + "/admin")
-        expect(page.locator("#signin")).to_be_visible()
-        expect(page.locator("#app")).to_be_hidden()
-        assert httpx.get(center.lrs_url + page.locator("link[rel=icon]").get_attribute("href")).status_code == 200
-        page.fill("#admin-key", subscriber)
-        page.click("#signin-button")
-        expect(page.locator("#signin-error")).to_have_text("That key is not an admin key.")
-        _axe(page, "sign-in")
-        _shot(page, "00-sign-in-refused")
-        page.fill("#admin-key", center.admin_key)
-        page.click("#signin-button")
-        expect(page.locator("#app")).to_be_visible()
-        expect(page.locator("#who")).to_have_text(center.admin_id)
-        expect(page.locator("#config-banner")).to_be_hidden()  # this stack is configured
-
-        # Keyboard only: the tabs (WAI-ARIA pattern), the radios, the fields, the buttons.
-        _tab_to(page, "#tabbtn-partners")
-        expect(page.locator("#tabbtn-partners")).to_have_attribute("aria-selected", "true")
-        for _ in range(3):
-            page.keyboard.press("ArrowRight")
-        expect(page.locator("#tabbtn-onboarding")).to_be_focused()
-        expect(page.locator("#tabbtn-onboarding")).to_have_attribute("aria-selected", "true")
-        expect(page.locator("#tabbtn-partners")).to_have_attribute("tabindex", "-1")
-        expect(page.locator("#tab-onboarding")).to_be_visible()
-        page.keyboard.press("End")
-        expect(page.locator("#tabbtn-audit")).to_be_focused()
-        page.keyboard.press("ArrowRight")  # wraps around
-        expect(page.locator("#tabbtn-partners")).to_have_attribute("aria-selected", "true")
-        page.keyboard.press("ArrowLeft")
-        page.keyboard.press("ArrowLeft")
-        page.keyboard.press("ArrowLeft")
-        page.keyboard.press("ArrowLeft")
-        expect(page.locator("#tabbtn-onboarding")).to_be_focused()
-        _tab_to(page, "#w-type-privatelink")
-        page.keyboard.press("ArrowRight")  # the radio group: peering
-        expect(page.locator("#w-type-peering")).to_be_checked()
-        expect(page.locator("#w-cidr")).to_be_visible()
-        _tab_to(page, "#w-name")
-        page.keyboard.type("Zürich Quant")
-        page.keyboard.press("Tab")
-        page.keyboard.type("12345")  # wrong, and more is missing: every error at once
-        _tab_to(page, "#wizard-create")
-        page.keyboard.press("Enter")
-        expect(page.locator("#w-account")).to_have_attribute("aria-invalid", "true")
-        expect(page.locator("#w-vpc")).to_have_attribute("aria-invalid", "true")
-        expect(page.locator("#w-cidr-error")).to_contain_text("cidr: required")
-        expect(page.locator("#w-rtb-error")).to_contain_text("route_table_id: required")
-        expect(page.locator("#wizard-error")).to_contain_text("problems")
-        expect(page.locator("#w-account")).to_be_focused()  # the first field in error
-        _shot(page, "01-wizard-errors")
-        page.keyboard.press("Control+A")
-        page.keyboard.type(PARTNER_ACCOUNT)
-        page.keyboard.press("Tab")
-        expect(page.locator("#w-region")).to_be_focused()
-        expect(page.locator("#w-region")).to_have_value(REGION)  # a select, on this stack's region
-        for field, text in (("#w-vpc", peered_vpc["vpc_id"]), ("#w-cidr", peered_vpc["cidr"]),
-                            ("#w-rtb", peered_vpc["route_table_id"])):
-            _tab_to(page, field)
-            page.keyboard.type(text)
-        _tab_to(page, "#wizard-preview")
-        page.keyboard.press("Enter")
-        expect(page.locator("#wizard-result .cmd")).to_have_count(6)
-        preview_id = re.search(r"pt_[0-9a-f]{16}", page.locator("#wizard-result").inner_text()).group(0)
-        rule = page.locator("#wizard-result pre").nth(4)
-        expect(rule).to_contain_text(f"trinity-beast partner {preview_id} Zurich Quant")  # EC2-safe, real id
-        expect(page.locator("#wizard-result pre").nth(1)).to_contain_text("--destination-cidr-block 10.0.0.0/16")
-        _no_word_broken(page, "desktop preview")
-        _axe(page, "wizard with preview")
-        _tab_to(page, "#wizard-create")
-        page.keyboard.press("Enter")
-        expect(page.locator("#new-partner-key")).to_contain_text("tbk_")
-        expect(page.locator("#wizard-result")).to_have_attribute("data-partner", preview_id)
-        zurich = preview_id
-        _shot(page, "02-onboarding-by-keyboard")
-
-        # The partner requests the peering; the operator runs "You run" by hand, not Approve.
-        pcx = account.request_peering(peered_vpc)
-        _by_hand(aws, pcx, peered_vpc["cidr"], f"trinity-beast partner {zurich} Zurich Quant")
-        page.click("#tabbtn-partners")
-        row = page.locator(f"#partners-table tr[data-partner='{zurich}']")
-        expect(row).to_have_attribute("data-status", "active")  # adopted from EC2 on refresh
-        expect(row).to_have_attribute("data-drift", "no")
-        expect(row).to_contain_text(pcx)
-        expect(page.locator("#reconcile-note")).to_contain_text("adopted")
-        _axe(page, "partners")
-        _shot(page, "03-partners-adopted")
-
-        # Drift: our route deleted by hand shows on the row; Approve again restores it.
-        aws.ec2.delete_route(RouteTableId=aws.route_table_id, DestinationCidrBlock=peered_vpc["cidr"])
-        page.click("#partners-refresh")
-        expect(row).to_have_attribute("data-drift", "yes")
-        expect(row.locator(".badge-drift")).to_be_visible()
-        expect(row).to_contain_text(f"our route to {peered_vpc['cidr']} is missing")
-        _shot(page, "04-drift")
-        row.get_by_role("button", name="Approve again Zürich Quant").click()
-        expect(row).to_have_attribute("data-drift", "no")
-        assert aws.routes()[peered_vpc["cidr"]] == pcx
-
-        # The hand-off: reference table, examples for UDP, the wait step, a Markdown sheet.
-        row.get_by_role("button", name="Details of Zürich Quant").click()
-        reference = page.locator("#handoff-reference")
-        for value in (aws.vpc_id, aws.route_table_id, aws.security_group_id, f"{NLB_IP} ({REGION}a)", f"{NLB_IP_B} ({REGION}b)",
-                      "10.0.0.0/16", pcx, "2679"):
-            expect(reference).to_contain_text(value)
-        expect(page.locator("#handoff-examples")).to_contain_text("nc -u -w 2 10.0.3.25 2679")
-        expect(page.locator("#handoff")).to_contain_text("Wait for us to accept")
-        expect(page.locator("#handoff")).to_contain_text("every Availability Zone")
-        with page.expect_download() as download:
-            page.click("#handoff-download")
-        sheet = Path(download.value.path()).read_text()
-        assert sheet.startswith("# Trinity Beast: connecting Zürich Quant") and "| Our route table |" in sheet
-        assert download.value.suggested_filename == f"trinity-beast-handoff-{zurich}.md"
-        for junk in ("null", "[object", "undefined"):  # conditional parts leave no trace
-            expect(page.locator("#partner-detail")).not_to_contain_text(junk)
-        _axe(page, "partner detail with hand-off")
-        _shot(page, "05-handoff")
-
-        # Revoke explains what goes and what stays, takes a reason, and removes it all.
-        row.get_by_role("button", name="Revoke Zürich Quant").click()
-        dialog = page.locator("#confirm-dialog")
-        expect(dialog).to_be_visible()
-        for kind in ("route", "udp", "connection", "key"):
-            expect(dialog.locator(f".plan li[data-kind={kind}]")).to_have_count(1)
-        expect(dialog.locator(".plan-stay li[data-kind=partner_route]")).to_contain_text("their account")
-        expect(dialog).not_to_contain_text("null")
-        _axe(page, "revoke dialog")
-        _shot(page, "06-revoke-dialog")
-        page.fill("#confirm-reason", "contract ended")
-        page.click("#confirm-ok")
-        expect(row).to_have_attribute("data-status", "revoked")
-        assert peered_vpc["cidr"] not in aws.routes() and aws.udp_rules() == set() and aws.peering_state(pcx) == "deleted"
-        row.get_by_role("button", name="Details of Zürich Quant").click()
-        expect(page.locator("#partner-detail")).to_contain_text("it has no onboarding commands")
-        expect(page.locator("#partner-detail .cmd")).to_have_count(0)
-        expect(page.locator("#partner-detail .audit")).to_contain_text("reason: contract ended")
-
-        # Security groups: EC2-safe descriptions, transliterated where the operator can see it.
-        page.click("#tabbtn-security")
-        page.fill("#sg-cidr", "198.51.100.7/24")
-        page.click("#sg-add")
-        expect(page.locator("#sg-error")).to_contain_text("host bits are set; did you mean 198.51.100.0/24?")
-        page.fill("#sg-cidr", "198.51.100.0/24")
-        page.fill("#sg-desc", "Zürich <b>NOC</b>")
-        expect(page.locator("#sg-desc-preview")).to_contain_text('Stored as "Zurich (b)NOC(/b)"')
-        page.click("#sg-add")
-        expect(page.locator("#sg-table tr[data-cidr='198.51.100.0/24']")).to_contain_text("Zurich (b)NOC(/b)")
-        group = aws.ec2.describe_security_groups(GroupIds=[aws.security_group_id])["SecurityGroups"][0]
-        assert {r["Description"] for perm in group["IpPermissions"] for r in perm["IpRanges"]} == {"Zurich (b)NOC(/b)"}
-        _axe(page, "security groups")
-        _shot(page, "07-security-groups")
-
-        # Pending: a PrivateLink partner's request, accepted from the list.
-        linked = admin.post("/partners", json={
-            "name": "Acme Trading", "aws_account_id": PARTNER_ACCOUNT, "region": REGION, "connection_type": "privatelink",
-            "vpc_id": linked_vpc["vpc_id"], "subnet_ids": [linked_vpc["subnet_id"]]}).json()["data"]
-        page.click("#tabbtn-pending")
-        expect(page.locator("#pending-empty")).to_be_visible()
-        endpoint = account.request_endpoint(linked_vpc)  # while the tab is open: it refreshes itself
-        pending_row = page.locator(f"#pending-table tr[data-connection='{endpoint}']")
-        expect(pending_row).to_contain_text("Acme Trading")
-        _axe(page, "pending")
-        _shot(page, "08-pending-approvals")
-        pending_row.get_by_role("button", name=f"Accept {endpoint}").click()
-        expect(page.locator("#toast")).to_contain_text("Acme Trading: active")
-        expect(page.locator("#pending-empty")).to_be_visible()
-        assert aws.endpoints.state(endpoint) == "available"
-        # Its hand-off: the endpoint's DNS name as EC2 reports it, in every example.
-        page.click("#tabbtn-partners")
-        page.locator(f"#partners-table tr[data-partner='{linked['partner']['id']}']").get_by_role(
-            "button", name="Details of Acme Trading").click()
-        dns = aws.endpoints.dns_name(endpoint)
-        expect(page.locator("#handoff-dns")).to_have_text(dns)
-        expect(page.locator("#handoff-reference")).to_contain_text(aws.service_name)
-        expect(page.locator("#handoff-reference")).to_contain_text(aws.service_id)
-        examples = page.locator("#handoff-examples pre")
-        expect(examples.nth(0)).to_contain_text(f"http://{dns}:")
-        expect(examples.nth(1)).to_contain_text(f'wscat -c "ws://{dns}:')
-        _shot(page, "08b-handoff-privatelink")
-
-        # Usage: console traffic apart, invalid names grouped, a per-partner view, UTC.
-        with httpx.Client(base_url=center.url, timeout=10) as lpo:
-            for i in range(24):
-                secret = subscriber if i % 3 else linked["api_key"]["key"]
-                lpo.get("/price", params={"asset": ["BTC", "ETH", "NOTACOIN", "BTC,ETH"][i % 4]},
-                        headers={"Authorization": f"Bearer {secret}"})
-        usage = _requests(admin, 24)
-        assert usage["totals"]["requests"] == 24 and usage["console"]["total"] > 0
-        page.click("#tabbtn-usage")
-        expect(page.locator("#tab-usage")).to_have_attribute("data-total", "24")
-        expect(page.locator("#console-stat")).to_be_visible()
-        expect(page.locator("#invalid-assets")).to_contain_text("NOTACOIN")
-        expect(page.locator("#h-keys")).to_contain_text("UTC")
-        legend = page.evaluate("() => Chart.getChart('chart-keys').data.datasets.map(d => d.label)")
-        assert any(label.startswith("Desk A") for label in legend) and not any(center.admin_id in label for label in legend)
-        assets = page.evaluate("() => Chart.getChart('chart-assets').data.labels")
-        assert "NOTACOIN" not in assets and "invalid names (1)" in assets
-        _axe(page, "usage")
-        _shot(page, "09-usage")
-        page.select_option("#usage-partner", linked["partner"]["id"])
-        expect(page.locator("#tab-usage")).to_have_attribute("data-total", "8")
-        expect(page.locator("#console-stat")).to_have_count(0)
-        expect(page.locator("#usage-stats")).not_to_contain_text("null")
-
-        # Feeds: every exchange connected, and a live price that changes on screen.
-        page.click("#tabbtn-feeds")
-        expect(page.locator("#ws-state")).to_have_text("live")
-        expect(page.locator(".feed[data-state=connected]")).to_have_count(6)
-        btc = page.locator("#ticker tr[data-asset=BTC]")
-        expect(btc).to_have_attribute("data-price", re.compile(r"\d"))
-        expect(btc).not_to_have_attribute("data-price", btc.get_attribute("data-price"))
-        expect(btc.locator(".change")).to_have_text(re.compile(r"[▲▼] \d"))
-        assert sockets and all("api_key" not in url and center.admin_key not in url for url in sockets), sockets
-        _axe(page, "feeds")
-        _shot(page, "10-feeds")
-
-        # The audit log: every action, adoption included.
-        page.click("#tabbtn-audit")
-        audit = page.locator("#audit-table")
-        for action in ("adopt", "approve", "revoke", "udp_allow", "create"):
-            expect(audit).to_contain_text(action)
-        _axe(page, "audit log")
-        _shot(page, "11-audit-log")
-
-        # Signing out forgets the key.
-        page.click("#signout")
-        expect(page.locator("#signin")).to_be_visible()
-        assert page.evaluate("() => sessionStorage.length") == 0
+        sign_in_with_the_admin_key_only(v, subscriber)
+        move_through_the_tabs_by_keyboard(v)
+        see_every_wizard_error_at_once(v)
+        partner_id = onboard_by_keyboard(v, peered_vpc)
+        peered = adopt_a_peering_set_up_by_hand(v, peered_vpc, partner_id)
+        repair_drift_by_approving_again(v, peered)
+        download_the_handoff(v, peered)
+        revoke_with_the_dialog(v, peered)
+        allow_a_udp_cidr_with_an_ec2_safe_description(v)
+        linked, endpoint = accept_a_privatelink_request(v, linked_vpc)
+        see_the_privatelink_handoff(v, linked, endpoint)
+        see_usage_without_the_console(v, subscriber, linked)
+        watch_a_live_price_move(v, sockets)
+        find_every_action_in_the_audit_log(v)
+        sign_out_forgetting_the_key(v)
         assert errors == [], errors
         context.close()
     admin.close()
 
 
-def test_a_slow_ec2_approval_shows_progress_and_a_double_submit_succeeds(
-    center: InProcessServer, aws: AwsWorld, tmp_path: Path,  # noqa: F811
-) -> None:
-    require_service(f"Playwright, axe and Debian's Chromium ({CHROMIUM})", _browser_available())
-    import boto3
-    from playwright.sync_api import expect, sync_playwright
+# --- a slow, then failing, EC2 ------------------------------------------------------------
 
-    account = aws.partner_account()
-    vpc, other_vpc = account.vpc("172.31.0.0/16"), account.vpc("172.29.0.0/16")
-    admin = httpx.Client(base_url=center.lrs_url, headers={"Authorization": f"Bearer {center.admin_key}"}, timeout=30)
-    partner = admin.post("/partners", json={
-        "name": "Slow Co", "aws_account_id": PARTNER_ACCOUNT, "region": REGION, "connection_type": "privatelink",
-        "vpc_id": vpc["vpc_id"], "subnet_ids": [vpc["subnet_id"]]}).json()["data"]["partner"]
-    endpoint = account.request_endpoint(vpc)
+
+def _slow_and_refusable_accepts() -> dict[str, bool]:
+    """EC2 takes 1.5 s to accept an endpoint connection, as seen in the issue, and refuses once told to."""
+    import boto3
+
     failing = {"on": False}
 
     def slow(**_: object) -> None:
         time.sleep(1.5)  # EC2 latency, as seen in the issue
 
-    def refuse(**_: object):  # noqa: ANN202
+    def refuse(**_: object):
         if failing["on"]:
             from botocore.exceptions import ClientError
             raise ClientError({"Error": {"Code": "UnauthorizedOperation", "Message": "not allowed"}}, "AcceptVpcEndpointConnections")
@@ -465,44 +563,68 @@ def test_a_slow_ec2_approval_shows_progress_and_a_double_submit_succeeds(
 
     boto3.DEFAULT_SESSION.events.register_first("before-call.ec2.AcceptVpcEndpointConnections", slow)
     boto3.DEFAULT_SESSION.events.register_first("before-call.ec2.AcceptVpcEndpointConnections", refuse)
+    return failing
+
+
+def accept_slowly_with_progress(v: Visit, partner: dict, endpoint: str) -> None:
+    """The Accept button is busy while EC2 is slow; EC2 is asked once; a second submit succeeds, unchanged."""
+    page, expect = v.page, v.expect
+    page.click("#tabbtn-pending")
+    accept = page.locator(f"#pending-table tr[data-connection='{endpoint}']").get_by_role("button", name=f"Accept {endpoint}")
+    accept.click()
+    expect(accept).to_be_disabled()
+    expect(accept).to_have_attribute("aria-busy", "true")
+    expect(accept.locator(".spinner")).to_have_count(1)
+    _shot(page, "20-approval-in-progress")
+    expect(page.locator("#toast")).to_contain_text("Slow Co: active")
+    expect(page.locator(".notice")).to_have_count(0)
+    assert v.aws.endpoints.calls.count("accept") == 1
+    # A second submit of the same approval (another tab, a retry): success, no change.
+    again = v.admin.post(f"/partners/{partner['id']}/approve", json={"connection_id": endpoint})
+    assert again.status_code == 200 and again.json()["data"]["changed"] is False
+
+
+def see_a_failed_step_until_dismissed(v: Visit, vpc: dict[str, str], failing: dict[str, bool]) -> None:
+    """A failing step: the error names it and stays until dismissed; the partner stays pending."""
+    page, expect = v.page, v.expect
+    other = _privatelink_partner(v.admin, "Refused Co", vpc)["partner"]
+    second = v.account.request_endpoint(vpc)
+    failing["on"] = True
+    page.click("#pending-refresh")
+    page.locator(f"#pending-table tr[data-connection='{second}']").get_by_role("button", name=f"Accept {second}").click()
+    notice = page.locator(".notice")
+    expect(notice).to_contain_text("Approve Refused Co failed")
+    expect(notice).to_contain_text("step 'accept the connection'")
+    expect(notice).to_contain_text("UnauthorizedOperation")
+    page.wait_for_timeout(6_000)  # longer than a toast lives: the error must still be there
+    expect(notice).to_be_visible()
+    _axe(page, "error notice")
+    _shot(page, "21-approval-failed")
+    notice.get_by_role("button", name="Dismiss").click()
+    expect(notice).to_have_count(0)
+    assert v.admin.get(f"/partners/{other['id']}").json()["data"]["partner"]["status"] == "pending"
+
+
+def test_a_slow_ec2_approval_shows_progress_and_a_double_submit_succeeds(
+    center: InProcessServer, aws: AwsWorld, tmp_path: Path,  # noqa: F811
+) -> None:
+    require_service(f"Playwright, axe and Debian's Chromium ({CHROMIUM})", _browser_available())
+    from playwright.sync_api import expect, sync_playwright
+
+    account = aws.partner_account()
+    vpc, other_vpc = account.vpc("172.31.0.0/16"), account.vpc("172.29.0.0/16")
+    admin = httpx.Client(base_url=center.lrs_url, headers={"Authorization": f"Bearer {center.admin_key}"}, timeout=30)
+    partner = _privatelink_partner(admin, "Slow Co", vpc)["partner"]
+    endpoint = account.request_endpoint(vpc)
+    failing = _slow_and_refusable_accepts()
     with sync_playwright() as p:
         context, page = _open(p, tmp_path, "slow")
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         _sign_in(page, center.lrs_url, center.admin_key)
-        page.click("#tabbtn-pending")
-        accept = page.locator(f"#pending-table tr[data-connection='{endpoint}']").get_by_role("button", name=f"Accept {endpoint}")
-        accept.click()
-        expect(accept).to_be_disabled()
-        expect(accept).to_have_attribute("aria-busy", "true")
-        expect(accept.locator(".spinner")).to_have_count(1)
-        _shot(page, "20-approval-in-progress")
-        expect(page.locator("#toast")).to_contain_text("Slow Co: active")
-        expect(page.locator(".notice")).to_have_count(0)
-        assert aws.endpoints.calls.count("accept") == 1
-        # A second submit of the same approval (another tab, a retry): success, no change.
-        again = admin.post(f"/partners/{partner['id']}/approve", json={"connection_id": endpoint})
-        assert again.status_code == 200 and again.json()["data"]["changed"] is False
-
-        # A failing step: the error names it and stays until dismissed.
-        other = admin.post("/partners", json={
-            "name": "Refused Co", "aws_account_id": PARTNER_ACCOUNT, "region": REGION, "connection_type": "privatelink",
-            "vpc_id": other_vpc["vpc_id"], "subnet_ids": [other_vpc["subnet_id"]]}).json()["data"]["partner"]
-        second = account.request_endpoint(other_vpc)
-        failing["on"] = True
-        page.click("#pending-refresh")
-        page.locator(f"#pending-table tr[data-connection='{second}']").get_by_role("button", name=f"Accept {second}").click()
-        notice = page.locator(".notice")
-        expect(notice).to_contain_text("Approve Refused Co failed")
-        expect(notice).to_contain_text("step 'accept the connection'")
-        expect(notice).to_contain_text("UnauthorizedOperation")
-        page.wait_for_timeout(6_000)  # longer than a toast lives: the error must still be there
-        expect(notice).to_be_visible()
-        _axe(page, "error notice")
-        _shot(page, "21-approval-failed")
-        notice.get_by_role("button", name="Dismiss").click()
-        expect(notice).to_have_count(0)
-        assert admin.get(f"/partners/{other['id']}").json()["data"]["partner"]["status"] == "pending"
+        v = Visit(page, expect, center, aws, account, admin)
+        accept_slowly_with_progress(v, partner, endpoint)
+        see_a_failed_step_until_dismissed(v, other_vpc, failing)
         assert errors == [], errors
         context.close()
     admin.close()
