@@ -3,6 +3,7 @@ EC2 model) and both approval flows end to end against moto."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import shlex
 from pathlib import Path
@@ -230,7 +231,10 @@ def test_every_wizard_command_matches_the_ec2_model(details: dict, connection_id
         ]
         request = parsed[0][2]
         assert (request["PeerVpcId"], request["PeerOwnerId"], request["PeerRegion"]) == (STACK.vpc_id, OUR_ACCOUNT, REGION)
-        assert parsed[1][2]["DestinationCidrBlock"] == f"{NLB_IP}/32"
+        # Our VPC, not one NLB address /32: the UDP NLB has an address per zone, all inside the VPC.
+        assert parsed[1][2]["DestinationCidrBlock"] == STACK.vpc_cidr == "10.0.0.0/16"
+        assert ipaddress.ip_address(NLB_IP) in ipaddress.ip_network(parsed[1][2]["DestinationCidrBlock"])
+        assert "/32" not in made[1].shell and "each zone" in made[1].title
         assert parsed[1][2]["RouteTableId"] == PEERING["route_table_id"]
         assert parsed[3][2] == {"RouteTableId": STACK.route_table_id, "DestinationCidrBlock": "172.31.0.0/16",
                                 "VpcPeeringConnectionId": body.get("connection_id", "<VPC_PEERING_CONNECTION_ID>")}

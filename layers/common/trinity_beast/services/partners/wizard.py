@@ -150,15 +150,19 @@ def privatelink_commands(p: Partner, stack: StackNetwork) -> list[Command]:
 def peering_commands(p: Partner, stack: StackNetwork) -> list[Command]:
     pcx = p.connection_id or PEERING_PLACEHOLDER
     known = p.connection_id is not None
-    nlb_route = f"{stack.nlb_ip}/32"
+    # Route our whole VPC, not the one NLB address we know: the UDP load balancer has one
+    # address per zone (in each zone's subnet), a partner's flow may reach any of them, and
+    # every one lies inside the VPC CIDR. It is also what the seed told partners to route.
+    our_route = stack.vpc_cidr
     commands = [
         Command("partner", "Request the peering connection to our VPC; send us the id it prints",
                 _ec2("create-vpc-peering-connection", p.region, "--vpc-id", p.vpc_id, "--peer-vpc-id", stack.vpc_id,
                      "--peer-owner-id", stack.account_id, "--peer-region", stack.region,
                      "--query", "VpcPeeringConnection.VpcPeeringConnectionId", "--output", "text")),
-        Command("partner", f"Route the UDP load balancer ({stack.nlb_ip}) through the peering connection",
+        Command("partner", f"Route our VPC {our_route} through the peering connection (the UDP load balancer "
+                           "has an address in each zone, all inside it)",
                 _ec2("create-route", p.region, "--route-table-id", p.route_table_id or "", "--destination-cidr-block",
-                     nlb_route, "--vpc-peering-connection-id", pcx), complete=known),
+                     our_route, "--vpc-peering-connection-id", pcx), complete=known),
         Command("operator", "Accept the peering connection",
                 _ec2("accept-vpc-peering-connection", stack.region, "--vpc-peering-connection-id", pcx), complete=known),
         Command("operator", f"Route the partner's CIDR {p.cidr} through the peering connection",
