@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 MAX_REQUEST_BYTES = 2048
 MAX_ANSWER_BYTES = 4096  # the buffer the documented client reads with
 SMALL_ANSWER_BYTES = 512  # ceiling for answers to unauthenticated or malformed datagrams
+MISSING_KEY = 'missing API key: send "api_key": "KEY" in the datagram'  # a datagram has no HTTP header
 
 
 class BadDatagram(ValueError):
@@ -46,6 +47,8 @@ def decode_object(data: bytes, fields: tuple[str, ...], example: str) -> dict[st
     key = msg.get("api_key")
     if key is not None and not isinstance(key, str):
         raise BadDatagram(401, "api_key must be a string")
+    if not key:
+        raise BadDatagram(401, MISSING_KEY)
     return msg
 
 
