@@ -328,3 +328,11 @@ def test_the_partners_function_answers_with_the_partners_profile(lambda_env: str
     bad = lambda_body("PartnersFunction", {"httpMethod": "GET", "path": "/partners"}, status=400)
     like_seed_envelope(bad, "LRS", "-", "tbi-partners", status=400, keyless=True)
     assert bad["error"].startswith("malformed event")
+
+
+def test_docs_list_every_added_field() -> None:
+    """docs/api.md's "Added fields" names each field our answers add to the seed's."""
+    api = (REPO / "docs" / "api.md").read_text()
+    section = api[api.index("## Added fields"):api.index("## Authentication")]
+    for path in sorted(ADDED):
+        assert f"`{path.rsplit('.', 1)[-1]}`" in section, f"{path} is not listed in docs/api.md's Added fields"
