@@ -246,6 +246,7 @@ def test_the_command_center_in_a_browser(center: InProcessServer, aws: AwsWorld,
         )
         assert btc.get_attribute("data-price") != first
         expect(btc.locator(".change")).to_have_text(re.compile(r"[▲▼] \d"))
+        expect(btc.locator(".updated")).to_have_text(re.compile(r"^\d\d:\d\d:\d\d\.\d{3} UTC$"))  # from timestamp_ms
         page.wait_for_timeout(600)  # a few more ticks, so the screenshot shows movement
         shot("06-feeds")
 
