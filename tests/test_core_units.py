@@ -106,9 +106,10 @@ def test_utc_iso_is_the_seeds_seconds_and_z() -> None:
 
 def test_agent_profile_arn_per_service_from_settings() -> None:
     default = load_settings({})
-    arns = {tag: Envelopes.for_service(default, tag).agent_profile_arn for tag in ("LPO", "WS", "LRS")}
+    arns = {tag: Envelopes.for_service(default, tag).agent_profile_arn for tag in ("LPO", "WS", "LRS", "FEEDS")}
     assert arns == {
         "LPO": "arn:tbi:us-east-2:211998422884:agent-profile/tbi/v1",
+        "FEEDS": "arn:tbi:us-east-2:211998422884:agent-profile/tbi/v1",
         "WS": "arn:tbi:us-east-2:211998422884:agent-profile/partner-ws-hub/v1",
         "LRS": "arn:tbi:us-east-2:211998422884:agent-profile/tbi-reports/v1",
     }

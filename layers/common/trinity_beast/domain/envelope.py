@@ -60,9 +60,10 @@ def unix_ms(ts: float) -> int:
 
 # The one rule for the status line's service tag: it names the server a route belongs to,
 # whichever process or Lambda function answers it (the assets function answers the LPO's
-# GET /ws/assets, so it says LPO). Each tag has its agent profile kind (settings.AGENT_PROFILES);
-# the LRS's partner routes use the `partners` kind.
-SERVICE_PROFILES: dict[str, str] = {"LPO": "prices", "WS": "ws", "LRS": "reports"}
+# GET /ws/assets, so it says LPO; a feeds-only process, `beast serve --only feeds`, says
+# FEEDS). Each tag has its agent profile kind (settings.AGENT_PROFILES): the feeds process
+# belongs to the price service; the LRS's partner routes use the `partners` kind.
+SERVICE_PROFILES: dict[str, str] = {"LPO": "prices", "WS": "ws", "LRS": "reports", "FEEDS": "prices"}
 
 
 def agent_profile_arn(settings: Settings, kind: str) -> str:

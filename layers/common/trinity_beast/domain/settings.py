@@ -194,7 +194,8 @@ def _language(env: Mapping[str, str]) -> str:
 def _agent_profiles(env: Mapping[str, str]) -> dict[str, str]:
     """Each kind's agent profile name: the default, or BEAST_AGENT_PROFILE_<KIND>."""
     if env.get("BEAST_AGENT_PROFILE_ARN", "").strip():
-        # Retired: the ARN is now built in the seed's form; a whole ARN here would be ignored.
+        # Retired: the ARN is built in the seed's form now. Refused rather than silently ignored, so
+        # a deployment still setting it (an IAM role ARN before issue 15) learns it at start-up.
         raise ConfigError(
             "BEAST_AGENT_PROFILE_ARN: no longer read; agent_profile_arn is built from BEAST_REGION, "
             "BEAST_AGENT_ACCOUNT_ID and BEAST_AGENT_PROFILE_<KIND> (see docs/configuration.md)"
