@@ -480,6 +480,7 @@ def watch_a_live_price_move(v: Visit, sockets: list[str]) -> None:
     expect(btc).to_have_attribute("data-price", re.compile(r"\d"))
     expect(btc).not_to_have_attribute("data-price", btc.get_attribute("data-price"))
     expect(btc.locator(".change")).to_have_text(re.compile(r"[▲▼] \d"))
+    expect(btc.locator(".updated")).to_have_text(re.compile(r"^\d\d:\d\d:\d\d\.\d{3} UTC$"))  # from timestamp_ms
     assert sockets and all("api_key" not in url and v.center.admin_key not in url for url in sockets), sockets
     _axe(page, "feeds")
     _shot(page, "10-feeds")

@@ -9,7 +9,6 @@ median, and every feed must come back when its exchange behaves again.
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
@@ -35,7 +34,7 @@ def poll(fn: Callable[[], Any], ok: Callable[[Any], bool], timeout: float, what:
 
 
 def shown_at(entry: dict) -> float:
-    return datetime.strptime(entry["timestamp"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc).timestamp()
+    return entry["timestamp_ms"] / 1000  # the exchange's time to the millisecond (`timestamp` is whole seconds)
 
 
 def metric(text: str, name: str, **labels: str) -> float | None:

@@ -77,6 +77,9 @@ def test_one_feed_process_feeds_lpo_processes_that_only_read(
         assert httpx.get(feeds.url + "/usage/me").status_code == 404
         ready = wait_for(lambda: (r := httpx.get(feeds.url + "/ready")).status_code == 200 and r, 60, "the feeds to be ready")
         assert ready.json()["status"].startswith("✅ [FEEDS]")
+        # Part of the price service: its agent profile, and the seed's "" for no error.
+        assert ready.json()["agent_profile_arn"] == "arn:tbi:us-east-2:211998422884:agent-profile/tbi/v1"
+        assert ready.json()["error"] == ""
         assert ready.json()["data"]["checks"]["feeds"]["fresh_feeds"]
 
         lpo_env = {**env, **exchanges_of_the_lpo.urls(), "BEAST_FEEDS": "0", "BEAST_PREWARM": "0"}

@@ -87,7 +87,7 @@ async def test_a_summary_splits_usage_by_protocol_status_and_asset(lrs: Lrs) -> 
         (b"nope", 400, "malformed JSON"),
         ({"report": "prices", "api_key": "x"}, 400, 'report must be "usage"'),
         ({"report": "usage", "api_key": "x", "format": "csv"}, 400, "unknown field(s) format"),
-        ({"report": "usage"}, 401, "missing API key"),
+        ({"report": "usage"}, 401, 'missing API key: put "api_key": "KEY" in the datagram'),
         ({"report": "usage", "api_key": "tbk_not_a_key_at_all"}, 401, "invalid API key"),
     ],
 )

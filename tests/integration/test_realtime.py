@@ -92,13 +92,17 @@ async def test_subscribe_confirm_snapshot_live_updates_unsubscribe_ping(srv: InP
         assert update["api_key_id"] == srv.admin_id and list(update) == list(FIELDS)
 
         put(srv, "SOL", "151")  # not subscribed: never sent
-        await ws.send(json.dumps({"unsubscribe": ["BTC"]}))
+        await ws.send(json.dumps({"unsubscribe": ["BTC", "SOL"]}))
         after = await recv(ws)
+        # Only what was subscribed is reported removed: SOL never was.
         assert after["data"] == {"type": "subscribed", "assets": ["ETH"], "unsubscribed": ["BTC"]}
+        assert after["error"] == ""
         put(srv, "BTC", "64200")
         put(srv, "ETH", "3001")
         update = await recv_price(ws)
         assert update["data"]["asset"] == "ETH"  # BTC's update did not come first: it never comes
+        await ws.send(json.dumps({"unsubscribe": ["BTC"]}))  # again: nothing left to remove
+        assert (await recv(ws))["data"] == {"type": "subscribed", "assets": ["ETH"], "unsubscribed": []}
 
         await ws.send(json.dumps({"ping": True}))
         assert await recv(ws) == {"type": "pong"}
@@ -342,7 +346,8 @@ def test_udp_usage_is_metered_as_udp(srv: InProcessServer) -> None:
         (json.dumps({"asset": "BTC", "api_key": "k", "evil": 1}).encode(), 400, "unknown field(s) evil"),
         (json.dumps({"asset": 5, "api_key": "k"}).encode(), 400, "asset must be a string"),
         (json.dumps({"asset": "BTC", "api_key": 12345}).encode(), 401, "api_key must be a string"),
-        (json.dumps({"asset": "BTC"}).encode(), 401, "missing API key"),
+        (json.dumps({"asset": "BTC"}).encode(), 401, 'missing API key: put "api_key": "KEY" in the datagram'),
+        (json.dumps({"asset": "BTC", "api_key": ""}).encode(), 401, 'missing API key: put "api_key": "KEY" in the datagram'),
         (json.dumps({"asset": "BTC", "api_key": "tbk_not_a_key_at_all"}).encode(), 401, "invalid API key"),
         (b"{" + b" " * 3000 + b"}", 413, "datagram of 3002 bytes is over the 2048-byte limit"),
         (b"", 400, "malformed JSON"),
@@ -357,6 +362,7 @@ def test_bad_datagrams_get_a_small_error_and_the_server_keeps_serving(
     answer = udp_ask(srv, payload + b" " * max(0, 200 - len(payload)))
     assert answer["status_code"] == status and answer["status"].startswith("❌ [LPO]")
     assert answer["error"].startswith(error)
+    assert "Authorization" not in answer["error"] and "?api_key" not in answer["error"]  # no HTTP advice on UDP
     assert answer["_bytes"] <= SMALL_ANSWER_BYTES  # no amplification for unauthenticated senders
     ok = udp_ask(srv, json.dumps({"asset": "BTC", "api_key": srv.admin_key}).encode())
     assert ok["status_code"] == 200

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from decimal import Decimal
 
@@ -11,7 +12,7 @@ import pytest
 from trinity_beast.domain.book import pick
 from trinity_beast.domain.settings import EXCHANGES, ConfigError, load_settings
 from trinity_beast.exchanges import CONNECTORS, rest_url, ws_url
-from trinity_beast.domain.envelope import FIELDS, Envelopes, dumps, utc_iso
+from trinity_beast.domain.envelope import FIELDS, Envelopes, dumps, unix_ms, unix_seconds, utc_iso
 from trinity_beast.domain.keys import KeyRequestError, hash_secret, new_key
 from trinity_beast.services.auth import KeyRing
 from trinity_beast.services.prices.answer import parse_assets
@@ -30,6 +31,8 @@ def test_defaults_are_the_documented_ones() -> None:
     assert {ex: rest_url(s, ex) for ex in EXCHANGES} == {ex: c.rest_url for ex, c in CONNECTORS.items()}
     assert ws_url(s, "okx") == "wss://ws.okx.com:8443/ws/v5/public"
     assert s.exchange_priority == EXCHANGES
+    assert s.language == "en" and s.agent_account_id == "211998422884"
+    assert dict(s.agent_profiles) == {"prices": "tbi", "ws": "partner-ws-hub", "reports": "tbi-reports", "partners": "tbi-partners"}
 
 
 def test_every_exchange_url_can_be_overridden() -> None:
@@ -58,6 +61,15 @@ def test_priority_puts_named_exchanges_first() -> None:
         ({"BEAST_STALE_AFTER_S": "-1"}, "BEAST_STALE_AFTER_S"),
         ({"BEAST_STALE_AFTER_S": "nan"}, "BEAST_STALE_AFTER_S"),
         ({"BEAST_REGION": "us[1]"}, "BEAST_REGION"),
+        ({"BEAST_REGION": "us:east"}, "BEAST_REGION"),  # a part of the agent profile ARN
+        ({"BEAST_LANGUAGE": "english!"}, "BEAST_LANGUAGE"),
+        ({"BEAST_AGENT_ACCOUNT_ID": "21199842288"}, "BEAST_AGENT_ACCOUNT_ID"),
+        ({"BEAST_AGENT_ACCOUNT_ID": "acct"}, "BEAST_AGENT_ACCOUNT_ID"),
+        ({"BEAST_AGENT_PROFILE_PRICES": "tbi/v2"}, "BEAST_AGENT_PROFILE_PRICES"),
+        ({"BEAST_AGENT_PROFILE_WS": "a:b"}, "BEAST_AGENT_PROFILE_WS"),
+        ({"BEAST_AGENT_PROFILE_REPORTS": "x" * 65}, "BEAST_AGENT_PROFILE_REPORTS"),
+        ({"BEAST_AGENT_PROFILE_PARTNERS": "-lead"}, "BEAST_AGENT_PROFILE_PARTNERS"),
+        ({"BEAST_AGENT_PROFILE_ARN": "arn:aws:iam::123456789012:role/x"}, "BEAST_AGENT_PROFILE_ARN"),  # retired
         ({"BEAST_LOG_LEVEL": "LOUD"}, "BEAST_LOG_LEVEL"),
         ({"BEAST_REDIS_NAMESPACE": "a b"}, "BEAST_REDIS_NAMESPACE"),
         ({"BEAST_KRAKEN_REST_URL": "ftp://x"}, "BEAST_KRAKEN_REST_URL"),
@@ -71,21 +83,48 @@ def test_invalid_settings_name_the_setting(env: dict, names: str) -> None:
 
 
 def test_envelope_has_twelve_fields_in_order() -> None:
-    env = Envelopes.for_service(load_settings({"BEAST_IP_ADDRESS": "10.1.2.3", "BEAST_AGENT_PROFILE_ARN": "arn:x"}), "LPO")
+    env = Envelopes.for_service(load_settings({"BEAST_IP_ADDRESS": "10.1.2.3"}), "LPO")
     ok = env.ok("/price", {"a": 1}, api_key_id="ak_1")
     assert tuple(ok) == FIELDS and len(FIELDS) == 12
     assert ok["status"] == "✅ [LPO] [us-east-2] [BeastMain] [/price] [200]"
-    assert ok["ip_address"] == "10.1.2.3" and ok["agent_profile_arn"] == "arn:x" and ok["language"] == "python"
-    assert ok["error"] is None and ok["timestamp"].endswith("Z")
+    assert ok["ip_address"] == "10.1.2.3" and ok["language"] == "en"
+    assert ok["agent_profile_arn"] == "arn:tbi:us-east-2:211998422884:agent-profile/tbi/v1"
+    assert ok["error"] == "" and re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", ok["timestamp"])
     bad = env.error("/price", 429, "too much")
     assert bad["status"] == "❌ [LPO] [us-east-2] [BeastMain] [/price] [429]" and bad["error"] == "too much"
     # orjson keeps insertion order: the wire order is the field order.
     assert list(orjson.loads(dumps(ok))) == list(FIELDS)
 
 
-def test_utc_iso_is_z_and_milliseconds() -> None:
-    assert utc_iso(0) == "1970-01-01T00:00:00.000Z"
-    assert utc_iso(1_700_000_000.1234) == "2023-11-14T22:13:20.123Z"
+def test_utc_iso_is_the_seeds_seconds_and_z() -> None:
+    assert utc_iso(0) == "1970-01-01T00:00:00Z"
+    assert utc_iso(1_700_000_000.1234) == "2023-11-14T22:13:20Z"
+    assert utc_iso(1_700_000_000.9999) == "2023-11-14T22:13:20Z"  # truncated, the same second as unix_seconds
+    assert unix_seconds(1_700_000_000.9999) == 1_700_000_000 and unix_ms(1_700_000_000.1234) == 1_700_000_000_123
+    assert isinstance(unix_seconds(1_700_000_000.5), int) and isinstance(unix_ms(1_700_000_000.5), int)
+
+
+def test_agent_profile_arn_per_service_from_settings() -> None:
+    default = load_settings({})
+    arns = {tag: Envelopes.for_service(default, tag).agent_profile_arn for tag in ("LPO", "WS", "LRS", "FEEDS")}
+    assert arns == {
+        "LPO": "arn:tbi:us-east-2:211998422884:agent-profile/tbi/v1",
+        "FEEDS": "arn:tbi:us-east-2:211998422884:agent-profile/tbi/v1",
+        "WS": "arn:tbi:us-east-2:211998422884:agent-profile/partner-ws-hub/v1",
+        "LRS": "arn:tbi:us-east-2:211998422884:agent-profile/tbi-reports/v1",
+    }
+    partners = Envelopes.for_service(default, "LRS", "partners")
+    assert partners.agent_profile_arn == "arn:tbi:us-east-2:211998422884:agent-profile/tbi-partners/v1"
+    assert partners.status_line("/partners", 200) == "✅ [LRS] [us-east-2] [BeastMain] [/partners] [200]"
+    custom = load_settings({"BEAST_REGION": "eu-west-1", "BEAST_AGENT_ACCOUNT_ID": "123456789012",
+                            "BEAST_AGENT_PROFILE_PRICES": "prices-eu", "BEAST_AGENT_PROFILE_WS": "hub_2",
+                            "BEAST_LANGUAGE": "en-GB"})
+    assert Envelopes.for_service(custom, "LPO").agent_profile_arn == "arn:tbi:eu-west-1:123456789012:agent-profile/prices-eu/v1"
+    assert Envelopes.for_service(custom, "WS").agent_profile_arn == "arn:tbi:eu-west-1:123456789012:agent-profile/hub_2/v1"
+    assert Envelopes.for_service(custom, "LRS").agent_profile_arn.endswith(":agent-profile/tbi-reports/v1")
+    assert Envelopes.for_service(custom, "LPO").language == "en-GB"
+    with pytest.raises(ValueError, match="unknown service tag 'LAMBDA'"):
+        Envelopes.for_service(default, "LAMBDA")  # one rule: the tag of the server the route belongs to
 
 
 def test_new_keys_store_only_a_hash() -> None:
@@ -122,17 +161,17 @@ def test_key_ring_caches_for_its_ttl_then_sees_revocation(tmp_path) -> None:
 
 def test_quota_warnings() -> None:
     reset = month_reset(time.time())
-    assert Quota(79, 100, reset).warning is None
+    assert Quota(79, 100, reset).warning == ""  # the seed's "" when there is nothing to warn about
     assert Quota(80, 100, reset).warning == "80% of the monthly limit of 100 requests used"
     assert Quota(95, 100, reset).warning == "90% of the monthly limit of 100 requests used"
     assert Quota(100, 100, reset).exhausted and Quota(100, 100, reset).remaining == 0
-    assert Quota(10**9, 0, reset).warning is None and not Quota(10**9, 0, reset).exhausted
+    assert Quota(10**9, 0, reset).warning == "" and not Quota(10**9, 0, reset).exhausted
 
 
 def test_month_reset_is_the_first_of_next_month_utc() -> None:
-    assert utc_iso(month_reset(1_700_000_000)) == "2023-12-01T00:00:00.000Z"
-    assert utc_iso(month_reset(1_703_980_800 + 3600)) == "2024-01-01T00:00:00.000Z"  # Dec 31 2023 -> Jan 1
-    assert utc_iso(month_reset(1_704_067_200)) == "2024-02-01T00:00:00.000Z"
+    assert utc_iso(month_reset(1_700_000_000)) == "2023-12-01T00:00:00Z"
+    assert utc_iso(month_reset(1_703_980_800 + 3600)) == "2024-01-01T00:00:00Z"  # Dec 31 2023 -> Jan 1
+    assert utc_iso(month_reset(1_704_067_200)) == "2024-02-01T00:00:00Z"
 
 
 def test_parse_assets() -> None:

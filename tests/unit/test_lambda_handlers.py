@@ -32,7 +32,9 @@ def test_assets_function_lists_the_registry() -> None:
     result = invoke("AssetsFunction", event)
     assert result["statusCode"] == 200
     body = json.loads(result["body"])
-    assert body["status"].startswith("✅ [LAMBDA]") and body["endpoint"] == "/ws/assets"
+    # One rule for the tag: GET /ws/assets is an LPO route, so the function answers as the LPO would.
+    assert body["status"] == "✅ [LPO] [us-east-2] [BeastMain] [/ws/assets] [200]" and body["endpoint"] == "/ws/assets"
+    assert body["agent_profile_arn"] == "arn:tbi:us-east-2:211998422884:agent-profile/tbi/v1"
     assert body["data"]["count"] == 150 and body["data"]["assets"][0]["asset"] == "BTC"
 
 

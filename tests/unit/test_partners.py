@@ -5,6 +5,7 @@ flows end to end against moto are in tests/integration/test_partner_flows.py."""
 from __future__ import annotations
 
 import functools
+import ipaddress
 import json
 import shlex
 from pathlib import Path
@@ -235,8 +236,10 @@ def test_every_wizard_command_matches_the_ec2_model(details: dict, connection_id
         ]
         request = parsed[0][2]
         assert (request["PeerVpcId"], request["PeerOwnerId"], request["PeerRegion"]) == (STACK.vpc_id, OUR_ACCOUNT, REGION)
-        # The whole VPC: the UDP NLB has an address in every zone it spans, not only NLB_IP.
-        assert parsed[1][2]["DestinationCidrBlock"] == STACK.vpc_cidr
+        # Our VPC, not one NLB address /32: the UDP NLB has an address per zone, all inside the VPC.
+        assert parsed[1][2]["DestinationCidrBlock"] == STACK.vpc_cidr == "10.0.0.0/16"
+        assert ipaddress.ip_address(NLB_IP) in ipaddress.ip_network(parsed[1][2]["DestinationCidrBlock"])
+        assert "/32" not in made[1].shell and "every zone" in made[1].title
         assert parsed[1][2]["RouteTableId"] == PEERING["route_table_id"]
         assert parsed[3][2] == {"RouteTableId": STACK.route_table_id, "DestinationCidrBlock": "172.31.0.0/16",
                                 "VpcPeeringConnectionId": body.get("connection_id", "<VPC_PEERING_CONNECTION_ID>")}

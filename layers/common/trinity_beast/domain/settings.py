@@ -7,6 +7,7 @@ line that names the setting (ConfigError), never a traceback deep inside a serve
 from __future__ import annotations
 
 import os
+import re
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,18 @@ from trinity_beast.domain.text import whole_number
 # hold only the BEAST_<EX>_WS_URL / _REST_URL overrides (tests and `beast serve --sim` point
 # them at the simulator), resolved where they are used by exchanges.ws_url / rest_url.
 EXCHANGES: tuple[str, ...] = ("coinbase", "kraken", "gemini", "gateio", "cryptocom", "okx")
+
+# The seed system's agent profiles, one per kind of answer (docs/configuration.md): the
+# envelope's `agent_profile_arn` is arn:tbi:{region}:{account}:agent-profile/{profile}/v1.
+# BEAST_AGENT_PROFILE_<KIND> overrides one; the LPO's price routes use `prices`, the
+# WebSocket feed `ws`, the LRS `reports`, its partner routes `partners`.
+AGENT_PROFILES: dict[str, str] = {
+    "prices": "tbi",
+    "ws": "partner-ws-hub",
+    "reports": "tbi-reports",
+    "partners": "tbi-partners",
+}
+AGENT_ACCOUNT_ID = "211998422884"  # the seed's published account
 
 
 # The longest report range per granularity, in days (BEAST_REPORT_MAX_DAYS_<GRANULARITY>).
@@ -46,8 +59,9 @@ class Settings:
     lrs_udp_port: int = 2680
     region: str = "us-east-2"
     cluster_node: str = "BeastMain"
-    language: str = "python"
-    agent_profile_arn: str = ""
+    language: str = "en"
+    agent_account_id: str = AGENT_ACCOUNT_ID
+    agent_profiles: Mapping[str, str] = field(default_factory=lambda: dict(AGENT_PROFILES))  # kind -> profile
     ip_address: str = "127.0.0.1"
     report_server: bool = True
     exchange_priority: tuple[str, ...] = EXCHANGES
@@ -222,6 +236,40 @@ def _secret_id(env: Mapping[str, str], name: str) -> str:
     return raw
 
 
+_LANGUAGE = re.compile(r"^[A-Za-z]{2,8}(?:-[A-Za-z0-9]{1,8})*$")
+_PROFILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def _language(env: Mapping[str, str]) -> str:
+    raw = env.get("BEAST_LANGUAGE", "").strip()
+    if not raw:
+        return "en"
+    if not _LANGUAGE.match(raw):
+        raise ConfigError(f"BEAST_LANGUAGE: expected a language tag such as en or en-US, got {raw[:40]!r}")
+    return raw
+
+
+def _agent_profiles(env: Mapping[str, str]) -> dict[str, str]:
+    """Each kind's agent profile name: the default, or BEAST_AGENT_PROFILE_<KIND>."""
+    if env.get("BEAST_AGENT_PROFILE_ARN", "").strip():
+        # Retired: the ARN is built in the seed's form now. Refused rather than silently ignored, so
+        # a deployment still setting it (an IAM role ARN before issue 15) learns it at start-up.
+        raise ConfigError(
+            "BEAST_AGENT_PROFILE_ARN: no longer read; agent_profile_arn is built from BEAST_REGION, "
+            "BEAST_AGENT_ACCOUNT_ID and BEAST_AGENT_PROFILE_<KIND> (see docs/configuration.md)"
+        )
+    profiles: dict[str, str] = {}
+    for kind, default in AGENT_PROFILES.items():
+        name = f"BEAST_AGENT_PROFILE_{kind.upper()}"
+        raw = env.get(name, "").strip()
+        if raw and not _PROFILE.match(raw):
+            raise ConfigError(
+                f"{name}: expected a profile name of letters, digits, '.', '-' or '_' (at most 64), got {raw[:70]!r}"
+            )
+        profiles[kind] = raw or default
+    return profiles
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate every setting; raise ConfigError naming the first bad one."""
     env = os.environ if env is None else env
@@ -262,6 +310,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     for setting, value in (("BEAST_REGION", region), ("BEAST_CLUSTER_NODE", node)):
         if not value or any(c in value for c in "[]\n\r"):
             raise ConfigError(f"{setting}: expected a non-empty name without brackets, got {value!r}")
+    if any(c in region for c in ":/ \t"):  # it is also a part of the agent profile ARN
+        raise ConfigError(f"BEAST_REGION: expected a region name such as us-east-2, got {region!r}")
 
     settings = Settings(
         redis_url=_url(env, "REDIS_URL", ("redis", "rediss", "unix"), None),
@@ -276,8 +326,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         lrs_udp_port=_port(env, "BEAST_LRS_UDP_PORT", 2680),
         region=region,
         cluster_node=node,
-        language=env.get("BEAST_LANGUAGE", "python").strip() or "python",
-        agent_profile_arn=env.get("BEAST_AGENT_PROFILE_ARN", "").strip(),
+        language=_language(env),
+        agent_account_id=_aws(env, "BEAST_AGENT_ACCOUNT_ID", "account", AGENT_ACCOUNT_ID),
+        agent_profiles=_agent_profiles(env),
         ip_address=env.get("BEAST_IP_ADDRESS", "").strip() or _own_ip(),
         report_server=_bool(env, "APP_REPORT_SERVER", True),
         exchange_priority=priority,

@@ -50,7 +50,7 @@ class Runtime:
     reports: ReportReader | None = None  # reports' own database handle and limits (set by create)
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     _stoppers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
-    _envelopes: dict[str, Envelopes] = field(default_factory=dict)
+    _envelopes: dict[tuple[str, str | None], Envelopes] = field(default_factory=dict)
 
     @functools.cached_property
     def registry(self) -> AssetRegistry:
@@ -104,10 +104,11 @@ class Runtime:
         assert self.reports is not None, "Runtime.create sets the report reader"
         return self.reports
 
-    def envelopes(self, service: str) -> Envelopes:
-        if service not in self._envelopes:
-            self._envelopes[service] = Envelopes.for_service(self.settings, service)
-        return self._envelopes[service]
+    def envelopes(self, service: str, profile: str | None = None) -> Envelopes:
+        """The envelopes of a service tag, with its own agent profile kind or `profile`."""
+        if (service, profile) not in self._envelopes:
+            self._envelopes[service, profile] = Envelopes.for_service(self.settings, service, profile)
+        return self._envelopes[service, profile]
 
     def health(self) -> dict[str, Any]:
         return {

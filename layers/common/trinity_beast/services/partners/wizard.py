@@ -168,7 +168,7 @@ def peering_commands(p: Partner, stack: StackNetwork) -> list[Command]:
                      "--query", "VpcPeeringConnection.VpcPeeringConnectionId", "--output", "text")),
         Command("partner", f"Route our VPC {stack.vpc_cidr} (the UDP load balancer's address in every zone) through the peering connection",
                 _ec2("create-route", p.region, "--route-table-id", p.route_table_id or "", "--destination-cidr-block",
-                     nlb_route, "--vpc-peering-connection-id", pcx), complete=known),
+                     our_route, "--vpc-peering-connection-id", pcx), complete=known),
         Command("operator", "Accept the peering connection",
                 _ec2("accept-vpc-peering-connection", stack.region, "--vpc-peering-connection-id", pcx), complete=known),
         Command("operator", f"Route the partner's CIDR {p.cidr} through the peering connection",

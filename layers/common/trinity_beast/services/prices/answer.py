@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 from trinity_beast.domain.book import Median, age, median, pick
 from trinity_beast.stores.cache import CacheUnavailable
 from trinity_beast.domain.errors import DatabaseUnavailable
-from trinity_beast.domain.envelope import Envelopes, utc_iso, utc_readable
+from trinity_beast.domain.envelope import Envelopes, unix_ms, unix_seconds, utc_iso
 from trinity_beast.domain.keys import ApiKey
 from trinity_beast.domain.text import asset_symbol, whole_number
 from trinity_beast.domain.tick import Tick
@@ -97,15 +97,19 @@ class PriceAnswer:
 
 
 def asset_entry(tick: Tick, now: float, latency_s: float, cached: bool = True) -> dict[str, Any]:
+    """One priced asset: the seed's eight fields with its types, then ours (docs/api.md)."""
     entry: dict[str, Any] = {
         "asset": tick.asset,
         "price": float(tick.price),
         "exchange": tick.label,
         "cached": cached,
         "cache_age_seconds": round(age(tick, now), 3),
-        "timestamp": utc_iso(tick.exchange_ts),
-        "readable_timestamp": utc_readable(tick.exchange_ts),
-        "latency_ms": round(latency_s * 1000, 3),
+        "timestamp": unix_seconds(tick.exchange_ts),
+        "readable_timestamp": utc_iso(tick.exchange_ts),
+        "latency_ms": round(latency_s * 1000),
+        # Added: the precision the seed's integer fields leave out.
+        "timestamp_ms": unix_ms(tick.exchange_ts),
+        "latency_us": round(latency_s * 1_000_000),
     }
     if tick.usd_rate is not None:
         entry["converted_from"] = {"quote": tick.quote, "usd_rate": float(tick.usd_rate)}
@@ -241,11 +245,13 @@ class PriceDesk:
         if status == 200:
             # This request counts towards the month: report usage including it.
             quota = Quota(used=quota.used + 1, limit=quota.limit, reset_at=quota.reset_at)
+        duration_s = time.perf_counter() - started
         data = {
             "assets": entries,
             "failed": failed,
-            "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+            "duration_ms": round(duration_s * 1000),
             **usage_fields(quota),
+            "duration_us": round(duration_s * 1_000_000),  # added: the seed's duration_ms is whole
         }
         error = None if entries else "no price available for " + ", ".join(f["asset"] for f in failed)
         return finish(status, data, error, ",".join(assets), quota)

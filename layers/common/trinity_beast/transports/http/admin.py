@@ -51,7 +51,7 @@ PAGE_HEADERS = {
 
 def add_partner_routes(api: FastAPI, rt: "Runtime", envelopes: Envelopes) -> PartnerApi:
     """/partners… and /security-groups/udp, answered by the transport-neutral PartnerApi."""
-    partners = PartnerApi(rt, envelopes)
+    partners = PartnerApi(rt, rt.envelopes(envelopes.service, "partners"))  # the partners agent profile
     methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
     async def dispatch(request: Request) -> Response:

@@ -18,6 +18,7 @@ from typing import Any, Awaitable, Callable, NamedTuple
 
 import orjson
 
+from trinity_beast.services.auth import MISSING_KEY
 from trinity_beast.domain.envelope import Envelopes, dumps
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,8 @@ class Reply(NamedTuple):
     status: int
     payload: bytes
     trusted: bool = False  # the sender proved a valid key: the answer may be larger than its datagram
+
+
 
 
 class BadDatagram(ValueError):
@@ -59,6 +62,8 @@ def decode_object(data: bytes, fields: tuple[str, ...], example: str) -> dict[st
     key = msg.get("api_key")
     if key is not None and not isinstance(key, str):
         raise BadDatagram(401, "api_key must be a string")
+    if not key:
+        raise BadDatagram(401, MISSING_KEY["udp"])  # a datagram has no HTTP header
     return msg
 
 

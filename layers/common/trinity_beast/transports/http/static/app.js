@@ -878,7 +878,7 @@
       row.classList.add(up ? "flash-up" : "flash-down");
     }
     row.querySelector(".source").textContent = p.source;
-    row.querySelector(".updated").textContent = p.timestamp.slice(11, 23) + " UTC";
+    row.querySelector(".updated").textContent = new Date(p.timestamp_ms).toISOString().slice(11, 23) + " UTC";
     row.dataset.updates = String(Number(row.dataset.updates) + 1);
     row.dataset.price = String(p.price);
   }
