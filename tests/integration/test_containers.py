@@ -195,8 +195,8 @@ def test_the_image_install_has_the_aws_extra_and_only_the_package(image: str, in
     # The call that answers 503 "install trinity-beast[aws]" when boto3 is missing.
     probe = (
         "import boto3, aws_lambda_powertools, trinity_beast, sys\n"
-        "from trinity_beast.config import load_settings\n"
-        "from trinity_beast.partners.ec2 import Ec2Network\n"
+        "from trinity_beast.domain.settings import load_settings\n"
+        "from trinity_beast.services.partners.ec2 import Ec2Network\n"
         "Ec2Network.from_settings(load_settings())\n"
         "assert trinity_beast.__file__.startswith(sys.argv[1]), trinity_beast.__file__\n"
         "print('ok')\n"
