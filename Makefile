@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run serve test lint sam bench bench-quick clean
+.PHONY: run serve test test-unit docs-check lint sam invoke deploy-params layer-requirements bench bench-quick clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,8 +32,54 @@ serve: run
 test: $(VENV)/.test
 	$(BIN)/pytest
 
-lint: $(VENV)/.test
-	$(BIN)/cfn-lint template.yaml
+## docs-check: run the examples of README.md and docs/ against a live `beast serve --sim` and check
+## what they claim (also part of `make test`: tests/integration/test_docs.py)
+docs-check: $(VENV)/.test
+	$(BIN)/python tools/docs_runner.py
+
+## test-unit: only tests/unit (no Redis, PostgreSQL, servers or child processes; under a minute)
+test-unit: $(VENV)/.test
+	$(BIN)/pytest tests/unit
+
+# checkov pins boto3 1.35 (the project pins 1.44): like the SAM CLI, it gets a virtual environment of its own.
+LINT_VENV := .lint-venv
+CHECKOV   := $(LINT_VENV)/bin/checkov --quiet --compact --skip-download --framework cloudformation
+
+$(LINT_VENV)/bin/checkov:
+	python3.11 -m venv $(LINT_VENV)
+	$(LINT_VENV)/bin/pip install --quiet --upgrade pip
+	$(LINT_VENV)/bin/pip install --quiet checkov==3.3.30
+
+## lint: ruff (lint and format), mypy, import-linter (the direction of the packages), the Lambda
+## layer's requirements, cfn-lint with the serverless rules, then checkov on the template and on its
+## SAM transform; zero findings (each suppression carries its reason where it is)
+lint: $(VENV)/.test $(LINT_VENV)/bin/checkov
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+	$(PYTHON) tools/layer_requirements.py | diff -u layers/common/requirements.txt - || { echo "run make layer-requirements" >&2; exit 1; }
+	$(BIN)/cfn-lint --append-rules cfn_lint_serverless.rules -- template.yaml
+	$(CHECKOV) -f template.yaml
+	mkdir -p .aws-sam
+	AWS_DEFAULT_REGION=us-east-2 $(BIN)/python tests/cfnstack.py .aws-sam/transformed.json
+	$(CHECKOV) -f .aws-sam/transformed.json
+
+## deploy-params: samconfig.toml's parameter_overrides for ENV (dev or prod), to extend on the command line:
+## sam deploy --config-env dev --parameter-overrides "$$(make -s deploy-params ENV=dev) LpoImageUri=… LrsImageUri=…"
+deploy-params:
+	@$(PYTHON) -c "import sys, tomllib; print(tomllib.load(open('samconfig.toml', 'rb'))[sys.argv[1]]['deploy']['parameters']['parameter_overrides'])" "$(ENV)"
+
+## invoke: run one function on an event the way `sam local invoke` does, without Docker;
+## settings from env.json (as `--env-vars` takes them): make invoke FN=assets EVENT=events/assets_list.json
+invoke: $(VENV)/.test
+	@test -n "$(FN)" -a -n "$(EVENT)" || { echo "usage: make invoke FN=<function> EVENT=<events/file.json>" >&2; exit 2; }
+	@AWS_DEFAULT_REGION=us-east-2 $(BIN)/python tests/localinvoke.py "$(FN)" "$(EVENT)"
+
+## layer-requirements: write the Lambda layer's requirements.txt from pyproject's `layer` extra
+layer-requirements:
+	$(PYTHON) tools/layer_requirements.py > layers/common/requirements.txt
+
 
 # The SAM CLI pins its own boto3/click: it gets a virtual environment of its own.
 ## bench: the full benchmark run by hand (starts everything on loopback; writes bench/RESULTS.md)
@@ -58,4 +104,4 @@ sam: $(SAM_VENV)/bin/sam
 	$(SAM) build
 
 clean:
-	rm -rf $(VENV) $(SAM_VENV) .aws-sam data .pytest_cache
+	rm -rf $(VENV) $(SAM_VENV) $(LINT_VENV) .aws-sam data .pytest_cache

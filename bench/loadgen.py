@@ -2,7 +2,7 @@
 
 `udp HOST PORT PAYLOAD_FILE SECONDS INFLIGHT` prints JSON {requests, rps, p50_ms, p99_ms, errors}.
 `ws URL ASSETS CLIENTS SECONDS` keeps CLIENTS subscribed and prints JSON
-{clients, deliveries, latencies_ms sample} where latency = receive time - the update's timestamp.
+{clients, deliveries, latencies_ms sample} where latency = receive time - the update's timestamp_ms.
 `idle URL CLIENTS HOLD_FILE` opens CLIENTS idle connections, writes "ready" to HOLD_FILE,
 and holds them until the file is removed.
 """
@@ -17,7 +17,6 @@ import resource
 import socket
 import sys
 import time
-from datetime import datetime
 from pathlib import Path
 
 
@@ -70,10 +69,6 @@ async def udp(host: str, port: int, payload: bytes, seconds: float, inflight: in
         "p99_ms": round(percentile(latencies, 99), 3),
         "errors": errors,
     }
-
-
-def _parse_ts(iso: str) -> float:
-    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
 def masked_text_frame(payload: bytes) -> bytes:
@@ -144,7 +139,7 @@ class RawFeedClient(asyncio.Protocol):
                     self.snapshot = False
                 elif self.stats["deliveries"] % self.SAMPLE_EVERY == 0:
                     msg = json.loads(bytes(buf[start : start + n]))
-                    self.stats["latencies"].append((time.time() - _parse_ts(msg["data"]["timestamp"])) * 1000)
+                    self.stats["latencies"].append(time.time() * 1000 - msg["data"]["timestamp_ms"])
             elif opcode == 9:  # ping: answer, or the server closes us
                 pong = bytearray(masked_text_frame(bytes(buf[start : start + n])))
                 pong[0] = 0x8A

@@ -26,7 +26,7 @@ from pathlib import Path
 import httpx
 from websockets.sync.client import connect
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
 from support import UNREACHABLE_EXCHANGES, in_process_server  # noqa: E402
 
 ASSETS = ["BTC", "ETH", "SOL", "XRP", "DOGE", "ADA", "LINK"]

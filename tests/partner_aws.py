@@ -22,6 +22,10 @@ REGION = "us-east-2"
 OUR_ACCOUNT = "123456789012"  # moto's default account
 OUR_CIDR = "10.0.0.0/16"
 NLB_IP = "10.0.3.25"
+PARTNER_ACCOUNT = "111122223333"  # the partner account the tests invite (partner_account()'s default)
+ADMIN = "ak_admin0000000000"  # the admin key id the partner tests act as (the audit trail names it)
+NLB_IP_B = "10.0.4.25"  # the UDP NLB's address in the second zone
+NLB_ENI_DESCRIPTION = "ELB net/beast-udp/0123456789abcdef"
 
 
 class _Raw:
@@ -51,7 +55,12 @@ class EndpointConnections:
             "ServiceId": self.service_id, "VpcEndpointId": endpoint_id, "VpcEndpointOwner": owner,
             "VpcEndpointState": "pendingAcceptance", "VpcEndpointRegion": REGION,
             "CreationTimestamp": datetime.datetime.now(datetime.timezone.utc),
+            "DnsEntries": [{"DnsName": self.dns_name(endpoint_id), "HostedZoneId": "Z7HUB22UULQXV"}],
         }
+
+    def dns_name(self, endpoint_id: str) -> str:
+        """The endpoint's regional DNS name, as EC2 reports it in DnsEntries."""
+        return f"{endpoint_id}-4gsq2hpc.{self.service_id}.{REGION}.vpce.amazonaws.com"
 
     def state(self, endpoint_id: str) -> str:
         return self.connections[endpoint_id]["VpcEndpointState"]
@@ -146,7 +155,7 @@ class AwsWorld:
             "BEAST_UDP_NLB_IP": NLB_IP,
         }
 
-    def partner_account(self, account_id: str = "111122223333") -> PartnerAccount:
+    def partner_account(self, account_id: str = PARTNER_ACCOUNT) -> PartnerAccount:
         creds = boto3.client("sts", region_name=REGION).assume_role(
             RoleArn=f"arn:aws:iam::{account_id}:role/partner", RoleSessionName="partner"
         )["Credentials"]
@@ -192,6 +201,10 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsWorld]:
         )["ServiceConfiguration"]
         table = ec2.describe_route_tables(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["RouteTables"][0]["RouteTableId"]
         group = ec2.create_security_group(GroupName="beast-udp", Description="partner UDP", VpcId=vpc)["GroupId"]
+        # The UDP NLB's network interfaces, one per zone (moto's NLBs have none): NLB_IP and its twin.
+        for zone, cidr, ip in (("a", "10.0.3.0/24", NLB_IP), ("b", "10.0.4.0/24", NLB_IP_B)):
+            udp_subnet = ec2.create_subnet(VpcId=vpc, CidrBlock=cidr, AvailabilityZone=f"{REGION}{zone}")["Subnet"]["SubnetId"]
+            ec2.create_network_interface(SubnetId=udp_subnet, PrivateIpAddress=ip, Description=NLB_ENI_DESCRIPTION)
         endpoints = EndpointConnections(service["ServiceId"])
         endpoints.install(boto3.DEFAULT_SESSION.events)
         yield AwsWorld(ec2, vpc, table, group, service["ServiceName"], service["ServiceId"], endpoints)

@@ -7,7 +7,9 @@ imports the handler module under a unique name (every function's module is `app.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import json
 import sys
 import uuid
 from dataclasses import dataclass
@@ -17,6 +19,7 @@ from typing import Any, Callable
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+EVENTS = REPO / "events"  # sample events, one file per function and case (`sam local invoke -e`)
 
 
 class _CfnLoader(yaml.SafeLoader):
@@ -96,3 +99,14 @@ def response_headers(result: dict[str, Any]) -> dict[str, list[str]]:
     merged = {name.lower(): [value] for name, value in (result.get("headers") or {}).items()}
     merged.update({name.lower(): list(values) for name, values in (result.get("multiValueHeaders") or {}).items()})
     return merged
+
+
+def emf_lines(text: str) -> list[dict]:
+    """The CloudWatch embedded-metric records a function printed (one JSON object a line)."""
+    out = []
+    for line in text.splitlines():
+        with contextlib.suppress(ValueError):
+            record = json.loads(line)
+            if isinstance(record, dict) and "_aws" in record:
+                out.append(record)
+    return out

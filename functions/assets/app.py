@@ -5,7 +5,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from trinity_beast.domain.assets import load_registry
 from trinity_beast.transports.aws_lambda.api import envelope_response, handle, logger, make_resolver, metrics, tracer
 
-app, envelopes = make_resolver()
+app, envelopes = make_resolver("LPO")  # GET /ws/assets is an LPO route: the LPO's tag and profile
 
 
 @app.get("/ws/assets")

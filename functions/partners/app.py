@@ -20,7 +20,7 @@ def build_app(rt: Any) -> Any:
     return build_lrs(rt)
 
 
-lrs = AsgiFunction(build_app)
+lrs = AsgiFunction(build_app, profile="partners")  # this function serves only the partner routes
 creates = OnceOnly(lrs)
 
 

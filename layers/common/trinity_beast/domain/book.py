@@ -50,26 +50,48 @@ class Source:
 
 @dataclass(frozen=True, slots=True)
 class Median:
+    """The median answer. Two shapes, told apart by `consensus`:
+
+    - consensus: at least one fresh source lies within OUTLIER_FRACTION of the raw median
+      of all fresh sources; `price` is the median of those, the others are `rejected`;
+    - no consensus: every fresh source lies further than that from the raw median (e.g. two
+      sources 10 % apart); `price` is the plain median of all fresh sources, none rejected.
+
+    `dispersion` is (highest - lowest) / raw median over every fresh source, in both shapes,
+    so a caller can judge how far the sources agree. `used` is never empty.
+    """
+
     price: Decimal
     sources: list[Source]  # every fresh source, outliers marked
+    consensus: bool = True
+    dispersion: Decimal = Decimal(0)
 
     @property
     def used(self) -> list[Tick]:
         return [s.tick for s in self.sources if not s.rejected]
 
+    @property
+    def rejected(self) -> list[Tick]:
+        return [s.tick for s in self.sources if s.rejected]
+
 
 def median(ticks: Mapping[str, Tick], now: float, stale_after_s: float) -> Median | None:
-    """Median of all fresh USD sources after dropping those more than OUTLIER_FRACTION from the raw median."""
+    """The Median of all fresh USD sources (see `Median` for its two shapes); None without one."""
     fresh = sorted(
         (t for t in ticks.values() if t.in_usd and is_fresh(t, now, stale_after_s)), key=lambda t: t.exchange
     )
     if not fresh:
         return None
-    center = statistics.median(t.price for t in fresh)
+    prices = [t.price for t in fresh]
+    center = statistics.median(prices)
+    dispersion = (max(prices) - min(prices)) / center if center > 0 else Decimal(0)
     limit = center * OUTLIER_FRACTION
     sources = [Source(t, age(t, now), abs(t.price - center) > limit) for t in fresh]
-    kept = [s.tick.price for s in sources if not s.rejected] or [center]
-    return Median(statistics.median(kept), sources)
+    kept = [s.tick.price for s in sources if not s.rejected]
+    if not kept:  # the sources disagree: no side can be called the outlier
+        sources = [Source(s.tick, s.age_s, False) for s in sources]
+        return Median(center, sources, consensus=False, dispersion=dispersion)
+    return Median(statistics.median(kept), sources, consensus=True, dispersion=dispersion)
 
 
 def usd_rate(quote: str, stable_ticks: Mapping[str, Tick], priority: Sequence[str], now: float, stale_after_s: float) -> Decimal | None:

@@ -1,8 +1,10 @@
 """The Unified Messaging Envelope (UME): the one JSON shape of every answer.
 
-Twelve fields in a fixed order. The static parts (region, node, language, IP, ARN) are
-bound once per service so building an envelope on the hot path is a dict literal and one
-orjson call.
+Twelve fields in a fixed order, with the seed system's types and formats (its clients parse
+them): `error` is "" on success, `timestamp` is UTC to the second with a `Z`, `language`
+"en", `agent_profile_arn` arn:tbi:{region}:{account}:agent-profile/{profile}/v1. The static
+parts (region, node, language, IP, ARN) are bound once per service so building an envelope
+on the hot path is a dict literal and one orjson call.
 """
 
 from __future__ import annotations
@@ -40,20 +42,39 @@ def _second(second: int, pattern: str) -> str:
 
 
 def utc_iso(ts: float | None = None) -> str:
-    """UTC ISO-8601 with millisecond precision and a `Z`."""
-    ms = int((time.time() if ts is None else ts) * 1000)
-    second, rest = divmod(ms, 1000)
-    return f"{_second(second, '%Y-%m-%dT%H:%M:%S')}.{rest:03d}Z"
+    """UTC ISO-8601 to the second with a `Z` (`2026-05-29T22:00:00Z`), the seed's one format.
+
+    Truncated, so it always names the same second as `unix_seconds(ts)`."""
+    return _second(unix_seconds(time.time() if ts is None else ts), "%Y-%m-%dT%H:%M:%SZ")
 
 
-def utc_readable(ts: float) -> str:
-    """A timestamp a person reads at a glance: `2026-11-23 15:10:34 UTC`."""
-    return _second(int(ts // 1), "%Y-%m-%d %H:%M:%S UTC")
+def unix_seconds(ts: float) -> int:
+    """Whole Unix seconds (the seed's integer `timestamp`), truncated like utc_iso."""
+    return int(ts // 1)
+
+
+def unix_ms(ts: float) -> int:
+    """Whole Unix milliseconds: the precision the seed's fields leave out, for added `*_ms` fields."""
+    return int(ts * 1000 // 1)
+
+
+# The one rule for the status line's service tag: it names the server a route belongs to,
+# whichever process or Lambda function answers it (the assets function answers the LPO's
+# GET /ws/assets, so it says LPO; a feeds-only process, `beast serve --only feeds`, says
+# FEEDS). Each tag has its agent profile kind (settings.AGENT_PROFILES): the feeds process
+# belongs to the price service; the LRS's partner routes use the `partners` kind.
+SERVICE_PROFILES: dict[str, str] = {"LPO": "prices", "WS": "ws", "LRS": "reports", "FEEDS": "prices"}
+
+
+def agent_profile_arn(settings: Settings, kind: str) -> str:
+    """`arn:tbi:{region}:{account}:agent-profile/{profile}/v1` for one profile kind."""
+    profile = settings.agent_profiles[kind]
+    return f"arn:tbi:{settings.region}:{settings.agent_account_id}:agent-profile/{profile}/v1"
 
 
 @dataclass(frozen=True, slots=True)
 class Envelopes:
-    """Builds envelopes for one service label (LPO, LRS, WS, UDP)."""
+    """Builds envelopes for one service tag (LPO, WS, LRS) and agent profile."""
 
     service: str
     region: str
@@ -63,14 +84,17 @@ class Envelopes:
     agent_profile_arn: str
 
     @classmethod
-    def for_service(cls, settings: Settings, service: str) -> "Envelopes":
+    def for_service(cls, settings: Settings, service: str, profile: str | None = None) -> "Envelopes":
+        """The envelopes of `service` (a SERVICE_PROFILES tag), with its own or the given profile kind."""
+        if service not in SERVICE_PROFILES:
+            raise ValueError(f"unknown service tag {service!r}: expected one of {', '.join(SERVICE_PROFILES)}")
         return cls(
             service=service,
             region=settings.region,
             cluster_node=settings.cluster_node,
             language=settings.language,
             ip_address=settings.ip_address,
-            agent_profile_arn=settings.agent_profile_arn,
+            agent_profile_arn=agent_profile_arn(settings, profile or SERVICE_PROFILES[service]),
         )
 
     def status_line(self, endpoint: str, status_code: int) -> str:
@@ -97,7 +121,7 @@ class Envelopes:
             "agent_profile_arn": self.agent_profile_arn,
             "timestamp": utc_iso(),
             "data": data,
-            "error": error,
+            "error": error or "",  # the seed's clients read "" as success, never null
         }
 
     def ok(self, endpoint: str, data: Any, api_key_id: str | None = None, status_code: int = 200) -> dict[str, Any]:

@@ -7,3 +7,8 @@ class DatabaseUnavailable(RuntimeError):
     Callers degrade instead of failing: the key ring answers from its last lookup, reports
     answer from the cache and say the database is missing, the sync job retries later.
     """
+
+
+class StatementTimeout(RuntimeError):
+    """A query ran past its time limit and was cancelled by the database (reports:
+    BEAST_REPORT_TIMEOUT_S). The caller answers that the request was too broad, not a 500."""

@@ -143,15 +143,16 @@ class Quota:
         return None if not self.limit else max(self.limit - self.used, 0)
 
     @property
-    def warning(self) -> str | None:
+    def warning(self) -> str:
+        """The seed's `usage_warning`: "" when there is nothing to warn about, never null."""
         if not self.limit:
-            return None
+            return ""
         if self.exhausted:
             return f"monthly limit of {self.limit} prices reached"
         for level in WARN_LEVELS:
             if self.pct >= level:
                 return f"{level}% of the monthly limit of {self.limit} prices used"
-        return None
+        return ""
 
 
 def usage_fields(quota: Quota) -> dict[str, Any]:

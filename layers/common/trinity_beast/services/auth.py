@@ -8,7 +8,8 @@ from __future__ import annotations
 import asyncio
 import hmac
 import time
-from typing import Callable, Sequence
+from dataclasses import dataclass
+from typing import Callable, Iterable, Sequence
 
 from trinity_beast.domain.errors import DatabaseUnavailable
 from trinity_beast.domain.keys import ApiKey, hash_secret, plausible_secret
@@ -69,22 +70,70 @@ class KeyRing:
 
 
 KEYS_UNAVAILABLE = "cannot check the API key right now: the key database is unreachable; retry shortly"
+INVALID_KEY = "invalid API key"  # unknown and revoked alike: a stranger learns nothing about which keys exist
+MALFORMED_AUTHORIZATION = "malformed Authorization header: expected Authorization: Bearer KEY"
+# What a caller without a key is told, in the terms of its own protocol.
+MISSING_KEY = {
+    "http": "missing API key: send Authorization: Bearer KEY or ?api_key=KEY",
+    "ws": 'missing API key: connect with Authorization: Bearer KEY or ?api_key=KEY, or send {"auth": KEY} first',
+    "udp": 'missing API key: put "api_key": "KEY" in the datagram',
+}
 
 
-async def authenticate(keys: KeyRing, secret: str | None) -> tuple[ApiKey | None, str | None]:
-    """(key, None) for an active key, else (None or the revoked key, the error to answer).
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """Where a request's key came from, after the one rule (`credentials`).
 
-    Raises DatabaseUnavailable for a key this process has never seen while the database is
-    down (callers answer 503: the key may well be valid)."""
+    `problem` is set when the Authorization header is present but malformed: the request is
+    refused (401), never retried with a key from elsewhere.
+    """
+
+    secret: str | None
+    problem: str | None = None
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode("latin-1") if isinstance(value, bytes) else value
+
+
+def credentials(headers: Iterable[tuple[str | bytes, str | bytes]], fallback: str | None) -> Credentials:
+    """The one key rule for every route and protocol.
+
+    `Authorization: Bearer KEY` wins; an Authorization header in any other shape (another
+    scheme, no token, several headers) is a 401; only without the header does the
+    query's or payload's key (`fallback`) count. Header names may be str or bytes, any case.
+    """
+    found = [_text(value) for name, value in headers if _text(name).lower() == "authorization"]
+    if not found:
+        return Credentials(fallback or None)
+    if len(found) > 1:
+        return Credentials(None, MALFORMED_AUTHORIZATION)
+    scheme, _, token = found[0].strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token or any(c.isspace() for c in token):
+        return Credentials(None, MALFORMED_AUTHORIZATION)
+    return Credentials(token)
+
+
+async def authenticate(
+    keys: KeyRing, given: Credentials | str | None, protocol: str = "http"
+) -> tuple[ApiKey | None, str | None]:
+    """(key, None) for an active key, else (None, the error to answer: 401).
+
+    Unknown and revoked keys get the same INVALID_KEY. Raises DatabaseUnavailable for a key
+    this process has never seen while the database is down (callers answer 503: the key may
+    well be valid)."""
+    creds = given if isinstance(given, Credentials) else Credentials(given or None)
+    if creds.problem is not None:
+        return None, creds.problem
+    secret = creds.secret
     if not secret:
-        return None, "missing API key: send Authorization: Bearer KEY or ?api_key=KEY"
+        return None, MISSING_KEY.get(protocol, MISSING_KEY["http"])
     hit, key = keys.cached(secret)
     if not hit:
         key = await asyncio.to_thread(keys.lookup, secret)
-    if key is None:
-        return None, "invalid API key"
-    if not key.active:
-        return key, "API key revoked"
+    if key is None or not key.active:
+        return None, INVALID_KEY
     return key, None
 
 
@@ -97,10 +146,6 @@ async def quota_for(meter: Meter, key: ApiKey) -> Quota:
     return meter.quota(key.id, 0 if key.unlimited else key.monthly_limit)
 
 
-def secret_from(headers: Sequence[tuple[str, str]], query: Sequence[tuple[str, str]]) -> str | None:
-    """`Authorization: Bearer KEY`, else `?api_key=KEY` (header names lower-case)."""
-    for name, value in headers:
-        if name == "authorization":
-            scheme, _, token = value.partition(" ")
-            return token.strip() if scheme.lower() == "bearer" and token.strip() else None
-    return next((v for n, v in query if n == "api_key" and v), None)
+def secret_from(headers: Sequence[tuple[str, str]], query: Sequence[tuple[str, str]]) -> Credentials:
+    """`credentials` for (name, value) query pairs: the header, else the first `api_key`."""
+    return credentials(headers, next((v for n, v in query if n == "api_key" and v), None))

@@ -24,6 +24,7 @@ from trinity_beast.services.auth import KeyRing
 from trinity_beast.services.prices.answer import PriceDesk
 from trinity_beast.services.prices.live import LivePrices
 from trinity_beast.services.metrics import Metrics
+from trinity_beast.services.reports.policy import ReportLimits, ReportReader, cursor_key
 from trinity_beast.services.meter import Meter
 
 if TYPE_CHECKING:
@@ -46,9 +47,10 @@ class Runtime:
     started_at: float = field(default_factory=time.time)
     metrics: Metrics = field(default_factory=Metrics)  # GET /metrics (ops.py)
     feeds: Any = None  # FeedManager, when this process runs the exchange feeds
+    reports: ReportReader | None = None  # reports' own database handle and limits (set by create)
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     _stoppers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
-    _envelopes: dict[str, Envelopes] = field(default_factory=dict)
+    _envelopes: dict[tuple[str, str | None], Envelopes] = field(default_factory=dict)
 
     @functools.cached_property
     def registry(self) -> AssetRegistry:
@@ -86,6 +88,7 @@ class Runtime:
         db = db if db is not None else make_database(settings)
         db.migrate()
         cache = cache if cache is not None else make_cache(settings)
+        reports = ReportReader(db, ReportLimits.from_settings(settings), cursor_key(settings, db))
         return cls(
             settings=settings,
             db=db,
@@ -97,12 +100,19 @@ class Runtime:
                 offline_allowance=settings.usage_offline_allowance,
             ),
             live=LivePrices(cache),
+            reports=reports,
         )
 
-    def envelopes(self, service: str) -> Envelopes:
-        if service not in self._envelopes:
-            self._envelopes[service] = Envelopes.for_service(self.settings, service)
-        return self._envelopes[service]
+    @property
+    def report_reader(self) -> ReportReader:
+        assert self.reports is not None, "Runtime.create sets the report reader"
+        return self.reports
+
+    def envelopes(self, service: str, profile: str | None = None) -> Envelopes:
+        """The envelopes of a service tag, with its own agent profile kind or `profile`."""
+        if (service, profile) not in self._envelopes:
+            self._envelopes[service, profile] = Envelopes.for_service(self.settings, service, profile)
+        return self._envelopes[service, profile]
 
     def health(self) -> dict[str, Any]:
         return {
@@ -156,13 +166,15 @@ class Runtime:
 
             await sync_once(self.cache, self.db, now=time.time() + 120)
         await self.cache.close()
+        if self.reports is not None:
+            self.reports.close()
         self.db.close()
 
 
 def ensure_admin_key(db: Database, keep: Callable[[ApiKey, str], None] | None = None) -> tuple[ApiKey, str] | None:
     """On a first start with no keys, create an admin key so a new user can call the API at once.
 
-    `keep` stores the key somewhere first (firstadmin: Secrets Manager); if it raises, no key is
+    `keep` stores the key somewhere first (app/first_admin.py: Secrets Manager); if it raises, no key is
     made. Processes starting together make one key between them (Database.insert_first_key).
     """
     if db.count_keys():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import signal
 import socket
 from dataclasses import dataclass
@@ -11,8 +12,9 @@ from typing import Any, Iterator
 
 import uvicorn
 
+from trinity_beast.domain.settings import Settings
 from trinity_beast.transports import redact
-from trinity_beast.transports.http.guards import LimitedHttpTools
+from trinity_beast.transports.http.guards import ConnectionLimits, LimitedHttpTools
 from trinity_beast.transports.ws.frames import MAX_FRAME_BYTES
 
 
@@ -35,8 +37,15 @@ def _bound(kind: int, host: str, port: int, setting: str, reuse_port: bool) -> s
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
+        if isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL:  # the host, not the port
+            raise StartupError(
+                f"BEAST_HOST: cannot listen on {host}: {exc.strerror}; set BEAST_HOST to an address of this"
+                " machine (127.0.0.1, or 0.0.0.0 for every interface)"
+            ) from None
         what = "listen on" if kind == socket.SOCK_STREAM else "listen on UDP"
-        raise StartupError(f"{setting}: cannot {what} {host}:{port}: {exc.strerror}") from None
+        raise StartupError(
+            f"{setting}: cannot {what} {host}:{port}: {exc.strerror}; stop what uses it or set {setting} to a free port"
+        ) from None
     return sock
 
 
@@ -70,12 +79,27 @@ class Listener:
 KEEP_ALIVE_S = 5  # an idle keep-alive connection is closed after this long
 
 
-def make_server(app: Any, log_level: str) -> uvicorn.Server:
+def connection_limits(settings: Settings) -> ConnectionLimits:
+    return ConnectionLimits(
+        max_connections=settings.max_connections,
+        max_per_ip=settings.max_connections_per_ip,
+        body_timeout_s=settings.body_timeout_s,
+        exempt=settings.trusted_proxies,
+    )
+
+
+def make_server(app: Any, log_level: str, settings: Settings | None = None) -> uvicorn.Server:
     """uvicorn with the limits one client must not exceed (transports/http/guards.py): header and body size,
-    header time, idle keep-alive time, WebSocket frame size."""
+    header and body time, connections overall and per address, idle keep-alive time,
+    WebSocket frame size. `X-Forwarded-For` is believed only from BEAST_TRUSTED_PROXIES
+    (the client is the right-most address not in those networks); with none set, never."""
+    settings = settings or Settings()
+    trusted = list(settings.trusted_proxies)
     config = uvicorn.Config(
         app,
-        http=LimitedHttpTools,
+        http=LimitedHttpTools.with_limits(connection_limits(settings)),
+        proxy_headers=bool(trusted),
+        forwarded_allow_ips=trusted or [],
         timeout_keep_alive=KEEP_ALIVE_S,
         lifespan="off",
         access_log=False,
@@ -91,9 +115,9 @@ def make_server(app: Any, log_level: str) -> uvicorn.Server:
     return QuietServer(config)
 
 
-async def run_until_signal(listeners: list[Listener], log_level: str) -> None:
+async def run_until_signal(listeners: list[Listener], log_level: str, settings: Settings | None = None) -> None:
     """Serve every listener until SIGINT/SIGTERM (or one server fails), then drain them all."""
-    servers = [(make_server(item.app, log_level), item.sock) for item in listeners]
+    servers = [(make_server(item.app, log_level, settings), item.sock) for item in listeners]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

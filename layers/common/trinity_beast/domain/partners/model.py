@@ -8,10 +8,11 @@ anything else out of order is a 409 that says what is possible instead.
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from trinity_beast.domain.partners.cidr import CidrError, check_partner_cidr
 from trinity_beast.domain.partners.ids import id_problem
@@ -101,7 +102,7 @@ class AuditEntry:
 
 
 _FIELDS = {
-    "name", "aws_account_id", "region", "connection_type", "vpc_id", "cidr", "subnet_ids",
+    "id", "name", "aws_account_id", "region", "connection_type", "vpc_id", "cidr", "subnet_ids",
     "security_group_ids", "route_table_id", "connection_id",
 }
 
@@ -149,45 +150,96 @@ def check_connection_id(connection_type: str, value: Any) -> str:
     return value.strip()
 
 
+PARTNER_ID = re.compile(r"^pt_[0-9a-f]{16}$")
+
+
+def _partner_id(body: Mapping[str, Any]) -> str:
+    """A preview's id carried into the creation (so the previewed rule descriptions are the real
+    ones), or a new one. Random, not a secret; the database refuses one already taken."""
+    value = body.get("id")
+    if value in (None, ""):
+        return new_id("pt_")
+    if not isinstance(value, str) or not PARTNER_ID.match(value):
+        raise PartnerError(400, "id: expected a partner id from a preview, like pt_0a1b2c3d4e5f6789")
+    return value
+
+
 def new_partner(
     body: Mapping[str, Any], own_vpc_cidr: str, active: list[Partner], now: float | None = None
 ) -> Partner:
-    """A new invited partner from an admin's request, every field checked."""
+    """A new invited partner from an admin's request, every field checked; every problem is
+    reported at once (`data.errors`: field and message each), not the first one only."""
     if not isinstance(body, Mapping):
         raise PartnerError(400, "expected a JSON object with the partner's details")
     unknown = sorted(set(body) - _FIELDS)
     if unknown:
         raise PartnerError(400, f"unknown field(s): {', '.join(unknown)[:200]}; expected {', '.join(sorted(_FIELDS))}")
-    name = _text(body, "name") or ""
-    if len(name) > 100 or any(ord(c) < 32 for c in name):
-        raise PartnerError(400, "name: expected 1-100 printable characters")
-    connection_type = _text(body, "connection_type")
-    if connection_type not in CONNECTION_TYPES:
-        raise PartnerError(400, f"connection_type: expected privatelink or peering, got {str(connection_type)[:30]!r}")
-    peering = connection_type == "peering"
-    cidr = None
-    if peering:
+    problems: list[tuple[str, PartnerError]] = []
+
+    def check(name: str, fn: Callable[[], Any], fallback: Any = None) -> Any:
+        try:
+            return fn()
+        except PartnerError as exc:
+            problems.append((name, exc))
+            return fallback
+
+    def name_of() -> str:
+        name = _text(body, "name") or ""
+        if len(name) > 100 or any(ord(c) < 32 for c in name):
+            raise PartnerError(400, "name: expected 1-100 printable characters")
+        return name
+
+    def type_of() -> str:
+        connection_type = _text(body, "connection_type")
+        if connection_type not in CONNECTION_TYPES:
+            raise PartnerError(400, f"connection_type: expected privatelink or peering, got {str(connection_type)[:30]!r}")
+        return connection_type
+
+    def cidr_of() -> str | None:
+        if not peering:
+            if body.get("cidr"):
+                raise PartnerError(400, "cidr: only peering partners have a CIDR (PrivateLink needs none)")
+            return None
         raw_cidr = _text(body, "cidr")
         try:
-            cidr = str(check_partner_cidr(raw_cidr or "", own_vpc_cidr, [(p.name, p.cidr or "") for p in active]))
+            return str(check_partner_cidr(raw_cidr or "", own_vpc_cidr, [(p.name, p.cidr or "") for p in active]))
         except CidrError as exc:
             raise PartnerError(exc.status, f"cidr: {exc}") from None
-    elif body.get("cidr"):
-        raise PartnerError(400, "cidr: only peering partners have a CIDR (PrivateLink needs none)")
+
+    partner_id = check("id", lambda: _partner_id(body), "")
+    name = check("name", name_of, "")
+    connection_type = check("connection_type", type_of)
+    peering = connection_type == "peering"
+    account = check("aws_account_id", lambda: _aws_id(body, "aws_account_id", "account"), "")
+    region = check("region", lambda: _aws_id(body, "region", "region"), "")
+    vpc_id = check("vpc_id", lambda: _aws_id(body, "vpc_id", "vpc"), "")
+    cidr = check("cidr", cidr_of)
+    subnets = () if peering else check("subnet_ids", lambda: _id_list(body, "subnet_ids", "subnet", required=True), ())
+    groups = () if peering else check(
+        "security_group_ids", lambda: _id_list(body, "security_group_ids", "security_group", required=False), ())
+    route_table = check("route_table_id", lambda: _aws_id(body, "route_table_id", "route_table")) if peering else None
     connection_id = body.get("connection_id")
+    if connection_id not in (None, "") and connection_type in CONNECTION_TYPES:
+        connection_id = check("connection_id", lambda: check_connection_id(connection_type, connection_id))
+    if problems:
+        statuses = {exc.status for _, exc in problems}
+        raise PartnerError(
+            statuses.pop() if len(statuses) == 1 else 400, "; ".join(exc.message for _, exc in problems),
+            data={"errors": [{"field": name, "message": exc.message} for name, exc in problems]},
+        )
     at = time.time() if now is None else now
     return Partner(
-        id=new_id("pt_"),
+        id=partner_id,
         name=name,
-        aws_account_id=_aws_id(body, "aws_account_id", "account") or "",
-        region=_aws_id(body, "region", "region") or "",
+        aws_account_id=account or "",
+        region=region or "",
         connection_type=connection_type,
-        vpc_id=_aws_id(body, "vpc_id", "vpc") or "",
+        vpc_id=vpc_id or "",
         cidr=cidr,
-        subnet_ids=_id_list(body, "subnet_ids", "subnet", required=not peering) if not peering else (),
-        security_group_ids=_id_list(body, "security_group_ids", "security_group", required=False) if not peering else (),
-        route_table_id=_aws_id(body, "route_table_id", "route_table") if peering else None,
-        connection_id=None if connection_id in (None, "") else check_connection_id(connection_type, connection_id),
+        subnet_ids=subnets,
+        security_group_ids=groups,
+        route_table_id=route_table,
+        connection_id=None if connection_id in (None, "") else connection_id,
         status="pending" if connection_id else "invited",
         api_key_id=None,
         created_at=at,

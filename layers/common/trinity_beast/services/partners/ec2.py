@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 ENDPOINT_PENDING = ("pendingAcceptance", "pending")
 PEERING_PENDING = ("pending-acceptance",)
 GONE_PEERING = ("deleted", "deleting", "rejected", "expired", "failed")
+GONE_ENDPOINT = ("rejected", "deleted", "deleting", "failed", "expired")
+ACCEPTED = {"privatelink": ("available",), "peering": ("active", "provisioning")}
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,10 +40,19 @@ class ConnectionRequest:
     region: str | None
     state: str
     created_at: str | None
+    dns_names: tuple[str, ...] = ()  # privatelink: the endpoint's DNS names, as EC2 reports them
 
     @property
     def pending(self) -> bool:
         return self.state in (ENDPOINT_PENDING if self.kind == "privatelink" else PEERING_PENDING)
+
+    @property
+    def accepted(self) -> bool:
+        return self.state in ACCEPTED[self.kind]
+
+    @property
+    def gone(self) -> bool:
+        return self.state in (GONE_ENDPOINT if self.kind == "privatelink" else GONE_PEERING)
 
     def public(self) -> dict[str, Any]:
         return {
@@ -53,6 +64,7 @@ class ConnectionRequest:
             "region": self.region,
             "state": self.state,
             "created_at": self.created_at,
+            "dns_names": list(self.dns_names),
         }
 
 
@@ -105,6 +117,7 @@ class Ec2Network:
         return ConnectionRequest(
             "privatelink", item["VpcEndpointId"], item.get("VpcEndpointOwner", ""), None, None,
             item.get("VpcEndpointRegion"), item.get("VpcEndpointState", ""), None if created is None else str(created),
+            tuple(e["DnsName"] for e in item.get("DnsEntries", []) if e.get("DnsName")),
         )
 
     def _peering(self, item: dict[str, Any]) -> ConnectionRequest:
@@ -171,6 +184,10 @@ class Ec2Network:
             f"{action}_vpc_endpoint_connections", ServiceId=self.stack.service_id, VpcEndpointIds=[endpoint_id]
         ) or {}
         for item in result.get("Unsuccessful", []):
+            # A second click (or another operator) got there first: done is done, not a failure.
+            now = self.find("privatelink", endpoint_id)
+            if now is not None and now.state in done_states:
+                return False
             error = item.get("Error", {})
             raise PartnerError(502, f"EC2 could not {action} {endpoint_id}: {error.get('Code')}: {error.get('Message')}")
         return True
@@ -186,7 +203,13 @@ class Ec2Network:
             return False
         if not current.pending:
             raise PartnerError(409, f"peering connection {connection_id} is {current.state}: it cannot be accepted")
-        self._call("accept_vpc_peering_connection", VpcPeeringConnectionId=connection_id)
+        try:
+            self._call("accept_vpc_peering_connection", VpcPeeringConnectionId=connection_id)
+        except PartnerError:
+            now = self.find("peering", connection_id)
+            if now is not None and now.accepted:
+                return False  # accepted meanwhile, by a second click or by hand
+            raise
         return True
 
     def reject(self, connection_type: str, connection_id: str) -> bool:
@@ -205,13 +228,49 @@ class Ec2Network:
         return True
 
     # --- routes and UDP rules ----------------------------------------------------------
-    def _route_target(self, cidr: str) -> str | None:
+    def routes(self) -> dict[str, str]:
+        """Our route table: destination CIDR -> where it goes (a pcx-…, a gateway, …)."""
         tables = self._call("describe_route_tables", RouteTableIds=[self.stack.route_table_id]) or {}
-        for table in tables.get("RouteTables", []):
-            for route in table.get("Routes", []):
-                if route.get("DestinationCidrBlock") == cidr:
-                    return route.get("VpcPeeringConnectionId") or route.get("GatewayId") or "another target"
-        return None
+        return {
+            route["DestinationCidrBlock"]: route.get("VpcPeeringConnectionId") or route.get("GatewayId") or "another target"
+            for table in tables.get("RouteTables", []) for route in table.get("Routes", [])
+            if route.get("DestinationCidrBlock")
+        }
+
+    def _route_target(self, cidr: str) -> str | None:
+        return self.routes().get(cidr)
+
+    def nlb_addresses(self) -> list[tuple[str, str]] | None:
+        """The UDP load balancer's address in every zone, [(ip, zone)], found from the one
+        configured address (its network interface names the NLB: "ELB net/NAME/ID"); None
+        when EC2 will not say (ec2:DescribeNetworkInterfaces not granted)."""
+        ip = self.stack.nlb_ip
+        if not ip:
+            return []
+        try:
+            found = self._call("describe_network_interfaces",
+                               Filters=[{"Name": "addresses.private-ip-address", "Values": [ip]}]) or {}
+            mine = found.get("NetworkInterfaces", [])
+            description = mine[0].get("Description", "") if mine else ""
+            if not description.startswith("ELB net/"):
+                return [(ip, mine[0].get("AvailabilityZone", "")) if mine else (ip, "")]
+            every = self._call("describe_network_interfaces",
+                               Filters=[{"Name": "description", "Values": [description]}]) or {}
+        except PartnerError as exc:
+            log.info("cannot list the UDP NLB's addresses: %s", exc.message)
+            return None
+        return sorted((i["PrivateIpAddress"], i.get("AvailabilityZone", "")) for i in every.get("NetworkInterfaces", []))
+
+    def snapshot(self) -> "Ec2Snapshot":
+        """Everything reconciliation compares records with, read once (only what is configured)."""
+        requests: list[ConnectionRequest] = []
+        if self.configured("privatelink"):
+            requests += self.endpoint_connections()
+        if self.configured("peering"):
+            requests += self.peering_connections()
+        routes = self.routes() if self.stack.route_table_id else {}
+        rules = {r.cidr: r for r in self.udp_rules()} if self.stack.security_group_id else {}
+        return Ec2Snapshot(tuple(requests), routes, rules)
 
     def ensure_route(self, cidr: str, peering_id: str) -> bool:
         """Route `cidr` through `peering_id`; False when that route is already there."""
@@ -265,6 +324,18 @@ class Ec2Network:
     def deny_udp(self, cidr: str) -> bool:
         self._need("peering", "udp")
         return self._each_port("revoke_security_group_ingress", ("InvalidPermission.NotFound",), cidr, "")
+
+
+@dataclass(frozen=True, slots=True)
+class Ec2Snapshot:
+    """EC2's view at one moment: connection requests, our routes, our UDP rules."""
+
+    requests: tuple[ConnectionRequest, ...]
+    routes: dict[str, str]
+    udp: dict[str, UdpRule]
+
+    def request(self, kind: str, connection_id: str | None) -> ConnectionRequest | None:
+        return next((r for r in self.requests if r.kind == kind and r.connection_id == connection_id), None)
 
 
 NetworkFactory = Callable[[], Ec2Network]

@@ -7,19 +7,23 @@ in between leaves the record where it was and the same action can simply be repe
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import replace
 from typing import Any, Callable
 
 from trinity_beast.stores.db.base import Database
 from trinity_beast.domain.keys import new_key
-from trinity_beast.domain.partners.cidr import CidrError, check_access_cidr, check_partner_cidr
-from trinity_beast.services.partners.ec2 import ConnectionRequest, Ec2Network
-from trinity_beast.domain.partners.model import LIVE, AuditEntry, Partner, PartnerError, check_connection_id, moved, new_partner
+from trinity_beast.domain.partners.cidr import CidrError, check_partner_cidr
+from trinity_beast.services.partners.ec2 import ConnectionRequest, Ec2Network, Ec2Snapshot
+from trinity_beast.services.partners.handoff import handoff
+from trinity_beast.domain.partners.model import AuditEntry, Partner, PartnerError, check_connection_id, moved, new_partner
+from trinity_beast.services.partners.udp_access import UdpAccess
+from trinity_beast.services.partners.reconcile import Piece, candidates, connection_of, drift, teardown
 from trinity_beast.services.partners.wizard import StackNetwork, onboarding, rule_description
 
 
-class PartnerService:
+class PartnerService(UdpAccess):
     def __init__(self, db: Database, stack: StackNetwork, network: Callable[[], Ec2Network],
                  clock: Callable[[], float] = time.time) -> None:
         self.db = db
@@ -27,6 +31,14 @@ class PartnerService:
         self._network_factory = network
         self._network: Ec2Network | None = None
         self.clock = clock
+        # One action at a time per partner in this process: a double click waits for the
+        # first and then finds the work done (the record's status check covers other processes).
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+
+    def _lock(self, partner_id: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks.setdefault(partner_id, threading.Lock())
 
     @property
     def network(self) -> Ec2Network:
@@ -57,6 +69,29 @@ class PartnerService:
             raise PartnerError(503, f"the onboarding commands need this stack's settings: set {', '.join(missing)}")
         return onboarding(partner, self.stack)
 
+    def onboarding_of(self, partner_id: str) -> dict[str, Any]:
+        partner = self.get(partner_id)
+        if partner.status in ("rejected", "revoked"):
+            raise PartnerError(409, f"partner {partner.id} is {partner.status}: it has no onboarding commands any more")
+        return self.onboarding(partner)
+
+    def handoff(self, partner_id: str) -> dict[str, Any]:
+        """The sheet for the partner, with the endpoint's DNS name once EC2 knows it."""
+        partner = self.get(partner_id)
+        if partner.status in ("rejected", "revoked"):
+            raise PartnerError(409, f"partner {partner.id} is {partner.status}: there is nothing to hand over")
+        missing = self.stack.missing(partner.connection_type, "wizard")
+        if missing:
+            raise PartnerError(503, f"the hand-off needs this stack's settings: set {', '.join(missing)}")
+        dns = None
+        nlb: list[tuple[str, str]] | None = []
+        if partner.connection_type == "privatelink" and partner.connection_id and self._configured(partner):
+            request = self.network.find("privatelink", partner.connection_id)
+            dns = request.dns_names[0] if request is not None and request.dns_names else None
+        if partner.connection_type == "peering":
+            nlb = self.network.nlb_addresses()
+        return handoff(partner, self.stack, dns, nlb)
+
     def preview(self, body: dict[str, Any]) -> dict[str, Any]:
         """The wizard's commands for details not saved yet (validated like a creation)."""
         return self.onboarding(new_partner(body, self.stack.vpc_cidr, self.active(), self.clock()))
@@ -74,6 +109,8 @@ class PartnerService:
         except Exception as exc:
             if partner.connection_id and self._connection_taken(partner.connection_id):
                 raise PartnerError(409, f"connection {partner.connection_id} belongs to another partner") from None
+            if self.db.partner_by_id(partner.id) is not None:
+                raise PartnerError(409, f"id: partner {partner.id} exists already; preview again for a new id") from None
             raise exc
         return partner, secret
 
@@ -83,6 +120,8 @@ class PartnerService:
     def _save(self, before: Partner, after: Partner, audit: AuditEntry, revoke_key: bool = False) -> Partner:
         if not self.db.update_partner(after, before.status, audit, self.clock() if revoke_key else None):
             now = self.get(before.id)
+            if now.status == after.status:
+                return now  # the same action, done meanwhile (a double submit elsewhere): success
             raise PartnerError(409, f"partner {before.id} changed meanwhile (now {now.status}); reload and retry")
         return after
 
@@ -102,22 +141,26 @@ class PartnerService:
             raise PartnerError(409, f"{connection_id} comes from CIDR {request.cidr}, not the partner's {partner.cidr}")
         return request
 
+    def _taken(self, partner: Partner) -> set[str]:
+        return {p.connection_id for p in self.db.list_partners() if p.connection_id and p.id != partner.id}
+
     def _discover(self, partner: Partner) -> str:
-        """The one pending request from this partner's account (and VPC), when it was not named."""
-        mine = [
-            r for r in self.network.pending_requests()
-            if r.kind == partner.connection_type and r.owner_account == partner.aws_account_id
-            and r.vpc_id in (None, partner.vpc_id)
-        ]
-        taken = {p.connection_id for p in self.db.list_partners() if p.connection_id}
-        mine = [r for r in mine if r.connection_id not in taken]
+        """The one live request from this partner's account (and VPC), when it was not named:
+        pending, or already accepted by hand with the wizard's commands."""
+        mine = candidates(partner, self.network.snapshot(), self._taken(partner))
         if len(mine) != 1:
-            found = "no pending request" if not mine else f"{len(mine)} pending requests"
-            raise PartnerError(409, f"{found} from account {partner.aws_account_id}: name the connection_id to approve")
+            found = "no request" if not mine else f"{len(mine)} requests ({', '.join(r.connection_id for r in mine)})"
+            raise PartnerError(409, f"{found} from account {partner.aws_account_id} and VPC {partner.vpc_id} in EC2: "
+                                    "name the connection_id to approve (in the Command Center: Accept the right "
+                                    "one under Pending Approvals)")
         return mine[0].connection_id
 
     def register(self, partner_id: str, connection_id: Any, actor: str) -> Partner:
         """The partner's endpoint or peering id is known: invited -> pending."""
+        with self._lock(partner_id):
+            return self._register(partner_id, connection_id, actor)
+
+    def _register(self, partner_id: str, connection_id: Any, actor: str, accepted_ok: bool = False) -> Partner:
         partner = self.get(partner_id)
         connection_id = check_connection_id(partner.connection_type, connection_id)
         if partner.connection_id == connection_id and partner.status in ("pending", "active"):
@@ -127,20 +170,26 @@ class PartnerService:
         if self._connection_taken(connection_id):
             raise PartnerError(409, f"connection {connection_id} belongs to another partner")
         request = self._request_for(partner, connection_id)
-        if not request.pending:
+        if not (request.pending or (accepted_ok and request.accepted)):
             raise PartnerError(409, f"{connection_id} is {request.state}, not waiting for acceptance")
         after = moved(partner, "pending", self.clock(), connection_id=connection_id)
-        audit = AuditEntry.record(partner.id, actor, "register", after.updated_at, connection_id=connection_id)
+        audit = AuditEntry.record(partner.id, actor, "register", after.updated_at, connection_id=connection_id,
+                                  state_in_ec2=request.state)
         return self._save(partner, after, audit)
 
     # --- approving ------------------------------------------------------------------------
     def approve(self, partner_id: str, actor: str, connection_id: Any = None) -> tuple[Partner, bool]:
-        """Accept the partner's request and open the network; (partner, changed). Safe to repeat."""
+        """Accept the partner's request and open the network; (partner, changed). Safe to repeat,
+        and a request the operator accepted by hand is taken over, not refused."""
+        with self._lock(partner_id):
+            return self._approve(partner_id, actor, connection_id)
+
+    def _approve(self, partner_id: str, actor: str, connection_id: Any = None) -> tuple[Partner, bool]:
         partner = self.get(partner_id)
         if partner.status in ("rejected", "revoked"):
             raise PartnerError(409, f"partner {partner.id} is {partner.status}: onboard it again as a new partner")
         if partner.status == "invited":
-            partner = self.register(partner.id, connection_id or self._discover(partner), actor)
+            partner = self._register(partner.id, connection_id or self._discover(partner), actor, accepted_ok=True)
         elif connection_id not in (None, "") and check_connection_id(partner.connection_type, connection_id) != partner.connection_id:
             raise PartnerError(409, f"partner {partner.id} is {partner.status} with connection {partner.connection_id}")
         assert partner.connection_id is not None
@@ -150,11 +199,21 @@ class PartnerService:
             except CidrError as exc:
                 raise PartnerError(exc.status, f"cannot approve: {exc}") from None
         self._request_for(partner, partner.connection_id)
-        done = {"accepted": self.network.accept(partner.connection_type, partner.connection_id)}
-        if partner.connection_type == "peering":
-            assert partner.cidr is not None
-            done["route_added"] = self.network.ensure_route(partner.cidr, partner.connection_id)
-            done["udp_opened"] = self.network.allow_udp(partner.cidr, rule_description(partner))
+        done: dict[str, Any] = {}
+        step = "accept the connection"
+        try:
+            done["accepted"] = self.network.accept(partner.connection_type, partner.connection_id)
+            if partner.connection_type == "peering":
+                assert partner.cidr is not None
+                step = f"add our route to {partner.cidr}"
+                done["route_added"] = self.network.ensure_route(partner.cidr, partner.connection_id)
+                step = f"open UDP {' and '.join(map(str, self.stack.udp_ports))} to {partner.cidr}"
+                done["udp_opened"] = self.network.allow_udp(partner.cidr, rule_description(partner))
+        except PartnerError as exc:
+            self.db.add_audit(AuditEntry.record(partner.id, actor, "approve_failed", self.clock(),
+                                                step=step, error=exc.message[:300], **done))
+            raise PartnerError(exc.status, f"approve failed at step '{step}': {exc.message}",
+                               data={"step": step, "done": done}) from None
         if partner.status == "active":
             self.db.add_audit(AuditEntry.record(partner.id, actor, "approve", self.clock(), already_active=True, **done))
             return partner, any(done.values())
@@ -162,41 +221,120 @@ class PartnerService:
         audit = AuditEntry.record(partner.id, actor, "approve", after.updated_at, connection_id=partner.connection_id, **done)
         return self._save(partner, after, audit), True
 
+    # --- following EC2 --------------------------------------------------------------------
+    def _shared_cidr(self, partner: Partner) -> bool:
+        return bool(partner.cidr) and any(p.cidr == partner.cidr for p in self.active(partner.id))
+
+    def _adopt(self, partner: Partner, snapshot: Ec2Snapshot, actor: str) -> tuple[Partner, list[str]]:
+        """Take over what EC2 shows was done by hand: a request made (invited -> pending) or
+        accepted (-> active). Never anything destructive: a gone request only shows as drift."""
+        adopted: list[str] = []
+        request = connection_of(partner, snapshot, self._taken(partner))
+        if request is None or request.gone:
+            return partner, adopted
+        if partner.status == "invited":
+            after = moved(partner, "pending", self.clock(), connection_id=request.connection_id)
+            status = "pending"
+            if request.accepted:
+                after = moved(after, "active", self.clock())
+                status = "active"
+            audit = AuditEntry.record(partner.id, actor, "adopt", after.updated_at, connection_id=request.connection_id,
+                                      state_in_ec2=request.state, status=status)
+            partner = self._save(partner, after, audit)
+            adopted.append(f"{request.connection_id} ({request.state} in EC2): now {status}")
+        elif partner.status == "pending" and request.accepted:
+            after = moved(partner, "active", self.clock())
+            audit = AuditEntry.record(partner.id, actor, "adopt", after.updated_at, connection_id=request.connection_id,
+                                      state_in_ec2=request.state, status="active")
+            partner = self._save(partner, after, audit)
+            adopted.append(f"{request.connection_id} accepted in EC2: now active")
+        return partner, adopted
+
+    def reconcile(self, actor: str, partner_id: str | None = None) -> list[dict[str, Any]]:
+        """Read EC2 once, adopt what was done by hand, and report each partner's drift."""
+        partners = [self.get(partner_id)] if partner_id else self.db.list_partners()
+        configured = any(self._configured(p) for p in partners)
+        snapshot = self.network.snapshot() if configured else Ec2Snapshot((), {}, {})
+        out = []
+        for partner in partners:
+            with self._lock(partner.id):
+                partner = self.get(partner.id)
+                if self._configured(partner):
+                    partner, adopted = self._adopt(partner, snapshot, actor)
+                    found = drift(partner, snapshot, self.stack, self._taken(partner), self._shared_cidr(partner))
+                else:
+                    adopted, found = [], []
+            out.append({"partner": partner.public(), "adopted": adopted, "drift": [d.public() for d in found]})
+        return out
+
+    def _configured(self, partner: Partner) -> bool:
+        return not self.stack.missing(partner.connection_type, "approve")
+
+    def teardown_plan(self, partner_id: str) -> dict[str, Any]:
+        """What revoking or rejecting this partner would remove, and what would stay (read-only)."""
+        partner = self.get(partner_id)
+        remove, stay = teardown(partner, self.network.snapshot(), self.stack, self._taken(partner), self._shared_cidr(partner))
+        return {"partner": partner.public(), "remove": [p.public() for p in remove], "remain": [p.public() for p in stay],
+                "key": None if partner.status in ("rejected", "revoked") else f"API key {partner.api_key_id} stops working"}
+
     # --- refusing and revoking ------------------------------------------------------------
-    def _close_network(self, partner: Partner) -> dict[str, bool]:
-        """Undo whatever approval opened (each step a no-op when already undone)."""
-        done: dict[str, bool] = {}
-        if partner.connection_type == "peering" and partner.cidr and partner.connection_id:
-            done["route_removed"] = self.network.remove_route(partner.cidr, partner.connection_id)
-            if not any(p.cidr == partner.cidr for p in self.active(partner.id)):
-                done["udp_closed"] = self.network.deny_udp(partner.cidr)
-        if partner.connection_id:
-            done["disconnected"] = self.network.reject(partner.connection_type, partner.connection_id)
-        return done
+    def _close_network(self, partner: Partner) -> tuple[dict[str, Any], list[Piece]]:
+        """Remove every network piece the partner has in EC2 (each step a no-op when already
+        undone); what must stay is returned with the reason."""
+        if not self._configured(partner):
+            missing = ", ".join(self.stack.missing(partner.connection_type, "approve"))
+            unseen = [Piece("connection", partner.connection_id or "", f"EC2 was not read (set {missing}): whatever "
+                            f"{partner.connection_id or 'request'} opened was neither checked nor removed")]
+            return {}, unseen if partner.connection_id else []
+        snapshot = self.network.snapshot()
+        remove, stay = teardown(partner, snapshot, self.stack, self._taken(partner), self._shared_cidr(partner))
+        done: dict[str, Any] = {}
+        request = connection_of(partner, snapshot, self._taken(partner))
+        step = ""
+        try:
+            for piece in remove:
+                step = piece.message
+                if piece.kind == "route":
+                    done["route_removed"] = self.network.remove_route(piece.id, request.connection_id if request else "")
+                elif piece.kind == "udp":
+                    done["udp_closed"] = self.network.deny_udp(piece.id)
+                elif piece.kind == "connection":
+                    done["disconnected"] = self.network.reject(partner.connection_type, piece.id)
+        except PartnerError as exc:
+            raise PartnerError(exc.status, f"stopped at step '{step}': {exc.message}; nothing was saved, repeat to "
+                                            f"finish (done so far: {done or 'nothing'})",
+                               data={"step": step, "done": done, "remain": [p.public() for p in stay]}) from None
+        return done, stay
 
-    def reject(self, partner_id: str, actor: str, reason: str = "") -> tuple[Partner, bool]:
+    def reject(self, partner_id: str, actor: str, reason: str = "") -> tuple[Partner, bool, list[Piece]]:
         """Refuse an invited or pending partner (its request too) and revoke its key."""
-        partner = self.get(partner_id)
-        if partner.status == "rejected":
-            return partner, False
-        if partner.status == "active":
-            raise PartnerError(409, f"partner {partner.id} is active: revoke it instead of rejecting it")
-        after = moved(partner, "rejected", self.clock())
-        done = self._close_network(partner)
-        audit = AuditEntry.record(partner.id, actor, "reject", after.updated_at, reason=str(reason)[:500], **done)
-        return self._save(partner, after, audit, revoke_key=True), True
+        with self._lock(partner_id):
+            partner = self.get(partner_id)
+            if partner.status == "active":
+                raise PartnerError(409, f"partner {partner.id} is active: revoke it instead of rejecting it")
+            if partner.status == "revoked":
+                raise PartnerError(409, f"partner {partner.id} is revoked: there is nothing left to reject")
+            return self._end(partner, "rejected", "reject", actor, reason)
 
-    def revoke(self, partner_id: str, actor: str, reason: str = "") -> tuple[Partner, bool]:
-        """Cut a partner off: connection, route, UDP rules, key. Safe to repeat."""
-        partner = self.get(partner_id)
-        if partner.status == "revoked":
-            return partner, False
-        if partner.status not in LIVE:
-            raise PartnerError(409, f"partner {partner.id} is {partner.status}: there is nothing left to revoke")
-        after = moved(partner, "revoked", self.clock())
-        done = self._close_network(partner)
-        audit = AuditEntry.record(partner.id, actor, "revoke", after.updated_at, reason=str(reason)[:500], **done)
-        return self._save(partner, after, audit, revoke_key=True), True
+    def revoke(self, partner_id: str, actor: str, reason: str = "") -> tuple[Partner, bool, list[Piece]]:
+        """Cut a partner off: connection, route, UDP rules, key. Safe to repeat: on a revoked
+        partner it removes whatever EC2 still has (an earlier revoke that stopped half-way)."""
+        with self._lock(partner_id):
+            partner = self.get(partner_id)
+            if partner.status == "rejected":
+                raise PartnerError(409, f"partner {partner.id} is rejected: reject it again to remove what EC2 still has")
+            return self._end(partner, "revoked", "revoke", actor, reason)
+
+    def _end(self, partner: Partner, status: str, action: str, actor: str, reason: str) -> tuple[Partner, bool, list[Piece]]:
+        done, stay = self._close_network(partner)
+        remain = {"remain": [p.message for p in stay]} if stay else {}
+        if partner.status == status:  # again: only what EC2 still had
+            if any(done.values()):
+                self.db.add_audit(AuditEntry.record(partner.id, actor, f"{action}_cleanup", self.clock(), **done, **remain))
+            return partner, any(done.values()), stay
+        after = moved(partner, status, self.clock())
+        audit = AuditEntry.record(partner.id, actor, action, after.updated_at, reason=str(reason)[:500], **done, **remain)
+        return self._save(partner, after, audit, revoke_key=True), True, stay
 
     # --- requests and access that belong to no partner ----------------------------------
     def pending(self) -> list[dict[str, Any]]:
@@ -228,37 +366,4 @@ class PartnerService:
         changed = self.network.reject(connection_type, text) if request.pending else False
         self.db.add_audit(AuditEntry.record(None, actor, "reject_request", self.clock(), connection_id=text,
                                             owner_account=request.owner_account, changed=changed))
-        return changed
-
-    def udp_access(self) -> list[dict[str, Any]]:
-        owners = {p.cidr: p for p in self.active() if p.cidr}
-        return [
-            {"cidr": r.cidr, "ports": list(r.ports), "description": r.description,
-             "partner": None if r.cidr not in owners else {"id": owners[r.cidr].id, "name": owners[r.cidr].name}}
-            for r in self.network.udp_rules()
-        ]
-
-    def _access_cidr(self, raw: Any) -> str:
-        if not isinstance(raw, str) or not raw.strip():
-            raise PartnerError(400, "cidr: required, e.g. 172.31.0.0/16")
-        try:
-            return str(check_access_cidr(raw, self.stack.vpc_cidr))
-        except CidrError as exc:
-            raise PartnerError(exc.status, f"cidr: {exc}") from None
-
-    def allow_udp(self, raw_cidr: Any, description: Any, actor: str) -> bool:
-        cidr = self._access_cidr(raw_cidr)
-        text = description if isinstance(description, str) else ""
-        text = "".join(c for c in text if c.isalnum() or c in " ._-:/()#,@[]+=&;{}!$*")[:200] or "trinity-beast UDP access"
-        changed = self.network.allow_udp(cidr, text)
-        self.db.add_audit(AuditEntry.record(None, actor, "udp_allow", self.clock(), cidr=cidr, description=text, changed=changed))
-        return changed
-
-    def deny_udp(self, raw_cidr: Any, actor: str) -> bool:
-        cidr = self._access_cidr(raw_cidr)
-        owner = next((p for p in self.active() if p.cidr == cidr), None)
-        if owner is not None:
-            raise PartnerError(409, f"{cidr} is active partner {owner.name!r}'s network: revoke the partner to close it")
-        changed = self.network.deny_udp(cidr)
-        self.db.add_audit(AuditEntry.record(None, actor, "udp_deny", self.clock(), cidr=cidr, changed=changed))
         return changed

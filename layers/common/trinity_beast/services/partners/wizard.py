@@ -13,12 +13,21 @@ import shlex
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from trinity_beast.domain.partners.descriptions import ec2_safe
 from trinity_beast.domain.partners.ids import service_id
 from trinity_beast.domain.partners.model import Partner
 
 if TYPE_CHECKING:
     from trinity_beast.domain.settings import Settings
 
+# The commercial AWS regions, for the wizard's select (the API takes any well-formed region id).
+REGIONS: tuple[str, ...] = (
+    "us-east-1", "us-east-2", "us-west-1", "us-west-2", "af-south-1", "ap-east-1", "ap-east-2", "ap-south-1",
+    "ap-south-2", "ap-southeast-1", "ap-southeast-2", "ap-southeast-3", "ap-southeast-4", "ap-southeast-5",
+    "ap-southeast-7", "ap-northeast-1", "ap-northeast-2", "ap-northeast-3", "ca-central-1", "ca-west-1",
+    "eu-central-1", "eu-central-2", "eu-west-1", "eu-west-2", "eu-west-3", "eu-south-1", "eu-south-2",
+    "eu-north-1", "il-central-1", "me-south-1", "me-central-1", "mx-central-1", "sa-east-1",
+)
 ENDPOINT_PLACEHOLDER = "<VPC_ENDPOINT_ID>"
 PEERING_PLACEHOLDER = "<VPC_PEERING_CONNECTION_ID>"
 
@@ -114,9 +123,8 @@ def udp_permissions(cidr: str, ports: tuple[int, ...], description: str) -> list
 
 
 def rule_description(partner: Partner) -> str:
-    """Security group rule descriptions allow a limited character set: keep it plain."""
-    safe = "".join(c if c.isalnum() or c in " ._-:/()#,@[]+=&;{}!$*" else "-" for c in partner.name)
-    return f"trinity-beast partner {partner.id} {safe}"[:255]
+    """The partner's UDP rules carry its id (how a rule is traced back) and its name, EC2-safe."""
+    return ec2_safe(f"trinity-beast partner {partner.id} {partner.name}")
 
 
 def _ec2(operation: str, region: str, *args: str) -> tuple[str, ...]:
@@ -150,15 +158,17 @@ def privatelink_commands(p: Partner, stack: StackNetwork) -> list[Command]:
 def peering_commands(p: Partner, stack: StackNetwork) -> list[Command]:
     pcx = p.connection_id or PEERING_PLACEHOLDER
     known = p.connection_id is not None
-    nlb_route = f"{stack.nlb_ip}/32"
+    # Our whole VPC, not the one configured NLB address: the NLB has an address in every zone
+    # it spans, and a partner that routes only one of them loses UDP when that zone's node goes.
+    nlb_route = stack.vpc_cidr
     commands = [
         Command("partner", "Request the peering connection to our VPC; send us the id it prints",
                 _ec2("create-vpc-peering-connection", p.region, "--vpc-id", p.vpc_id, "--peer-vpc-id", stack.vpc_id,
                      "--peer-owner-id", stack.account_id, "--peer-region", stack.region,
                      "--query", "VpcPeeringConnection.VpcPeeringConnectionId", "--output", "text")),
-        Command("partner", f"Route the UDP load balancer ({stack.nlb_ip}) through the peering connection",
+        Command("partner", f"Route our VPC {stack.vpc_cidr} (the UDP load balancer's address in every zone) through the peering connection",
                 _ec2("create-route", p.region, "--route-table-id", p.route_table_id or "", "--destination-cidr-block",
-                     nlb_route, "--vpc-peering-connection-id", pcx), complete=known),
+                     our_route, "--vpc-peering-connection-id", pcx), complete=known),
         Command("operator", "Accept the peering connection",
                 _ec2("accept-vpc-peering-connection", stack.region, "--vpc-peering-connection-id", pcx), complete=known),
         Command("operator", f"Route the partner's CIDR {p.cidr} through the peering connection",

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import re
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterable
@@ -17,11 +16,12 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 from trinity_beast.domain.book import Median, age, median, pick
 from trinity_beast.stores.cache import CacheUnavailable
 from trinity_beast.domain.errors import DatabaseUnavailable
-from trinity_beast.domain.envelope import Envelopes, utc_iso, utc_readable
+from trinity_beast.domain.envelope import Envelopes, unix_ms, unix_seconds, utc_iso
 from trinity_beast.domain.keys import ApiKey
+from trinity_beast.domain.text import asset_symbol, whole_number
 from trinity_beast.domain.tick import Tick
 from trinity_beast.domain.usage import NO_ASSET, Quota, usage_fields
-from trinity_beast.services.auth import KEYS_UNAVAILABLE, authenticate, quota_for
+from trinity_beast.services.auth import KEYS_UNAVAILABLE, Credentials, authenticate, quota_for
 from trinity_beast.services.prices.errors import BadRequest, NoPrice, Throttled
 
 if TYPE_CHECKING:
@@ -32,7 +32,6 @@ if TYPE_CHECKING:
     from trinity_beast.services.prices.live import LivePrices
 
 MAX_ASSETS = 50
-ASSET_RE = re.compile(r"^[A-Z0-9]{1,15}$")
 ENDPOINT = "/price"
 
 
@@ -47,10 +46,10 @@ def _parse_assets(values: tuple[str, ...]) -> tuple[str, ...]:
     assets: list[str] = []
     for value in values:
         for part in value.split(","):
-            asset = part.strip().upper()
-            if not asset:
+            if not part.strip():
                 continue
-            if not ASSET_RE.match(asset):
+            asset = asset_symbol(part)
+            if asset is None:
                 shown = part.strip()[:20]
                 raise BadRequest(f"malformed asset {shown!r}: an asset is 1-15 letters or digits, e.g. BTC")
             if asset not in assets:
@@ -72,10 +71,9 @@ def parse_options(aggregate: str | None, max_age_ms: str | None) -> tuple[str, f
         raise BadRequest(f"unknown aggregate {aggregate[:20]!r}: use aggregate=median, or leave it out for the priority price")
     if max_age_ms is None:
         return mode, None
-    try:
-        value = int(max_age_ms)
-    except ValueError:
-        raise BadRequest(f"max_age_ms must be a whole number of milliseconds, got {max_age_ms[:20]!r}") from None
+    value = whole_number(max_age_ms)
+    if value is None:
+        raise BadRequest(f"max_age_ms must be a whole number of milliseconds (digits 0-9), got {max_age_ms[:20]!r}")
     if not 1 <= value <= MAX_AGE_MS_LIMIT:
         raise BadRequest(f"max_age_ms must be between 1 and {MAX_AGE_MS_LIMIT}, got {value}")
     return mode, value / 1000
@@ -83,7 +81,7 @@ def parse_options(aggregate: str | None, max_age_ms: str | None) -> tuple[str, f
 
 @dataclass(frozen=True, slots=True)
 class PriceRequest:
-    secret: str | None
+    secret: Credentials | str | None  # Credentials from a header/query (HTTP), the payload's key (UDP)
     assets: list[str]  # raw values as sent; parse_assets validates them
     protocol: str  # "http" or "udp"
     aggregate: str | None = None
@@ -99,15 +97,19 @@ class PriceAnswer:
 
 
 def asset_entry(tick: Tick, now: float, latency_s: float, cached: bool = True) -> dict[str, Any]:
+    """One priced asset: the seed's eight fields with its types, then ours (docs/api.md)."""
     entry: dict[str, Any] = {
         "asset": tick.asset,
         "price": float(tick.price),
         "exchange": tick.label,
         "cached": cached,
         "cache_age_seconds": round(age(tick, now), 3),
-        "timestamp": utc_iso(tick.exchange_ts),
-        "readable_timestamp": utc_readable(tick.exchange_ts),
-        "latency_ms": round(latency_s * 1000, 3),
+        "timestamp": unix_seconds(tick.exchange_ts),
+        "readable_timestamp": utc_iso(tick.exchange_ts),
+        "latency_ms": round(latency_s * 1000),
+        # Added: the precision the seed's integer fields leave out.
+        "timestamp_ms": unix_ms(tick.exchange_ts),
+        "latency_us": round(latency_s * 1_000_000),
     }
     if tick.usd_rate is not None:
         entry["converted_from"] = {"quote": tick.quote, "usd_rate": float(tick.usd_rate)}
@@ -121,6 +123,9 @@ def median_entry(asset: str, m: Median, now: float, latency_s: float) -> dict[st
     entry["price"] = float(m.price)
     entry["exchange"] = "median"
     entry["cache_age_seconds"] = round(min(age(t, now) for t in m.used), 3)
+    entry["consensus"] = m.consensus
+    entry["dispersion"] = round(float(m.dispersion), 6)
+    entry["rejected"] = [t.label for t in m.rejected]
     entry["sources"] = [
         {
             "exchange": s.tick.label,
@@ -211,7 +216,7 @@ class PriceDesk:
         started = time.perf_counter()
         meter = self._meter
         try:
-            key, problem = await authenticate(self._keys, request.secret)
+            key, problem = await authenticate(self._keys, request.secret, request.protocol)
         except DatabaseUnavailable:
             return PriceAnswer(503, envelopes.error(ENDPOINT, 503, KEYS_UNAVAILABLE))
         if problem is not None:
@@ -267,11 +272,13 @@ class PriceDesk:
                     return finish(status, usage_fields(quota), why, [], quota)
 
         status = 200 if entries else 404
+        duration_s = time.perf_counter() - started
         data = {
             "assets": entries,
             "failed": failed,
-            "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+            "duration_ms": round(duration_s * 1000),
             **usage_fields(quota),
+            "duration_us": round(duration_s * 1_000_000),  # added: the seed's duration_ms is whole
         }
         error = None if entries else "no price available for " + ", ".join(f["asset"] for f in failed)
         return finish(status, data, error, [e["asset"] for e in entries], quota)

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Sequence
 
 from trinity_beast.domain.envelope import Envelopes, dumps, utc_iso
 from trinity_beast.domain.keys import ApiKey
-from trinity_beast.domain.errors import DatabaseUnavailable
+from trinity_beast.domain.errors import DatabaseUnavailable, StatementTimeout
 from trinity_beast.domain.usage import usage_fields
-from trinity_beast.services.auth import KEYS_UNAVAILABLE, authenticate, quota_for
+from trinity_beast.services.auth import KEYS_UNAVAILABLE, Credentials, authenticate, quota_for
 from trinity_beast.services.reports.errors import ReportError
 from trinity_beast.services.reports.filters import ReportFilters, parse_filters
 from trinity_beast.services.reports.gather import report
@@ -40,13 +40,18 @@ class Answer:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+def report_too_slow(timeout_s: float) -> str:
+    return (f"the report took longer than the {timeout_s:g}-second limit (BEAST_REPORT_TIMEOUT_S) and was stopped: "
+            "narrow from/to or the filters, or use a coarser granularity")
+
+
 def limit_headers(quota: Quota) -> dict[str, str]:
     """The X-RateLimit-* headers /price sends, as a plain dict."""
     return {name.decode(): value.decode() for name, value in rate_limit_headers(quota)}
 
 
 async def _authorized(
-    rt: "Runtime", secret: str | None, endpoint: str, envelopes: Envelopes
+    rt: "Runtime", secret: Credentials | str | None, endpoint: str, envelopes: Envelopes
 ) -> tuple[ApiKey | None, Answer | None]:
     try:
         key, problem = await authenticate(rt.keys, secret)
@@ -63,7 +68,7 @@ def _metered(rt: "Runtime", key: ApiKey, endpoint: str, answer: Answer, started:
     return answer
 
 
-async def answer_usage_me(rt: "Runtime", secret: str | None, envelopes: Envelopes) -> Answer:
+async def answer_usage_me(rt: "Runtime", secret: Credentials | str | None, envelopes: Envelopes) -> Answer:
     """The caller's own plan and where it stands this month."""
     started = time.perf_counter()
     key, refused = await _authorized(rt, secret, USAGE_ME_ENDPOINT, envelopes)
@@ -94,7 +99,7 @@ def scope_to_key(filters: ReportFilters, key: ApiKey) -> ReportFilters:
 
 
 async def answer_report(
-    rt: "Runtime", secret: str | None, params: Sequence[tuple[str, str]], envelopes: Envelopes
+    rt: "Runtime", secret: Credentials | str | None, params: Sequence[tuple[str, str]], envelopes: Envelopes
 ) -> Answer:
     """A usage report page. Admin keys see every key; any other key only its own usage."""
     started = time.perf_counter()
@@ -108,20 +113,24 @@ async def answer_report(
         return _metered(rt, key, REPORT_ENDPOINT, Answer(status, dumps(body)), started)
 
     try:
-        filters = parse_filters(params, time.time())
+        filters = parse_filters(params, time.time(), rt.report_reader.limits, rt.report_reader.cursor_key)
     except ReportError as exc:
         return error(400, str(exc))
     try:
         filters = scope_to_key(filters, key)
     except PermissionError as exc:
         return error(403, str(exc))
-    page = await report(rt.cache, rt.db, filters)
+    try:
+        page = await report(rt.cache, rt.report_reader, filters)
+    except StatementTimeout:
+        return error(503, report_too_slow(rt.report_reader.limits.timeout_s))
     if set(page.missing) >= {"cache", "database"}:
         return error(503, "usage report unavailable: neither the cache nor the database can be reached; retry shortly")
+    reader = rt.report_reader  # rendering up to MAX_LIMIT rows is CPU work: off the event loop
     if filters.format == "json":
-        body = dumps(envelopes.ok(REPORT_ENDPOINT, page_data(filters, page), api_key_id=key.id))
+        body = await reader.run(lambda: dumps(envelopes.ok(REPORT_ENDPOINT, page_data(filters, page), api_key_id=key.id)))
         answer = Answer(200, body)
     else:
-        content, headers = render_file(filters, page)
+        content, headers = await reader.run(render_file, filters, page)
         answer = Answer(200, content, CONTENT_TYPES[filters.format], headers)
     return _metered(rt, key, REPORT_ENDPOINT, answer, started)

@@ -1,5 +1,9 @@
 """Report cursors: where the next page starts, signed so an edited or foreign cursor is
-refused with a clear message instead of answering a wrong page."""
+refused with a clear message instead of answering a wrong page.
+
+The MAC key is the deployment's own (policy.cursor_key: a setting, or a random key made on
+first start): with a key in the code anyone could sign a cursor of their own. Every
+malformed, unsigned or out-of-range cursor is a ReportError (400), never a 500."""
 
 from __future__ import annotations
 
@@ -12,31 +16,37 @@ import orjson
 
 from trinity_beast.services.reports.errors import ReportError
 
-_CURSOR_KEY = b"trinity-beast-report-cursor"  # detects edits, not a secret: isolation never relies on it
+_MIN_TS, _MAX_TS = 0, 253_370_764_800  # 1970-01-01 .. 9999-01-01: what a report range may hold
 
 
-def _sign(payload: bytes) -> str:
-    return hashlib.blake2b(payload, key=_CURSOR_KEY, digest_size=8).hexdigest()
+def _sign(payload: bytes, key: bytes) -> str:
+    if len(key) < 16:
+        raise ValueError("cursor key too short: it must be the deployment's secret")
+    return hashlib.blake2b(payload, key=key[:64], digest_size=16).hexdigest()
 
 
-def encode_cursor(after: tuple[object, ...], fingerprint: str, span: tuple[int, int] | None = None) -> str:
+def encode_cursor(
+    after: tuple[object, ...], fingerprint: str, span: tuple[int, int] | None = None, *, key: bytes
+) -> str:
     """`span`: the report's (start, end) as the first page resolved them, so later pages asked
     without from/to cover the same range even when "now" has moved on."""
     payload = orjson.dumps({"after": list(after), "q": fingerprint, **({"span": list(span)} if span else {})})
-    return base64.urlsafe_b64encode(payload).decode().rstrip("=") + "." + _sign(payload)
+    return base64.urlsafe_b64encode(payload).decode().rstrip("=") + "." + _sign(payload, key)
 
 
 _BAD_CURSOR = "cursor: not a cursor from this report; start again without one"
 
 
-def _cursor_payload(cursor: str) -> dict[str, Any]:
+def _cursor_payload(cursor: str, key: bytes) -> dict[str, Any]:
     """The signed payload of a cursor; ReportError when it was not made here or was edited."""
     body, _, mac = cursor.partition(".")
+    if len(cursor) > 4096 or not cursor.isascii():
+        raise ReportError(_BAD_CURSOR)
     try:
         payload = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
     except (ValueError, TypeError):
         raise ReportError(_BAD_CURSOR) from None
-    if not mac or not hmac.compare_digest(_sign(payload).encode(), mac.encode("utf-8", "surrogatepass")):
+    if not mac or not hmac.compare_digest(_sign(payload, key).encode(), mac.encode("utf-8", "surrogatepass")):
         raise ReportError(_BAD_CURSOR)
     try:
         data = orjson.loads(payload)
@@ -47,18 +57,20 @@ def _cursor_payload(cursor: str) -> dict[str, Any]:
     return data
 
 
-def cursor_span(cursor: str) -> tuple[int, int] | None:
-    span = _cursor_payload(cursor).get("span")
+def cursor_span(cursor: str, *, key: bytes) -> tuple[int, int] | None:
+    span = _cursor_payload(cursor, key).get("span")
     if span is None:
         return None
     if not (isinstance(span, list) and len(span) == 2 and all(type(v) is int for v in span)):
         raise ReportError(_BAD_CURSOR)
+    if not _MIN_TS <= span[0] < span[1] <= _MAX_TS:
+        raise ReportError(_BAD_CURSOR)
     return span[0], span[1]
 
 
-def decode_cursor(cursor: str, fingerprint: str) -> tuple[object, ...]:
+def decode_cursor(cursor: str, fingerprint: str, *, key: bytes) -> tuple[object, ...]:
     bad = ReportError(_BAD_CURSOR)
-    data = _cursor_payload(cursor)
+    data = _cursor_payload(cursor, key)
     try:
         after = data["after"]
         shape_ok = (

@@ -12,9 +12,11 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta, timezone
 from typing import Any, Sequence
 
+from trinity_beast.domain.text import asset_symbol, whole_number
 from trinity_beast.domain.usage import Group
 from trinity_beast.services.reports.cursor import cursor_span, decode_cursor
 from trinity_beast.services.reports.errors import ReportError
+from trinity_beast.services.reports.policy import ReportLimits
 from trinity_beast.stores.db.base import GRAIN_SECONDS, UsageQuery
 
 FORMATS = ("json", "csv", "tsv", "text")
@@ -26,7 +28,6 @@ PARAMETERS = frozenset(
     {"format", "from", "to", "api_key_id", "endpoint", "asset", "protocol", "status", "granularity", "limit", "cursor", "api_key"}
 )
 _KEY_ID_RE = re.compile(r"^ak_[0-9a-f]{1,64}$")
-_ASSET_RE = re.compile(r"^[A-Z0-9]{1,15}$")
 _ENDPOINT_RE = re.compile(r"^/[A-Za-z0-9/_\-.]{0,99}$")
 
 
@@ -115,6 +116,8 @@ def parse_time(name: str, raw: str, end_of_day: bool) -> int:
     A date alone as `to` means the end of that day, so from=to=a date is that whole day.
     """
     raw = raw.strip()
+    if not raw.isascii():
+        raise ReportError(f"{name}: expected an ISO date or date-time in ASCII digits, got {raw[:40]!r}")
     try:
         if len(raw) == 10:
             day = date.fromisoformat(raw)
@@ -145,8 +148,39 @@ def _single(params: Sequence[tuple[str, str]]) -> dict[str, str]:
     return out
 
 
-def parse_filters(params: Sequence[tuple[str, str]], now: float) -> ReportFilters:
-    """Validate query parameters (as (name, value) pairs); raise ReportError for the first bad one."""
+def periods(start: int, end: int, granularity: str) -> int:
+    """How many report periods (rows per group) [start, end) spans at `granularity`."""
+    if granularity == "month":
+        first, last = month_start(start), month_start(end - 1)
+        return (last.year - first.year) * 12 + last.month - first.month + 1
+    step = GRAIN_SECONDS[granularity]
+    return (end - 1) // step - start // step + 1
+
+
+def check_span(start: int, end: int, granularity: str, limits: ReportLimits) -> None:
+    """ReportError (400) naming the limit when [start, end) is too long for one request."""
+    max_days = limits.max_days[granularity]
+    days = (end - start) / 86_400
+    if days > max_days:
+        raise ReportError(
+            f"range: {days:,.1f} days asked; at most {max_days:,} days per request at granularity={granularity} "
+            f"(limit BEAST_REPORT_MAX_DAYS_{granularity.upper()}): narrow from/to or use a coarser granularity"
+        )
+    count = periods(start, end, granularity)
+    if count > limits.max_buckets:
+        raise ReportError(
+            f"range: {count:,} {granularity} periods asked; at most {limits.max_buckets:,} per request "
+            f"(limit BEAST_REPORT_MAX_BUCKETS): narrow from/to or use a coarser granularity"
+        )
+
+
+def parse_filters(
+    params: Sequence[tuple[str, str]], now: float, limits: ReportLimits, cursor_key: bytes
+) -> ReportFilters:
+    """Validate query parameters (as (name, value) pairs); raise ReportError for the first bad one.
+
+    Without `from`, a report starts at the beginning of this month, or later when the
+    granularity's range limit is shorter than that."""
     p = _single(params)
     fmt = p.get("format", "json").strip().lower() or "json"
     if fmt not in FORMATS:
@@ -155,36 +189,47 @@ def parse_filters(params: Sequence[tuple[str, str]], now: float) -> ReportFilter
     if granularity not in GRANULARITIES:
         raise ReportError(f"granularity: expected one of {', '.join(GRANULARITIES)}, got {p['granularity'][:20]!r}")
     # Later pages of a report asked without from/to keep the range the first page resolved.
-    span = cursor_span(p["cursor"]) if p.get("cursor") else None
-    start = parse_time("from", p["from"], False) if p.get("from") else span[0] if span else int(month_start(int(now)).timestamp())
+    span = cursor_span(p["cursor"], key=cursor_key) if p.get("cursor") else None
     end = parse_time("to", p["to"], True) if p.get("to") else span[1] if span else int(now) + 60
+    if p.get("from"):
+        start = parse_time("from", p["from"], False)
+    elif span:
+        start = span[0]
+    else:
+        start = int(month_start(int(now)).timestamp())
+        if granularity != "month":  # this month so far, or as much of it as the limits allow
+            step = GRAIN_SECONDS[granularity]
+            earliest = max(end - limits.max_days[granularity] * 86_400, (end // step - limits.max_buckets + 1) * step)
+            start = max(start, earliest + (-earliest % 60))
     if start >= end:
         raise ReportError(f"from ({iso(start)}) must be before to ({iso(end)}; a date alone as to means its end)")
+    check_span(start, end, granularity, limits)
 
     key_id = p.get("api_key_id") or None
-    if key_id is not None and not _KEY_ID_RE.match(key_id):
+    if key_id is not None and not _KEY_ID_RE.fullmatch(key_id):
         raise ReportError(f"api_key_id: expected a public key id such as ak_3f1c9a0e5b7d2468, got {key_id[:40]!r}")
     endpoint = p.get("endpoint") or None
-    if endpoint is not None and not _ENDPOINT_RE.match(endpoint):
+    if endpoint is not None and not _ENDPOINT_RE.fullmatch(endpoint):
         raise ReportError(f"endpoint: expected a path such as /price, got {endpoint[:40]!r}")
-    asset = p["asset"].strip().upper() if p.get("asset") else None
-    if asset is not None and not _ASSET_RE.match(asset):
+    asset = asset_symbol(p["asset"]) if p.get("asset") else None
+    if p.get("asset") and asset is None:
         raise ReportError(f"asset: expected 1-15 letters or digits such as BTC, got {p['asset'][:40]!r}")
     protocol = p["protocol"].strip().lower() if p.get("protocol") else None
     if protocol is not None and protocol not in PROTOCOLS:
         raise ReportError(f"protocol: expected one of {', '.join(PROTOCOLS)}, got {p['protocol'][:20]!r}")
     status = None
     if p.get("status"):
-        if not (p["status"].isdigit() and 100 <= int(p["status"]) <= 599):
+        status = whole_number(p["status"])
+        if status is None or not 100 <= status <= 599:
             raise ReportError(f"status: expected an HTTP status code 100-599, got {p['status'][:20]!r}")
-        status = int(p["status"])
     raw_limit = p.get("limit", str(DEFAULT_LIMIT))
-    if not (raw_limit.isdigit() and 1 <= int(raw_limit) <= MAX_LIMIT):
+    limit = whole_number(raw_limit)
+    if limit is None or not 1 <= limit <= MAX_LIMIT:
         raise ReportError(f"limit: expected a whole number from 1 to {MAX_LIMIT}, got {raw_limit[:20]!r}")
 
     filters = ReportFilters(
-        fmt, start, end, granularity, key_id, endpoint, asset, protocol, status, int(raw_limit), None
+        fmt, start, end, granularity, key_id, endpoint, asset, protocol, status, limit, None
     )
     if p.get("cursor"):
-        filters = replace(filters, after=decode_cursor(p["cursor"], filters.fingerprint()))
+        filters = replace(filters, after=decode_cursor(p["cursor"], filters.fingerprint(), key=cursor_key))
     return filters

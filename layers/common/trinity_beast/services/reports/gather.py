@@ -10,7 +10,6 @@ batch is not in that snapshot's ledger, and a claim during the read means read a
 
 from __future__ import annotations
 
-import asyncio
 import bisect
 import logging
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from trinity_beast.domain.errors import DatabaseUnavailable
 from trinity_beast.domain.usage import CLAIM_PREFIX, MINUTE_PREFIX, Counts, Group, parse_bucket
 from trinity_beast.services.reports.cursor import encode_cursor
 from trinity_beast.services.reports.filters import ReportFilters, iso
+from trinity_beast.services.reports.policy import ReportReader
 from trinity_beast.stores.cache import Cache, CacheUnavailable
 from trinity_beast.stores.db import Database
 from trinity_beast.stores.db.base import UsageQuery
@@ -79,24 +79,27 @@ async def _cache_buckets(cache: Cache) -> list[tuple[str, int, dict[Group, Count
     return out
 
 
-def _db_read(db: Database, q: UsageQuery, claimed: list[str]) -> tuple[list[tuple[int, Group, Counts]], set[str]]:
-    with db.snapshot():
+def _db_read(
+    db: Database, q: UsageQuery, claimed: list[str], timeout_s: float
+) -> tuple[list[tuple[int, Group, Counts]], set[str]]:
+    with db.snapshot(timeout_s):
         return db.usage_totals(q), db.batches_written(claimed)
 
 
 async def _db_read_or_missing(
-    db: Database, q: UsageQuery, claimed: list[str], missing: set[str]
+    reader: ReportReader, q: UsageQuery, claimed: list[str], missing: set[str]
 ) -> tuple[list[tuple[int, Group, Counts]], set[str]]:
-    """The database's rows and ledger, or nothing (and "database" in `missing`) when it is down."""
+    """The database's rows and ledger, or nothing (and "database" in `missing`) when it is down.
+    A read past the statement timeout raises StatementTimeout (never half a report)."""
     try:
-        return await asyncio.to_thread(_db_read, db, q, claimed)
+        return await reader.run(_db_read, reader.db, q, claimed, reader.limits.timeout_s)
     except DatabaseUnavailable as exc:
         log.warning("usage report without synced history, database unavailable: %s", exc)
         missing.add("database")
         return [], set()
 
 
-async def gather(cache: Cache, db: Database, f: ReportFilters) -> tuple[list[Row], tuple[str, ...]]:
+async def gather(cache: Cache, reader: ReportReader, f: ReportFilters) -> tuple[list[Row], tuple[str, ...]]:
     """Every row matching `f`, summed per period and group, sorted; and the sources that
     could not be read ("cache": the unsynced minutes; "database": the synced history)."""
     q = f.usage_query()
@@ -108,16 +111,26 @@ async def gather(cache: Cache, db: Database, f: ReportFilters) -> tuple[list[Row
             buckets = await _cache_buckets(cache)
         except CacheUnavailable as exc:
             log.warning("usage report without unsynced minutes, cache unavailable: %s", exc)
-            db_rows, _ = await _db_read_or_missing(db, q, [], missing)
+            db_rows, _ = await _db_read_or_missing(reader, q, [], missing)
             return [Row(b, g, c) for b, g, c in db_rows], tuple(sorted(missing | {"cache"}))
         claimed = [key for key, _, _ in buckets if key.startswith(CLAIM_PREFIX)]
-        db_rows, written = await _db_read_or_missing(db, q, claimed, missing)
+        db_rows, written = await _db_read_or_missing(reader, q, claimed, missing)
         try:
             stable = await cache.claims() == claims
         except CacheUnavailable:
             stable = True  # the cache read above completed; nothing better is available
         if stable or attempt == _READ_ATTEMPTS - 1:
             break
+    # Merging and sorting tens of thousands of rows is CPU work: on the report thread, so the
+    # event loop keeps answering prices meanwhile.
+    rows = await reader.run(_merge, db_rows, written, buckets, f, q)
+    return rows, tuple(sorted(missing))
+
+
+def _merge(
+    db_rows: list[tuple[int, Group, Counts]], written: set[str], buckets: list[tuple[str, int, dict[Group, Counts]]],
+    f: ReportFilters, q: UsageQuery,
+) -> list[Row]:
     merged: dict[tuple[int, Group], Counts] = {(b, g): c for b, g, c in db_rows}
     for key, minute_start, counts in buckets:
         if key in written:
@@ -127,7 +140,7 @@ async def gather(cache: Cache, db: Database, f: ReportFilters) -> tuple[list[Row
                 merged.setdefault((bucket_of(minute_start, q), g), Counts()).add(c)
     rows = [Row(b, g, c) for (b, g), c in merged.items()]
     rows.sort(key=lambda r: r.key)
-    return rows, tuple(sorted(missing))
+    return rows
 
 
 def bucket_of(ts: int, q: UsageQuery) -> int:
@@ -136,11 +149,11 @@ def bucket_of(ts: int, q: UsageQuery) -> int:
     return ts - ts % q.step
 
 
-async def report(cache: Cache, db: Database, f: ReportFilters) -> Page:
+async def report(cache: Cache, reader: ReportReader, f: ReportFilters) -> Page:
     """One page of the report."""
-    rows, missing = await gather(cache, db, f)
+    rows, missing = await gather(cache, reader, f)
     first = 0 if f.after is None else bisect.bisect_right([r.key for r in rows], f.after)
     page = rows[first : first + f.limit]
     more = first + f.limit < len(rows)
-    cursor = encode_cursor(page[-1].key, f.fingerprint(), (f.start, f.end)) if more and page else None
+    cursor = encode_cursor(page[-1].key, f.fingerprint(), (f.start, f.end), key=reader.cursor_key) if more and page else None
     return Page(page, len(rows), cursor, "cache" not in missing, missing)

@@ -14,5 +14,5 @@ def make_cache(settings: Settings) -> Cache:
     if settings.redis_url:
         from trinity_beast.stores.cache.redis import RedisCache
 
-        return RedisCache(settings.redis_url, namespace=settings.redis_namespace)
+        return RedisCache(settings.redis_url, namespace=settings.redis_namespace, password=settings.redis_password or None)
     return MemoryCache()

@@ -1,7 +1,7 @@
 """The hot store's contract: latest price per asset and exchange, pub/sub, counters.
 
 Two backends implement it (memory for the embedded default, Redis for production) and
-both pass tests/test_cache_contract.py. Nothing outside cache/ knows which one it has.
+both pass tests/integration/test_cache_contract.py. Nothing outside cache/ knows which one it has.
 """
 
 from __future__ import annotations

@@ -112,11 +112,12 @@ class _RedisSubscription(Subscription):
 
 
 class RedisCache(Cache):
-    def __init__(self, url: str, namespace: str = "beast") -> None:
+    def __init__(self, url: str, namespace: str = "beast", password: str | None = None) -> None:
         self._ns = namespace
-        # A bounded pool that waits for a free connection instead of failing under bursts.
+        # A bounded pool that waits for a free connection instead of failing under bursts. The
+        # password (an ACL user's, on MemoryDB) comes apart from the URL so it never sits in one.
         pool = aioredis.BlockingConnectionPool.from_url(
-            url, max_connections=64, timeout=5, socket_connect_timeout=2, socket_timeout=5, health_check_interval=30
+            url, password=password, max_connections=64, timeout=5, socket_connect_timeout=2, socket_timeout=5, health_check_interval=30
         )
         self._pool = pool
         self._redis = aioredis.Redis(connection_pool=pool)

@@ -19,6 +19,8 @@ from abc import ABC, abstractmethod
 from contextlib import contextmanager
 from typing import Any, Iterator
 
+from trinity_beast.domain.errors import StatementTimeout
+from trinity_beast.stores.db.deployment import DeploymentRows
 from trinity_beast.stores.db.partners import PartnerRows
 from trinity_beast.stores.db.schema import (
     SchemaMigrations,
@@ -29,11 +31,15 @@ from trinity_beast.stores.db.usage import GRAIN_SECONDS, UsageQuery, UsageRows
 
 # UsageQuery and GRAIN_SECONDS are part of the contract's signatures (usage_totals, roll_up),
 # and migration files are what migrate() applies: importable from here as before.
-__all__ = ["GRAIN_SECONDS", "Database", "UsageQuery", "migration_files", "split_statements"]
+__all__ = ["GRAIN_SECONDS", "Database", "StatementTimeout", "UsageQuery", "migration_files", "split_statements"]
 
 
-class Database(PartnerRows, UsageRows, SchemaMigrations, ABC):
-    """Keys, partners and their audit, usage history and migrations over one connection."""
+class Database(PartnerRows, UsageRows, DeploymentRows, SchemaMigrations, ABC):
+    """Keys, partners and their audit, usage history and migrations over one connection.
+
+    One connection, one lock: a slow statement holds every other caller of this object.
+    Reports therefore read through their own object (`reopen`, services/reports/reader.py),
+    so key lookups and price-path work never queue behind a report."""
 
     dialect: str = ""
 
@@ -65,6 +71,17 @@ class Database(PartnerRows, UsageRows, SchemaMigrations, ABC):
     @abstractmethod
     def close(self) -> None: ...
 
+    @abstractmethod
+    def reopen(self) -> "Database":
+        """Another object, with its own connection and lock, on the same database."""
+
+    @abstractmethod
+    def _set_deadline(self, timeout_s: float) -> None:
+        """Cancel statements of the current transaction that run past `timeout_s` (StatementTimeout)."""
+
+    def _clear_deadline(self) -> None:
+        """Undo `_set_deadline` (PostgreSQL's SET LOCAL ends with the transaction by itself)."""
+
     # --- shared machinery --------------------------------------------------------------
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -78,13 +95,18 @@ class Database(PartnerRows, UsageRows, SchemaMigrations, ABC):
             self._commit()
 
     @contextmanager
-    def snapshot(self) -> Iterator[None]:
-        """Several reads that must agree with each other (usage rows and the batch ledger)."""
+    def snapshot(self, timeout_s: float | None = None) -> Iterator[None]:
+        """Several reads that must agree with each other (usage rows and the batch ledger);
+        with `timeout_s`, a statement running longer is cancelled (StatementTimeout)."""
         with self._lock:
             self._begin_snapshot()
             try:
+                if timeout_s is not None:
+                    self._set_deadline(timeout_s)
                 yield
             finally:
+                if timeout_s is not None:
+                    self._clear_deadline()
                 self._rollback()
 
     def query(self, sql: str, **params: Any) -> list[tuple]:

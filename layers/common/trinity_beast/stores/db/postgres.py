@@ -9,12 +9,39 @@ from urllib.parse import unquote, urlsplit
 import pg8000.native
 from pg8000.exceptions import DatabaseError, InterfaceError
 
-from trinity_beast.domain.errors import DatabaseUnavailable
+from trinity_beast.domain.errors import DatabaseUnavailable, StatementTimeout
 from trinity_beast.domain.settings import ConfigError
 from trinity_beast.stores.db.base import Database
 from trinity_beast.stores.db.pgtls import TlsOptions, explain, ssl_context, tls_options
 
 _MIGRATION_LOCK_ID = 0x7B3A57  # pg_advisory_xact_lock key shared by every migrator
+
+
+# SQLSTATEs the server sends when it cannot serve right now (a restart, a failover, too many
+# clients, out of resources): whole classes by their first two characters, single codes in full.
+UNAVAILABLE_CLASSES = ("08", "53", "58")  # connection exception, insufficient resources, system error
+UNAVAILABLE_CODES = frozenset({
+    "57P01",  # admin_shutdown: pg_ctl stop -m fast, a failover
+    "57P02",  # crash_shutdown
+    "57P03",  # cannot_connect_now: starting up, shutting down, in recovery
+    "57P04",  # database_dropped
+    "57P05",  # idle_session_timeout
+    "25006",  # read_only_sql_transaction: writing to a replica promoted away from us mid-failover
+    "40P01",  # deadlock_detected: retried by the caller like an outage
+})
+QUERY_CANCELED = "57014"  # statement_timeout fired
+
+
+def sqlstate(exc: BaseException) -> str:
+    """The SQLSTATE of a pg8000 DatabaseError ('' when it carries none)."""
+    info = exc.args[0] if exc.args else None
+    return str(info.get("C", "")) if isinstance(info, dict) else ""
+
+
+def unavailable(exc: BaseException) -> bool:
+    """True when a server-side error means "the database cannot serve now", not "bad SQL"."""
+    code = sqlstate(exc)
+    return code in UNAVAILABLE_CODES or code[:2] in UNAVAILABLE_CLASSES
 
 
 def connect_args(url: str) -> dict[str, Any]:
@@ -105,6 +132,17 @@ class PostgresDatabase(Database):
                 if not retry:
                     raise DatabaseUnavailable(f"PostgreSQL connection lost: {exc}") from None
                 retry = False
+            except DatabaseError as exc:
+                if sqlstate(exc) == QUERY_CANCELED:
+                    raise StatementTimeout(_one_line(exc)) from None
+                if not unavailable(exc):
+                    raise
+                # The server is shutting down, restarting or out of resources: this connection
+                # is done for; a read outside a transaction gets one more try on a new one.
+                self._drop()
+                if not retry:
+                    raise DatabaseUnavailable(f"PostgreSQL cannot serve: {_one_line(exc)}") from None
+                retry = False
 
     def _execute(self, sql: str, params: dict[str, Any] | None = None) -> tuple[list[tuple], int]:
         rows, count = self._run(sql, params)
@@ -126,7 +164,7 @@ class PostgresDatabase(Database):
             return  # the connection broke: the server rolled the transaction back
         try:
             self._conn.run("ROLLBACK")
-        except (InterfaceError, OSError):
+        except (InterfaceError, OSError, DatabaseError):
             self._drop()
 
     def _begin_snapshot(self) -> None:
@@ -138,3 +176,10 @@ class PostgresDatabase(Database):
 
     def close(self) -> None:
         self._drop()
+
+    def reopen(self) -> "PostgresDatabase":
+        return PostgresDatabase(self._url)
+
+    def _set_deadline(self, timeout_s: float) -> None:
+        # SET does not take parameters; an integer of milliseconds is safe to inline.
+        self._run(f"SET LOCAL statement_timeout = {max(1, int(timeout_s * 1000))}")

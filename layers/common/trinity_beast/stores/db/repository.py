@@ -13,6 +13,8 @@ from typing import Any
 
 
 class Repository(ABC):
+    dialect: str = ""  # "sqlite" or "postgres": the few statements that differ pick by it
+
     @abstractmethod
     def _execute(self, sql: str, params: dict[str, Any] | None = None) -> tuple[list[tuple], int]:
         """Run one statement; return (rows, affected row count)."""

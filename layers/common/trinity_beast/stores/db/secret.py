@@ -68,7 +68,7 @@ def secret_max_age(env: Mapping[str, str]) -> int:
     return int(raw)
 
 
-def fetch_secret(arn: str, max_age: int = SECRET_MAX_AGE_S) -> str:
+def fetch_secret(arn: str, max_age: int = SECRET_MAX_AGE_S, setting: str = "DATABASE_SECRET_ARN") -> str:
     """The secret's string value, through Powertools Parameters: cached for `max_age` seconds,
     so a warm Lambda container asks once per period and picks up a rotated password."""
     try:
@@ -76,13 +76,13 @@ def fetch_secret(arn: str, max_age: int = SECRET_MAX_AGE_S) -> str:
         from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
         from botocore.exceptions import BotoCoreError
     except ImportError:
-        raise ConfigError("DATABASE_SECRET_ARN: reading a secret needs trinity-beast[aws] (Powertools, boto3)") from None
+        raise ConfigError(f"{setting}: reading a secret needs trinity-beast[aws] (Powertools, boto3)") from None
     try:
         value = get_secret(arn, max_age=max_age)
     except (GetParameterError, BotoCoreError) as exc:  # Powertools wraps the SDK's errors; making a client can fail too
-        raise ConfigError(f"DATABASE_SECRET_ARN: cannot read secret {arn!r}: {' '.join(str(exc).split())}") from None
+        raise ConfigError(f"{setting}: cannot read secret {arn!r}: {' '.join(str(exc).split())}") from None
     if not isinstance(value, (str, bytes)):
-        raise ConfigError(f"DATABASE_SECRET_ARN: secret {arn!r} has no string value")
+        raise ConfigError(f"{setting}: secret {arn!r} has no string value")
     return value
 
 
@@ -95,3 +95,18 @@ def database_url_from(env: Mapping[str, str]) -> str | None:
     if arn:
         return url_from_secret(fetch_secret(arn, secret_max_age(env)), "DATABASE_SECRET_ARN", {k: env.get(k, "") for k in OVERRIDES})
     return None
+
+
+def redis_password_from(env: Mapping[str, str]) -> str | None:
+    """REDIS_SECRET_ARN's `password` (MemoryDB's ACL user, on AWS Lambda), else None."""
+    arn = env.get("REDIS_SECRET_ARN", "").strip()
+    if not arn:
+        return None
+    try:
+        secret: Any = orjson.loads(fetch_secret(arn, secret_max_age(env), "REDIS_SECRET_ARN"))
+    except orjson.JSONDecodeError:
+        raise ConfigError("REDIS_SECRET_ARN: expected the secret's JSON value with a password") from None
+    password = secret.get("password") if isinstance(secret, dict) else None
+    if not isinstance(password, str) or not password:
+        raise ConfigError("REDIS_SECRET_ARN: the secret has no password")
+    return password

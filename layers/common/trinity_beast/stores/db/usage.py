@@ -30,8 +30,9 @@ _ROWS_PER_INSERT = 50  # 9 parameters a row stays well under SQLite's variable l
 class UsageQuery:
     """Which usage rows to add up, and into which buckets (all times epoch seconds, UTC).
 
-    `step` buckets by a fixed length (60, 3600, 86400); `edges` (ascending bucket starts)
-    by calendar periods such as months, when set.
+    `step` buckets by a fixed length (60, 3600, 86400); `edges`, when set, are the starts of
+    the calendar months [start, end) overlaps, and rows are bucketed by UTC calendar month
+    (the SQL computes each row's month itself; the edges place the cache's rows in Python).
     """
 
     start: int
@@ -44,16 +45,18 @@ class UsageQuery:
     protocol: str | None = None
     status: int | None = None
 
-    def bucket_sql(self) -> str:
-        """SQL for a row's bucket start; integers only (validated here), so inlining is safe."""
+    def bucket_sql(self, dialect: str) -> str:
+        """SQL for a row's bucket start, computed per row in constant time: a fixed step by
+        arithmetic, a calendar month by the database's own date functions (a CASE over every
+        month edge made a long range quadratic). Integers only (validated here) are inlined."""
         if not self.edges:
             step = int(self.step)
             return f"(bucket_start - (bucket_start % {step}))"
-        edges = [int(e) for e in self.edges]
-        if len(edges) == 1:
-            return str(edges[0])
-        whens = " ".join(f"WHEN bucket_start < {nxt} THEN {cur}" for cur, nxt in zip(edges, edges[1:]))
-        return f"(CASE {whens} ELSE {edges[-1]} END)"
+        if dialect == "postgres":
+            return (
+                "CAST(EXTRACT(EPOCH FROM date_trunc('month', to_timestamp(bucket_start) AT TIME ZONE 'UTC')) AS BIGINT)"
+            )
+        return "CAST(strftime('%s', bucket_start, 'unixepoch', 'start of month') AS INTEGER)"
 
     def where_sql(self) -> tuple[str, dict[str, Any]]:
         clauses = ["bucket_start >= :start", "bucket_start < :end"]
@@ -120,7 +123,7 @@ class UsageRows(Repository):
         where, params = q.where_sql()
         rows = self.query(
             f"SELECT b, {_GROUP_COLUMNS}, SUM(requests), SUM(latency_us_sum), MAX(latency_us_max) "
-            f"FROM (SELECT {q.bucket_sql()} AS b, {_GROUP_COLUMNS}, requests, latency_us_sum, latency_us_max "
+            f"FROM (SELECT {q.bucket_sql(self.dialect)} AS b, {_GROUP_COLUMNS}, requests, latency_us_sum, latency_us_max "
             f"FROM usage_buckets WHERE {where}) AS t GROUP BY b, {_GROUP_COLUMNS}",
             **params,
         )

@@ -139,7 +139,7 @@ def count_response(response: dict[str, Any], context: Any) -> dict[str, Any]:
 
 
 def secret_database_url() -> str:
-    """The database URL from the secret by ARN, as of now (Powertools-cached, see dbsecret)."""
+    """The database URL from the secret by ARN, as of now (Powertools-cached, see stores/db/secret.py)."""
     from trinity_beast.stores.db.secret import database_url_from
 
     return database_url_from(os.environ) or ""
@@ -210,9 +210,10 @@ class AsgiFunction:
     a UME 503 saying why (one line), and the next one tries again.
     """
 
-    def __init__(self, build: Callable[["Runtime"], Any], service: str = "LRS") -> None:
+    def __init__(self, build: Callable[["Runtime"], Any], service: str = "LRS", profile: str | None = None) -> None:
         self._build = build
         self._service = service
+        self._profile = profile  # the agent profile kind of answers given before the app runs
         self._envelopes: Envelopes | None = None
         self.runtime = LambdaRuntime()
         self._adapter: Callable[[dict, Any], dict] | None = None
@@ -220,7 +221,7 @@ class AsgiFunction:
     @property
     def envelopes(self) -> Envelopes:
         if self._envelopes is None:
-            self._envelopes = Envelopes.for_service(envelope_settings(), self._service)
+            self._envelopes = Envelopes.for_service(envelope_settings(), self._service, self._profile)
         return self._envelopes
 
     def adapter(self) -> Callable[[dict, Any], dict]:
@@ -259,7 +260,9 @@ def envelope_response(body: dict[str, Any], headers: dict[str, str] | None = Non
     )
 
 
-def make_resolver(service: str = "LAMBDA") -> tuple["APIGatewayRestResolver", Envelopes]:
+def make_resolver(service: str) -> tuple["APIGatewayRestResolver", Envelopes]:
+    """A resolver whose answers carry `service`'s tag: that of the server the routes belong to
+    (envelope.SERVICE_PROFILES), never one of the function's own."""
     from aws_lambda_powertools.event_handler import APIGatewayRestResolver
     from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 

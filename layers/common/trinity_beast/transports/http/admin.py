@@ -20,18 +20,20 @@ from fastapi.responses import FileResponse, Response
 
 from trinity_beast.domain.envelope import Envelopes
 from trinity_beast.domain.keys import ApiKey
-from trinity_beast.transports.http.common import request_secret, envelope_response
 from trinity_beast.services.auth import authenticate
-from trinity_beast.transports.ws.frames import ENDPOINT as WS_ENDPOINT
-from trinity_beast.transports.http.partners import PartnerApi
+from trinity_beast.services.partners.wizard import REGIONS, StackNetwork
 from trinity_beast.services.reports.filters import parse_filters
 from trinity_beast.services.reports.gather import gather
+from trinity_beast.transports.http.common import envelope_response, request_secret
+from trinity_beast.transports.http.partners import PartnerApi
+from trinity_beast.transports.ws.frames import ENDPOINT as WS_ENDPOINT
 
 if TYPE_CHECKING:
     from trinity_beast.services.runtime import Runtime
 
 STATIC = resources.files(__package__).joinpath("static")
-STATIC_FILES = {"app.js": "text/javascript", "app.css": "text/css", "chart.umd.min.js": "text/javascript"}
+STATIC_FILES = {"app.js": "text/javascript", "app.css": "text/css", "chart.umd.min.js": "text/javascript",
+                "favicon.svg": "image/svg+xml"}
 RANGES = {"1h": (3600, "minute"), "24h": (86400, "hour"), "7d": (7 * 86400, "hour")}
 TOP_KEYS = 8
 TICKER_ASSETS = 8
@@ -49,7 +51,7 @@ PAGE_HEADERS = {
 
 def add_partner_routes(api: FastAPI, rt: "Runtime", envelopes: Envelopes) -> PartnerApi:
     """/partners… and /security-groups/udp, answered by the transport-neutral PartnerApi."""
-    partners = PartnerApi(rt, envelopes)
+    partners = PartnerApi(rt, rt.envelopes(envelopes.service, "partners"))  # the partners agent profile
     methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
     async def dispatch(request: Request) -> Response:
@@ -74,34 +76,51 @@ async def _admin(rt: "Runtime", request: Request, envelopes: Envelopes) -> tuple
     return key, None
 
 
-async def usage_series(rt: "Runtime", window: str, now: float | None = None) -> dict[str, Any]:
-    """Requests over time per key and per protocol, and the most asked-for assets."""
+async def usage_series(rt: "Runtime", window: str, now: float | None = None, key_id: str | None = None) -> dict[str, Any]:
+    """Requests over time per key and per protocol, and the most asked-for assets.
+
+    Honest about what it shows: admin keys (this console's polling and ticker among them)
+    are their own `console` series, left out of every other figure; asset names that are
+    not listed assets are one "invalid names" bar; `key_id` narrows everything to one key."""
     span, granularity = RANGES[window]
     now = time.time() if now is None else now
     step = 60 if granularity == "minute" else 3600
     end = int(now) - int(now) % step + step
     start = end - span
-    filters = parse_filters([("from", _iso(start)), ("to", _iso(end)), ("granularity", granularity)], now)
-    rows, complete = await gather(rt.cache, rt.db, filters)
+    reader = rt.report_reader
+    filters = parse_filters([("from", _iso(start)), ("to", _iso(end)), ("granularity", granularity)], now,
+                            reader.limits, reader.cursor_key)
+    rows, complete = await gather(rt.cache, reader, filters)
+    names = {k.id: (k.name, k.tier) for k in await asyncio.to_thread(rt.db.list_keys)}
+    listed = {a["asset"] for a in rt.registry.listing()["assets"]}
     buckets = list(range(start, end, step))
     index = {b: i for i, b in enumerate(buckets)}
     per_key: dict[str, list[int]] = defaultdict(lambda: [0] * len(buckets))
     per_protocol: dict[str, list[int]] = {p: [0] * len(buckets) for p in ("http", "udp", "ws")}
+    console = [0] * len(buckets)
+    console_keys: set[str] = set()
     assets: dict[str, int] = defaultdict(int)
+    invalid: dict[str, int] = defaultdict(int)
     totals = {"requests": 0, "errors": 0}
     for row in rows:
         i = index.get(row.bucket)
         if i is None:
             continue
         n = row.counts.n
-        per_key[row.group.api_key_id][i] += n
+        key = row.group.api_key_id
+        if key_id is not None and key != key_id:
+            continue
+        if names.get(key, ("?", "?"))[1] == "admin" and key_id is None:
+            console[i] += n
+            console_keys.add(key)
+            continue
+        per_key[key][i] += n
         per_protocol.setdefault(row.group.protocol, [0] * len(buckets))[i] += n
         totals["requests"] += n
         totals["errors"] += n if row.group.status >= 400 else 0
         for asset in row.group.asset.split(","):
             if asset and asset != "-":
-                assets[asset] += n
-    names = {k.id: (k.name, k.tier) for k in await asyncio.to_thread(rt.db.list_keys)}
+                (assets if asset in listed else invalid)[asset] += n
     ranked = sorted(per_key, key=lambda k: -sum(per_key[k]))
     keys = [{"api_key_id": k, "name": names.get(k, ("?", "?"))[0], "tier": names.get(k, ("?", "?"))[1],
              "counts": per_key[k], "total": sum(per_key[k])} for k in ranked[:TOP_KEYS]]
@@ -109,14 +128,22 @@ async def usage_series(rt: "Runtime", window: str, now: float | None = None) -> 
         rest = [sum(per_key[k][i] for k in ranked[TOP_KEYS:]) for i in range(len(buckets))]
         keys.append({"api_key_id": "other", "name": f"{len(ranked) - TOP_KEYS} other keys", "tier": "-",
                      "counts": rest, "total": sum(rest)})
-    top = sorted(assets.items(), key=lambda kv: (-kv[1], kv[0]))[:10]
+    top = [{"asset": a, "requests": n, "invalid": False}
+           for a, n in sorted(assets.items(), key=lambda kv: (-kv[1], kv[0]))[:10]]
+    if invalid:
+        top.append({"asset": f"invalid names ({len(invalid)})", "requests": sum(invalid.values()), "invalid": True,
+                    "names": sorted(invalid, key=lambda a: -invalid[a])[:20]})
     return {
         "range": window,
         "granularity": granularity,
+        "timezone": "UTC",
+        "key_filter": key_id,
         "labels": [_iso(b) for b in buckets],
         "by_key": keys,
         "by_protocol": [{"protocol": p, "counts": c, "total": sum(c)} for p, c in per_protocol.items()],
-        "top_assets": [{"asset": a, "requests": n} for a, n in top],
+        "console": {"counts": console, "total": sum(console), "keys": sorted(console_keys),
+                    "note": "admin keys (this console's own polling and live ticker), left out of the other figures"},
+        "top_assets": top,
         "totals": {**totals, "keys": len(ranked)},
         "includes_unsynced": complete,
     }
@@ -148,10 +175,17 @@ def add_command_center(api: FastAPI, rt: "Runtime", envelopes: Envelopes) -> Non
         if refused is not None:
             return refused
         s = rt.settings
+        stack = StackNetwork.from_settings(s)
+        missing = {
+            "privatelink": stack.missing("privatelink", "wizard"),
+            "peering": sorted(set(stack.missing("peering", "wizard")) | set(stack.missing("peering", "udp"))),
+        }
         data = {
             "api_key_id": key.id, "name": key.name, "region": s.region, "cluster_node": s.cluster_node,
             "lpo_port": s.lpo_port, "lrs_port": s.lrs_port, "ws_path": WS_ENDPOINT,
             "udp_ports": [s.lpo_udp_port, s.lrs_udp_port],
+            "partner_network": {"configured": not any(missing.values()), "missing": missing},
+            "regions": list(REGIONS),
         }
         return envelope_response(envelopes.ok("/admin/api/session", data, api_key_id=key.id))
 
@@ -164,7 +198,15 @@ def add_command_center(api: FastAPI, rt: "Runtime", envelopes: Envelopes) -> Non
         if window not in RANGES:
             body = envelopes.error("/admin/api/usage", 400, f"range: expected one of {', '.join(RANGES)}", api_key_id=key.id)
             return envelope_response(body)
-        data = await usage_series(rt, window)
+        partner_id = request.query_params.get("partner") or None
+        key_id = None
+        if partner_id is not None:
+            found = await asyncio.to_thread(rt.db.partner_by_id, partner_id[:64]) if partner_id.startswith("pt_") else None
+            if found is None or not found.api_key_id:
+                body = envelopes.error("/admin/api/usage", 400, f"partner: unknown partner {partner_id[:40]!r}", api_key_id=key.id)
+                return envelope_response(body)
+            key_id = found.api_key_id
+        data = await usage_series(rt, window, key_id=key_id)
         return envelope_response(envelopes.ok("/admin/api/usage", data, api_key_id=key.id))
 
     @api.get("/admin/api/feeds", summary="Command Center: each exchange feed's health in this process (admin)")

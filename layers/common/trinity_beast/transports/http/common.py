@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from trinity_beast.domain.envelope import Envelopes, dumps
 from trinity_beast.domain.errors import DatabaseUnavailable
-from trinity_beast.services.auth import secret_from
+from trinity_beast.services.auth import Credentials, secret_from
 from trinity_beast.services.reports.answers import Answer, answer_usage_me
 
 if TYPE_CHECKING:
@@ -59,7 +59,7 @@ def to_response(answer: Answer) -> Response:
     return Response(answer.body, status_code=answer.status, media_type=answer.content_type, headers=answer.headers)
 
 
-def request_secret(request: Request) -> str | None:
+def request_secret(request: Request) -> Credentials:
     headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.scope["headers"]]
     return secret_from(headers, request.query_params.multi_items())
 

@@ -17,9 +17,12 @@ from fastapi.responses import Response
 
 from trinity_beast.domain.envelope import dumps
 from trinity_beast.transports.http.common import add_usage_me, envelope_response, install_error_handlers
+from trinity_beast.transports.http.docs_ui import add_docs
+from trinity_beast.transports.http.keyfirst import KeyBeforeBody
 from trinity_beast.transports.http.openapi import install_openapi, lpo_paths
 from trinity_beast.transports.http.ops import Instrument, add_ops_routes, route_paths, ws_samples
 from trinity_beast.domain.usage import rate_limit_headers
+from trinity_beast.services.auth import credentials
 from trinity_beast.services.prices.answer import PriceRequest
 from trinity_beast.transports.ws.frames import ENDPOINT as WS_ENDPOINT
 from trinity_beast.transports.ws.hub import Hub
@@ -47,16 +50,6 @@ def query_params(raw: bytes) -> dict[str, list[str]]:
             name, _, value = part.partition("=")
             params.setdefault(name, []).append(value)
     return params
-
-
-def bearer(headers: list[tuple[bytes, bytes]]) -> str | None:
-    for name, value in headers:
-        if name == b"authorization":
-            scheme, _, token = value.decode("latin-1").partition(" ")
-            if scheme.lower() == "bearer" and token.strip():
-                return token.strip()
-            return None
-    return None
 
 
 async def send_body(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] = ()) -> None:
@@ -106,9 +99,8 @@ class LpoHttp:
         if scope["method"] != "GET":
             return await self.method_not_allowed(scope, send, "GET")
         query = query_params(scope["query_string"])
-        secret = bearer(scope["headers"]) or (query.get("api_key") or [None])[0]
         request = PriceRequest(
-            secret,
+            credentials(scope["headers"], (query.get("api_key") or [None])[0]),
             query.get("asset", []),
             "http",
             aggregate=(query.get("aggregate") or [None])[0],
@@ -123,6 +115,8 @@ class LpoHttp:
         headers = rate_limit_headers(answer.quota)
         if answer.status == 401:
             headers.append((b"www-authenticate", b'Bearer realm="trinity-beast"'))
+        elif answer.status == 503:  # as every other route's 503 (transports/http/common.py)
+            headers.append((b"retry-after", b"5"))
         await send_body(send, answer.status, dumps(answer.body), headers)
 
     async def health(self, scope: Scope, send: Send) -> None:
@@ -138,9 +132,10 @@ class LpoHttp:
 
 
 def build_lpo(rt: "Runtime") -> LpoHttp:
-    api = FastAPI(title="Trinity Beast LPO", version="0.1.0", docs_url="/docs", redoc_url=None)
+    api = FastAPI(title="Trinity Beast LPO", version="0.1.0", docs_url=None, redoc_url=None)
     envelopes = rt.envelopes("LPO")
     install_error_handlers(api, envelopes)
+    add_docs(api, envelopes)
     add_usage_me(api, rt, envelopes)
     add_ops_routes(api, rt, envelopes, "LPO")
 
@@ -149,4 +144,5 @@ def build_lpo(rt: "Runtime") -> LpoHttp:
         return envelope_response(envelopes.ok("/ws/assets", rt.registry.listing()))
 
     install_openapi(api, lpo_paths())
+    api.add_middleware(KeyBeforeBody, rt=rt, envelopes=envelopes)
     return LpoHttp(rt, api)

@@ -11,6 +11,8 @@ from fastapi.responses import Response
 from trinity_beast.transports.http.openapi import install_openapi, lrs_paths
 from trinity_beast.transports.http.ops import Instrument, add_ops_routes, route_paths
 from trinity_beast.transports.http.admin import add_command_center
+from trinity_beast.transports.http.docs_ui import add_docs
+from trinity_beast.transports.http.keyfirst import KeyBeforeBody
 from trinity_beast.transports.http.common import add_usage_me, envelope_response, install_error_handlers, request_secret, to_response
 from trinity_beast.services.reports.filters import FORMATS, GRANULARITIES, MAX_LIMIT
 from trinity_beast.services.reports.answers import answer_report
@@ -21,8 +23,9 @@ if TYPE_CHECKING:
 
 def build_lrs(rt: "Runtime") -> FastAPI:
     envelopes = rt.envelopes("LRS")
-    api = FastAPI(title="Trinity Beast LRS", version="0.1.0", docs_url="/docs", redoc_url=None)
+    api = FastAPI(title="Trinity Beast LRS", version="0.1.0", docs_url=None, redoc_url=None)
     install_error_handlers(api, envelopes)
+    add_docs(api, envelopes)
     add_usage_me(api, rt, envelopes)
 
 
@@ -45,6 +48,7 @@ def build_lrs(rt: "Runtime") -> FastAPI:
         return envelope_response(envelopes.ok("/health", data))
 
     add_ops_routes(api, rt, envelopes, "LRS")
+    api.add_middleware(KeyBeforeBody, rt=rt, envelopes=envelopes)
     api.add_middleware(Instrument, metrics=rt.metrics, service="LRS", known=lambda: route_paths(api))
     api.state.envelopes = envelopes  # for refusals made below the app (serving.LimitedHttp)
     install_openapi(api, lrs_paths())

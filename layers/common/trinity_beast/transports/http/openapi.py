@@ -4,7 +4,7 @@ Some routes are answered below FastAPI (GET /price and /health on the LPO come f
 ASGI front) or return ready-made responses, so FastAPI cannot infer their shapes. Their path
 items are written here, from one schema of the envelope, and merged over what FastAPI
 generates: the document describes the one implementation, it does not add a second one.
-tests/test_openapi.py runs schemathesis against both documents.
+tests/integration/test_openapi.py runs schemathesis against both documents.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ _STRING: Schema = {"type": "string"}
 _NUMBER: Schema = {"type": "number"}
 _INT: Schema = {"type": "integer"}
 _NULLABLE_STRING: Schema = {"type": ["string", "null"]}
+_SECONDS_Z = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$"  # the seed's one timestamp format
 _ANY: Schema = {}
 
 
@@ -39,10 +40,10 @@ def envelope(data: Schema | None = None, description: str = "") -> Schema:
         "language": _STRING,
         "api_key_id": {"type": ["string", "null"], "description": "the caller's public key id (`ak_…`), never the secret"},
         "ip_address": _STRING,
-        "agent_profile_arn": _STRING,
-        "timestamp": {"type": "string", "pattern": r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$"},
+        "agent_profile_arn": {"type": "string", "pattern": r"^arn:tbi:[^:]+:[0-9]{12}:agent-profile/[^/]+/v1$"},
+        "timestamp": {"type": "string", "pattern": _SECONDS_Z},
         "data": data if data is not None else _ANY,
-        "error": _NULLABLE_STRING,
+        "error": {"type": "string", "description": '`""` on success, else why it failed'},
     }
     assert tuple(properties) == FIELDS
     schema: Schema = {"type": "object", "required": list(FIELDS), "additionalProperties": False, "properties": properties}
@@ -63,7 +64,7 @@ USAGE_FIELDS: dict[str, Schema] = {
     "monthly_usage": {"type": "integer", "minimum": 0},
     "monthly_limit": {"type": "integer", "minimum": 0, "description": "0 = unlimited"},
     "usage_pct": _NUMBER,
-    "usage_warning": _NULLABLE_STRING,
+    "usage_warning": {"type": "string", "description": '`""` when there is nothing to warn about'},
 }
 PRICE_ENTRY = _object(
     {
@@ -72,9 +73,11 @@ PRICE_ENTRY = _object(
         "exchange": _STRING,
         "cached": {"type": "boolean"},
         "cache_age_seconds": _NUMBER,
-        "timestamp": _STRING,
-        "readable_timestamp": _STRING,
-        "latency_ms": _NUMBER,
+        "timestamp": {"type": "integer", "description": "the exchange's time, whole Unix seconds"},
+        "readable_timestamp": {"type": "string", "pattern": _SECONDS_Z},
+        "latency_ms": _INT,
+        "timestamp_ms": {"type": "integer", "description": "added: the exchange's time in Unix milliseconds"},
+        "latency_us": {"type": "integer", "description": "added: latency_ms in whole microseconds"},
     },
     {
         "stale": {"type": "boolean"},
@@ -88,8 +91,9 @@ PRICE_DATA = _object(
     {
         "assets": {"type": "array", "items": PRICE_ENTRY},
         "failed": {"type": "array", "items": _object({"asset": _STRING, "reason": _STRING})},
-        "duration_ms": _NUMBER,
+        "duration_ms": _INT,
         **USAGE_FIELDS,
+        "duration_us": {"type": "integer", "description": "added: duration_ms in whole microseconds"},
     }
 )
 USAGE_ME_DATA = _object(

@@ -9,10 +9,12 @@ answer stale prices or errors.
 from __future__ import annotations
 
 import asyncio
+import hmac
+import ipaddress
 import time
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from trinity_beast.services import sync
@@ -20,6 +22,7 @@ from trinity_beast.domain.envelope import Envelopes, dumps
 from trinity_beast.services.metrics import CONTENT_TYPE, Metrics, Sample, resident_memory_bytes, sample
 
 if TYPE_CHECKING:
+    from trinity_beast.domain.settings import Settings
     from trinity_beast.services.runtime import Runtime
 
 PROBE_TIMEOUT_S = 1.0
@@ -64,6 +67,24 @@ class Instrument:
             await self.app(scope, receive, capture)
         finally:
             self.metrics.observe(self.service, self.endpoint(scope["path"]), "http", status, time.perf_counter() - started)
+
+
+def metrics_allowed(settings: "Settings", client: str, authorization: list[str]) -> bool:
+    """Who may read /metrics: loopback, an address in BEAST_METRICS_NETWORKS, or a request
+    carrying `Authorization: Bearer BEAST_METRICS_TOKEN` (compared in constant time).
+    `client` is the peer, or behind BEAST_TRUSTED_PROXIES the client they forwarded."""
+    try:
+        address = ipaddress.ip_address(client)
+    except ValueError:
+        address = None
+    if address is not None and (address.is_loopback or any(
+            address in ipaddress.ip_network(n) for n in settings.metrics_networks)):
+        return True
+    token = settings.metrics_token
+    if token and len(authorization) == 1:
+        scheme, _, given = authorization[0].strip().partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
+    return False
 
 
 def route_paths(api: FastAPI) -> list[str]:
@@ -234,8 +255,12 @@ def add_ops_routes(api: FastAPI, rt: "Runtime", envelopes: Envelopes, service: s
             body = envelopes.error("/ready", 503, _not_ready_reason(data["checks"]), data=data)
         return Response(dumps(body), status_code=body["status_code"], media_type="application/json")
 
-    @api.get("/metrics", summary="Prometheus metrics (text format): requests, latencies, feeds, cache, usage, sync")
-    async def metrics() -> Response:
+    @api.get("/metrics", summary="Prometheus metrics (text format): operators only (loopback, BEAST_METRICS_NETWORKS or BEAST_METRICS_TOKEN)")
+    async def metrics(request: Request) -> Response:
+        client = request.client.host if request.client else ""
+        if not metrics_allowed(rt.settings, client, request.headers.getlist("authorization")):
+            message = "metrics are for operators: ask from loopback, from BEAST_METRICS_NETWORKS, or with Authorization: Bearer BEAST_METRICS_TOKEN"
+            return Response(dumps(envelopes.error("/metrics", 403, message)), status_code=403, media_type="application/json")
         return Response(await rt.metrics.render(), media_type=CONTENT_TYPE)
 
 

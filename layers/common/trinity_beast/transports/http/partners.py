@@ -17,7 +17,7 @@ import orjson
 
 from trinity_beast.domain.envelope import Envelopes, dumps
 from trinity_beast.domain.keys import ApiKey
-from trinity_beast.services.auth import authenticate, quota_for
+from trinity_beast.services.auth import Credentials, authenticate, quota_for
 from trinity_beast.services.reports.answers import Answer
 from trinity_beast.services.partners.ec2 import Ec2Network
 from trinity_beast.domain.partners.model import PartnerError
@@ -76,7 +76,7 @@ class PartnerApi:
         return await asyncio.to_thread(fn, *args)
 
     async def handle(
-        self, method: str, path: str, secret: str | None, query: Sequence[tuple[str, str]], body: bytes | None
+        self, method: str, path: str, secret: Credentials | str | None, query: Sequence[tuple[str, str]], body: bytes | None
     ) -> Answer:
         started = time.perf_counter()
         path = path.rstrip("/") or "/"
@@ -194,6 +194,13 @@ async def audit(api: PartnerApi, key: ApiKey, path: dict[str, str], q: dict[str,
     return 200, {"entries": [e.public() for e in entries]}
 
 
+@route("POST", "/partners/reconcile")
+async def reconcile_all(api: PartnerApi, key: ApiKey, path: dict[str, str], body: dict[str, Any]) -> tuple[int, Any]:
+    results = await api.call(api.service.reconcile, key.id)
+    return 200, {"partners": results, "drifted": sum(1 for r in results if r["drift"]),
+                 "adopted": sum(len(r["adopted"]) for r in results)}
+
+
 @route("GET", "/partners/{id}", admin=False)
 async def get_partner(api: PartnerApi, key: ApiKey, path: dict[str, str], q: dict[str, Any]) -> tuple[int, Any]:
     if key.tier != "admin":
@@ -211,8 +218,22 @@ async def get_partner(api: PartnerApi, key: ApiKey, path: dict[str, str], q: dic
 
 @route("GET", "/partners/{id}/onboarding")
 async def partner_onboarding(api: PartnerApi, key: ApiKey, path: dict[str, str], q: dict[str, Any]) -> tuple[int, Any]:
-    partner = await api.call(api.service.get, path["id"])
-    return 200, await api.call(api.service.onboarding, partner)
+    return 200, await api.call(api.service.onboarding_of, path["id"])
+
+
+@route("GET", "/partners/{id}/handoff")
+async def partner_handoff(api: PartnerApi, key: ApiKey, path: dict[str, str], q: dict[str, Any]) -> tuple[int, Any]:
+    return 200, await api.call(api.service.handoff, path["id"])
+
+
+@route("GET", "/partners/{id}/teardown")
+async def teardown_plan(api: PartnerApi, key: ApiKey, path: dict[str, str], q: dict[str, Any]) -> tuple[int, Any]:
+    return 200, await api.call(api.service.teardown_plan, path["id"])
+
+
+@route("POST", "/partners/{id}/reconcile")
+async def reconcile_one(api: PartnerApi, key: ApiKey, path: dict[str, str], body: dict[str, Any]) -> tuple[int, Any]:
+    return 200, (await api.call(api.service.reconcile, key.id, path["id"]))[0]
 
 
 @route("POST", "/partners/{id}/connection")
@@ -229,14 +250,21 @@ async def approve(api: PartnerApi, key: ApiKey, path: dict[str, str], body: dict
 
 @route("POST", "/partners/{id}/reject")
 async def reject(api: PartnerApi, key: ApiKey, path: dict[str, str], body: dict[str, Any]) -> tuple[int, Any]:
-    partner, changed = await api.call(api.service.reject, path["id"], key.id, body.get("reason") or "")
-    return 200, {"partner": partner.public(), "changed": changed}
+    partner, changed, remain = await api.call(api.service.reject, path["id"], key.id, _reason(body))
+    return 200, {"partner": partner.public(), "changed": changed, "remain": [p.public() for p in remain]}
 
 
 @route("POST", "/partners/{id}/revoke")
 async def revoke(api: PartnerApi, key: ApiKey, path: dict[str, str], body: dict[str, Any]) -> tuple[int, Any]:
-    partner, changed = await api.call(api.service.revoke, path["id"], key.id, body.get("reason") or "")
-    return 200, {"partner": partner.public(), "changed": changed}
+    partner, changed, remain = await api.call(api.service.revoke, path["id"], key.id, _reason(body))
+    return 200, {"partner": partner.public(), "changed": changed, "remain": [p.public() for p in remain]}
+
+
+def _reason(body: dict[str, Any]) -> str:
+    reason = body.get("reason") or ""
+    if not isinstance(reason, str) or len(reason) > 500:
+        raise PartnerError(400, "reason: expected text of at most 500 characters")
+    return reason.strip()
 
 
 @route("GET", "/security-groups/udp")
@@ -248,8 +276,8 @@ async def udp_access(api: PartnerApi, key: ApiKey, path: dict[str, str], q: dict
 
 @route("POST", "/security-groups/udp")
 async def allow_udp(api: PartnerApi, key: ApiKey, path: dict[str, str], body: dict[str, Any]) -> tuple[int, Any]:
-    changed = await api.call(api.service.allow_udp, body.get("cidr"), body.get("description"), key.id)
-    return 200, {"cidr": body.get("cidr"), "changed": changed, "rules": await api.call(api.service.udp_access)}
+    done = await api.call(api.service.allow_udp, body.get("cidr"), body.get("description"), key.id)
+    return 200, {"cidr": body.get("cidr"), **done, "rules": await api.call(api.service.udp_access)}
 
 
 @route("DELETE", "/security-groups/udp")

@@ -10,8 +10,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from trinity_beast.domain.envelope import dumps
-from trinity_beast.transports.udp.datagram import SMALL_ANSWER_BYTES, BadDatagram, DatagramServer, decode_object, fit, small_error
 from trinity_beast.services.prices.answer import ENDPOINT, PriceRequest
+from trinity_beast.transports.udp.datagram import (
+    SMALL_ANSWER_BYTES, BadDatagram, DatagramServer, Reply, decode_object, fit, small_error, stranger_error,
+)
 
 if TYPE_CHECKING:
     from trinity_beast.services.runtime import Runtime
@@ -52,18 +54,19 @@ class UdpPriceServer(DatagramServer):
             self.answer,
             small_error(self.envelopes, ENDPOINT, 500, "internal error; the failure was logged"),
             observe=lambda status, seconds: rt.metrics.observe("LPO", ENDPOINT, "udp", status, seconds),
+            amplification=rt.settings.udp_amplification_factor,
         )
 
-    async def answer(self, data: bytes) -> tuple[int, bytes]:
+    async def answer(self, data: bytes) -> Reply:
         try:
             request = parse_datagram(data)
         except BadDatagram as exc:
             self.refused += 1
-            return exc.status, small_error(self.envelopes, ENDPOINT, exc.status, str(exc))
+            return stranger_error(self.envelopes, ENDPOINT, exc.status, str(exc), self.budget(data))
         answer = await self.rt.prices.answer(request, self.envelopes)
-        if answer.key is None:  # not authenticated: small answers only
+        if answer.key is None:  # not authenticated: small answers only, and only when they fit the rule
             self.refused += 1
-            return answer.status, small_error(self.envelopes, ENDPOINT, answer.status, answer.body["error"] or "unauthorized")
+            return stranger_error(self.envelopes, ENDPOINT, answer.status, answer.body["error"] or "unauthorized", self.budget(data))
         advice = "ask for fewer assets per datagram, or use HTTP /price"
         return fit(self.envelopes, ENDPOINT, answer.status, dumps(answer.body), answer.key.id, advice)
 

@@ -14,13 +14,13 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any, Iterable
 
 from trinity_beast.domain.envelope import dumps
-from trinity_beast.domain.errors import DatabaseUnavailable
+from trinity_beast.domain.errors import DatabaseUnavailable, StatementTimeout
 from trinity_beast.services.auth import KEYS_UNAVAILABLE, authenticate
 from trinity_beast.services.reports.errors import ReportError
 from trinity_beast.services.reports.filters import iso, parse_filters
 from trinity_beast.services.reports.gather import Row, gather
-from trinity_beast.transports.udp.datagram import BadDatagram, DatagramServer, decode_object, fit, small_error
-from trinity_beast.services.reports.answers import scope_to_key
+from trinity_beast.transports.udp.datagram import BadDatagram, DatagramServer, Reply, decode_object, fit, small_error, stranger_error
+from trinity_beast.services.reports.answers import report_too_slow, scope_to_key
 
 if TYPE_CHECKING:
     from trinity_beast.services.runtime import Runtime
@@ -72,9 +72,10 @@ class UdpReportServer(DatagramServer):
             self.answer,
             small_error(self.envelopes, ENDPOINT, 500, "internal error; the failure was logged"),
             observe=lambda status, seconds: rt.metrics.observe("LRS", ENDPOINT, "udp", status, seconds),
+            amplification=rt.settings.udp_amplification_factor,
         )
 
-    async def answer(self, data: bytes) -> tuple[int, bytes]:
+    async def answer(self, data: bytes) -> Reply:
         started = time.perf_counter()
         try:
             msg = decode_object(data, FIELDS, EXAMPLE)
@@ -82,26 +83,30 @@ class UdpReportServer(DatagramServer):
                 raise BadDatagram(400, 'report must be "usage" (the one report served over UDP)')
             params = [(name, str(msg[name])) for name in FILTERS if msg.get(name) is not None]
         except BadDatagram as exc:
-            return exc.status, small_error(self.envelopes, ENDPOINT, exc.status, str(exc))
+            return stranger_error(self.envelopes, ENDPOINT, exc.status, str(exc), self.budget(data))
         try:
-            key, problem = await authenticate(self.rt.keys, msg.get("api_key"))
+            key, problem = await authenticate(self.rt.keys, msg.get("api_key"), "udp")
         except DatabaseUnavailable:
-            return 503, small_error(self.envelopes, ENDPOINT, 503, KEYS_UNAVAILABLE)
+            return stranger_error(self.envelopes, ENDPOINT, 503, KEYS_UNAVAILABLE, self.budget(data))
         if problem is not None or key is None:
-            return 401, small_error(self.envelopes, ENDPOINT, 401, problem or "invalid API key")
+            return stranger_error(self.envelopes, ENDPOINT, 401, problem or "invalid API key", self.budget(data))
 
-        def done(status: int, data: Any = None, error: str | None = None) -> tuple[int, bytes]:
+        def done(status: int, data: Any = None, error: str | None = None) -> Reply:
             self.rt.meter.record(key.id, ENDPOINT, "-", "udp", status, time.perf_counter() - started, billable=False)
             body = dumps(self.envelopes.build(ENDPOINT, status, data=data, error=error, api_key_id=key.id))
             return fit(self.envelopes, ENDPOINT, status, body, key.id, "narrow the filters, or use HTTP /reports/usage")
 
         try:
-            filters = scope_to_key(parse_filters(params, time.time()), key)
+            reader = self.rt.report_reader
+            filters = scope_to_key(parse_filters(params, time.time(), reader.limits, reader.cursor_key), key)
         except ReportError as exc:
             return done(400, error=str(exc))
         except PermissionError as exc:
             return done(403, error=str(exc))
-        rows, missing = await gather(self.rt.cache, self.rt.db, filters)
+        try:
+            rows, missing = await gather(self.rt.cache, self.rt.report_reader, filters)
+        except StatementTimeout:
+            return done(503, error=report_too_slow(self.rt.report_reader.limits.timeout_s))
         data = {
             "type": "usage_summary",
             "from": iso(filters.start),

@@ -13,9 +13,9 @@ from typing import Any, Literal
 
 import orjson
 
-from trinity_beast.domain.envelope import Envelopes, utc_iso
+from trinity_beast.domain.envelope import Envelopes, unix_ms, unix_seconds
 from trinity_beast.domain.tick import Tick
-from trinity_beast.services.prices.answer import ASSET_RE
+from trinity_beast.domain.text import asset_symbol
 
 ENDPOINT = "/ws/prices"
 MAX_SUBSCRIPTIONS = 50  # assets per connection
@@ -44,19 +44,30 @@ class Messages:
         return orjson.dumps(self.envelopes.build(ENDPOINT, status, data=data, error=error, api_key_id=key_id))
 
     def price_parts(self, tick: Tick) -> tuple[bytes, bytes]:
-        """The update serialized once, split around the caller's key id."""
-        data = {
+        """The update serialized once, split around the caller's key id.
+
+        The seed's four fields (type, asset, price, source), then ours: the exchange's time
+        as /price gives it (`timestamp` whole Unix seconds, `timestamp_ms`)."""
+        data: dict[str, Any] = {
             "type": "price",
             "asset": tick.asset,
             "price": float(tick.price),
             "source": tick.label,
-            "timestamp": utc_iso(tick.exchange_ts),
+            "timestamp": unix_seconds(tick.exchange_ts),
+            "timestamp_ms": unix_ms(tick.exchange_ts),
         }
         if tick.usd_rate is not None:
             data["converted_from"] = {"quote": tick.quote, "usd_rate": float(tick.usd_rate)}
         raw = orjson.dumps(self.envelopes.build(ENDPOINT, 200, data=data, api_key_id=_KEY_SLOT))
         head, _, tail = raw.partition(orjson.dumps(_KEY_SLOT))
         return head, tail
+
+    def subscribed(self, key_id: str, assets: list[str], removed: list[str] | None = None) -> bytes:
+        """The seed's `{"type": "subscribed", "assets": [...]}`; after an unsubscribe, plus what it removed."""
+        data: dict[str, Any] = {"type": "subscribed", "assets": assets}
+        if removed is not None:
+            data["unsubscribed"] = removed
+        return self.reply(key_id, 200, data)
 
 
 @dataclass(frozen=True)
@@ -102,8 +113,8 @@ def parse_assets(raw: Any, action: str) -> list[str] | BadFrame:
         return BadFrame(f"too many subscriptions: at most {MAX_SUBSCRIPTIONS} assets per connection")
     assets: list[str] = []
     for item in raw:
-        asset = item.strip().upper()
-        if not ASSET_RE.match(asset):
+        asset = asset_symbol(item)
+        if asset is None:
             return BadFrame(f"malformed asset {item[:20]!r}: an asset is 1-15 letters or digits")
         if asset not in assets:
             assets.append(asset)

@@ -141,7 +141,7 @@ class Hub:
         for asset in new:
             client.assets.add(asset)
             self.by_asset[asset].add(client)
-        client.reply(self.messages.reply(client.key.id, 200, {"type": "subscribed", "assets": sorted(client.assets)}))
+        client.reply(self.messages.subscribed(client.key.id, sorted(client.assets)))
         for asset in new:  # the current price at once: a client never waits for the next tick
             tick = self.served(asset)
             if tick is not None:
@@ -157,12 +157,17 @@ class Hub:
             log.info("no first price for %s: %s", asset, exc)
 
     def unsubscribe(self, client: Client, assets: list[str]) -> None:
-        for asset in assets:
+        """Drop the assets this client had; `unsubscribed` names only those (others were never on)."""
+        removed = [a for a in assets if a in client.assets]
+        for asset in removed:
             client.assets.discard(asset)
             client.forget(asset)
-            self.by_asset.get(asset, set()).discard(client)
-        data = {"type": "subscribed", "assets": sorted(client.assets), "unsubscribed": assets}
-        client.reply(self.messages.reply(client.key.id, 200, data))
+            subscribers = self.by_asset.get(asset)
+            if subscribers is not None:
+                subscribers.discard(client)
+                if not subscribers:
+                    del self.by_asset[asset]
+        client.reply(self.messages.subscribed(client.key.id, sorted(client.assets), removed))
 
     def drop(self, client: Client) -> None:
         self.clients.discard(client)
@@ -178,7 +183,7 @@ class Hub:
         first = await receive()
         if first["type"] != "websocket.connect":
             return
-        key = await accepted_key(self.rt.keys, self.rt.meter, scope, send)
+        key = await accepted_key(self.rt.keys, self.rt.meter, self.messages, scope, receive, send)
         if key is None:
             return
         ip = client_address(scope)
