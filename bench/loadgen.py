@@ -50,7 +50,7 @@ async def udp(host: str, port: int, payload: bytes, seconds: float, inflight: in
                 await loop.sock_sendall(sock, payload)
                 try:
                     data = await asyncio.wait_for(loop.sock_recv(sock, 65536), 1.0)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     errors += 1
                     continue
                 latencies.append((time.perf_counter() - sent) * 1000)

@@ -21,9 +21,9 @@ from typing import Any
 
 import httpx
 import pytest
+from support import in_process_server, stack_env
 from websockets.asyncio.client import connect
 
-from support import in_process_server, stack_env
 from trinity_beast.domain.tick import Tick
 from trinity_beast.services.sync import move_all
 
@@ -77,7 +77,9 @@ class Looper:
                     self.unmet += 1
 
 
-def test_another_keys_max_age_loop_does_not_change_a_subscribers_bill(request: pytest.FixtureRequest, tmp_path: Path) -> None:
+def test_another_keys_max_age_loop_does_not_change_a_subscribers_bill(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
     """Probe row 7: a subscriber watches BTC; its pushes are counted for 4 s alone, then for
     4 s while another key loops `max_age_ms=1`. Both stay within the push cap (10/s per asset);
     the loop causes at most one REST call a second, whose prices are not pushed to a subscriber
@@ -99,8 +101,10 @@ def test_another_keys_max_age_loop_does_not_change_a_subscribers_bill(request: p
             shared = asyncio.run(count_pushes(srv.url, subscriber, WINDOW_S))
             elapsed = time.monotonic() - started
         rest_calls = srv.sim.ticker_calls
-        print(f"pushes alone {alone}, with another key's max_age_ms=1 loop {shared}; "
-              f"loop answers {dict(looper.statuses)} ({looper.unmet} max_age not met); REST calls {dict(rest_calls)}")
+        print(
+            f"pushes alone {alone}, with another key's max_age_ms=1 loop {shared}; "
+            f"loop answers {dict(looper.statuses)} ({looper.unmet} max_age not met); REST calls {dict(rest_calls)}"
+        )
         assert 0 < alone <= cap and 0 < shared <= cap
         assert shared <= alone * 1.5 + 3  # the feed's own pace (it varies a little), nothing from the loop
         assert sum(looper.statuses.values()) > 20 and set(looper.statuses) == {200}
@@ -142,7 +146,9 @@ def junk_names(rng: random.Random, n: int) -> str:
 
 
 @pytest.mark.parametrize("stack", ["embedded", "production"])
-def test_refusals_and_unknown_assets_create_no_usage_rows(request: pytest.FixtureRequest, tmp_path: Path, stack: str) -> None:
+def test_refusals_and_unknown_assets_create_no_usage_rows(
+    request: pytest.FixtureRequest, tmp_path: Path, stack: str
+) -> None:
     """Probe row 11: an exhausted key sends 500 requests of 50 random unknown names; a live key
     100 of them (404s); bad requests (400) and bad keys (401) too. The usage rows that result
     are a handful, labelled with a known asset or `-`, whatever the number of requests."""
@@ -157,12 +163,18 @@ def test_refusals_and_unknown_assets_create_no_usage_rows(request: pytest.Fixtur
         async def run() -> None:
             async with httpx.AsyncClient(base_url=srv.url, timeout=60, limits=httpx.Limits(max_connections=20)) as c:
                 for _ in range(5):
-                    statuses[(await c.get("/price?asset=BTC", headers={"Authorization": f"Bearer {exhausted}"})).status_code] += 1
+                    statuses[
+                        (await c.get("/price?asset=BTC", headers={"Authorization": f"Bearer {exhausted}"})).status_code
+                    ] += 1
                 for batch in range(10):
-                    asks = [c.get(f"/price?asset={junk_names(rng, 50)}", headers={"Authorization": f"Bearer {exhausted}"})
-                            for _ in range(50)]
-                    asks += [c.get(f"/price?asset={junk_names(rng, 50)}", headers={"Authorization": f"Bearer {live}"})
-                             for _ in range(10)]
+                    asks = [
+                        c.get(f"/price?asset={junk_names(rng, 50)}", headers={"Authorization": f"Bearer {exhausted}"})
+                        for _ in range(50)
+                    ]
+                    asks += [
+                        c.get(f"/price?asset={junk_names(rng, 50)}", headers={"Authorization": f"Bearer {live}"})
+                        for _ in range(10)
+                    ]
                     asks += [c.get("/price?asset=BAD$NAME" + str(batch), headers={"Authorization": f"Bearer {live}"})]
                     asks += [c.get("/price?asset=BTC", headers={"Authorization": "Bearer tbk_not_a_key_0000000000"})]
                     for r in await asyncio.gather(*asks):

@@ -15,8 +15,8 @@ import pytest
 import redis as sync_redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from support import REDIS_URL, free_port, reachable
+
 from trinity_beast.domain.usage import MONTH_PREFIX, month_of
 from trinity_beast.services.meter import Meter
 from trinity_beast.stores.cache import Cache, MemoryCache
@@ -54,7 +54,9 @@ async def serve_all(cache: Cache, asks: list[tuple[int, int, int]], key_limits: 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(asks=requests, key_limits=limits)
 @pytest.mark.parametrize("backend", ["memory", "redis"])
-def test_served_is_min_of_limit_and_asked(backend: str, asks: list[tuple[int, int, int]], key_limits: list[int]) -> None:
+def test_served_is_min_of_limit_and_asked(
+    backend: str, asks: list[tuple[int, int, int]], key_limits: list[int]
+) -> None:
     """The property of the billing rule: for random interleavings of processes, keys and
     units per request, every key is served exactly min(limit, units asked)."""
     if backend == "redis":
@@ -102,7 +104,9 @@ async def test_an_unreachable_cache_serves_up_to_the_local_allowance_then_refuse
         await cache.close()
 
 
-async def test_units_served_offline_are_settled_once_when_the_cache_returns(redis_url: str, redis_namespace: str) -> None:
+async def test_units_served_offline_are_settled_once_when_the_cache_returns(
+    redis_url: str, redis_namespace: str
+) -> None:
     """Served offline, then the cache returns: the first flush that works adds them to the month
     total once (a second flush adds nothing), and reservations resume against the shared total."""
     cache = RedisCache(redis_url, namespace=redis_namespace)

@@ -22,12 +22,12 @@ from typing import Any
 import httpx
 import pytest
 import redis
+from fault_support import wait_until
+from support import UNREACHABLE_EXCHANGES, BeastProcess, run_beast, stack_env, start_beast_serve, stop_beast
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from fault_support import wait_until
 from private_redis import PrivateRedis
-from support import UNREACHABLE_EXCHANGES, BeastProcess, run_beast, stack_env, start_beast_serve, stop_beast
 from trinity_beast.domain.tick import Tick
 from trinity_beast.domain.usage import MONTH_PREFIX, month_of
 from trinity_beast.stores.cache.redis import RedisCache
@@ -37,8 +37,9 @@ MIXED_LIMIT = 150  # more than the 100 UDP requests can take alone, so HTTP and 
 
 
 def make_key(env: dict[str, str], limit: int) -> tuple[str, str]:
-    made = run_beast(["keys", "create", "--name", "billed", "--tier", "subscriber", "--monthly-limit", str(limit),
-                      "--json"], env)
+    made = run_beast(
+        ["keys", "create", "--name", "billed", "--tier", "subscriber", "--monthly-limit", str(limit), "--json"], env
+    )
     assert made.returncode == 0, made.stderr
     data = json.loads(made.stdout)
     return data["id"], data["key"]
@@ -55,7 +56,9 @@ async def put_prices(url: str, namespace: str, assets: tuple[str, ...] = ("BTC",
     cache = RedisCache(url, namespace=namespace)
     try:
         now = time.time()
-        await cache.put_ticks(Tick(a, "USD", Decimal(base + i), None, None, "coinbase", now, now) for i, a in enumerate(assets))
+        await cache.put_ticks(
+            Tick(a, "USD", Decimal(base + i), None, None, "coinbase", now, now) for i, a in enumerate(assets)
+        )
     finally:
         await cache.close()
 
@@ -162,7 +165,9 @@ async def mixed_load(procs: list[BeastProcess], secret: str, tick: Any = None) -
 
 
 @pytest.mark.parametrize("stack", ["embedded", "production"])
-def test_a_limit_holds_across_http_udp_ws_and_processes(request: pytest.FixtureRequest, tmp_path: Path, stack: str) -> None:
+def test_a_limit_holds_across_http_udp_ws_and_processes(
+    request: pytest.FixtureRequest, tmp_path: Path, stack: str
+) -> None:
     """Probe rows 1-4 and 6 of issue 12: limit 150, 300 concurrent requests (one and two assets)
     over HTTP and UDP plus 10 WebSocket subscribers; in production over two processes sharing
     one Redis. Units delivered == 150 exactly, and the month total says so."""
@@ -184,6 +189,7 @@ def test_a_limit_holds_across_http_udp_ws_and_processes(request: pytest.FixtureR
                     i += 1
                     await put_prices(env["REDIS_URL"], env["BEAST_REDIS_NAMESPACE"], ("BTC",), 64000 + i)
                     await asyncio.sleep(0.05)
+
         for p in procs:
             wait_for_prices(p)
         key_id, secret = make_key(env, MIXED_LIMIT)
@@ -224,8 +230,13 @@ def test_a_paused_redis_never_lets_a_key_past_its_limit(request: pytest.FixtureR
     once it is back (the units served from the offline allowance settled exactly once)."""
     private = PrivateRedis(tmp_path / "redis").start()
     try:
-        env = {**stack_env(request, "production", tmp_path), "REDIS_URL": private.url, "BEAST_FEEDS": "false",
-               "BEAST_PREWARM": "false", "BEAST_SYNC_EVERY_S": "3600"}
+        env = {
+            **stack_env(request, "production", tmp_path),
+            "REDIS_URL": private.url,
+            "BEAST_FEEDS": "false",
+            "BEAST_PREWARM": "false",
+            "BEAST_SYNC_EVERY_S": "3600",
+        }
         p = start_beast_serve(env, cwd=tmp_path)
         try:
             asyncio.run(put_prices(private.url, env["BEAST_REDIS_NAMESPACE"]))
@@ -251,14 +262,21 @@ def test_a_paused_redis_never_lets_a_key_past_its_limit(request: pytest.FixtureR
         private.stop()
 
 
-def test_a_redis_restarted_empty_is_detected_and_the_month_restored(request: pytest.FixtureRequest, tmp_path: Path) -> None:
+def test_a_redis_restarted_empty_is_detected_and_the_month_restored(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
     """Probe row 10: a private Redis without persistence restarted empty under load. The loss
     is detected (log, /metrics, /ready), the month total restored (the key is not handed a
     fresh month: 300 served for a limit of 300) and /usage/me still says 300."""
     private = PrivateRedis(tmp_path / "redis").start()
     try:
-        env = {**stack_env(request, "production", tmp_path), "REDIS_URL": private.url, "BEAST_FEEDS": "false",
-               "BEAST_PREWARM": "false", "BEAST_SYNC_EVERY_S": "3600"}
+        env = {
+            **stack_env(request, "production", tmp_path),
+            "REDIS_URL": private.url,
+            "BEAST_FEEDS": "false",
+            "BEAST_PREWARM": "false",
+            "BEAST_SYNC_EVERY_S": "3600",
+        }
         p = start_beast_serve(env, cwd=tmp_path)
         try:
             asyncio.run(put_prices(private.url, env["BEAST_REDIS_NAMESPACE"]))
@@ -287,8 +305,9 @@ def test_a_redis_restarted_empty_is_detected_and_the_month_restored(request: pyt
 
 def billed_in_sqlite(data_dir: Path, key_id: str) -> int:
     with sqlite3.connect(data_dir / "beast.db") as db:
-        row = db.execute("SELECT COALESCE(SUM(requests), 0) FROM usage_buckets WHERE api_key_id = ? AND status = 200",
-                         (key_id,)).fetchone()
+        row = db.execute(
+            "SELECT COALESCE(SUM(requests), 0) FROM usage_buckets WHERE api_key_id = ? AND status = 200", (key_id,)
+        ).fetchone()
     return int(row[0])
 
 
@@ -347,10 +366,16 @@ def test_200_concurrent_max_age_requests_get_exactly_the_limit(
 
         async def burst() -> None:
             async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=100)) as client:
-                answers = await asyncio.gather(*(
-                    client.get(f"{procs[i % len(procs)].url}/price", params={"asset": assets, "max_age_ms": "1"},
-                               headers={"Authorization": f"Bearer {secret}"})
-                    for i in range(200)))
+                answers = await asyncio.gather(
+                    *(
+                        client.get(
+                            f"{procs[i % len(procs)].url}/price",
+                            params={"asset": assets, "max_age_ms": "1"},
+                            headers={"Authorization": f"Bearer {secret}"},
+                        )
+                        for i in range(200)
+                    )
+                )
             for r in answers:
                 tally.answer("http", r.json())
 
@@ -373,14 +398,21 @@ def test_two_processes_over_a_paused_redis_stay_within_the_documented_bound(
     private = PrivateRedis(tmp_path / "redis").start()
     procs: list[BeastProcess] = []
     try:
-        env = {**stack_env(request, "production", tmp_path), "REDIS_URL": private.url, "BEAST_FEEDS": "false",
-               "BEAST_PREWARM": "false", "BEAST_SYNC_EVERY_S": "3600", "BEAST_USAGE_OFFLINE_ALLOWANCE": str(allowance)}
+        env = {
+            **stack_env(request, "production", tmp_path),
+            "REDIS_URL": private.url,
+            "BEAST_FEEDS": "false",
+            "BEAST_PREWARM": "false",
+            "BEAST_SYNC_EVERY_S": "3600",
+            "BEAST_USAGE_OFFLINE_ALLOWANCE": str(allowance),
+        }
         procs = [start_beast_serve(env, cwd=tmp_path), start_beast_serve(env, cwd=tmp_path)]
         asyncio.run(put_prices(private.url, env["BEAST_REDIS_NAMESPACE"]))
         for p in procs:
             wait_for_prices(p)
         key_id, secret = make_key(env, LIMIT)
         tally = Tally()
+
         def both(until: Any) -> None:
             threads = [threading.Thread(target=paced, args=(p, secret, 30, until, tally)) for p in procs]
             for t in threads:
@@ -394,8 +426,10 @@ def test_two_processes_over_a_paused_redis_stay_within_the_documented_bound(
         both(lambda t: time.monotonic() - paused_at >= 3.0)
         private.resume()
         both(lambda t: t.statuses.get(429, 0) >= 40)
-        print(f"two processes, paused Redis: served {tally.total} of limit {LIMIT} (bound {LIMIT + allowance}); "
-              f"statuses {tally.statuses}")
+        print(
+            f"two processes, paused Redis: served {tally.total} of limit {LIMIT} (bound {LIMIT + allowance}); "
+            f"statuses {tally.statuses}"
+        )
         assert LIMIT <= tally.total <= LIMIT + (len(procs) - 1) * allowance, tally.statuses
         month_key = f"{env['BEAST_REDIS_NAMESPACE']}:{MONTH_PREFIX}{month_of(time.time())}"
         client = private.client()
@@ -406,11 +440,17 @@ def test_two_processes_over_a_paused_redis_stay_within_the_documented_bound(
         private.stop()
 
 
-def test_ten_websocket_connections_of_one_key_get_exactly_the_limit(request: pytest.FixtureRequest, tmp_path: Path) -> None:
+def test_ten_websocket_connections_of_one_key_get_exactly_the_limit(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
     """Probe row 4: one limit-50 key on 10 WebSocket connections (5 per process, two processes on
     one Redis) while BTC keeps changing: 50 updates in all, then every feed is closed (429, 1008)."""
-    env = {**stack_env(request, "production", tmp_path), "BEAST_FEEDS": "false", "BEAST_PREWARM": "false",
-           "BEAST_SYNC_EVERY_S": "3600"}
+    env = {
+        **stack_env(request, "production", tmp_path),
+        "BEAST_FEEDS": "false",
+        "BEAST_PREWARM": "false",
+        "BEAST_SYNC_EVERY_S": "3600",
+    }
     procs = [start_beast_serve(env, cwd=tmp_path), start_beast_serve(env, cwd=tmp_path)]
     try:
         asyncio.run(put_prices(env["REDIS_URL"], env["BEAST_REDIS_NAMESPACE"]))

@@ -237,8 +237,11 @@ class Meter:
 
     def _go_down(self, exc: BaseException) -> None:
         if not self._down:
-            log.warning("usage cache unreachable (%s): limited keys served from the local allowance of %d",
-                        type(exc).__name__, self.offline_allowance)
+            log.warning(
+                "usage cache unreachable (%s): limited keys served from the local allowance of %d",
+                type(exc).__name__,
+                self.offline_allowance,
+            )
         self._down = True
 
     def _raise_known(self, key: MonthKey, total: int) -> None:
@@ -285,7 +288,9 @@ class Meter:
                     value = max(value, await self._seed(key_id, int(month_start(now)), int(month_reset(now))))
                 await self._cache.hincr([], [(f"{MONTH_PREFIX}{month}", key_id, value)])
             for (month, key_id), mine in list(self._mine.items()):
-                await self._cache.settle(f"{MONTH_PREFIX}{month}", f"{OWN_PREFIX}{month}", key_id, self.owner, mine, False)
+                await self._cache.settle(
+                    f"{MONTH_PREFIX}{month}", f"{OWN_PREFIX}{month}", key_id, self.owner, mine, False
+                )
                 self._offline.pop((month, key_id), None)
         finally:
             self.restoring = False
@@ -346,7 +351,7 @@ class Meter:
                 return 0
             for key, n in month_items:  # flushed: now part of the cache's total
                 self._month_pending[key] -= n
-            month_totals = totals[len(totals) - len(month_items):] if month_items else []
+            month_totals = totals[len(totals) - len(month_items) :] if month_items else []
             for (key, _), total in zip(month_items, month_totals, strict=True):
                 self._raise_known(key, total)
             for key_id, total in fresh.items():

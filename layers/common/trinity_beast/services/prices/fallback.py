@@ -96,7 +96,9 @@ class RestFallback:
         """A fresh feed price is held: a REST price (asked by one key's max_age_ms) is answered to
         its asker but not put in the book, so what others are served and pushed is unchanged."""
         settings = self._rest.settings
-        tick, fresh = pick(self._rest.live_ticks(asset), settings.exchange_priority, time.time(), settings.stale_after_s)
+        tick, fresh = pick(
+            self._rest.live_ticks(asset), settings.exchange_priority, time.time(), settings.stale_after_s
+        )
         return tick is not None and fresh and tick.source == "ws"
 
     def _throttled(self, asset: str) -> str:

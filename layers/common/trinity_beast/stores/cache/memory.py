@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import defaultdict
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from trinity_beast.domain.tick import Tick
 from trinity_beast.stores.cache.base import PRICES_CHANNEL, Cache, Subscription
