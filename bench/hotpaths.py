@@ -26,15 +26,17 @@ def top(profile: cProfile.Profile, lines: int = 12) -> str:
     stats = pstats.Stats(profile, stream=out).sort_stats("tottime")
     stats.print_stats(lines)
     text = out.getvalue()
-    body = text[text.index("ncalls"):] if "ncalls" in text else text
-    return "\n".join(line.replace(str(Path(__file__).resolve().parents[1]) + "/", "") for line in body.splitlines() if line.strip())
+    body = text[text.index("ncalls") :] if "ncalls" in text else text
+    return "\n".join(
+        line.replace(str(Path(__file__).resolve().parents[1]) + "/", "") for line in body.splitlines() if line.strip()
+    )
 
 
 async def price_path(calls: int) -> str:
     from trinity_beast.domain.settings import load_settings
-    from trinity_beast.transports.http.lpo import build_lpo
-    from trinity_beast.services.runtime import Runtime, ensure_admin_key
     from trinity_beast.domain.tick import Tick
+    from trinity_beast.services.runtime import Runtime, ensure_admin_key
+    from trinity_beast.transports.http.lpo import build_lpo
 
     rt = Runtime.create(load_settings({"BEAST_DATA_DIR": tempfile.mkdtemp(), "BEAST_FEEDS": "false"}))
     _, secret = ensure_admin_key(rt.db)
@@ -43,8 +45,13 @@ async def price_path(calls: int) -> str:
     await rt.cache.put_tick(Tick("BTC", "USD", Decimal("64000.5"), None, None, "coinbase", now, now))
     await asyncio.sleep(0.1)
     app = build_lpo(rt)
-    scope = {"type": "http", "path": "/price", "method": "GET", "query_string": b"asset=BTC",
-             "headers": [(b"authorization", b"Bearer " + secret.encode())]}
+    scope = {
+        "type": "http",
+        "path": "/price",
+        "method": "GET",
+        "query_string": b"asset=BTC",
+        "headers": [(b"authorization", b"Bearer " + secret.encode())],
+    }
 
     async def receive() -> dict:
         return {"type": "http.request"}
@@ -69,11 +76,11 @@ async def price_path(calls: int) -> str:
 
 async def fan_out(updates: int) -> str:
     from trinity_beast.domain.settings import load_settings
+    from trinity_beast.domain.tick import Tick
+    from trinity_beast.services.runtime import Runtime, ensure_admin_key
     from trinity_beast.transports.ws.client import Client
     from trinity_beast.transports.ws.hub import Hub
     from trinity_beast.transports.ws.uvicorn_direct import DirectSocket
-    from trinity_beast.services.runtime import Runtime, ensure_admin_key
-    from trinity_beast.domain.tick import Tick
 
     class Socket:
         writes = 0
@@ -94,6 +101,7 @@ async def fan_out(updates: int) -> str:
         client = Client(key, None, direct=DirectSocket(conn))
         client.assets.add("BTC")
         hub.by_asset["BTC"].add(client)
+
     def push(base: int) -> None:
         for i in range(updates):
             now = time.time()
@@ -106,8 +114,10 @@ async def fan_out(updates: int) -> str:
     profile.enable()
     push(70000)
     profile.disable()
-    return (f"One update fanned out to 1,000 WebSocket clients, socket writes counted instead of sent: "
-            f"**{per_update:.2f} ms per update ({per_update:.2f} us of Python per client)**\n\n```\n{top(profile, 8)}\n```")
+    return (
+        f"One update fanned out to 1,000 WebSocket clients, socket writes counted instead of sent: "
+        f"**{per_update:.2f} ms per update ({per_update:.2f} us of Python per client)**\n\n```\n{top(profile, 8)}\n```"
+    )
 
 
 def ingest() -> str:

@@ -13,10 +13,10 @@ import time
 
 import orjson
 
+from beast_sim import PROTOCOLS, SimSession, Simulator
 from trinity_beast.domain.assets import load_registry
 from trinity_beast.domain.book import PriceBook
 from trinity_beast.exchanges import CONNECTORS
-from beast_sim import PROTOCOLS, Simulator, SimSession
 
 
 def messages(per_exchange: int) -> list[tuple[str, str]]:

@@ -27,8 +27,11 @@ LAYER = REPO / "layers" / "common"
 GOAL_RATIO = 1.5
 # What AsgiFunction imports at the first request (see lambda_api.AsgiFunction.adapter).
 # Every function also makes its Tracer (X-Ray SDK, patching) at the first invocation.
-DEFERRED = {"reports": ("mangum", "trinity_beast.transports.http.lrs"), "partners": ("mangum", "trinity_beast.transports.http.lrs",
-            "aws_lambda_powertools.utilities.idempotency"), "sync": ("trinity_beast.services.prices.prewarm", "trinity_beast.services.sync")}
+DEFERRED = {
+    "reports": ("mangum", "trinity_beast.transports.http.lrs"),
+    "partners": ("mangum", "trinity_beast.transports.http.lrs", "aws_lambda_powertools.utilities.idempotency"),
+    "sync": ("trinity_beast.services.prices.prewarm", "trinity_beast.services.sync"),
+}
 
 IMPORT_HANDLER = """
 import importlib, importlib.util, sys, time
@@ -60,9 +63,14 @@ class Figure:
 
 
 def lambda_env(work: Path) -> dict[str, str]:
-    return {**os.environ, "BEAST_DATA_DIR": str(work), "AWS_DEFAULT_REGION": "us-east-2",
-            "AWS_LAMBDA_FUNCTION_NAME": "bench", "POWERTOOLS_SERVICE_NAME": "trinity-beast",
-            "POWERTOOLS_METRICS_NAMESPACE": "TrinityBeast"}
+    return {
+        **os.environ,
+        "BEAST_DATA_DIR": str(work),
+        "AWS_DEFAULT_REGION": "us-east-2",
+        "AWS_LAMBDA_FUNCTION_NAME": "bench",
+        "POWERTOOLS_SERVICE_NAME": "trinity-beast",
+        "POWERTOOLS_METRICS_NAMESPACE": "TrinityBeast",
+    }
 
 
 def median_ms(code: str, runs: int, env: dict[str, str]) -> tuple[float, float]:
@@ -78,8 +86,16 @@ def median_ms(code: str, runs: int, env: dict[str, str]) -> tuple[float, float]:
 def measure(runs: int = 7, work: Path | None = None) -> tuple[float, list[Figure]]:
     """(the resolver's import in ms, one Figure per function)."""
     env = lambda_env(work or Path("/tmp/beast-bench-cold"))
-    subprocess.run([sys.executable, "-c", IMPORT_HANDLER.format(layer=str(LAYER), path=str(REPO / "functions/assets/app.py"),
-                                                                deferred=())], env=env, capture_output=True, check=True)  # warm .pyc
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            IMPORT_HANDLER.format(layer=str(LAYER), path=str(REPO / "functions/assets/app.py"), deferred=()),
+        ],
+        env=env,
+        capture_output=True,
+        check=True,
+    )  # warm .pyc
     base, _ = median_ms(BASELINE, runs, env)
     figures = []
     for app in sorted((REPO / "functions").glob("*/app.py")):

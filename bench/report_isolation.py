@@ -31,10 +31,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
 from support import free_port, start_beast_serve, stop_beast  # noqa: E402
+from usage_seed import seed_rows  # noqa: E402
+
 from trinity_beast.domain.keys import new_key  # noqa: E402
 from trinity_beast.domain.settings import load_settings  # noqa: E402
 from trinity_beast.stores.db import make_database  # noqa: E402
-from usage_seed import seed_rows  # noqa: E402
 
 DAY = 86_400
 MARK_BEGIN = "<!-- report-isolation:begin -->"
@@ -115,8 +116,12 @@ def measure(url: str, secrets: list[str], seconds: float, reports: list[str], ad
 def run(stack: str, database_url: str | None, seconds: float) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-reports-") as tmp:
         env = {
-            "BEAST_DATA_DIR": str(Path(tmp) / "data"), "BEAST_IP_ADDRESS": "127.0.0.1", "BEAST_KEY_CACHE_S": "1",
-            "BEAST_LPO_PORT": str(free_port()), "BEAST_LRS_PORT": str(free_port()), "BEAST_LOG_LEVEL": "WARNING",
+            "BEAST_DATA_DIR": str(Path(tmp) / "data"),
+            "BEAST_IP_ADDRESS": "127.0.0.1",
+            "BEAST_KEY_CACHE_S": "1",
+            "BEAST_LPO_PORT": str(free_port()),
+            "BEAST_LRS_PORT": str(free_port()),
+            "BEAST_LOG_LEVEL": "WARNING",
         }
         if database_url:
             env["DATABASE_URL"] = database_url
@@ -182,8 +187,12 @@ def markdown(results: list[dict], seconds: float) -> str:
             f"| {lo['p99_ms'] / i['p99_ms']:.2f} | {i['non_200'] + lo['non_200']} "
             f"| {lo['reports']} ({', '.join(map(str, lo['report_statuses']))}; {lo['report_max_s']:.2f} s) |"
         )
-    lines += ["", "Before the fix (the issue's probe): `/price` stalled 11.2 s on SQLite and 13.9 s on PostgreSQL behind one"
-              " report of months from 1970 to 9998, which itself took 457 s (SQLite); that report is now a 400.", MARK_END]
+    lines += [
+        "",
+        "Before the fix (the issue's probe): `/price` stalled 11.2 s on SQLite and 13.9 s on PostgreSQL behind one"
+        " report of months from 1970 to 9998, which itself took 457 s (SQLite); that report is now a 400.",
+        MARK_END,
+    ]
     return "\n".join(lines) + "\n"
 
 

@@ -66,8 +66,14 @@ class Harness:
     # ---- processes ------------------------------------------------------------------------
     def spawn(self, args: list[str], env: dict[str, str] | None = None, name: str = "proc") -> subprocess.Popen:
         log = open(self.work / f"{name}-{len(self.procs)}.log", "w")
-        proc = subprocess.Popen(args, env={**os.environ, **(env or {})}, stdout=log, stderr=subprocess.STDOUT, cwd=self.work,
-                                start_new_session=True)  # its own process group: stop() reaches its children too
+        proc = subprocess.Popen(
+            args,
+            env={**os.environ, **(env or {})},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=self.work,
+            start_new_session=True,
+        )  # its own process group: stop() reaches its children too
         self.procs.append(proc)
         return proc
 
@@ -120,7 +126,11 @@ class Harness:
         key = json.loads(
             subprocess.run(
                 [PY, "-m", "trinity_beast", "keys", "create", "--name", "bench", "--tier", "partner", "--json"],
-                env={**os.environ, **env}, capture_output=True, text=True, check=True, cwd=self.work,
+                env={**os.environ, **env},
+                capture_output=True,
+                text=True,
+                check=True,
+                cwd=self.work,
             ).stdout
         )["key"]
         args = [PY, "-m", "trinity_beast", "serve"]
@@ -152,7 +162,10 @@ class Harness:
     def add(self, figure: Figure) -> None:
         self.figures.append(figure)
         mark = {True: "met", False: "MISSED", None: "-"}[figure.met]
-        print(f"[bench] {figure.name}: {figure.value} | baseline {figure.baseline} | ratio {figure.ratio} | {mark}", flush=True)
+        print(
+            f"[bench] {figure.name}: {figure.value} | baseline {figure.baseline} | ratio {figure.ratio} | {mark}",
+            flush=True,
+        )
 
 
 def _ms(text: str) -> float:
@@ -169,33 +182,38 @@ def bench_http(h: Harness, beast: dict[str, Any], workers: int) -> None:
     body = httpx.get(one, headers=headers).content
     (h.work / "price.json").write_bytes(body)
     bare_port = free_port()
-    bare = h.spawn([PY, str(BENCH / "bare.py"), "http", str(bare_port), str(h.work / "price.json"), str(workers)],
-                   name="bare-http")
+    bare = h.spawn(
+        [PY, str(BENCH / "bare.py"), "http", str(bare_port), str(h.work / "price.json"), str(workers)], name="bare-http"
+    )
     h.wait_http(f"http://127.0.0.1:{bare_port}/")
     base = h.wrk(f"http://127.0.0.1:{bare_port}/price?asset=BTC")
     h.stop(bare)
     ours = h.wrk(one, headers)
     cmd = f"wrk -t1 -c50 -d{h.seconds}s --latency -H 'Authorization: Bearer KEY' '{one}'"
     ratio = round(ours["rps"] / base["rps"], 3)
-    h.add(Figure(
-        f"HTTP GET /price?asset=BTC (cached, auth + metering, {workers} worker(s))",
-        f"{ours['rps']:.0f} req/s, p99 {ours['p99_ms']:.2f} ms, non-2xx {ours['non2xx']}",
-        f"bare ASGI, same bytes, same server and workers: {base['rps']:.0f} req/s, p99 {base['p99_ms']:.2f} ms",
-        ratio,
-        ">= 20,000 req/s with p99 < 5 ms, and >= 0.6x bare",
-        ours["rps"] >= 20000 and ours["p99_ms"] < 5 and ratio >= 0.6,
-        cmd,
-    ))
+    h.add(
+        Figure(
+            f"HTTP GET /price?asset=BTC (cached, auth + metering, {workers} worker(s))",
+            f"{ours['rps']:.0f} req/s, p99 {ours['p99_ms']:.2f} ms, non-2xx {ours['non2xx']}",
+            f"bare ASGI, same bytes, same server and workers: {base['rps']:.0f} req/s, p99 {base['p99_ms']:.2f} ms",
+            ratio,
+            ">= 20,000 req/s with p99 < 5 ms, and >= 0.6x bare",
+            ours["rps"] >= 20000 and ours["p99_ms"] < 5 and ratio >= 0.6,
+            cmd,
+        )
+    )
     many = h.wrk(ten, headers)
-    h.add(Figure(
-        "HTTP GET /price with 10 assets",
-        f"{many['rps']:.0f} req/s, p99 {many['p99_ms']:.2f} ms",
-        f"one asset, same run: {ours['rps']:.0f} req/s",
-        round(many["rps"] / ours["rps"], 3),
-        ">= 0.5x the one-asset figure",
-        many["rps"] >= 0.5 * ours["rps"],
-        cmd.replace("asset=BTC'", "asset=BTC,ETH,SOL,XRP,DOGE,ADA,AVAX,DOT,LINK,LTC'"),
-    ))
+    h.add(
+        Figure(
+            "HTTP GET /price with 10 assets",
+            f"{many['rps']:.0f} req/s, p99 {many['p99_ms']:.2f} ms",
+            f"one asset, same run: {ours['rps']:.0f} req/s",
+            round(many["rps"] / ours["rps"], 3),
+            ">= 0.5x the one-asset figure",
+            many["rps"] >= 0.5 * ours["rps"],
+            cmd.replace("asset=BTC'", "asset=BTC,ETH,SOL,XRP,DOGE,ADA,AVAX,DOT,LINK,LTC'"),
+        )
+    )
 
 
 def bench_udp(h: Harness, beast: dict[str, Any]) -> None:
@@ -207,13 +225,17 @@ def bench_udp(h: Harness, beast: dict[str, Any]) -> None:
         s.sendto(payload.read_bytes(), ("127.0.0.1", port))
         (h.work / "udp-answer.json").write_bytes(s.recvfrom(4096)[0])
     bare_port = free_port(socket.SOCK_DGRAM)
-    bare = h.spawn([PY, str(BENCH / "bare.py"), "udp", str(bare_port), str(h.work / "udp-answer.json")], name="bare-udp")
+    bare = h.spawn(
+        [PY, str(BENCH / "bare.py"), "udp", str(bare_port), str(h.work / "udp-answer.json")], name="bare-udp"
+    )
     time.sleep(1)
 
     def load(target: int) -> dict:
         out = subprocess.run(
             [PY, str(BENCH / "loadgen.py"), "udp", "127.0.0.1", str(target), str(payload), str(h.seconds), "32"],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout
         return json.loads(out)
 
@@ -221,15 +243,17 @@ def bench_udp(h: Harness, beast: dict[str, Any]) -> None:
     h.stop(bare)
     ours = load(port)
     ratio = round(ours["rps"] / base["rps"], 3)
-    h.add(Figure(
-        "UDP 2679, 32 requests in flight",
-        f"{ours['rps']:.0f} req/s, p50 {ours['p50_ms']} ms, p99 {ours['p99_ms']} ms, errors {ours['errors']}",
-        f"bare asyncio UDP, same bytes: {base['rps']:.0f} req/s, p99 {base['p99_ms']} ms",
-        ratio,
-        ">= 0.7x bare; p99 < 1 ms",
-        ratio >= 0.7 and ours["p99_ms"] < 1,
-        f"python bench/loadgen.py udp 127.0.0.1 PORT udp.json {h.seconds} 32",
-    ))
+    h.add(
+        Figure(
+            "UDP 2679, 32 requests in flight",
+            f"{ours['rps']:.0f} req/s, p50 {ours['p50_ms']} ms, p99 {ours['p99_ms']} ms, errors {ours['errors']}",
+            f"bare asyncio UDP, same bytes: {base['rps']:.0f} req/s, p99 {base['p99_ms']} ms",
+            ratio,
+            ">= 0.7x bare; p99 < 1 ms",
+            ratio >= 0.7 and ours["p99_ms"] < 1,
+            f"python bench/loadgen.py udp 127.0.0.1 PORT udp.json {h.seconds} 32",
+        )
+    )
 
 
 def _publish(beast: dict[str, Any], seconds: float, rate: float) -> int:
@@ -237,8 +261,8 @@ def _publish(beast: dict[str, Any], seconds: float, rate: float) -> int:
     import asyncio
     from decimal import Decimal
 
-    from trinity_beast.stores.cache.redis import RedisCache
     from trinity_beast.domain.tick import Tick
+    from trinity_beast.stores.cache.redis import RedisCache
 
     async def run() -> int:
         cache = RedisCache(REDIS_URL, namespace=beast["namespace"])
@@ -262,8 +286,11 @@ def bench_ws(h: Harness, beast: dict[str, Any]) -> None:
     url = beast["url"].replace("http://", "ws://") + f"/ws/prices?api_key={beast['key']}"
     seconds = h.seconds + 4
     loaders = [
-        subprocess.Popen([PY, str(BENCH / "loadgen.py"), "ws", url, "BTC", str(clients // procs), str(seconds)],
-                         stdout=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [PY, str(BENCH / "loadgen.py"), "ws", url, "BTC", str(clients // procs), str(seconds)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         for _ in range(procs)
     ]
     time.sleep(3)  # connect and subscribe
@@ -277,16 +304,18 @@ def bench_ws(h: Harness, beast: dict[str, Any]) -> None:
     p99 = statistics.quantiles(latencies, n=100)[98] if len(latencies) > 100 else float("nan")
     expected = sent * connected
     dps = deliveries / h.seconds
-    h.add(Figure(
-        f"WS /ws/prices, {connected} clients subscribed to BTC",
-        f"{dps:.0f} deliveries/s ({deliveries} of {expected} expected), publish-to-receive p99 {p99:.1f} ms",
-        f"publisher: {sent} ticks at {rate:.0f}/s into Redis",
-        round(deliveries / expected, 3) if expected else None,
-        ">= 100,000 deliveries/s; p99 < 20 ms (1,000 clients)",
-        (dps >= 100_000 and p99 < 20) if not h.quick else None,
-        f"python bench/loadgen.py ws URL BTC {clients // procs} {seconds}  (x{procs} processes)",
-        "ratio = deliveries / (ticks x clients): 1.0 means no update was lost or coalesced",
-    ))
+    h.add(
+        Figure(
+            f"WS /ws/prices, {connected} clients subscribed to BTC",
+            f"{dps:.0f} deliveries/s ({deliveries} of {expected} expected), publish-to-receive p99 {p99:.1f} ms",
+            f"publisher: {sent} ticks at {rate:.0f}/s into Redis",
+            round(deliveries / expected, 3) if expected else None,
+            ">= 100,000 deliveries/s; p99 < 20 ms (1,000 clients)",
+            (dps >= 100_000 and p99 < 20) if not h.quick else None,
+            f"python bench/loadgen.py ws URL BTC {clients // procs} {seconds}  (x{procs} processes)",
+            "ratio = deliveries / (ticks x clients): 1.0 means no update was lost or coalesced",
+        )
+    )
 
 
 def bench_single_flight(h: Harness) -> None:
@@ -298,13 +327,27 @@ def bench_single_flight(h: Harness) -> None:
     h.wait_http(f"http://127.0.0.1:{sim_port}/_control")
     from beast_sim import sim_env
 
-    env = {**sim_env("127.0.0.1", sim_port), "BEAST_DATA_DIR": str(h.work / "sf"), "BEAST_FEEDS": "false",
-           "BEAST_PREWARM": "false", "BEAST_LPO_PORT": str(free_port()), "BEAST_LRS_PORT": str(free_port()),
-           "BEAST_LPO_UDP_PORT": str(free_port(socket.SOCK_DGRAM)), "BEAST_LRS_UDP_PORT": str(free_port(socket.SOCK_DGRAM)),
-           "BEAST_LOG_LEVEL": "WARNING"}
-    key = json.loads(subprocess.run(
-        [PY, "-m", "trinity_beast", "keys", "create", "--name", "sf", "--tier", "partner", "--json"],
-        env={**os.environ, **env}, capture_output=True, text=True, check=True, cwd=h.work).stdout)["key"]
+    env = {
+        **sim_env("127.0.0.1", sim_port),
+        "BEAST_DATA_DIR": str(h.work / "sf"),
+        "BEAST_FEEDS": "false",
+        "BEAST_PREWARM": "false",
+        "BEAST_LPO_PORT": str(free_port()),
+        "BEAST_LRS_PORT": str(free_port()),
+        "BEAST_LPO_UDP_PORT": str(free_port(socket.SOCK_DGRAM)),
+        "BEAST_LRS_UDP_PORT": str(free_port(socket.SOCK_DGRAM)),
+        "BEAST_LOG_LEVEL": "WARNING",
+    }
+    key = json.loads(
+        subprocess.run(
+            [PY, "-m", "trinity_beast", "keys", "create", "--name", "sf", "--tier", "partner", "--json"],
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=h.work,
+        ).stdout
+    )["key"]
     proc = h.spawn([PY, "-m", "trinity_beast", "serve"], env, name="beast-sf")
     url = f"http://127.0.0.1:{env['BEAST_LPO_PORT']}"
     h.wait_http(url + "/health")
@@ -315,8 +358,13 @@ def bench_single_flight(h: Harness) -> None:
     async def storm() -> list[int]:
         limits = httpx.Limits(max_connections=1000)
         async with httpx.AsyncClient(limits=limits, timeout=30) as client:
-            rs = await asyncio.gather(*(client.get(url + "/price?asset=LINK", headers={"Authorization": f"Bearer {key}"})
-                                        for _ in range(1000)), return_exceptions=True)
+            rs = await asyncio.gather(
+                *(
+                    client.get(url + "/price?asset=LINK", headers={"Authorization": f"Bearer {key}"})
+                    for _ in range(1000)
+                ),
+                return_exceptions=True,
+            )
         return [r.status_code if isinstance(r, httpx.Response) else 0 for r in rs]
 
     statuses = asyncio.run(storm())
@@ -324,15 +372,17 @@ def bench_single_flight(h: Harness) -> None:
     rest = {ex: n for ex, n in calls["rest_calls"].items() if n}
     h.stop(proc)
     ok = statuses.count(200)
-    h.add(Figure(
-        "1,000 concurrent requests for one uncached asset (LINK)",
-        f"REST calls made: {rest or 'none'}; answers 200: {ok} of 1000",
-        "one call per exchange tried (exchanges tried in priority order until one answers)",
-        None,
-        "exactly one per exchange tried",
-        sum(rest.values()) == 1 and ok == 1000,
-        "1,000 concurrent httpx GETs of /price?asset=LINK against `beast serve` (no feeds, no prewarm) + simulator",
-    ))
+    h.add(
+        Figure(
+            "1,000 concurrent requests for one uncached asset (LINK)",
+            f"REST calls made: {rest or 'none'}; answers 200: {ok} of 1000",
+            "one call per exchange tried (exchanges tried in priority order until one answers)",
+            None,
+            "exactly one per exchange tried",
+            sum(rest.values()) == 1 and ok == 1000,
+            "1,000 concurrent httpx GETs of /price?asset=LINK against `beast serve` (no feeds, no prewarm) + simulator",
+        )
+    )
 
 
 def rss_kib(pid: int) -> int:
@@ -365,15 +415,17 @@ def bench_memory(h: Harness, beast: dict[str, Any]) -> None:
     for p in loaders:
         p.wait(60)
     assets = httpx.get(beast["url"] + "/health").json()["data"]["assets_held"]
-    h.add(Figure(
-        f"memory: RSS with {assets} assets and {clients} idle WS clients",
-        f"{during / 1024:.1f} MiB ({per_client:.1f} KiB per client)",
-        f"same process before the clients: {before / 1024:.1f} MiB",
-        round(during / before, 3) if before else None,
-        "<= 100 KiB per client",
-        per_client <= 100,
-        f"python bench/loadgen.py idle URL {clients // procs} HOLD  (x{procs} processes); VmRSS of `beast serve`",
-    ))
+    h.add(
+        Figure(
+            f"memory: RSS with {assets} assets and {clients} idle WS clients",
+            f"{during / 1024:.1f} MiB ({per_client:.1f} KiB per client)",
+            f"same process before the clients: {before / 1024:.1f} MiB",
+            round(during / before, 3) if before else None,
+            "<= 100 KiB per client",
+            per_client <= 100,
+            f"python bench/loadgen.py idle URL {clients // procs} HOLD  (x{procs} processes); VmRSS of `beast serve`",
+        )
+    )
 
 
 def bench_cold_start(h: Harness) -> None:
@@ -384,38 +436,53 @@ def bench_cold_start(h: Harness) -> None:
     runs = 3 if h.quick else 7
     base, figures = lambda_import.measure(runs, h.work / "cold")
     for f in figures:
-        h.add(Figure(
-            f"Lambda cold start: import of functions/{f.name}",
-            f"{f.import_ms:.0f} ms (median of {runs} fresh interpreters; {f.first_request_ms:.0f} ms with what its"
-            " first request imports)",
-            f"powertools APIGatewayRestResolver alone: {base:.0f} ms",
-            f.ratio,
-            f"<= {lambda_import.GOAL_RATIO}x the resolver",
-            f.ratio <= lambda_import.GOAL_RATIO,
-            f"python bench/lambda_import.py {runs}",
-        ))
+        h.add(
+            Figure(
+                f"Lambda cold start: import of functions/{f.name}",
+                f"{f.import_ms:.0f} ms (median of {runs} fresh interpreters; {f.first_request_ms:.0f} ms with what its"
+                " first request imports)",
+                f"powertools APIGatewayRestResolver alone: {base:.0f} ms",
+                f.ratio,
+                f"<= {lambda_import.GOAL_RATIO}x the resolver",
+                f.ratio <= lambda_import.GOAL_RATIO,
+                f"python bench/lambda_import.py {runs}",
+            )
+        )
 
 
 def bench_ingest(h: Harness) -> None:
     per_exchange = 500 if h.quick else 3000
-    out = json.loads(subprocess.run([PY, str(BENCH / "ingest.py"), str(per_exchange)], capture_output=True,
-                                    text=True, check=True).stdout)
-    h.add(Figure(
-        "ingest: exchange messages -> connector -> price book, one core",
-        f"{out['ingest_per_s']} messages/s ({out['messages']} messages, six exchanges)",
-        f"orjson.loads alone on the same messages: {out['loads_per_s']} messages/s",
-        out["ratio"],
-        ">= 0.5x orjson.loads",
-        out["ratio"] >= 0.5,
-        f"python bench/ingest.py {per_exchange}",
-    ))
+    out = json.loads(
+        subprocess.run(
+            [PY, str(BENCH / "ingest.py"), str(per_exchange)], capture_output=True, text=True, check=True
+        ).stdout
+    )
+    h.add(
+        Figure(
+            "ingest: exchange messages -> connector -> price book, one core",
+            f"{out['ingest_per_s']} messages/s ({out['messages']} messages, six exchanges)",
+            f"orjson.loads alone on the same messages: {out['loads_per_s']} messages/s",
+            out["ratio"],
+            ">= 0.5x orjson.loads",
+            out["ratio"] >= 0.5,
+            f"python bench/ingest.py {per_exchange}",
+        )
+    )
 
 
 def machine() -> list[str]:
-    versions = ", ".join(f"{p} {metadata.version(p)}" for p in ("uvicorn", "uvloop", "httptools", "fastapi", "orjson",
-                                                                "websockets", "redis"))
-    cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
-                if l.startswith("model name")), platform.processor())
+    versions = ", ".join(
+        f"{p} {metadata.version(p)}"
+        for p in ("uvicorn", "uvloop", "httptools", "fastapi", "orjson", "websockets", "redis")
+    )
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
     wrk = subprocess.run(["wrk", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
     return [
         f"- machine: {os.cpu_count()} cores ({cpu}), {round(os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30)} GiB, {platform.platform()}",
@@ -438,11 +505,19 @@ def write_results(h: Harness, path: Path, command: str) -> None:
     ]
     for f in h.figures:
         met = {True: "yes", False: "**no**", None: "-"}[f.met]
-        lines.append(f"| {f.name} | {f.value} | {f.baseline} | {f.ratio if f.ratio is not None else '-'} | {f.goal} | {met} |")
+        lines.append(
+            f"| {f.name} | {f.value} | {f.baseline} | {f.ratio if f.ratio is not None else '-'} | {f.goal} | {met} |"
+        )
     lines += ["", "Commands:", ""]
     lines += [f"- {f.name}: `{f.command}`" + (f" ({f.notes})" if f.notes else "") for f in h.figures]
-    lines += ["", (BENCH / "GAPS.md").read_text().rstrip(), "", "## Profiles of this run (`python bench/hotpaths.py`)", "",
-              subprocess.run([PY, str(BENCH / "hotpaths.py")], capture_output=True, text=True, check=True).stdout.rstrip()]
+    lines += [
+        "",
+        (BENCH / "GAPS.md").read_text().rstrip(),
+        "",
+        "## Profiles of this run (`python bench/hotpaths.py`)",
+        "",
+        subprocess.run([PY, str(BENCH / "hotpaths.py")], capture_output=True, text=True, check=True).stdout.rstrip(),
+    ]
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -460,7 +535,9 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--quick", action="store_true", help="a few seconds per figure (CI)")
     mode.add_argument("--full", action="store_true", help="the recorded run (default)")
     parser.add_argument("--workers", type=int, default=2, help="LPO worker processes for the HTTP figures")
-    parser.add_argument("--out", type=Path, default=None, help="results file (default bench/RESULTS.md; quick: a temp file)")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="results file (default bench/RESULTS.md; quick: a temp file)"
+    )
     args = parser.parse_args(argv)
     ensure_wrk()
     with tempfile.TemporaryDirectory(prefix="beast-bench-") as tmp:
@@ -479,8 +556,11 @@ def main(argv: list[str] | None = None) -> int:
             bench_single_flight(h)
         finally:
             h.stop_all()
-        command = "python bench/run.py " + ("--quick" if args.quick else "--full") + (
-            f" --workers {args.workers}" if args.workers != 2 else "")
+        command = (
+            "python bench/run.py "
+            + ("--quick" if args.quick else "--full")
+            + (f" --workers {args.workers}" if args.workers != 2 else "")
+        )
         write_results(h, out, command)
         print(out.read_text())
         if args.quick:

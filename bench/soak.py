@@ -70,7 +70,7 @@ def slope_mb_per_min(samples: list[tuple[float, float]]) -> float:
     ys = [y for _, y in samples]
     mt, my = statistics.fmean(ts), statistics.fmean(ys)
     den = sum((t - mt) ** 2 for t in ts)
-    return 60 * sum((t - mt) * (y - my) for t, y in zip(ts, ys)) / den if den else 0.0
+    return 60 * sum((t - mt) * (y - my) for t, y in zip(ts, ys, strict=False)) / den if den else 0.0
 
 
 class Soak:
@@ -91,8 +91,12 @@ class Soak:
     def start(self) -> None:
         self.sim_port = free_port()
         beast = [sys.executable, "-m", "trinity_beast"]
-        sim = subprocess.Popen([*beast, "sim", "--port", str(self.sim_port)], stdout=subprocess.PIPE, text=True,
-                               stderr=open(self.tmp / "sim.err", "w"))
+        sim = subprocess.Popen(
+            [*beast, "sim", "--port", str(self.sim_port)],
+            stdout=subprocess.PIPE,
+            text=True,
+            stderr=open(self.tmp / "sim.err", "w"),
+        )
         self.procs.append(sim)
         env_lines = []
         for line in sim.stdout:  # type: ignore[union-attr]
@@ -102,12 +106,17 @@ class Soak:
                 break
         env = {**os.environ, **dict(item.split("=", 1) for item in env_lines)}
         self.lpo_port, self.udp_port = free_port(), free_port(socket.SOCK_DGRAM)
-        env.update({
-            "BEAST_DATA_DIR": str(self.tmp / "data"), "BEAST_LPO_PORT": str(self.lpo_port),
-            "BEAST_LRS_PORT": str(free_port()), "BEAST_LPO_UDP_PORT": str(self.udp_port),
-            "BEAST_LRS_UDP_PORT": str(free_port(socket.SOCK_DGRAM)), "BEAST_LOG_LEVEL": "WARNING",
-            "BEAST_IP_ADDRESS": "127.0.0.1",
-        })
+        env.update(
+            {
+                "BEAST_DATA_DIR": str(self.tmp / "data"),
+                "BEAST_LPO_PORT": str(self.lpo_port),
+                "BEAST_LRS_PORT": str(free_port()),
+                "BEAST_LPO_UDP_PORT": str(self.udp_port),
+                "BEAST_LRS_UDP_PORT": str(free_port(socket.SOCK_DGRAM)),
+                "BEAST_LOG_LEVEL": "WARNING",
+                "BEAST_IP_ADDRESS": "127.0.0.1",
+            }
+        )
         if env.get("REDIS_URL"):
             env.setdefault("BEAST_REDIS_NAMESPACE", "soak" + os.urandom(4).hex())
         out = open(self.tmp / "serve.out", "w")
@@ -148,7 +157,7 @@ class Soak:
                     while time.monotonic() < until and not self.stop.is_set():
                         try:
                             msg = json.loads(await asyncio.wait_for(ws.recv(), 1))
-                        except asyncio.TimeoutError:
+                        except TimeoutError:
                             continue
                         code = msg.get("status_code")
                         self.answers["ws price" if code == 200 else f"ws {code}"] += 1
@@ -187,7 +196,7 @@ class Soak:
                     self.answers[f"udp {code}"] += 1
                     if code >= 500:
                         self.errors[f"udp {code}"] += 1
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     self.errors["udp timeout"] += 1
                 await asyncio.sleep(0.02)
         finally:
@@ -206,14 +215,16 @@ class Soak:
                 hold = self.rng.uniform(5, 15)
                 self.chaos_log.append(f"{time.strftime('%H:%M:%S')} {exchange} {fault} {hold:.0f}s")
                 if fault == "skew":
-                    await self.control(c, action="set_clock_skew", exchange=exchange, seconds=self.rng.choice((1e12, -3e8, 7200)))
+                    await self.control(
+                        c, action="set_clock_skew", exchange=exchange, seconds=self.rng.choice((1e12, -3e8, 7200))
+                    )
                 else:
                     await self.control(c, action="set_mode", exchange=exchange, mode=fault)
                     if fault == "down":
                         await self.control(c, action="drop", exchange=exchange)
                 try:
                     await asyncio.wait_for(self.stop.wait(), hold)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
                 await self.control(c, action="reset")
                 await asyncio.sleep(self.rng.uniform(2, 8))
@@ -227,18 +238,20 @@ class Soak:
         while not self.stop.is_set():
             data = await self.health()
             feeds = {name: f"{h['state']}/{h['last_message_age_s']}" for name, h in (data.get("feeds") or {}).items()}
-            self.samples.append({
-                "t": round(time.time() - started, 1),
-                "rss_mb": round(rss_mb(self.serve.pid), 1),
-                "ws_clients": data["websocket"]["clients"],
-                "feeds": feeds,
-                "answers": sum(self.answers.values()),
-                "errors": sum(self.errors.values()),
-            })
+            self.samples.append(
+                {
+                    "t": round(time.time() - started, 1),
+                    "rss_mb": round(rss_mb(self.serve.pid), 1),
+                    "ws_clients": data["websocket"]["clients"],
+                    "feeds": feeds,
+                    "answers": sum(self.answers.values()),
+                    "errors": sum(self.errors.values()),
+                }
+            )
             print(json.dumps(self.samples[-1]), flush=True)
             try:
                 await asyncio.wait_for(self.stop.wait(), 10)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     async def run(self) -> dict[str, Any]:
@@ -275,8 +288,15 @@ class Soak:
             "errors": dict(self.errors),
             "chaos": self.chaos_log,
             "feeds_recovered_in_s": recovered_in,
-            "final_feeds": {n: {"state": h["state"], "age_s": h["last_message_age_s"], "reconnects": h["reconnects"],
-                                "errors": h["errors"]} for n, h in (final_feeds or {}).items()},
+            "final_feeds": {
+                n: {
+                    "state": h["state"],
+                    "age_s": h["last_message_age_s"],
+                    "reconnects": h["reconnects"],
+                    "errors": h["errors"],
+                }
+                for n, h in (final_feeds or {}).items()
+            },
             "samples": self.samples,
         }
 
@@ -300,7 +320,9 @@ def main() -> int:
         args.json.write_text(json.dumps(result, indent=2))
     summary = {k: v for k, v in result.items() if k != "samples"}
     print(json.dumps(summary, indent=2))
-    server_errors = sum(n for k, n in result["answers"].items() if k.split()[-1].isdigit() and int(k.split()[-1]) >= 500)
+    server_errors = sum(
+        n for k, n in result["answers"].items() if k.split()[-1].isdigit() and int(k.split()[-1]) >= 500
+    )
     flat = abs(result["rss_slope_mb_per_min"]) < 1.0
     ok = server_errors == 0 and result["feeds_recovered_in_s"] is not None and flat and result["serve_exit_code"] == 0
     print("SOAK", "PASSED" if ok else "FAILED", flush=True)

@@ -27,7 +27,7 @@ import httpx
 from websockets.sync.client import connect
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
-from support import UNREACHABLE_EXCHANGES, in_process_server  # noqa: E402
+from support import UNREACHABLE_EXCHANGES, in_process_server
 
 ASSETS = ["BTC", "ETH", "SOL", "XRP", "DOGE", "ADA", "LINK"]
 EXCHANGES = ["coinbase", "kraken", "gemini", "gateio", "cryptocom", "okx"]
@@ -93,8 +93,10 @@ def main() -> None:
         gc.collect()
         last, last_total = tracemalloc.take_snapshot(), tracemalloc.get_traced_memory()[0]
         stop.set()
-        print(f"traced Python heap: {first_total / 2**20:.1f} MB -> {last_total / 2**20:.1f} MB "
-              f"over {args.minutes:g} min; WS clients now {len(srv.app.hub.clients)}, runtime tasks {len(srv.rt._tasks)}")
+        print(
+            f"traced Python heap: {first_total / 2**20:.1f} MB -> {last_total / 2**20:.1f} MB "
+            f"over {args.minutes:g} min; WS clients now {len(srv.app.hub.clients)}, runtime tasks {len(srv.rt._tasks)}"
+        )
         for stat in last.compare_to(first, "traceback")[:5]:
             print(stat)
 

@@ -8,9 +8,8 @@ that mode would have.
 
 from __future__ import annotations
 
-import ipaddress
-
 import copy
+import ipaddress
 import os
 from typing import Any
 
@@ -51,7 +50,9 @@ def defaults(cfn: dict[str, Any], **overrides: Any) -> dict[str, Any]:
     for name, p in cfn["Parameters"].items():
         if p["Type"] == "CommaDelimitedList" and isinstance(values[name], str):
             values[name] = values[name].split(",")
-    values.update({"AWS::Region": "us-east-2", "AWS::AccountId": "123456789012", "AWS::StackName": "tb", "AWS::Partition": "aws"})
+    values.update(
+        {"AWS::Region": "us-east-2", "AWS::AccountId": "123456789012", "AWS::StackName": "tb", "AWS::Partition": "aws"}
+    )
     return values
 
 
@@ -78,7 +79,7 @@ class Stack:
     def value(self, node: Any) -> Any:
         """Evaluate a condition expression or a plain value."""
         if isinstance(node, dict) and len(node) == 1:
-            (fn, arg), = node.items()
+            ((fn, arg),) = node.items()
             if fn == "Ref" and arg in self.params:
                 return self.params[arg]
             if fn == "Condition":
@@ -115,7 +116,7 @@ class Stack:
                 if isinstance(block, str):
                     network = ipaddress.ip_network(block)
                     subnets = network.subnets(new_prefix=network.max_prefixlen - int(bits))
-                    return [str(n) for n, _ in zip(subnets, range(int(count)))]
+                    return [str(n) for n, _ in zip(subnets, range(int(count)), strict=False)]
             if set(node) == {"Fn::Join"}:
                 sep, parts = self.resolve(node["Fn::Join"])
                 if isinstance(parts, list) and all(isinstance(x, str) for x in parts):

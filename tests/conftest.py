@@ -27,7 +27,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         relative = path.relative_to(TESTS)
         kind = relative.parts[0]
         if kind not in KINDS:
-            raise pytest.UsageError(f"{item.nodeid}: a test lives in tests/unit or tests/integration, not tests/{relative}")
+            raise pytest.UsageError(
+                f"{item.nodeid}: a test lives in tests/unit or tests/integration, not tests/{relative}"
+            )
         item.add_marker(getattr(pytest.mark, kind))
 
 

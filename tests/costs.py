@@ -109,17 +109,19 @@ def table(cfn: dict[str, Any]) -> str:
 
     dev = dict(
         pair.split("=", 1)
-        for pair in tomllib.loads((REPO / "samconfig.toml").read_text())["dev"]["deploy"]["parameters"]["parameter_overrides"].split()
+        for pair in tomllib.loads((REPO / "samconfig.toml").read_text())["dev"]["deploy"]["parameters"][
+            "parameter_overrides"
+        ].split()
     )
     rows = [mode_cost(cfn, m) for m in ("combined", "hybrid", "independent")]
     rows.append(mode_cost(cfn, dev.pop("DeploymentMode"), **dev))
     fixed = rows[0][1]
     lines = [
-        f"| mode | tasks (count, size) | tasks $/month | fixed $/month | total $/month |",
+        "| mode | tasks (count, size) | tasks $/month | fixed $/month | total $/month |",
         "|---|---|---:|---:|---:|",
     ]
     names = ["`combined`", "`hybrid`", "`independent`", "`combined`, samconfig `dev`"]
-    for label, (cost, _) in zip(names, rows):
+    for label, (cost, _) in zip(names, rows, strict=False):
         total = f"{cost.total:,.2f}" + (f" (up to {cost.total_max:,.2f})" if cost.total_max != cost.total else "")
         lines.append(f"| {label} | {cost.tasks} | {cost.tasks_month:,.2f} | {cost.fixed_month:,.2f} | {total} |")
     lines += ["", "| fixed part (every mode) | $/month |", "|---|---:|"]

@@ -11,8 +11,9 @@ afterwards (the test's, the LRS's, the Lambda's) gets it.
 from __future__ import annotations
 
 import datetime
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import boto3
 import pytest
@@ -52,9 +53,12 @@ class EndpointConnections:
     def request(self, endpoint_id: str, owner: str) -> None:
         """A partner created an endpoint to our service: it waits for our acceptance."""
         self.connections[endpoint_id] = {
-            "ServiceId": self.service_id, "VpcEndpointId": endpoint_id, "VpcEndpointOwner": owner,
-            "VpcEndpointState": "pendingAcceptance", "VpcEndpointRegion": REGION,
-            "CreationTimestamp": datetime.datetime.now(datetime.timezone.utc),
+            "ServiceId": self.service_id,
+            "VpcEndpointId": endpoint_id,
+            "VpcEndpointOwner": owner,
+            "VpcEndpointState": "pendingAcceptance",
+            "VpcEndpointRegion": REGION,
+            "CreationTimestamp": datetime.datetime.now(datetime.UTC),
             "DnsEntries": [{"DnsName": self.dns_name(endpoint_id), "HostedZoneId": "Z7HUB22UULQXV"}],
         }
 
@@ -73,22 +77,31 @@ class EndpointConnections:
     def _describe(self, params: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]]:
         self.calls.append("describe")
         body = params["body"]
-        wanted = {v for k, v in body.items() if k.startswith("Filter.") and ".Value." in k
-                  and body[k.split(".Value.")[0] + ".Name"] == "service-id"}
+        wanted = {
+            v
+            for k, v in body.items()
+            if k.startswith("Filter.") and ".Value." in k and body[k.split(".Value.")[0] + ".Name"] == "service-id"
+        }
         items = [dict(c) for c in self.connections.values() if not wanted or c["ServiceId"] in wanted]
         return _answer({"VpcEndpointConnections": items})
 
     def _change(self, params: dict[str, Any], to: str, allowed: tuple[str, ...]) -> tuple[AWSResponse, dict[str, Any]]:
         body = params["body"]
         if body.get("ServiceId") != self.service_id:
-            return _answer({"Error": {"Code": "InvalidVpcEndpointServiceId.NotFound", "Message": "no such service"}}, 400)
+            return _answer(
+                {"Error": {"Code": "InvalidVpcEndpointServiceId.NotFound", "Message": "no such service"}}, 400
+            )
         unsuccessful = []
         for endpoint_id in _listed(body, "VpcEndpointId"):
             connection = self.connections.get(endpoint_id)
             if connection is None or connection["VpcEndpointState"] not in allowed:
                 state = "missing" if connection is None else connection["VpcEndpointState"]
-                unsuccessful.append({"ResourceId": endpoint_id, "Error": {
-                    "Code": "InvalidState", "Message": f"Endpoint {endpoint_id} is {state}"}})
+                unsuccessful.append(
+                    {
+                        "ResourceId": endpoint_id,
+                        "Error": {"Code": "InvalidState", "Message": f"Endpoint {endpoint_id} is {state}"},
+                    }
+                )
                 continue
             connection["VpcEndpointState"] = to
         return _answer({"Unsuccessful": unsuccessful})
@@ -108,7 +121,7 @@ class PartnerAccount:
 
     account_id: str
     ec2: Any
-    world: "AwsWorld"
+    world: AwsWorld
 
     def vpc(self, cidr: str = "172.31.0.0/16") -> dict[str, str]:
         vpc_id = self.ec2.create_vpc(CidrBlock=cidr)["Vpc"]["VpcId"]
@@ -119,7 +132,9 @@ class PartnerAccount:
 
     def request_endpoint(self, vpc: dict[str, str]) -> str:
         endpoint = self.ec2.create_vpc_endpoint(
-            VpcEndpointType="Interface", VpcId=vpc["vpc_id"], ServiceName=self.world.service_name,
+            VpcEndpointType="Interface",
+            VpcId=vpc["vpc_id"],
+            ServiceName=self.world.service_name,
             SubnetIds=[vpc["subnet_id"]],
         )["VpcEndpoint"]["VpcEndpointId"]
         self.world.endpoints.request(endpoint, self.account_id)
@@ -160,18 +175,28 @@ class AwsWorld:
             RoleArn=f"arn:aws:iam::{account_id}:role/partner", RoleSessionName="partner"
         )["Credentials"]
         ec2 = boto3.client(
-            "ec2", region_name=REGION, aws_access_key_id=creds["AccessKeyId"],
-            aws_secret_access_key=creds["SecretAccessKey"], aws_session_token=creds["SessionToken"],
+            "ec2",
+            region_name=REGION,
+            aws_access_key_id=creds["AccessKeyId"],
+            aws_secret_access_key=creds["SecretAccessKey"],
+            aws_session_token=creds["SessionToken"],
         )
         return PartnerAccount(account_id, ec2, self)
 
     def routes(self) -> dict[str, str]:
         table = self.ec2.describe_route_tables(RouteTableIds=[self.route_table_id])["RouteTables"][0]
-        return {r["DestinationCidrBlock"]: r.get("VpcPeeringConnectionId") or r.get("GatewayId") for r in table["Routes"]}
+        return {
+            r["DestinationCidrBlock"]: r.get("VpcPeeringConnectionId") or r.get("GatewayId") for r in table["Routes"]
+        }
 
     def udp_rules(self) -> set[tuple[str, int]]:
         group = self.ec2.describe_security_groups(GroupIds=[self.security_group_id])["SecurityGroups"][0]
-        return {(r["CidrIp"], p["FromPort"]) for p in group["IpPermissions"] if p["IpProtocol"] == "udp" for r in p["IpRanges"]}
+        return {
+            (r["CidrIp"], p["FromPort"])
+            for p in group["IpPermissions"]
+            if p["IpProtocol"] == "udp"
+            for r in p["IpRanges"]
+        }
 
     def peering_state(self, pcx: str) -> str:
         found = self.ec2.describe_vpc_peering_connections(VpcPeeringConnectionIds=[pcx])["VpcPeeringConnections"]
@@ -183,8 +208,12 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsWorld]:
     """moto with this stack's network, and the endpoint-connection calls moto lacks."""
     from moto import mock_aws
 
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": REGION}.items():
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+    }.items():
         monkeypatch.setenv(name, value)
     for name in ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
         monkeypatch.delenv(name, raising=False)
@@ -192,18 +221,24 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsWorld]:
         boto3.setup_default_session(region_name=REGION)
         ec2 = boto3.client("ec2", region_name=REGION)
         vpc = ec2.create_vpc(CidrBlock=OUR_CIDR)["Vpc"]["VpcId"]
-        subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24", AvailabilityZone=f"{REGION}a")["Subnet"]["SubnetId"]
+        subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24", AvailabilityZone=f"{REGION}a")["Subnet"][
+            "SubnetId"
+        ]
         nlb = boto3.client("elbv2", region_name=REGION).create_load_balancer(
             Name="beast-tcp", Subnets=[subnet], Type="network", Scheme="internal"
         )["LoadBalancers"][0]["LoadBalancerArn"]
-        service = ec2.create_vpc_endpoint_service_configuration(
-            NetworkLoadBalancerArns=[nlb], AcceptanceRequired=True
-        )["ServiceConfiguration"]
-        table = ec2.describe_route_tables(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["RouteTables"][0]["RouteTableId"]
+        service = ec2.create_vpc_endpoint_service_configuration(NetworkLoadBalancerArns=[nlb], AcceptanceRequired=True)[
+            "ServiceConfiguration"
+        ]
+        table = ec2.describe_route_tables(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["RouteTables"][0][
+            "RouteTableId"
+        ]
         group = ec2.create_security_group(GroupName="beast-udp", Description="partner UDP", VpcId=vpc)["GroupId"]
         # The UDP NLB's network interfaces, one per zone (moto's NLBs have none): NLB_IP and its twin.
         for zone, cidr, ip in (("a", "10.0.3.0/24", NLB_IP), ("b", "10.0.4.0/24", NLB_IP_B)):
-            udp_subnet = ec2.create_subnet(VpcId=vpc, CidrBlock=cidr, AvailabilityZone=f"{REGION}{zone}")["Subnet"]["SubnetId"]
+            udp_subnet = ec2.create_subnet(VpcId=vpc, CidrBlock=cidr, AvailabilityZone=f"{REGION}{zone}")["Subnet"][
+                "SubnetId"
+            ]
             ec2.create_network_interface(SubnetId=udp_subnet, PrivateIpAddress=ip, Description=NLB_ENI_DESCRIPTION)
         endpoints = EndpointConnections(service["ServiceId"])
         endpoints.install(boto3.DEFAULT_SESSION.events)

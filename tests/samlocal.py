@@ -12,9 +12,10 @@ import importlib.util
 import json
 import sys
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
@@ -67,8 +68,10 @@ def functions(template: dict[str, Any] | None = None) -> dict[str, dict[str, Any
     for name, res in template["Resources"].items():
         if res["Type"] == "AWS::Serverless::Function":
             props = {**globals_, **res["Properties"]}
-            env = {**globals_.get("Environment", {}).get("Variables", {}),
-                   **res["Properties"].get("Environment", {}).get("Variables", {})}
+            env = {
+                **globals_.get("Environment", {}).get("Variables", {}),
+                **res["Properties"].get("Environment", {}).get("Variables", {}),
+            }
             props["Environment"] = {"Variables": env}
             out[name] = props
     return out

@@ -14,16 +14,16 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from support import UNREACHABLE_EXCHANGES, BeastProcess, start_beast_serve, stop_beast
 from websockets.asyncio.client import connect
 
 from samlocal import REPO, invoke
-from support import UNREACHABLE_EXCHANGES, BeastProcess, start_beast_serve, stop_beast
 
 SEED = REPO / "tests" / "fixtures" / "seed"
 PRICE = json.loads((SEED / "price_answer.json").read_text())
@@ -85,9 +85,13 @@ def like_seed(ours: Any, seed: Any, path: str = "") -> None:
     """`ours` has every field of `seed`, in its order, with its JSON type, and its value unless
     the field VARIES (then its format); any other field of ours is one of the ADDED."""
     where = path or "the answer"
-    assert json_type(ours) == json_type(seed), f"{where}: {json_type(ours)} {ours!r} where the seed has {json_type(seed)} {seed!r}"
+    assert json_type(ours) == json_type(seed), (
+        f"{where}: {json_type(ours)} {ours!r} where the seed has {json_type(seed)} {seed!r}"
+    )
     if isinstance(seed, dict):
-        assert [k for k in ours if k in seed] == list(seed), f"{where}: fields {list(ours)}, the seed's are {list(seed)}"
+        assert [k for k in ours if k in seed] == list(seed), (
+            f"{where}: fields {list(ours)}, the seed's are {list(seed)}"
+        )
         for name in seed:
             like_seed(ours[name], seed[name], f"{path}.{name}" if path else name)
         added = [f"{path}.{k}" if path else k for k in ours if k not in seed]
@@ -177,10 +181,23 @@ def test_the_fixtures_are_the_published_examples() -> None:
     assert PRICE["error"] == "" and PRICE["data"]["usage_warning"] == "" and PRICE["language"] == "en"
     assert PRICE["timestamp"] == "2026-05-29T22:00:00Z" and PRICE["data"]["assets"][0]["timestamp"] == 1748548800
     assert PRICE["agent_profile_arn"] == arn("tbi") and list(PRICE) == [
-        "status", "status_code", "endpoint", "cluster_node", "region", "language", "api_key_id", "ip_address",
-        "agent_profile_arn", "timestamp", "data", "error"]
+        "status",
+        "status_code",
+        "endpoint",
+        "cluster_node",
+        "region",
+        "language",
+        "api_key_id",
+        "ip_address",
+        "agent_profile_arn",
+        "timestamp",
+        "data",
+        "error",
+    ]
     assert WS_PRICE_DATA == {"type": "price", "asset": "BTC", "price": 97432.51, "source": "coinbase-ws"}
-    assert WS_SUBSCRIBED_DATA == {"type": "subscribed", "assets": ["BTC", "ETH", "SOL"]} and WS_PONG == '{"type":"pong"}'
+    assert (
+        WS_SUBSCRIBED_DATA == {"type": "subscribed", "assets": ["BTC", "ETH", "SOL"]} and WS_PONG == '{"type":"pong"}'
+    )
 
 
 def test_http_price_is_the_seeds(served: tuple[BeastProcess, str]) -> None:
@@ -214,8 +231,11 @@ def test_the_seeds_published_udp_client_runs_unchanged(served: tuple[BeastProces
     lines = run.stdout.splitlines()
     assert lines[0].startswith("✅ [LPO] [us-east-2] [BeastMain] [/price] [200] at ")
     assert lines[0].endswith("(region us-east-2, profile tbi)")
-    assert re.fullmatch(r"BTC: \d+\.\d\d USD from [a-z]+-(ws|rest), quoted \d\d:\d\d:\d\d \(shown \d\d:\d\d:\d\d\), "
-                        r"\d+\.\d{3} s old, \d+ ms", lines[1]), lines[1]
+    assert re.fullmatch(
+        r"BTC: \d+\.\d\d USD from [a-z]+-(ws|rest), quoted \d\d:\d\d:\d\d \(shown \d\d:\d\d:\d\d\), "
+        r"\d+\.\d{3} s old, \d+ ms",
+        lines[1],
+    ), lines[1]
     assert re.fullmatch(r"usage: \d+ of unlimited \(0\.0 %\), took \d+ ms", lines[2]), lines[2]
     assert len(lines) == 3  # an admin key: no usage warning
 
@@ -288,7 +308,9 @@ def lambda_env(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
     from trinity_beast.stores.db.postgres import PostgresDatabase
 
     env = {
-        **UNREACHABLE_EXCHANGES, "BEAST_PREWARM": "false", "BEAST_IP_ADDRESS": SEED_IP,
+        **UNREACHABLE_EXCHANGES,
+        "BEAST_PREWARM": "false",
+        "BEAST_IP_ADDRESS": SEED_IP,
         "REDIS_URL": request.getfixturevalue("redis_url"),
         "BEAST_REDIS_NAMESPACE": request.getfixturevalue("redis_namespace"),
         "DATABASE_URL": request.getfixturevalue("pg_url"),
@@ -334,6 +356,6 @@ def test_the_partners_function_answers_with_the_partners_profile(lambda_env: str
 def test_docs_list_every_added_field() -> None:
     """docs/api.md's "Added fields" names each field our answers add to the seed's."""
     api = (REPO / "docs" / "api.md").read_text()
-    section = api[api.index("## Added fields"):api.index("## Authentication")]
+    section = api[api.index("## Added fields") : api.index("## Authentication")]
     for path in sorted(ADDED):
         assert f"`{path.rsplit('.', 1)[-1]}`" in section, f"{path} is not listed in docs/api.md's Added fields"

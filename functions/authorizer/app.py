@@ -13,9 +13,9 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from trinity_beast.stores.environment import load_settings
-from trinity_beast.stores.db import make_database
 from trinity_beast.services.auth import KeyRing, secret_from
+from trinity_beast.stores.db import make_database
+from trinity_beast.stores.environment import load_settings
 from trinity_beast.transports.aws_lambda.api import logger
 
 # API Gateway turns exactly this error message into its 401 (and caches nothing).

@@ -7,8 +7,8 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from trinity_beast.domain.settings import ConfigError
 from trinity_beast.domain.errors import DatabaseUnavailable
+from trinity_beast.domain.settings import ConfigError
 from trinity_beast.transports.aws_lambda.api import LambdaRuntime, logger, metrics, tracer
 
 runtime = LambdaRuntime()
@@ -34,7 +34,9 @@ def handler(event: Any, context: LambdaContext) -> dict:
         metrics.add_metric(name="MalformedEvents", unit=MetricUnit.Count, value=1)
         return {"ok": False, "error": f"malformed event: {why}"}
     budget_s = max(1.0, context.get_remaining_time_in_millis() / 1000 - PREWARM_MARGIN_S)
-    from trinity_beast.services.prices.prewarm import prewarm_stale  # at the first tick, not at import (bench/lambda_import.py)
+    from trinity_beast.services.prices.prewarm import (
+        prewarm_stale,  # at the first tick, not at import (bench/lambda_import.py)
+    )
     from trinity_beast.services.sync import options, sync_once
 
     async def work(rt):

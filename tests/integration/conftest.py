@@ -8,12 +8,12 @@ CI (CI=true), where a missing service is a broken run, not a pass.
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import AsyncIterator, Iterator
 
 import pytest
-
 from support import PG_ADMIN_URL, REDIS_URL, InProcessServer, in_process_server, reachable, require_service, stack_env
+
 from trinity_beast.stores.cache import Cache, MemoryCache
 from trinity_beast.stores.db import Database
 from trinity_beast.stores.db.postgres import PostgresDatabase
@@ -88,5 +88,3 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Databas
 def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[InProcessServer]:
     with in_process_server(stack_env(request, request.param, tmp_path)) as srv:
         yield srv
-
-

@@ -7,8 +7,8 @@ from collections import Counter
 from typing import Any
 
 import redis
-
 from support import REDIS_URL
+
 from trinity_beast.domain.usage import MINUTE_PREFIX, MONTH_PREFIX, parse_bucket
 
 

@@ -18,7 +18,8 @@ import asyncio
 import contextlib
 import socket
 import threading
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 
 class FaultProxy:
@@ -35,7 +36,7 @@ class FaultProxy:
         self._writers: set[asyncio.StreamWriter] = set()
 
     # ---- lifecycle ---------------------------------------------------------------------------
-    def start(self) -> "FaultProxy":
+    def start(self) -> FaultProxy:
         self._thread.start()
         self._call(self._setup())
         return self
@@ -46,7 +47,7 @@ class FaultProxy:
         self._thread.join(5)
         self._loop.close()
 
-    def __enter__(self) -> "FaultProxy":
+    def __enter__(self) -> FaultProxy:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:

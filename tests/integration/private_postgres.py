@@ -44,8 +44,20 @@ class PrivatePostgres:
 
     def start(self) -> None:
         """Start (or start again after `stop`) and wait until the port answers."""
-        started = _run([str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.data / "server.log"),
-                        "-w", "-t", "90", "start"], self.user)
+        started = _run(
+            [
+                str(self.bin / "pg_ctl"),
+                "-D",
+                str(self.data),
+                "-l",
+                str(self.data / "server.log"),
+                "-w",
+                "-t",
+                "90",
+                "start",
+            ],
+            self.user,
+        )
         assert started.returncode == 0, started.stdout + started.stderr + self.log()
         deadline = time.monotonic() + 60
         while not reachable("127.0.0.1", self.port):
@@ -83,8 +95,22 @@ def private_postgres(
             if ids is not None:
                 os.chown(pwfile, ids.pw_uid, ids.pw_gid)
             extra = ["--pwfile", str(pwfile)]
-        init = _run([str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "-E", "UTF8",
-                     "--no-sync", *extra], user)
+        init = _run(
+            [
+                str(bindir / "initdb"),
+                "-D",
+                str(data),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "-E",
+                "UTF8",
+                "--no-sync",
+                *extra,
+            ],
+            user,
+        )
         assert init.returncode == 0, init.stdout + init.stderr
         for name, content in (files or {}).items():
             path = data / name
@@ -93,8 +119,13 @@ def private_postgres(
             if ids is not None:
                 os.chown(path, ids.pw_uid, ids.pw_gid)
         port = free_port()
-        settings = {"port": str(port), "listen_addresses": "'localhost'", "unix_socket_directories": f"'{root}'",
-                    "fsync": "off", **(conf or {})}
+        settings = {
+            "port": str(port),
+            "listen_addresses": "'localhost'",
+            "unix_socket_directories": f"'{root}'",
+            "fsync": "off",
+            **(conf or {}),
+        }
         with open(data / "postgresql.conf", "a") as f:
             f.writelines(f"{k} = {v}\n" for k, v in settings.items())
         if hba is not None:

@@ -15,9 +15,10 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -90,7 +91,9 @@ class InProcessServer:
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=10)
 
-    def create_key(self, tier: str = "subscriber", monthly_limit: int | None = None, name: str = "test") -> tuple[str, str]:
+    def create_key(
+        self, tier: str = "subscriber", monthly_limit: int | None = None, name: str = "test"
+    ) -> tuple[str, str]:
         from trinity_beast.domain.keys import new_key
 
         key, secret = new_key(name, tier, monthly_limit)
@@ -103,12 +106,12 @@ def in_process_server(
     env: dict[str, str], sim: bool = False, feeds: bool = False, lrs: bool = False, **sim_options: Any
 ) -> Iterator[InProcessServer]:
     """`beast serve` in this process: optional simulator (every exchange pointed at it), feeds and LRS."""
-    from trinity_beast.services.prices.ingest import start_feeds
-    from trinity_beast.transports.http.lpo import build_lpo
-    from trinity_beast.services.runtime import Runtime, ensure_admin_key
-    from trinity_beast.transports.udp.lpo import UdpPriceServer
-    from trinity_beast.transports.server import bind_tcp, bind_udp, make_server
     from beast_sim import Simulator
+    from trinity_beast.services.prices.ingest import start_feeds
+    from trinity_beast.services.runtime import Runtime, ensure_admin_key
+    from trinity_beast.transports.http.lpo import build_lpo
+    from trinity_beast.transports.server import bind_tcp, bind_udp, make_server
+    from trinity_beast.transports.udp.lpo import UdpPriceServer
 
     env = {**env, "BEAST_LPO_PORT": str(free_port())}
     settings = load_settings(env)
@@ -143,7 +146,9 @@ def in_process_server(
 
     async def main() -> None:
         await rt.start()
-        udp, udp_holder[0] = await asyncio.get_running_loop().create_datagram_endpoint(lambda: UdpPriceServer(rt), sock=udp_sock)
+        udp, udp_holder[0] = await asyncio.get_running_loop().create_datagram_endpoint(
+            lambda: UdpPriceServer(rt), sock=udp_sock
+        )
         if feeds:
             await start_feeds(rt)
         task = asyncio.create_task(srv.serve(sockets=[sock]))
@@ -164,7 +169,14 @@ def in_process_server(
     assert ready.wait(15), "server did not start"
     try:
         yield InProcessServer(
-            rt, f"http://127.0.0.1:{settings.lpo_port}", loop, secret, key.id, simulator, app, udp_sock.getsockname()[1],
+            rt,
+            f"http://127.0.0.1:{settings.lpo_port}",
+            loop,
+            secret,
+            key.id,
+            simulator,
+            app,
+            udp_sock.getsockname()[1],
             None if lrs_sock is None else f"http://127.0.0.1:{lrs_sock.getsockname()[1]}",
             udp_holder[0],
         )
@@ -188,7 +200,12 @@ class BeastProcess:
 def run_beast(args: list[str], env: dict[str, str], timeout: float = 60, **kw: Any) -> subprocess.CompletedProcess:
     full_env = {**os.environ, **env}
     return subprocess.run(
-        [sys.executable, "-m", "trinity_beast", *args], env=full_env, capture_output=True, text=True, timeout=timeout, **kw
+        [sys.executable, "-m", "trinity_beast", *args],
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **kw,
     )
 
 
@@ -204,7 +221,10 @@ def start_beast_serve(env: dict[str, str], cwd: Path, args: tuple[str, ...] = ()
     with open(out_path, "w") as out, open(err_path, "w") as err:
         proc = subprocess.Popen(
             [sys.executable, "-m", "trinity_beast", "serve", *args],
-            env={**os.environ, **env}, cwd=cwd, stdout=out, stderr=err,
+            env={**os.environ, **env},
+            cwd=cwd,
+            stdout=out,
+            stderr=err,
         )
     url = f"http://127.0.0.1:{env['BEAST_LPO_PORT']}"
     deadline = time.time() + 30
@@ -237,8 +257,8 @@ def put_btc(env: dict[str, str], price: str = "65000.5", exchange: str = "kraken
     """Write a fresh BTC price into the Redis namespace of `env`, as any process could."""
     from decimal import Decimal
 
-    from trinity_beast.stores.cache.redis import RedisCache
     from trinity_beast.domain.tick import Tick
+    from trinity_beast.stores.cache.redis import RedisCache
 
     async def write() -> None:
         cache = RedisCache(env["REDIS_URL"], namespace=env["BEAST_REDIS_NAMESPACE"])

@@ -16,13 +16,19 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from support import REPO, InProcessServer, in_process_server, require_service, stack_env
 
 STATIC = REPO / "layers/common/trinity_beast/transports/http/static"
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 TOKEN = "metrics-token-0123456789abcdef"
 
 
@@ -33,8 +39,13 @@ def start(request: pytest.FixtureRequest, tmp_path: Path, **extra: str) -> Abstr
 
 @pytest.fixture
 def srv(request: pytest.FixtureRequest, tmp_path: Path):
-    with start(request, tmp_path, BEAST_TRUSTED_PROXIES="127.0.0.1/32", BEAST_METRICS_TOKEN=TOKEN,
-               BEAST_METRICS_NETWORKS="192.0.2.0/24") as server:
+    with start(
+        request,
+        tmp_path,
+        BEAST_TRUSTED_PROXIES="127.0.0.1/32",
+        BEAST_METRICS_TOKEN=TOKEN,
+        BEAST_METRICS_NETWORKS="192.0.2.0/24",
+    ) as server:
         yield server
 
 
@@ -94,8 +105,18 @@ def test_metrics_answer_operators_only(srv: InProcessServer) -> None:
         r = httpx.get(f"{base}/metrics", headers=stranger, timeout=10)
         assert r.status_code == 403 and r.json()["error"].startswith("metrics are for operators")
         assert "beast_" not in r.text
-        assert httpx.get(f"{base}/metrics", headers=stranger | {"Authorization": f"Bearer {TOKEN}"}, timeout=10).status_code == 200
-        assert httpx.get(f"{base}/metrics", headers=stranger | {"Authorization": f"Bearer {TOKEN}x"}, timeout=10).status_code == 403
+        assert (
+            httpx.get(
+                f"{base}/metrics", headers=stranger | {"Authorization": f"Bearer {TOKEN}"}, timeout=10
+            ).status_code
+            == 200
+        )
+        assert (
+            httpx.get(
+                f"{base}/metrics", headers=stranger | {"Authorization": f"Bearer {TOKEN}x"}, timeout=10
+            ).status_code
+            == 403
+        )
         assert httpx.get(f"{base}/metrics", headers={"X-Forwarded-For": "192.0.2.44"}, timeout=10).status_code == 200
 
 

@@ -16,8 +16,8 @@ EVENTS = REPO / "events"
 @pytest.fixture
 def keys(pg_url: str, monkeypatch: pytest.MonkeyPatch):
     """An active and a revoked key in the database the authorizer reads; a fresh authorizer module each test."""
-    from trinity_beast.stores.db.postgres import PostgresDatabase
     from trinity_beast.domain.keys import new_key
+    from trinity_beast.stores.db.postgres import PostgresDatabase
 
     monkeypatch.setenv("DATABASE_URL", pg_url)
     db = PostgresDatabase(pg_url)
@@ -47,7 +47,8 @@ def test_a_valid_key_is_allowed_on_the_whole_stage_with_its_id_and_tier(keys) ->
     [statement] = answer["policyDocument"]["Statement"]
     # API Gateway reuses a cached answer for every route: the Allow must cover the stage.
     assert statement == {
-        "Action": "execute-api:Invoke", "Effect": "Allow",
+        "Action": "execute-api:Invoke",
+        "Effect": "Allow",
         "Resource": "arn:aws:execute-api:us-east-2:123456789012:a1b2c3d4e5/Prod/*",
     }
     assert answer["context"] == {"keyId": key.id, "tier": "subscriber"}
@@ -59,7 +60,14 @@ def test_a_valid_key_is_allowed_on_the_whole_stage_with_its_id_and_tier(keys) ->
 
 @pytest.mark.parametrize(
     "authorization",
-    [None, "", "Bearer ", "Bearer tbk_unknown_key_that_no_one_has_0123456789", "Basic dXNlcjpwYXNz", "Bearer \x01\x02bad"],
+    [
+        None,
+        "",
+        "Bearer ",
+        "Bearer tbk_unknown_key_that_no_one_has_0123456789",
+        "Basic dXNlcjpwYXNz",
+        "Bearer \x01\x02bad",
+    ],
     ids=["no header", "empty", "empty bearer", "unknown key", "basic auth", "junk"],
 )
 def test_anything_but_a_known_active_key_is_a_401(keys, authorization: str | None) -> None:
@@ -70,12 +78,12 @@ def test_anything_but_a_known_active_key_is_a_401(keys, authorization: str | Non
 
 def test_a_revoked_key_is_a_401(keys) -> None:
     _, secret = keys["revoked"]
-    with pytest.raises(Exception, match="^Unauthorized$"):
+    with pytest.raises(Exception, match=r"^Unauthorized$"):
         invoke("AuthorizerFunction", event("authorizer_bearer_key.json", f"Bearer {secret}"))
 
 
 def test_the_sample_event_without_a_bearer_key_is_refused(keys) -> None:
-    with pytest.raises(Exception, match="^Unauthorized$"):
+    with pytest.raises(Exception, match=r"^Unauthorized$"):
         invoke("AuthorizerFunction", json.loads((EVENTS / "authorizer_not_bearer.json").read_text()))
 
 
@@ -85,7 +93,7 @@ def test_the_sample_event_without_a_bearer_key_is_refused(keys) -> None:
 )
 def test_a_malformed_event_is_refused_without_touching_the_database(bad, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none")  # unreachable: must not be asked
-    with pytest.raises(Exception, match="^Unauthorized$"):
+    with pytest.raises(Exception, match=r"^Unauthorized$"):
         invoke("AuthorizerFunction", bad)
 
 
@@ -98,12 +106,24 @@ def test_as_deployed_it_reads_the_database_secret_by_arn(keys, pg_url: str, monk
 
     args = connect_args(pg_url)
     monkeypatch.delenv("DATABASE_URL")
-    for name, value in {"AWS_DEFAULT_REGION": "us-east-2", "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():
+    for name, value in {
+        "AWS_DEFAULT_REGION": "us-east-2",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+    }.items():
         monkeypatch.setenv(name, value)
     with mock_aws():
-        secret = {"username": args["user"], "password": "unused-with-trust-auth", "host": args["host"],
-                  "port": args["port"], "dbname": args["database"], "sslmode": "disable"}
-        arn = boto3.client("secretsmanager").create_secret(Name="trinity-beast/test/authorizer", SecretString=json.dumps(secret))["ARN"]
+        secret = {
+            "username": args["user"],
+            "password": "unused-with-trust-auth",
+            "host": args["host"],
+            "port": args["port"],
+            "dbname": args["database"],
+            "sslmode": "disable",
+        }
+        arn = boto3.client("secretsmanager").create_secret(
+            Name="trinity-beast/test/authorizer", SecretString=json.dumps(secret)
+        )["ARN"]
         monkeypatch.setenv("DATABASE_SECRET_ARN", arn)
         key, secret_value = keys["active"]
         answer = invoke("AuthorizerFunction", event("authorizer_bearer_key.json", f"Bearer {secret_value}"))

@@ -7,8 +7,8 @@ from decimal import Decimal
 
 import pytest
 
-from trinity_beast.stores.cache import PRICES_CHANNEL, Cache
 from trinity_beast.domain.tick import Tick
+from trinity_beast.stores.cache import PRICES_CHANNEL, Cache
 
 
 def tick(asset: str = "BTC", exchange: str = "coinbase", price: str = "64000.12", ts: float = 1_700_000_000.0) -> Tick:
@@ -117,7 +117,7 @@ async def test_a_batch_of_ticks_is_stored_and_published_in_order(cache_backend: 
         batch = [tick("BTC", price="1"), tick("ETH", price="2"), tick("BTC", "kraken", price="3")]
         await cache_backend.put_ticks(batch)
         assert [Tick.from_json(await asyncio.wait_for(sub.__anext__(), 5)) for _ in batch] == batch
-        assert set((await cache_backend.get_ticks("BTC"))) == {"coinbase", "kraken"}
+        assert set(await cache_backend.get_ticks("BTC")) == {"coinbase", "kraken"}
         await cache_backend.put_ticks([])
     finally:
         await sub.aclose()

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-
-
 from support import put_btc, run_beast, stack_env, start_beast_serve, stop_beast
 
 
 @pytest.mark.parametrize("stack", ["embedded", "production"])
-def test_serve_first_start_prints_an_admin_key_that_works(request: pytest.FixtureRequest, tmp_path: Path, stack: str) -> None:
+def test_serve_first_start_prints_an_admin_key_that_works(
+    request: pytest.FixtureRequest, tmp_path: Path, stack: str
+) -> None:
     env = stack_env(request, stack, tmp_path)
     p = start_beast_serve(env, cwd=tmp_path)
     try:
@@ -57,14 +57,32 @@ def test_serve_first_start_prints_an_admin_key_that_works(request: pytest.Fixtur
 @pytest.mark.parametrize(
     "setting,value,expected",
     [
-        ("BEAST_LPO_PORT", "eighty", "beast: invalid setting BEAST_LPO_PORT: expected a port number 1-65535, got 'eighty'"),
-        ("BEAST_LRS_UDP_PORT", "70000", "beast: invalid setting BEAST_LRS_UDP_PORT: expected a port number 1-65535, got 70000"),
-        ("REDIS_URL", "localhost:6379", "beast: invalid setting REDIS_URL: expected a URL starting with redis:// or rediss:// or unix://, got 'localhost:6379'"),
-        ("BEAST_OKX_WS_URL", "https://x", "beast: invalid setting BEAST_OKX_WS_URL: expected a URL starting with ws:// or wss://, got 'https://x'"),
+        (
+            "BEAST_LPO_PORT",
+            "eighty",
+            "beast: invalid setting BEAST_LPO_PORT: expected a port number 1-65535, got 'eighty'",
+        ),
+        (
+            "BEAST_LRS_UDP_PORT",
+            "70000",
+            "beast: invalid setting BEAST_LRS_UDP_PORT: expected a port number 1-65535, got 70000",
+        ),
+        (
+            "REDIS_URL",
+            "localhost:6379",
+            "beast: invalid setting REDIS_URL: expected a URL starting with redis:// or rediss:// or unix://, got 'localhost:6379'",
+        ),
+        (
+            "BEAST_OKX_WS_URL",
+            "https://x",
+            "beast: invalid setting BEAST_OKX_WS_URL: expected a URL starting with ws:// or wss://, got 'https://x'",
+        ),
         ("APP_REPORT_SERVER", "maybe", "beast: invalid setting APP_REPORT_SERVER: expected true or false, got 'maybe'"),
     ],
 )
-def test_an_invalid_setting_stops_start_up_with_one_line(tmp_path: Path, setting: str, value: str, expected: str) -> None:
+def test_an_invalid_setting_stops_start_up_with_one_line(
+    tmp_path: Path, setting: str, value: str, expected: str
+) -> None:
     result = run_beast(["serve"], {setting: value, "BEAST_DATA_DIR": str(tmp_path)})
     assert result.returncode == 2
     assert result.stderr.strip() == expected
@@ -80,13 +98,17 @@ def test_a_taken_port_is_one_clear_line(tmp_path: Path) -> None:
         port = s.getsockname()[1]
         result = run_beast(["serve"], {"BEAST_LPO_PORT": str(port), "BEAST_DATA_DIR": str(tmp_path)})
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[-1].startswith(f"beast: BEAST_LPO_PORT: cannot listen on 127.0.0.1:{port}")
+    assert (
+        result.stderr.strip().splitlines()[-1].startswith(f"beast: BEAST_LPO_PORT: cannot listen on 127.0.0.1:{port}")
+    )
 
 
 @pytest.mark.parametrize("stack", ["embedded", "production"])
 def test_keys_create_list_revoke(request: pytest.FixtureRequest, tmp_path: Path, stack: str) -> None:
     env = stack_env(request, stack, tmp_path)
-    created = run_beast(["keys", "create", "--name", "acme", "--tier", "subscriber", "--monthly-limit", "500", "--json"], env)
+    created = run_beast(
+        ["keys", "create", "--name", "acme", "--tier", "subscriber", "--monthly-limit", "500", "--json"], env
+    )
     assert created.returncode == 0, created.stderr
     key = json.loads(created.stdout)
     assert key["id"].startswith("ak_") and key["key"].startswith("tbk_")
@@ -155,7 +177,9 @@ def test_every_command_has_help() -> None:
         for action in parser._actions:
             if action.help == argparse.SUPPRESS:
                 continue
-            assert action.help and action.help.strip(), f"beast {' '.join(path)}: {action.option_strings or action.dest} has no help"
+            assert action.help and action.help.strip(), (
+                f"beast {' '.join(path)}: {action.option_strings or action.dest} has no help"
+            )
         result = run_beast([*path, "--help"], {})
         assert result.returncode == 0 and "usage: beast" in result.stdout, path
     assert {"", "serve", "sim", "sync", "migrate", "keys", "keys create", "keys list", "keys revoke"} <= set(seen)

@@ -24,14 +24,19 @@ SHOTS = REPO / "test-output" / "command-center"
 CHROMIUM = "/usr/bin/chromium"
 # As the machine notes say: no sandbox as root, and nothing that reaches for the network.
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 PARTNER_ACCOUNT = "111122223333"
 
 
 @pytest.fixture
-def center(request: pytest.FixtureRequest, tmp_path: Path, aws: AwsWorld) -> Iterator[InProcessServer]:  # noqa: F811
+def center(request: pytest.FixtureRequest, tmp_path: Path, aws: AwsWorld) -> Iterator[InProcessServer]:
     env = {**stack_env(request, "embedded", tmp_path), **aws.env}
     with in_process_server(env, sim=True, feeds=True, lrs=True) as srv:
         yield srv
@@ -44,7 +49,9 @@ def test_the_page_is_a_shell_that_holds_no_data(center: InProcessServer) -> None
     page = httpx.get(center.lrs_url + "/admin")
     assert page.status_code == 200 and page.headers["content-type"] == "text/html; charset=utf-8"
     csp = page.headers["content-security-policy"]
-    assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp and page.headers["cache-control"] == "no-store"
+    assert (
+        "script-src 'self'" in csp and "frame-ancestors 'none'" in csp and page.headers["cache-control"] == "no-store"
+    )
     html = page.text
     assert center.admin_id not in html and "ak_" not in html
     assert not re.search(r"tbk_[A-Za-z0-9_-]{8,}", html)  # no secret, only the input's placeholder
@@ -92,7 +99,14 @@ def test_the_page_data_needs_the_admin_key(center: InProcessServer) -> None:
     bad = httpx.get(center.lrs_url + "/admin/api/usage", headers=admin, params={"range": "1y"})
     assert bad.status_code == 400 and bad.json()["error"] == "range: expected one of 1h, 24h, 7d"
     feeds = httpx.get(center.lrs_url + "/admin/api/feeds", headers=admin).json()["data"]
-    assert feeds["in_process"] and set(feeds["exchanges"]) == {"coinbase", "kraken", "gemini", "gateio", "cryptocom", "okx"}
+    assert feeds["in_process"] and set(feeds["exchanges"]) == {
+        "coinbase",
+        "kraken",
+        "gemini",
+        "gateio",
+        "cryptocom",
+        "okx",
+    }
     assert feeds["ticker_assets"][0] == "BTC"
 
 
@@ -112,8 +126,12 @@ def _open(p, tmp_path: Path, name: str, width: int = 1440, height: int = 900):
     from playwright.sync_api import expect
 
     context = p.chromium.launch_persistent_context(
-        str(tmp_path / f"chromium-{name}"), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
-        viewport={"width": width, "height": height}, accept_downloads=True,
+        str(tmp_path / f"chromium-{name}"),
+        executable_path=CHROMIUM,
+        headless=True,
+        args=CHROMIUM_ARGS,
+        viewport={"width": width, "height": height},
+        accept_downloads=True,
     )
     context.set_default_timeout(30_000)
     expect.set_options(timeout=30_000)  # generous: a busy 2-core machine, and Pending refreshes every 10 s
@@ -140,15 +158,19 @@ def _axe(page, where: str) -> None:
     from axe_playwright_python.sync_playwright import Axe
 
     violations = Axe().run(page).response["violations"]
-    bad = [(v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3])
-           for v in violations if v["impact"] in ("serious", "critical")]
+    bad = [
+        (v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3])
+        for v in violations
+        if v["impact"] in ("serious", "critical")
+    ]
     assert bad == [], f"{where}: {bad}"
 
 
 def _fits(page, where: str) -> None:
     """No horizontal scroll: the page is no wider than the viewport."""
     scroll, body, viewport = page.evaluate(
-        "() => [document.documentElement.scrollWidth, document.body.scrollWidth, window.innerWidth]")
+        "() => [document.documentElement.scrollWidth, document.body.scrollWidth, window.innerWidth]"
+    )
     assert max(scroll, body) <= viewport, f"{where}: page {max(scroll, body)} px wide in a {viewport} px viewport"
 
 
@@ -156,7 +178,8 @@ def _no_word_broken(page, where: str) -> None:
     """Commands wrap between words only: every word of every command sits on one line."""
     words, broken = page.evaluate(
         "() => { const t = Array.from(document.querySelectorAll('#wizard-result pre .tok'));"
-        " return [t.length, t.filter(w => w.getClientRects().length > 1).map(w => w.textContent)]; }")
+        " return [t.length, t.filter(w => w.getClientRects().length > 1).map(w => w.textContent)]; }"
+    )
     assert words > 20 and broken == [], f"{where}: {broken}"
 
 
@@ -178,20 +201,37 @@ def _requests(api: httpx.Client, at_least: int) -> dict:
         time.sleep(0.3)
 
 
-def _by_hand(aws: AwsWorld, pcx: str, cidr: str, description: str) -> None:  # noqa: F811
+def _by_hand(aws: AwsWorld, pcx: str, cidr: str, description: str) -> None:
     """The operator runs the wizard's "You run" commands in a shell instead of approving."""
     aws.ec2.accept_vpc_peering_connection(VpcPeeringConnectionId=pcx)
     aws.ec2.create_route(RouteTableId=aws.route_table_id, DestinationCidrBlock=cidr, VpcPeeringConnectionId=pcx)
     for port in (2679, 2680):
-        aws.ec2.authorize_security_group_ingress(GroupId=aws.security_group_id, IpPermissions=[
-            {"IpProtocol": "udp", "FromPort": port, "ToPort": port, "IpRanges": [{"CidrIp": cidr, "Description": description}]}])
+        aws.ec2.authorize_security_group_ingress(
+            GroupId=aws.security_group_id,
+            IpPermissions=[
+                {
+                    "IpProtocol": "udp",
+                    "FromPort": port,
+                    "ToPort": port,
+                    "IpRanges": [{"CidrIp": cidr, "Description": description}],
+                }
+            ],
+        )
 
 
 def _privatelink_partner(admin: httpx.Client, name: str, vpc: dict[str, str]) -> dict:
     """A PrivateLink partner onboarded through the API (the wizard has its own step): its partner and key."""
-    return admin.post("/partners", json={
-        "name": name, "aws_account_id": PARTNER_ACCOUNT, "region": REGION, "connection_type": "privatelink",
-        "vpc_id": vpc["vpc_id"], "subnet_ids": [vpc["subnet_id"]]}).json()["data"]
+    return admin.post(
+        "/partners",
+        json={
+            "name": name,
+            "aws_account_id": PARTNER_ACCOUNT,
+            "region": REGION,
+            "connection_type": "privatelink",
+            "vpc_id": vpc["vpc_id"],
+            "subnet_ids": [vpc["subnet_id"]],
+        },
+    ).json()["data"]
 
 
 def _partner_row(page, partner_id: str):
@@ -352,8 +392,16 @@ def download_the_handoff(v: Visit, peered: Peered) -> None:
     page, expect, world = v.page, v.expect, v.aws
     _partner_row(page, peered.partner_id).get_by_role("button", name="Details of Zürich Quant").click()
     reference = page.locator("#handoff-reference")
-    for value in (world.vpc_id, world.route_table_id, world.security_group_id, f"{NLB_IP} ({REGION}a)", f"{NLB_IP_B} ({REGION}b)",
-                  "10.0.0.0/16", peered.pcx, "2679"):
+    for value in (
+        world.vpc_id,
+        world.route_table_id,
+        world.security_group_id,
+        f"{NLB_IP} ({REGION}a)",
+        f"{NLB_IP_B} ({REGION}b)",
+        "10.0.0.0/16",
+        peered.pcx,
+        "2679",
+    ):
         expect(reference).to_contain_text(value)
     expect(page.locator("#handoff-examples")).to_contain_text("nc -u -w 2 10.0.3.25 2679")
     expect(page.locator("#handoff")).to_contain_text("Wait for us to accept")
@@ -385,7 +433,11 @@ def revoke_with_the_dialog(v: Visit, peered: Peered) -> None:
     page.fill("#confirm-reason", "contract ended")
     page.click("#confirm-ok")
     expect(row).to_have_attribute("data-status", "revoked")
-    assert peered.cidr not in world.routes() and world.udp_rules() == set() and world.peering_state(peered.pcx) == "deleted"
+    assert (
+        peered.cidr not in world.routes()
+        and world.udp_rules() == set()
+        and world.peering_state(peered.pcx) == "deleted"
+    )
     row.get_by_role("button", name="Details of Zürich Quant").click()
     expect(page.locator("#partner-detail")).to_contain_text("it has no onboarding commands")
     expect(page.locator("#partner-detail .cmd")).to_have_count(0)
@@ -449,8 +501,11 @@ def see_usage_without_the_console(v: Visit, subscriber: str, linked: dict) -> No
     with httpx.Client(base_url=v.center.url, timeout=10) as lpo:
         for i in range(24):
             secret = subscriber if i % 3 else linked["api_key"]["key"]
-            lpo.get("/price", params={"asset": ["BTC", "ETH", "NOTACOIN", "BTC,ETH"][i % 4]},
-                    headers={"Authorization": f"Bearer {secret}"})
+            lpo.get(
+                "/price",
+                params={"asset": ["BTC", "ETH", "NOTACOIN", "BTC,ETH"][i % 4]},
+                headers={"Authorization": f"Bearer {secret}"},
+            )
     usage = _requests(v.admin, 24)
     assert usage["totals"]["requests"] == 24 and usage["console"]["total"] > 0
     page.click("#tabbtn-usage")
@@ -459,7 +514,9 @@ def see_usage_without_the_console(v: Visit, subscriber: str, linked: dict) -> No
     expect(page.locator("#invalid-assets")).to_contain_text("NOTACOIN")
     expect(page.locator("#h-keys")).to_contain_text("UTC")
     legend = page.evaluate("() => Chart.getChart('chart-keys').data.datasets.map(d => d.label)")
-    assert any(label.startswith("Desk A") for label in legend) and not any(v.center.admin_id in label for label in legend)
+    assert any(label.startswith("Desk A") for label in legend) and not any(
+        v.center.admin_id in label for label in legend
+    )
     assets = page.evaluate("() => Chart.getChart('chart-assets').data.labels")
     assert "NOTACOIN" not in assets and "invalid names (1)" in assets
     _axe(page, "usage")
@@ -505,7 +562,7 @@ def sign_out_forgetting_the_key(v: Visit) -> None:
     assert page.evaluate("() => sessionStorage.length") == 0
 
 
-def test_the_command_center_in_a_browser(center: InProcessServer, aws: AwsWorld, tmp_path: Path) -> None:  # noqa: F811
+def test_the_command_center_in_a_browser(center: InProcessServer, aws: AwsWorld, tmp_path: Path) -> None:
     """Every tab in one visit, step by step: a wizard partner from onboarding to revocation, then the rest."""
     require_service(f"Playwright, axe and Debian's Chromium ({CHROMIUM})", _browser_available())
     from playwright.sync_api import expect, sync_playwright
@@ -559,7 +616,10 @@ def _slow_and_refusable_accepts() -> dict[str, bool]:
     def refuse(**_: object):
         if failing["on"]:
             from botocore.exceptions import ClientError
-            raise ClientError({"Error": {"Code": "UnauthorizedOperation", "Message": "not allowed"}}, "AcceptVpcEndpointConnections")
+
+            raise ClientError(
+                {"Error": {"Code": "UnauthorizedOperation", "Message": "not allowed"}}, "AcceptVpcEndpointConnections"
+            )
         return None
 
     boto3.DEFAULT_SESSION.events.register_first("before-call.ec2.AcceptVpcEndpointConnections", slow)
@@ -571,7 +631,9 @@ def accept_slowly_with_progress(v: Visit, partner: dict, endpoint: str) -> None:
     """The Accept button is busy while EC2 is slow; EC2 is asked once; a second submit succeeds, unchanged."""
     page, expect = v.page, v.expect
     page.click("#tabbtn-pending")
-    accept = page.locator(f"#pending-table tr[data-connection='{endpoint}']").get_by_role("button", name=f"Accept {endpoint}")
+    accept = page.locator(f"#pending-table tr[data-connection='{endpoint}']").get_by_role(
+        "button", name=f"Accept {endpoint}"
+    )
     accept.click()
     expect(accept).to_be_disabled()
     expect(accept).to_have_attribute("aria-busy", "true")
@@ -592,7 +654,9 @@ def see_a_failed_step_until_dismissed(v: Visit, vpc: dict[str, str], failing: di
     second = v.account.request_endpoint(vpc)
     failing["on"] = True
     page.click("#pending-refresh")
-    page.locator(f"#pending-table tr[data-connection='{second}']").get_by_role("button", name=f"Accept {second}").click()
+    page.locator(f"#pending-table tr[data-connection='{second}']").get_by_role(
+        "button", name=f"Accept {second}"
+    ).click()
     notice = page.locator(".notice")
     expect(notice).to_contain_text("Approve Refused Co failed")
     expect(notice).to_contain_text("step 'accept the connection'")
@@ -607,7 +671,9 @@ def see_a_failed_step_until_dismissed(v: Visit, vpc: dict[str, str], failing: di
 
 
 def test_a_slow_ec2_approval_shows_progress_and_a_double_submit_succeeds(
-    center: InProcessServer, aws: AwsWorld, tmp_path: Path,  # noqa: F811
+    center: InProcessServer,
+    aws: AwsWorld,
+    tmp_path: Path,
 ) -> None:
     require_service(f"Playwright, axe and Debian's Chromium ({CHROMIUM})", _browser_available())
     from playwright.sync_api import expect, sync_playwright
@@ -631,18 +697,31 @@ def test_a_slow_ec2_approval_shows_progress_and_a_double_submit_succeeds(
     admin.close()
 
 
-def test_the_command_center_on_a_phone(center: InProcessServer, aws: AwsWorld, tmp_path: Path) -> None:  # noqa: F811
+def test_the_command_center_on_a_phone(center: InProcessServer, aws: AwsWorld, tmp_path: Path) -> None:
     require_service(f"Playwright, axe and Debian's Chromium ({CHROMIUM})", _browser_available())
     from playwright.sync_api import expect, sync_playwright
 
     account = aws.partner_account()
     vpc = account.vpc("172.30.0.0/16")
     admin = httpx.Client(base_url=center.lrs_url, headers={"Authorization": f"Bearer {center.admin_key}"}, timeout=30)
-    peered = admin.post("/partners", json={
-        "name": "Zeta Quant", "aws_account_id": PARTNER_ACCOUNT, "region": REGION, "connection_type": "peering",
-        "vpc_id": vpc["vpc_id"], "cidr": vpc["cidr"], "route_table_id": vpc["route_table_id"]}).json()["data"]["partner"]
-    assert admin.post(f"/partners/{peered['id']}/approve",
-                      json={"connection_id": account.request_peering(vpc)}).status_code == 200
+    peered = admin.post(
+        "/partners",
+        json={
+            "name": "Zeta Quant",
+            "aws_account_id": PARTNER_ACCOUNT,
+            "region": REGION,
+            "connection_type": "peering",
+            "vpc_id": vpc["vpc_id"],
+            "cidr": vpc["cidr"],
+            "route_table_id": vpc["route_table_id"],
+        },
+    ).json()["data"]["partner"]
+    assert (
+        admin.post(
+            f"/partners/{peered['id']}/approve", json={"connection_id": account.request_peering(vpc)}
+        ).status_code
+        == 200
+    )
     with sync_playwright() as p:
         context, page = _open(p, tmp_path, "phone", 390, 844)
         _sign_in(page, center.lrs_url, center.admin_key)
@@ -657,7 +736,9 @@ def test_the_command_center_on_a_phone(center: InProcessServer, aws: AwsWorld, t
             _fits(page, tab)
             _shot(page, f"30-phone-{tab}")
         page.click("#tabbtn-partners")
-        page.locator(f"#partners-table tr[data-partner='{peered['id']}']").get_by_role("button", name="Details of Zeta Quant").click()
+        page.locator(f"#partners-table tr[data-partner='{peered['id']}']").get_by_role(
+            "button", name="Details of Zeta Quant"
+        ).click()
         expect(page.locator("#handoff")).to_be_visible()
         _fits(page, "partner detail")
         _axe(page, "phone: partner detail")

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from support import InProcessServer, in_process_server, stack_env
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from support import InProcessServer, in_process_server, stack_env
 from trinity_beast.domain.settings import ConfigError, load_settings
 
 
@@ -75,17 +75,26 @@ def test_a_body_is_never_read_before_the_key_is_checked(request: pytest.FixtureR
         # A bad key too, and a malformed header: refused on the headers alone.
         for auth in (b"Bearer tbk_never_issued_0000000000000", b"Basic abc"):
             with socket.create_connection(("127.0.0.1", lrs), timeout=15) as s:
-                s.sendall(b"POST /partners/preview HTTP/1.1\r\nHost: x\r\nAuthorization: " + auth + b"\r\nContent-Length: 1000000\r\n\r\n")
+                s.sendall(
+                    b"POST /partners/preview HTTP/1.1\r\nHost: x\r\nAuthorization: "
+                    + auth
+                    + b"\r\nContent-Length: 1000000\r\n\r\n"
+                )
                 assert status_and_error(read_all(s))[0] == 401
 
 
-def test_a_body_that_never_comes_is_a_408_after_the_body_timeout(request: pytest.FixtureRequest, tmp_path: Path) -> None:
+def test_a_body_that_never_comes_is_a_408_after_the_body_timeout(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
     with start(request, tmp_path, BEAST_BODY_TIMEOUT_S="1") as srv:
         assert srv.lrs_url is not None
         with socket.create_connection(("127.0.0.1", port_of(srv.lrs_url)), timeout=15) as s:
             started = time.monotonic()
-            s.sendall(b"POST /partners/preview HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + srv.admin_key.encode()
-                      + b"\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"a\":")
+            s.sendall(
+                b"POST /partners/preview HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                + srv.admin_key.encode()
+                + b'\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"a":'
+            )
             answer = read_all(s)
             elapsed = time.monotonic() - started
         status, error = status_and_error(answer)
@@ -163,7 +172,9 @@ async def test_a_spoofed_forwarded_for_cannot_pass_the_per_address_limit(
             accepted = [r for r in results if not isinstance(r, (tuple, int, str))]
             refused = [r for r in results if isinstance(r, tuple)]
             assert len(accepted) == 4 and len(refused) == 3, results
-            assert all(code == 1008 and reason.startswith("too many connections from ") for code, reason in refused), refused
+            assert all(code == 1008 and reason.startswith("too many connections from ") for code, reason in refused), (
+                refused
+            )
             expected = "203.0.113.7" if trusted else "127.0.0.1"
             assert set(srv.app.hub.per_ip) == {expected}
         finally:
@@ -178,4 +189,7 @@ def test_trusted_proxies_must_be_networks_never_star(value: str) -> None:
         load_settings({"BEAST_TRUSTED_PROXIES": value})
     with pytest.raises(ConfigError, match=r"^FORWARDED_ALLOW_IPS: no longer read"):
         load_settings({"FORWARDED_ALLOW_IPS": "*"})
-    assert load_settings({"BEAST_TRUSTED_PROXIES": "10.0.0.0/24, 10.0.1.0/24"}).trusted_proxies == ("10.0.0.0/24", "10.0.1.0/24")
+    assert load_settings({"BEAST_TRUSTED_PROXIES": "10.0.0.0/24, 10.0.1.0/24"}).trusted_proxies == (
+        "10.0.0.0/24",
+        "10.0.1.0/24",
+    )

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from support import REPO, UNREACHABLE_EXCHANGES, free_port
 
 from dockerfiles import IMAGES, Dockerfile, instructions, parse
-from support import REPO, UNREACHABLE_EXCHANGES, free_port
 
 BIN = Path(sys.executable).parent
 
@@ -71,7 +71,9 @@ def test_entrypoint_serves_health_and_exits_cleanly_on_sigterm(
     url = f"http://127.0.0.1:{env[port_setting]}/health"
     err = tmp_path / "stderr"
     with open(err, "w") as stderr:
-        proc = subprocess.Popen(df.entrypoint + command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=stderr, text=True)
+        proc = subprocess.Popen(
+            df.entrypoint + command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=stderr, text=True
+        )
     try:
         deadline = time.time() + 30
         while True:
@@ -120,8 +122,11 @@ def test_entrypoint_serves_health_and_exits_cleanly_on_sigterm(
 
 def build_stage_pip_install(image: str) -> list[str]:
     """The `pip install` arguments of the image's build stage, exactly as the Dockerfile has them."""
-    runs = [shlex.split(args) for word, args in instructions((REPO / "containers" / image / "Dockerfile").read_text())
-            if word == "RUN" and "pip install" in args]
+    runs = [
+        shlex.split(args)
+        for word, args in instructions((REPO / "containers" / image / "Dockerfile").read_text())
+        if word == "RUN" and "pip install" in args
+    ]
     [argv] = runs
     assert argv[:2] == ["pip", "install"], argv
     return argv
@@ -163,7 +168,10 @@ def install_like_the_image(image: str, tmp_root: Path) -> Path:
     assert any(a.startswith("--prefix=") for a in argv), "the build stage installs into a prefix the final stage copies"
     result = subprocess.run(
         [str(root / "venv" / "bin" / "python"), "-m", "pip", "install", "--quiet", *args],
-        cwd=src, capture_output=True, text=True, timeout=1500,
+        cwd=src,
+        capture_output=True,
+        text=True,
+        timeout=1500,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     _INSTALLS[key] = prefix
@@ -173,10 +181,19 @@ def install_like_the_image(image: str, tmp_root: Path) -> Path:
 def image_env(prefix: Path) -> dict[str, str]:
     """An environment that sees only what the image installed (the final stage copies the prefix to /usr/local)."""
     [site] = list((prefix / "lib").glob("python3*/site-packages"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("BEAST_", "APP_", "REDIS_", "DATABASE_", "PYTHON", "VIRTUAL_ENV"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("BEAST_", "APP_", "REDIS_", "DATABASE_", "PYTHON", "VIRTUAL_ENV"))
+    }
     python_bin = prefix.parent / "venv" / "bin"  # the fresh venv: its python3 runs the probes and `beast`
-    env.update({"PATH": os.pathsep.join([str(prefix / "bin"), str(python_bin), "/usr/bin", "/bin"]),
-                "PYTHONPATH": str(site), "PYTHONNOUSERSITE": "1"})
+    env.update(
+        {
+            "PATH": os.pathsep.join([str(prefix / "bin"), str(python_bin), "/usr/bin", "/bin"]),
+            "PYTHONPATH": str(site),
+            "PYTHONNOUSERSITE": "1",
+        }
+    )
     return env
 
 
@@ -201,7 +218,9 @@ def test_the_image_install_has_the_aws_extra_and_only_the_package(image: str, in
         "assert trinity_beast.__file__.startswith(sys.argv[1]), trinity_beast.__file__\n"
         "print('ok')\n"
     )
-    result = subprocess.run(["python3", "-c", probe, str(installs[image])], env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        ["python3", "-c", probe, str(installs[image])], env=env, capture_output=True, text=True, timeout=120
+    )
     assert result.stdout.strip() == "ok", result.stderr
     # Tests and tools never reach the image.
     missing = subprocess.run(["python3", "-c", "import pytest"], env=env, capture_output=True, text=True, timeout=60)
@@ -220,7 +239,9 @@ def template_tasks() -> list[tuple[str, str, str, list[str], dict[str, str], lis
         s = stack(cfn, DeploymentMode=mode)
         for task in sorted(s.of_type("AWS::ECS::TaskDefinition")):
             c = s.container(task)
-            settings = {e["Name"]: e["Value"] for e in c["Environment"] if e["Name"] in literal and isinstance(e["Value"], str)}
+            settings = {
+                e["Name"]: e["Value"] for e in c["Environment"] if e["Name"] in literal and isinstance(e["Value"], str)
+            }
             ports = sorted(p["ContainerPort"] for p in c["PortMappings"] if p["Protocol"] == "tcp")
             out.append((mode, task, images[c["Image"]], c["Command"], settings, ports))
     return out
@@ -232,8 +253,15 @@ TASKS = template_tasks()
 @pytest.mark.timeout(1800)
 @pytest.mark.parametrize("mode,task,image,command,settings,ports", TASKS, ids=[f"{t[0]}-{t[1]}" for t in TASKS])
 def test_every_service_of_every_mode_starts_from_the_image_install(
-    mode: str, task: str, image: str, command: list[str], settings: dict[str, str], ports: list[int],
-    installs: dict[str, Path], tmp_path: Path, request: pytest.FixtureRequest,
+    mode: str,
+    task: str,
+    image: str,
+    command: list[str],
+    settings: dict[str, str],
+    ports: list[int],
+    installs: dict[str, Path],
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
 ) -> None:
     """Runs what the task definition runs (its command, its literal settings) from what the image installed.
 
@@ -243,24 +271,32 @@ def test_every_service_of_every_mode_starts_from_the_image_install(
     df = parse(REPO / "containers" / image / "Dockerfile")
     env = {**image_env(installs[image]), **df.env, **UNREACHABLE_EXCHANGES, **settings}
     port_of = {8080: "BEAST_LPO_PORT", 9090: "BEAST_LRS_PORT"}
-    env.update({
-        "BEAST_HOST": "127.0.0.1",
-        "BEAST_LPO_PORT": str(free_port()), "BEAST_LPO_UDP_PORT": str(free_port(socket.SOCK_DGRAM)),
-        "BEAST_LRS_PORT": str(free_port()), "BEAST_LRS_UDP_PORT": str(free_port(socket.SOCK_DGRAM)),
-        "BEAST_DATA_DIR": str(tmp_path / "data"),
-        "REDIS_URL": request.getfixturevalue("redis_url"),
-        "BEAST_REDIS_NAMESPACE": request.getfixturevalue("redis_namespace"),
-        "DATABASE_URL": request.getfixturevalue("pg_url"),
-    })
+    env.update(
+        {
+            "BEAST_HOST": "127.0.0.1",
+            "BEAST_LPO_PORT": str(free_port()),
+            "BEAST_LPO_UDP_PORT": str(free_port(socket.SOCK_DGRAM)),
+            "BEAST_LRS_PORT": str(free_port()),
+            "BEAST_LRS_UDP_PORT": str(free_port(socket.SOCK_DGRAM)),
+            "BEAST_DATA_DIR": str(tmp_path / "data"),
+            "REDIS_URL": request.getfixturevalue("redis_url"),
+            "BEAST_REDIS_NAMESPACE": request.getfixturevalue("redis_namespace"),
+            "DATABASE_URL": request.getfixturevalue("pg_url"),
+        }
+    )
     err = tmp_path / "stderr"
     with open(err, "w") as stderr:
-        proc = subprocess.Popen(df.entrypoint + command, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=stderr)
+        proc = subprocess.Popen(
+            df.entrypoint + command, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=stderr
+        )
     try:
         for port in ports:
             url = f"http://127.0.0.1:{env[port_of[port]]}/health"
             deadline = time.time() + 60
             while True:
-                assert proc.poll() is None, f"{mode} {task}: `beast {' '.join(command)}` exited: {err.read_text()[-3000:]}"
+                assert proc.poll() is None, (
+                    f"{mode} {task}: `beast {' '.join(command)}` exited: {err.read_text()[-3000:]}"
+                )
                 try:
                     health = httpx.get(url, timeout=2)
                     break

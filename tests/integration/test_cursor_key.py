@@ -16,8 +16,8 @@ from typing import Any
 
 import httpx
 import pytest
-
 from support import stack_env
+
 from trinity_beast.domain.keys import new_key
 from trinity_beast.domain.settings import load_settings
 from trinity_beast.services.reports.cursor import encode_cursor
@@ -29,15 +29,21 @@ OLD_PUBLIC_KEY = b"trinity-beast-report-cursor"
 
 async def first_page(rt: Runtime, secret: str) -> tuple[httpx.Response, str]:
     async with httpx.AsyncClient(transport=httpx.ASGITransport(build_lrs(rt)), base_url="http://lrs") as c:
-        r = await c.get("/reports/usage", params={"limit": "1", "granularity": "minute"},
-                        headers={"Authorization": f"Bearer {secret}"})
+        r = await c.get(
+            "/reports/usage",
+            params={"limit": "1", "granularity": "minute"},
+            headers={"Authorization": f"Bearer {secret}"},
+        )
     return r, r.json()["data"]["paging"]["next_cursor"]
 
 
 async def page(rt: Runtime, secret: str, cursor: str) -> httpx.Response:
     async with httpx.AsyncClient(transport=httpx.ASGITransport(build_lrs(rt)), base_url="http://lrs") as c:
-        return await c.get("/reports/usage", params={"limit": "1", "granularity": "minute", "cursor": cursor},
-                           headers={"Authorization": f"Bearer {secret}"})
+        return await c.get(
+            "/reports/usage",
+            params={"limit": "1", "granularity": "minute", "cursor": cursor},
+            headers={"Authorization": f"Bearer {secret}"},
+        )
 
 
 async def runtime_with_usage(env: dict[str, str]) -> tuple[Runtime, str]:
@@ -57,7 +63,9 @@ def forged(payload: dict[str, Any], key: bytes, digest_size: int) -> str:
 
 
 @pytest.mark.parametrize("stack", ["embedded", "production"])
-async def test_cursors_are_signed_with_the_deployments_own_key(request: pytest.FixtureRequest, tmp_path: Path, stack: str) -> None:
+async def test_cursors_are_signed_with_the_deployments_own_key(
+    request: pytest.FixtureRequest, tmp_path: Path, stack: str
+) -> None:
     env = stack_env(request, stack, tmp_path)
     rt, secret = await runtime_with_usage(env)
     try:
@@ -105,7 +113,9 @@ async def test_another_deployment_or_a_configured_key(request: pytest.FixtureReq
         assert (await page(other, other_secret, cursor)).status_code == 400
         _, cursor3 = await first_page(third, third_secret)
         key3 = third.report_reader.cursor_key
-        assert encode_cursor((0, "a", "b", "c", "d", 200), "f", key=key3) != encode_cursor((0, "a", "b", "c", "d", 200), "f", key=one.report_reader.cursor_key)
+        assert encode_cursor((0, "a", "b", "c", "d", 200), "f", key=key3) != encode_cursor(
+            (0, "a", "b", "c", "d", 200), "f", key=one.report_reader.cursor_key
+        )
         assert (await page(third, third_secret, cursor3)).status_code == 200
     finally:
         for rt in (one, other, third):

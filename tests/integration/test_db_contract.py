@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from trinity_beast.domain.keys import new_key
 from trinity_beast.stores.db import Database
 from trinity_beast.stores.db.base import migration_files
-from trinity_beast.domain.keys import new_key
 
 
 def test_migrate_applies_every_migration_once(database: Database) -> None:
@@ -21,7 +21,7 @@ def test_migrate_applies_every_migration_once(database: Database) -> None:
 
 def test_keys_round_trip(database: Database) -> None:
     database.migrate()
-    key, secret = new_key("alice", "subscriber", 500, now=1000.0)
+    key, _secret = new_key("alice", "subscriber", 500, now=1000.0)
     database.insert_key(key)
     assert database.key_by_hash(key.secret_hash) == key
     assert database.key_by_id(key.id) == key
@@ -101,7 +101,7 @@ def test_concurrent_migrators_apply_each_migration_once(request: pytest.FixtureR
         results: list[list[str]] = []
         errors: list[BaseException] = []
 
-        def run(db: Database) -> None:
+        def run(db: Database, results: list[list[str]] = results, errors: list[BaseException] = errors) -> None:
             try:
                 results.append(db.migrate())
             except BaseException as exc:  # pragma: no cover - reported below
@@ -148,7 +148,10 @@ def test_a_failed_batch_write_leaves_no_trace(database: Database) -> None:
     from trinity_beast.domain.usage import Counts, Group
 
     database.migrate()
-    bad = {Group("ak_a", "/price", "BTC", "http", 200): Counts(1, 1, 1), Group(None, "/price", "BTC", "http", 200): Counts(1, 1, 1)}  # type: ignore[arg-type]
+    bad = {
+        Group("ak_a", "/price", "BTC", "http", 200): Counts(1, 1, 1),
+        Group(None, "/price", "BTC", "http", 200): Counts(1, 1, 1),
+    }  # type: ignore[arg-type]
     with pytest.raises(Exception):
         database.write_usage_batch("usage:claim:9:x", 540, bad, now=1.0)
     assert database.batches_written(["usage:claim:9:x"]) == set()
@@ -156,15 +159,19 @@ def test_a_failed_batch_write_leaves_no_trace(database: Database) -> None:
 
 
 def test_usage_totals_filter_and_bucket(database: Database) -> None:
-    from trinity_beast.stores.db.base import UsageQuery
     from trinity_beast.domain.usage import Counts, Group
+    from trinity_beast.stores.db.base import UsageQuery
 
     database.migrate()
     database.write_usage_batch("b1", 0, {Group("ak_a", "/price", "BTC,ETH", "udp", 200): Counts(2, 20, 15)}, 1.0)
     database.write_usage_batch("b2", 120, {Group("ak_a", "/price", "ETH", "http", 429): Counts(1, 5, 5)}, 1.0)
     database.write_usage_batch("b3", 3600, {Group("ak_b", "/price", "BTC", "http", 200): Counts(4, 40, 12)}, 1.0)
     hourly = database.usage_totals(UsageQuery(start=0, end=7200, step=3600))
-    assert [(b, g.api_key_id, g.status, c.n) for b, g, c in hourly] == [(0, "ak_a", 200, 2), (0, "ak_a", 429, 1), (3600, "ak_b", 200, 4)]
+    assert [(b, g.api_key_id, g.status, c.n) for b, g, c in hourly] == [
+        (0, "ak_a", 200, 2),
+        (0, "ak_a", 429, 1),
+        (3600, "ak_b", 200, 4),
+    ]
     assert [c.n for _, _, c in database.usage_totals(UsageQuery(start=0, end=7200, asset="ETH"))] == [2, 1]
     assert [c.n for _, _, c in database.usage_totals(UsageQuery(start=0, end=7200, asset="BTC"))] == [2, 4]
     assert [c.n for _, _, c in database.usage_totals(UsageQuery(start=0, end=7200, protocol="udp"))] == [2]
@@ -174,16 +181,20 @@ def test_usage_totals_filter_and_bucket(database: Database) -> None:
     assert database.first_usage_at() == 0
     # Calendar months, bucketed by the database's own date functions (2024: a leap year).
     jan, feb, mar = 1_704_067_200, 1_706_745_600, 1_709_251_200
-    database.write_usage_batch("m1", jan + 86_400 * 30, {Group("ak_m", "/price", "BTC", "http", 200): Counts(5, 1, 1)}, 1.0)
-    database.write_usage_batch("m2", feb + 86_400 * 28, {Group("ak_m", "/price", "BTC", "http", 200): Counts(6, 1, 1)}, 1.0)
+    database.write_usage_batch(
+        "m1", jan + 86_400 * 30, {Group("ak_m", "/price", "BTC", "http", 200): Counts(5, 1, 1)}, 1.0
+    )
+    database.write_usage_batch(
+        "m2", feb + 86_400 * 28, {Group("ak_m", "/price", "BTC", "http", 200): Counts(6, 1, 1)}, 1.0
+    )
     database.write_usage_batch("m3", mar, {Group("ak_m", "/price", "BTC", "http", 200): Counts(7, 1, 1)}, 1.0)
     months = database.usage_totals(UsageQuery(start=jan + 3600, end=mar + 60, edges=(jan, feb, mar), api_key_id="ak_m"))
     assert [(b, c.n) for b, _, c in months] == [(jan, 5), (feb, 6), (mar, 7)]
 
 
 def test_roll_up_keeps_every_count(database: Database) -> None:
-    from trinity_beast.stores.db.base import UsageQuery
     from trinity_beast.domain.usage import Counts, Group
+    from trinity_beast.stores.db.base import UsageQuery
 
     database.migrate()
     g = Group("ak_a", "/price", "BTC", "http", 200)
@@ -209,8 +220,15 @@ def _partner(**changes):
 
     from trinity_beast.domain.partners.model import new_partner
 
-    body = {"name": "Acme", "aws_account_id": "111122223333", "region": "us-east-2", "connection_type": "peering",
-            "vpc_id": "vpc-0a1b2c3d4e5f67890", "cidr": "172.31.0.0/16", "route_table_id": "rtb-0a1b2c3d4e5f67890"}
+    body = {
+        "name": "Acme",
+        "aws_account_id": "111122223333",
+        "region": "us-east-2",
+        "connection_type": "peering",
+        "vpc_id": "vpc-0a1b2c3d4e5f67890",
+        "cidr": "172.31.0.0/16",
+        "route_table_id": "rtb-0a1b2c3d4e5f67890",
+    }
     partner = new_partner(body, "10.0.0.0/16", [], now=1000.0)
     key, _ = new_key("partner Acme", "partner", now=1000.0)
     return replace(partner, api_key_id=key.id, **changes), key
@@ -230,15 +248,23 @@ def test_partners_round_trip_with_key_and_audit(database: Database) -> None:
     pending = replace(partner, status="pending", connection_id="pcx-0a1b2c3d4e5f67890", updated_at=1001.0)
     assert database.update_partner(pending, "invited", AuditEntry.record(partner.id, "ak_admin", "register", 1001.0))
     # A stale writer (expecting the old status) changes nothing, not even the audit trail.
-    assert not database.update_partner(replace(pending, status="rejected"), "invited", AuditEntry.record(partner.id, "x", "reject"))
+    assert not database.update_partner(
+        replace(pending, status="rejected"), "invited", AuditEntry.record(partner.id, "x", "reject")
+    )
     revoked = replace(pending, status="revoked", updated_at=1002.0)
-    assert database.update_partner(revoked, "pending", AuditEntry.record(partner.id, "ak_admin", "revoke", 1002.0), revoke_key_at=1002.0)
+    assert database.update_partner(
+        revoked, "pending", AuditEntry.record(partner.id, "ak_admin", "revoke", 1002.0), revoke_key_at=1002.0
+    )
     assert database.partner_by_id(partner.id) == revoked
     assert database.key_by_id(key.id).revoked_at == 1002.0
     assert [p.id for p in database.list_partners()] == [partner.id]
     assert database.list_partners("active") == []
     trail = database.audit_trail(partner.id)
-    assert [(e.action, e.actor) for e in trail] == [("create", "ak_admin"), ("register", "ak_admin"), ("revoke", "ak_admin")]
+    assert [(e.action, e.actor) for e in trail] == [
+        ("create", "ak_admin"),
+        ("register", "ak_admin"),
+        ("revoke", "ak_admin"),
+    ]
     assert trail[0].detail == {"n": 1}
     database.add_audit(AuditEntry.record(None, "ak_admin", "udp_allow", 1003.0, cidr="198.51.100.0/24"))
     assert [e.action for e in database.audit_trail(limit=2)] == ["revoke", "udp_allow"]
@@ -258,7 +284,9 @@ def test_partner_creation_is_all_or_nothing(database: Database) -> None:
         database.create_partner(twin, twin_key, AuditEntry.record(twin.id, "a", "create"))
     assert database.key_by_id(twin_key.id) is None and database.partner_by_id(twin.id) is None
     with pytest.raises(Exception):  # the schema refuses an unknown status
-        database.create_partner(replace(twin, status="dreaming", connection_id=None), twin_key, AuditEntry.record(twin.id, "a", "c"))
+        database.create_partner(
+            replace(twin, status="dreaming", connection_id=None), twin_key, AuditEntry.record(twin.id, "a", "c")
+        )
     assert database.count_keys() == 1 and len(database.audit_trail()) == 1
 
 

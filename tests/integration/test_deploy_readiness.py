@@ -12,7 +12,8 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -31,7 +32,15 @@ FARGATE_SIZES = {
 }
 # Lambda: a new account's concurrency quota is 10 and AWS keeps 10 unreserved, so it can reserve nothing.
 NEW_ACCOUNT_CONCURRENCY, UNRESERVED_MINIMUM = 10, 10
-PSEUDO = {"AWS::Region", "AWS::AccountId", "AWS::StackName", "AWS::Partition", "AWS::NoValue", "AWS::URLSuffix", "AWS::StackId"}
+PSEUDO = {
+    "AWS::Region",
+    "AWS::AccountId",
+    "AWS::StackName",
+    "AWS::Partition",
+    "AWS::NoValue",
+    "AWS::URLSuffix",
+    "AWS::StackId",
+}
 # Listener protocol -> target group protocols it may forward to (ELBv2).
 ALB_PAIRS = {"HTTP": {"HTTP", "HTTPS"}, "HTTPS": {"HTTP", "HTTPS"}}
 NLB_PAIRS = {"TCP": {"TCP", "TCP_UDP"}, "TLS": {"TCP", "TLS"}, "UDP": {"UDP", "TCP_UDP"}, "TCP_UDP": {"TCP_UDP"}}
@@ -39,9 +48,14 @@ VARIANTS = {
     "defaults": {},
     "https": {"CertificateArn": "arn:aws:acm:us-east-2:123456789012:certificate/abc"},
     "existing-vpc": {
-        "ExistingVpcId": "vpc-0abc", "ExistingPublicSubnetIds": "subnet-1,subnet-2", "ExistingPublicSubnetCidrs": "10.0.0.0/24,10.0.1.0/24",
-        "ExistingPrivateSubnetIds": "subnet-3,subnet-4", "ExistingPrivateRouteTableId": "rtb-1",
-        "UdpNlbPrivateIps": "10.0.2.10,10.0.3.10", "AdminAccessCidr": "192.0.2.0/24", "PartnerRegions": "us-east-1",
+        "ExistingVpcId": "vpc-0abc",
+        "ExistingPublicSubnetIds": "subnet-1,subnet-2",
+        "ExistingPublicSubnetCidrs": "10.0.0.0/24,10.0.1.0/24",
+        "ExistingPrivateSubnetIds": "subnet-3,subnet-4",
+        "ExistingPrivateRouteTableId": "rtb-1",
+        "UdpNlbPrivateIps": "10.0.2.10,10.0.3.10",
+        "AdminAccessCidr": "192.0.2.0/24",
+        "PartnerRegions": "us-east-1",
     },
     "caps-on": {"ConcurrencyCaps": "on", "AlarmEmail": "ops@example.com", "AccessLogBucketName": "logs-bucket"},
 }
@@ -105,7 +119,9 @@ def test_every_target_group_of_a_service_is_on_a_listener_created_before_the_ser
     listeners = deployed.of_type("AWS::ElasticLoadBalancingV2::Listener")
     forwards = {
         ref(a["TargetGroupArn"]): name
-        for name, l in listeners.items() for a in l["Properties"]["DefaultActions"] if a["Type"] == "forward"
+        for name, listener in listeners.items()
+        for a in listener["Properties"]["DefaultActions"]
+        if a["Type"] == "forward"
     }
     for name, service in deployed.of_type("AWS::ECS::Service").items():
         depends = created_before(deployed, name)
@@ -118,11 +134,18 @@ def test_every_target_group_of_a_service_is_on_a_listener_created_before_the_ser
 def test_udp_target_groups_check_health_on_a_tcp_port_the_task_serves(deployed: Stack) -> None:
     for name, service in deployed.of_type("AWS::ECS::Service").items():
         task = deployed.props(ref(service["Properties"]["TaskDefinition"]))
-        tcp = {p["ContainerPort"] for c in task["ContainerDefinitions"] for p in c["PortMappings"] if p["Protocol"] == "tcp"}
+        tcp = {
+            p["ContainerPort"]
+            for c in task["ContainerDefinitions"]
+            for p in c["PortMappings"]
+            if p["Protocol"] == "tcp"
+        }
         for lb in service["Properties"].get("LoadBalancers", []):
             group = deployed.props(ref(lb["TargetGroupArn"]))
             if group["Protocol"] == "UDP":
-                assert int(group["HealthCheckPort"]) in tcp, f"{name}: UDP {group['Port']} checked on {group['HealthCheckPort']}"
+                assert int(group["HealthCheckPort"]) in tcp, (
+                    f"{name}: UDP {group['Port']} checked on {group['HealthCheckPort']}"
+                )
 
 
 def test_every_task_size_is_a_fargate_size(deployed: Stack) -> None:
@@ -133,7 +156,9 @@ def test_every_task_size_is_a_fargate_size(deployed: Stack) -> None:
 
 def test_task_sizes_default_to_the_seed_table(cfn: dict[str, Any]) -> None:
     s = stack(cfn)
-    sizes = {n: (t["Properties"]["Cpu"], t["Properties"]["Memory"]) for n, t in s.of_type("AWS::ECS::TaskDefinition").items()}
+    sizes = {
+        n: (t["Properties"]["Cpu"], t["Properties"]["Memory"]) for n, t in s.of_type("AWS::ECS::TaskDefinition").items()
+    }
     assert sizes == {
         "LpoTaskDefinition": ("2048", "4096"),  # LPO 2 vCPU / 4 GB
         "LrsTaskDefinition": ("4096", "8192"),  # LRS 4 vCPU / 8 GB
@@ -153,7 +178,7 @@ class Rules:
 
     def value(self, node: Any) -> Any:
         if isinstance(node, dict) and len(node) == 1:
-            (fn, arg), = node.items()
+            ((fn, arg),) = node.items()
             if fn == "Ref":
                 return self.params[arg]
             if fn == "Fn::Equals":
@@ -166,7 +191,9 @@ class Rules:
                 return any(self.value(a) for a in arg)
             if fn == "Fn::Contains":
                 items = self.value(arg[0])
-                items = items.split(",") if isinstance(items, str) else [self.value(v) for v in items]  # a list parameter
+                items = (
+                    items.split(",") if isinstance(items, str) else [self.value(v) for v in items]
+                )  # a list parameter
                 return self.value(arg[1]) in items
             raise AssertionError(f"rule function {fn} not understood by this test")
         return node
@@ -210,7 +237,9 @@ def test_rules_accept_exactly_the_fargate_sizes(cfn: dict[str, Any]) -> None:
         memories = cfn["Parameters"][f"{task}Memory"]["AllowedValues"]
         for cpu in cpus:
             for memory in memories:
-                failures = Rules(cfn["Rules"], rule_params(cfn, **{f"{task}Cpu": cpu, f"{task}Memory": memory})).failures()
+                failures = Rules(
+                    cfn["Rules"], rule_params(cfn, **{f"{task}Cpu": cpu, f"{task}Memory": memory})
+                ).failures()
                 valid = int(memory) in FARGATE_SIZES[int(cpu)]
                 assert (failures == []) == valid, (task, cpu, memory, failures)
 
@@ -252,8 +281,9 @@ def test_listener_and_target_group_protocols_pair_up(deployed: Stack) -> None:
                 [target] = group["Targets"]
                 assert group["Protocol"] == "TCP" and target["Port"] == group["Port"] == p["Port"], name
                 alb_ports = {
-                    l["Properties"]["Port"] for l in deployed.of_type("AWS::ElasticLoadBalancingV2::Listener").values()
-                    if l["Properties"]["LoadBalancerArn"] == target["Id"]
+                    listener["Properties"]["Port"]
+                    for listener in deployed.of_type("AWS::ElasticLoadBalancingV2::Listener").values()
+                    if listener["Properties"]["LoadBalancerArn"] == target["Id"]
                 }
                 assert group["Port"] in alb_ports, f"{name}: the target ALB does not listen on {group['Port']}"
                 assert balancers[ref(target["Id"])]["Properties"]["Type"] == "application"
@@ -278,8 +308,11 @@ def test_nothing_but_the_price_server_is_reachable_from_the_internet(deployed: S
         for rule in sg["Properties"].get("SecurityGroupIngress", []):
             if rule.get("CidrIp") == "0.0.0.0/0":
                 assert name == "AlbSecurityGroup" and rule["FromPort"] in (80, 443), (name, rule)
-    internet = [n for n, lb in deployed.of_type("AWS::ElasticLoadBalancingV2::LoadBalancer").items()
-                if lb["Properties"]["Scheme"] == "internet-facing"]
+    internet = [
+        n
+        for n, lb in deployed.of_type("AWS::ElasticLoadBalancingV2::LoadBalancer").items()
+        if lb["Properties"]["Scheme"] == "internet-facing"
+    ]
     assert internet == ["PublicAlb"]
 
 
@@ -312,7 +345,10 @@ def test_reserved_concurrency_fits_a_new_account(cfn: dict[str, Any]) -> None:
         }
         assert sum(reserved.values()) <= NEW_ACCOUNT_CONCURRENCY - UNRESERVED_MINIMUM, (mode, reserved)
     capped = stack(cfn, **VARIANTS["caps-on"])
-    caps = {n: f["Properties"].get("ReservedConcurrentExecutions") for n, f in capped.of_type("AWS::Lambda::Function").items()}
+    caps = {
+        n: f["Properties"].get("ReservedConcurrentExecutions")
+        for n, f in capped.of_type("AWS::Lambda::Function").items()
+    }
     assert caps["SyncFunction"] == 1 and caps["ReportsFunction"] == 5 and caps["PartnersFunction"] == 2
 
 
@@ -358,7 +394,14 @@ def test_every_ref_and_getatt_resolves_under_the_modes_conditions(deployed: Stac
 
 # ------------------------------------------------------------------ settings each task needs
 
-STORE_SETTINGS = {"REDIS_URL", "BEAST_REDIS_NAMESPACE", "DATABASE_HOST", "BEAST_ADMIN_KEY_SECRET_ARN", "BEAST_REGION", "BEAST_CLUSTER_NODE"}
+STORE_SETTINGS = {
+    "REDIS_URL",
+    "BEAST_REDIS_NAMESPACE",
+    "DATABASE_HOST",
+    "BEAST_ADMIN_KEY_SECRET_ARN",
+    "BEAST_REGION",
+    "BEAST_CLUSTER_NODE",
+}
 SECRETS = {"DATABASE_SECRET", "REDIS_PASSWORD"}
 
 
@@ -402,7 +445,11 @@ def test_every_task_carries_the_settings_its_services_need(cfn: dict[str, Any], 
     # Every mode runs the feeds exactly once per stack, and LPO and LRS somewhere.
     feed_tasks = [t for t in s.of_type("AWS::ECS::TaskDefinition") if "feeds" in services_in(s, t)]
     assert len(feed_tasks) == 1, feed_tasks
-    [feed_service] = [n for n, sv in s.of_type("AWS::ECS::Service").items() if ref(sv["Properties"]["TaskDefinition"]) == feed_tasks[0]]
+    [feed_service] = [
+        n
+        for n, sv in s.of_type("AWS::ECS::Service").items()
+        if ref(sv["Properties"]["TaskDefinition"]) == feed_tasks[0]
+    ]
     assert s.props(feed_service)["DesiredCount"] == 1
     assert {"lpo", "lrs", "feeds"} <= served
 
@@ -438,12 +485,18 @@ def test_api_gateway_logs_throttles_traces_and_checks_keys(deployed: Stack) -> N
     assert p["TracingEnabled"] is True
     assert p["AccessLogSetting"]["DestinationArn"] == {"Fn::GetAtt": ["ApiAccessLogGroup", "Arn"]}
     [throttle] = p["MethodSettings"]
-    assert throttle["ThrottlingRateLimit"] > 0 and throttle["ThrottlingBurstLimit"] > 0 and throttle["ResourcePath"] == "/*"
+    assert (
+        throttle["ThrottlingRateLimit"] > 0
+        and throttle["ThrottlingBurstLimit"] > 0
+        and throttle["ResourcePath"] == "/*"
+    )
     # The account's CloudWatch role is set before the stage that logs through it is created
     # (stage -> deployment -> API -> ApiGatewayAccount).
     assert "ApiGatewayAccount" in deployed.of_type("AWS::ApiGateway::Account")
     assert deployed.resources["Api"]["DependsOn"] in ("ApiGatewayAccount", ["ApiGatewayAccount"])
-    assert p["RestApiId"] == {"Ref": "Api"} and ref(p["DeploymentId"]) in deployed.of_type("AWS::ApiGateway::Deployment")
+    assert p["RestApiId"] == {"Ref": "Api"} and ref(p["DeploymentId"]) in deployed.of_type(
+        "AWS::ApiGateway::Deployment"
+    )
     body = deployed.props("Api")["Body"]
     [(name, scheme)] = body["securityDefinitions"].items()
     a = scheme["x-amazon-apigateway-authorizer"]
@@ -497,14 +550,28 @@ def test_alarms_watch_what_the_code_logs_and_notify_the_topic(deployed: Stack) -
             source = (REPO / "layers/common/trinity_beast" / LOGGED[phrase]).read_text()
             assert phrase in source, f"{name}: the code no longer logs {phrase!r}"
     alarms = deployed.of_type("AWS::CloudWatch::Alarm")
-    assert {"FeedDownAlarm", "PublicAlb5xxAlarm", "Api5xxAlarm", "SyncFailuresAlarm", "UsageBufferingAlarm"} <= set(alarms)
+    assert {"FeedDownAlarm", "PublicAlb5xxAlarm", "Api5xxAlarm", "SyncFailuresAlarm", "UsageBufferingAlarm"} <= set(
+        alarms
+    )
     for name, alarm in alarms.items():
         assert alarm["Properties"]["AlarmActions"] == [{"Ref": "AlarmTopic"}], name
-    emitted = {(t["MetricNamespace"]["Fn::Sub"], t["MetricName"]) for f in filters.values() for t in f["Properties"]["MetricTransformations"]}
+    emitted = {
+        (t["MetricNamespace"]["Fn::Sub"], t["MetricName"])
+        for f in filters.values()
+        for t in f["Properties"]["MetricTransformations"]
+    }
     assert {ns for ns, _ in emitted} == {"TrinityBeast/${Stage}"}  # per stack: dev and prod in one account stay apart
-    read = [(a["Properties"]["Namespace"], a["Properties"]["MetricName"]) for a in alarms.values() if "Namespace" in a["Properties"]]
-    read += [(m["MetricStat"]["Metric"]["Namespace"], m["MetricStat"]["Metric"]["MetricName"])
-             for a in alarms.values() for m in a["Properties"].get("Metrics", []) if "MetricStat" in m]
+    read = [
+        (a["Properties"]["Namespace"], a["Properties"]["MetricName"])
+        for a in alarms.values()
+        if "Namespace" in a["Properties"]
+    ]
+    read += [
+        (m["MetricStat"]["Metric"]["Namespace"], m["MetricStat"]["Metric"]["MetricName"])
+        for a in alarms.values()
+        for m in a["Properties"].get("Metrics", [])
+        if "MetricStat" in m
+    ]
     for namespace, metric in read:
         if isinstance(namespace, dict):
             assert (namespace["Fn::Sub"], metric) in emitted, f"no filter emits {metric} in this mode"
@@ -557,7 +624,9 @@ def test_samconfig_environments_are_complete_and_deployable(cfn: dict[str, Any],
 
 def test_make_deploy_params_prints_what_samconfig_holds() -> None:
     for env_name in ("dev", "prod"):
-        result = subprocess.run(["make", "-s", "deploy-params", f"ENV={env_name}"], cwd=REPO, capture_output=True, text=True, timeout=60)
+        result = subprocess.run(
+            ["make", "-s", "deploy-params", f"ENV={env_name}"], cwd=REPO, capture_output=True, text=True, timeout=60
+        )
         assert result.returncode == 0, result.stderr
         assert result.stdout.strip() == samconfig()[env_name]["deploy"]["parameters"]["parameter_overrides"]
 
@@ -581,11 +650,22 @@ def test_sam_deploy_guided_prompts_are_the_documented_ones_and_none_about_authen
         (tmp_path / name).write_bytes((REPO / name).read_bytes())  # a scratch copy: the answers are saved there
     for name in ("functions", "layers", "events"):
         (tmp_path / name).symlink_to(REPO / name)
-    env = {**os.environ, "SAM_CLI_TELEMETRY": "0", "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-           "AWS_EC2_METADATA_DISABLED": "true", "AWS_ENDPOINT_URL": "http://127.0.0.1:9"}  # nothing reaches AWS
+    env = {
+        **os.environ,
+        "SAM_CLI_TELEMETRY": "0",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+    }  # nothing reaches AWS
     result = subprocess.run(
         [str(sam), "deploy", "--guided", "--config-env", "dev", "--template-file", "template.yaml"],
-        cwd=tmp_path, input="\n" * 80, capture_output=True, text=True, timeout=300, env=env,
+        cwd=tmp_path,
+        input="\n" * 80,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
     )
     out = result.stdout + result.stderr
     assert "Looking for resources needed for deployment" in out, out[-3000:]  # every prompt answered
@@ -593,13 +673,21 @@ def test_sam_deploy_guided_prompts_are_the_documented_ones_and_none_about_authen
     prompts = re.findall(r"\t([A-Z][^\[\n\t]*?) \[[^\]\n]*\]: ", out)
     parameters = list(load_template()["Parameters"])
     assert prompts == [
-        "Stack Name", "AWS Region", *(f"Parameter {p}" for p in parameters),
-        "Confirm changes before deploy", "Allow SAM CLI IAM role creation", "Disable rollback",
-        "Save arguments to configuration file", "SAM configuration file", "SAM configuration environment",
+        "Stack Name",
+        "AWS Region",
+        *(f"Parameter {p}" for p in parameters),
+        "Confirm changes before deploy",
+        "Allow SAM CLI IAM role creation",
+        "Disable rollback",
+        "Save arguments to configuration file",
+        "SAM configuration file",
+        "SAM configuration environment",
     ], prompts
     doc = (REPO / "docs" / "deploy.md").read_text()
-    guided = doc[doc.index("## `sam deploy --guided`, prompt by prompt"):doc.index("## After the first deploy")]
+    guided = doc[doc.index("## `sam deploy --guided`, prompt by prompt") : doc.index("## After the first deploy")]
     for prompt in prompts:
         name = prompt.removeprefix("Parameter ")
-        assert f"`{prompt}" in guided or f"`{name}" in guided or f"{name} [" in guided or f"`Parameter {name}" in guided, prompt
+        assert (
+            f"`{prompt}" in guided or f"`{name}" in guided or f"{name} [" in guided or f"`Parameter {name}" in guided
+        ), prompt
     assert "has no authentication. Is this okay?" in guided  # the docs say why it is not asked

@@ -9,17 +9,24 @@ median, and every feed must come back when its exchange behaves again.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import httpx
 import pytest
-
 from support import in_process_server, stack_env
-from trinity_beast.services.metrics import resident_memory_bytes
-from trinity_beast.domain.settings import EXCHANGES
 
-FAULTS = {"kraken": "silent", "gemini": "garbage", "gateio": "down", "cryptocom": "drop", "okx": "flood"}  # + error frames
+from trinity_beast.domain.settings import EXCHANGES
+from trinity_beast.services.metrics import resident_memory_bytes
+
+FAULTS = {
+    "kraken": "silent",
+    "gemini": "garbage",
+    "gateio": "down",
+    "cryptocom": "drop",
+    "okx": "flood",
+}  # + error frames
 SKEWS = {"okx": 1e12, "coinbase": -3e8}  # ~31,000 years ahead (past any datetime); ~9.5 years behind
 
 
@@ -48,7 +55,10 @@ def metric(text: str, name: str, **labels: str) -> float | None:
 def test_all_six_exchanges_misbehaving_at_once(request: pytest.FixtureRequest, tmp_path: Path) -> None:
     env = {**stack_env(request, "embedded", tmp_path), "BEAST_STALE_AFTER_S": "3"}
     # Every symbol in every push: a healthy source is never stale because its turn did not come.
-    with in_process_server(env, sim=True, feeds=True, updates_per_push=200) as srv, httpx.Client(base_url=srv.url, timeout=10) as c:
+    with (
+        in_process_server(env, sim=True, feeds=True, updates_per_push=200) as srv,
+        httpx.Client(base_url=srv.url, timeout=10) as c,
+    ):
         auth = {"Authorization": f"Bearer {srv.admin_key}"}
 
         def median() -> dict:

@@ -22,9 +22,9 @@ from decimal import Decimal
 import httpx
 import pytest
 from pg8000.exceptions import DatabaseError
-
 from private_postgres import PrivatePostgres, private_postgres
 from support import InProcessServer, in_process_server
+
 from trinity_beast.domain.errors import DatabaseUnavailable, StatementTimeout
 from trinity_beast.domain.tick import Tick
 from trinity_beast.stores.db.postgres import UNAVAILABLE_CODES, PostgresDatabase
@@ -96,12 +96,21 @@ class Load:
 def test_a_postgres_restart_under_load_is_503_with_retry_after_and_known_keys_keep_working(
     pg: PrivatePostgres, redis_url: str, redis_namespace: str, tmp_path
 ) -> None:
-    env = {"DATABASE_URL": pg.url, "REDIS_URL": redis_url, "BEAST_REDIS_NAMESPACE": redis_namespace,
-           "BEAST_DATA_DIR": str(tmp_path), "BEAST_IP_ADDRESS": "127.0.0.1", "BEAST_FEEDS": "false",
-           "BEAST_PREWARM": "false", "BEAST_KEY_CACHE_S": "1"}
+    env = {
+        "DATABASE_URL": pg.url,
+        "REDIS_URL": redis_url,
+        "BEAST_REDIS_NAMESPACE": redis_namespace,
+        "BEAST_DATA_DIR": str(tmp_path),
+        "BEAST_IP_ADDRESS": "127.0.0.1",
+        "BEAST_FEEDS": "false",
+        "BEAST_PREWARM": "false",
+        "BEAST_KEY_CACHE_S": "1",
+    }
     with in_process_server(env, lrs=True) as srv:
         now = time.time()
-        srv.call(srv.rt.cache.put_tick(Tick("BTC", "USD", Decimal("64000"), None, None, "coinbase", now + 3600, now + 3600)))
+        srv.call(
+            srv.rt.cache.put_tick(Tick("BTC", "USD", Decimal("64000"), None, None, "coinbase", now + 3600, now + 3600))
+        )
         _, known = srv.create_key("subscriber")
         _, never_seen = srv.create_key("subscriber")  # exists, but this process has not looked it up
         with httpx.Client(base_url=srv.url, timeout=15) as c:

@@ -9,26 +9,27 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import AsyncIterator
 from decimal import Decimal
-from typing import Any, AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
-
 from faultproxy import FaultProxy, fault_proxy
-from trinity_beast.stores.cache.redis import RedisCache
-from trinity_beast.domain.settings import load_settings
-from trinity_beast.stores.db.postgres import PostgresDatabase
+
 from trinity_beast.domain.errors import DatabaseUnavailable
 from trinity_beast.domain.keys import new_key
+from trinity_beast.domain.settings import load_settings
+from trinity_beast.domain.tick import Tick
+from trinity_beast.domain.usage import CLAIM_PREFIX, MINUTE_PREFIX
+from trinity_beast.services.meter import Meter
+from trinity_beast.services.runtime import Runtime
+from trinity_beast.services.sync import SyncStats, run_sync, sync_once
+from trinity_beast.stores.cache.redis import RedisCache
+from trinity_beast.stores.db.postgres import PostgresDatabase
 from trinity_beast.transports.http.lpo import build_lpo
 from trinity_beast.transports.http.lrs import build_lrs
 from trinity_beast.transports.udp.lrs import UdpReportServer
-from trinity_beast.services.runtime import Runtime
-from trinity_beast.services.sync import SyncStats, run_sync, sync_once
-from trinity_beast.domain.tick import Tick
-from trinity_beast.services.meter import Meter
-from trinity_beast.domain.usage import CLAIM_PREFIX, MINUTE_PREFIX
 
 
 def proxied(pg_url: str, proxy: FaultProxy) -> str:
@@ -48,7 +49,7 @@ async def meter_minutes(cache: RedisCache, minutes_ago: range, per_minute: int) 
     meter = Meter(cache)
     now = time.time()
     for m in minutes_ago:
-        for i in range(per_minute):
+        for _i in range(per_minute):
             meter.record("ak_" + "0" * 16, "/price", "BTC", "http", 200, 0.001, True, now=now - 60 * m)
     await meter.flush()
     return len(minutes_ago) * per_minute
@@ -68,7 +69,9 @@ async def cache(redis_url: str, redis_namespace: str) -> AsyncIterator[RedisCach
     await c.close()
 
 
-async def test_sync_retries_with_backoff_while_postgres_is_down_and_loses_nothing(pg_url: str, cache: RedisCache) -> None:
+async def test_sync_retries_with_backoff_while_postgres_is_down_and_loses_nothing(
+    pg_url: str, cache: RedisCache
+) -> None:
     with fault_proxy("127.0.0.1", 5432) as proxy:
         db = PostgresDatabase(proxied(pg_url, proxy))
         db.migrate()
@@ -119,9 +122,11 @@ async def _ge(value: int, floor: int) -> bool:
 
 async def _done(cache: RedisCache, stats: SyncStats) -> bool:
     """A pass finished after the outage and left no claimed or closed bucket behind."""
-    return stats.last_success is not None and not await cache.keys(CLAIM_PREFIX) and not [
-        k for k in await cache.keys(MINUTE_PREFIX) if int(k.rsplit(":", 1)[1]) < time.time() // 60 - 1
-    ]
+    return (
+        stats.last_success is not None
+        and not await cache.keys(CLAIM_PREFIX)
+        and not [k for k in await cache.keys(MINUTE_PREFIX) if int(k.rsplit(":", 1)[1]) < time.time() // 60 - 1]
+    )
 
 
 async def test_reports_and_prices_answer_from_what_they_can_reach(
@@ -143,11 +148,15 @@ async def test_reports_and_prices_answer_from_what_they_can_reach(
         lpo, lrs = build_lpo(rt), build_lrs(rt)
         auth = {"Authorization": f"Bearer {admin_secret}"}
         try:
-            async with httpx.AsyncClient(transport=httpx.ASGITransport(lpo), base_url="http://lpo") as p, \
-                    httpx.AsyncClient(transport=httpx.ASGITransport(lrs), base_url="http://lrs") as r:
+            async with (
+                httpx.AsyncClient(transport=httpx.ASGITransport(lpo), base_url="http://lpo") as p,
+                httpx.AsyncClient(transport=httpx.ASGITransport(lrs), base_url="http://lrs") as r,
+            ):
                 await wait_for(lambda: _has_price(rt), 5, "BTC in the process")
                 for secret in (admin_secret, sub_secret):  # seen once while the database is up
-                    assert (await p.get("/price?asset=BTC", headers={"Authorization": f"Bearer {secret}"})).status_code == 200
+                    assert (
+                        await p.get("/price?asset=BTC", headers={"Authorization": f"Bearer {secret}"})
+                    ).status_code == 200
                 assert (await r.get("/reports/usage", headers=auth)).status_code == 200
                 await rt.meter.flush()  # these requests are now unsynced minutes in the cache
 
@@ -156,7 +165,9 @@ async def test_reports_and_prices_answer_from_what_they_can_reach(
                 report = (await r.get("/reports/usage", params={"granularity": "day"}, headers=auth)).json()
                 assert report["status_code"] == 200 and report["data"]["missing"] == ["database"]
                 assert report["data"]["includes_unsynced"] is True
-                by_key = {row["api_key_id"]: row["requests"] for row in report["data"]["rows"] if row["endpoint"] == "/price"}
+                by_key = {
+                    row["api_key_id"]: row["requests"] for row in report["data"]["rows"] if row["endpoint"] == "/price"
+                }
                 assert by_key == {admin.id: 1, sub.id: 1}  # what the cache holds, nothing invented
                 csv = await r.get("/reports/usage", params={"format": "csv"}, headers=auth)
                 assert csv.status_code == 200 and csv.headers["x-missing"] == "database"
@@ -167,13 +178,19 @@ async def test_reports_and_prices_answer_from_what_they_can_reach(
                 late = await p.get("/price?asset=BTC", headers={"Authorization": f"Bearer {never_seen_secret}"})
                 assert late.status_code == 503 and late.json()["error"].startswith("cannot check the API key")
                 assert late.headers["retry-after"] == "5"  # as every 503 (docs/api.md)
-                status, *_ = await UdpReportServer(rt).answer(json.dumps({"report": "usage", "api_key": never_seen_secret}).encode())
+                status, *_ = await UdpReportServer(rt).answer(
+                    json.dumps({"report": "usage", "api_key": never_seen_secret}).encode()
+                )
                 assert status == 503
-                status, body, _ = await UdpReportServer(rt).answer(json.dumps({"report": "usage", "api_key": sub_secret}).encode())
+                status, body, _ = await UdpReportServer(rt).answer(
+                    json.dumps({"report": "usage", "api_key": sub_secret}).encode()
+                )
                 assert status == 200 and json.loads(body)["data"]["missing"] == ["database"]
                 assert (await r.get("/ready")).status_code == 503
                 partners = await r.get("/partners", headers=auth)  # a route that needs the database itself
-                assert partners.status_code == 503 and partners.json()["error"].startswith("the database is unreachable")
+                assert partners.status_code == 503 and partners.json()["error"].startswith(
+                    "the database is unreachable"
+                )
                 assert partners.headers["retry-after"] == "5"
 
                 redis_proxy.refuse()

@@ -14,20 +14,21 @@ import socket
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 import pytest
+from fault_support import counted
+from support import BeastProcess, run_beast, stack_env, start_beast_serve
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from fault_support import counted
-from support import BeastProcess, run_beast, stack_env, start_beast_serve
-from trinity_beast.stores.cache.redis import RedisCache
 from trinity_beast.domain.tick import Tick
+from trinity_beast.stores.cache.redis import RedisCache
 
 SLOW_S = 1.5
 
@@ -35,7 +36,7 @@ SLOW_S = 1.5
 class _Slow(BaseHTTPRequestHandler):
     """An exchange REST API that takes SLOW_S to refuse: keeps a request in flight."""
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         time.sleep(SLOW_S)
         self.send_response(503)
         self.send_header("Content-Length", "0")
@@ -58,7 +59,9 @@ def serve(request: pytest.FixtureRequest, tmp_path: Path, extra: dict[str, str])
     env = stack_env(request, "production", tmp_path)
     env.update({"BEAST_FEEDS": "false", "BEAST_PREWARM": "false", "BEAST_SYNC_EVERY_S": "3600", **extra})
     proc = start_beast_serve(env, cwd=tmp_path)
-    created = json.loads(run_beast(["keys", "create", "--name", "client", "--tier", "subscriber", "--json"], env).stdout)
+    created = json.loads(
+        run_beast(["keys", "create", "--name", "client", "--tier", "subscriber", "--json"], env).stdout
+    )
 
     async def put() -> None:
         cache = RedisCache(env["REDIS_URL"], namespace=env["BEAST_REDIS_NAMESPACE"])

@@ -18,10 +18,10 @@ from typing import Any
 
 import httpx
 import pytest
-
 from fault_support import counted, wait_until
 from faultproxy import fault_proxy
 from support import InProcessServer, in_process_server, stack_env
+
 from trinity_beast.domain.tick import Tick
 
 ASSETS = ("BTC", "ETH")
@@ -46,7 +46,7 @@ class Load:
         self._threads = [threading.Thread(target=self._http, daemon=True) for _ in range(http_threads)]
         self._threads.append(threading.Thread(target=self._udp, daemon=True))
 
-    def __enter__(self) -> "Load":
+    def __enter__(self) -> Load:
         for t in self._threads:
             t.start()
         return self
@@ -83,7 +83,7 @@ class Load:
                 sock.sendto(payload, ("127.0.0.1", self.srv.udp_port))
                 try:
                     data, _ = sock.recvfrom(4096)
-                except socket.timeout:
+                except TimeoutError:
                     self.errors.append("udp: no answer in 10 s")
                     continue
                 self._tally("udp", json.loads(data))
@@ -98,7 +98,7 @@ def test_redis_outage_under_load_keeps_prices_and_loses_no_count(
         env = stack_env(request, "production", tmp_path)
         env.update({"REDIS_URL": proxy.url("redis", "/0"), "BEAST_STALE_AFTER_S": "2"})
         with in_process_server(env) as srv:
-            for asset, price in zip(ASSETS, ("64000", "3000")):
+            for asset, price in zip(ASSETS, ("64000", "3000"), strict=False):
                 put(srv, asset, price)
             wait_until(lambda: all(srv.rt.live.get(a) for a in ASSETS), 5, "prices in the process")
             key_id, secret = srv.create_key("subscriber", monthly_limit=10_000_000)

@@ -7,12 +7,11 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import pytest
-
 from support import run_beast, stack_env, start_beast_serve, stop_beast
 
 EXCHANGES = ("COINBASE", "KRAKEN", "GEMINI", "GATEIO", "CRYPTOCOM", "OKX")
@@ -38,8 +37,11 @@ class CountingListener:
             conn.close()
 
     def urls(self) -> dict[str, str]:
-        return {f"BEAST_{ex}_{kind}_URL": f"{scheme}://127.0.0.1:{self.port}/{ex.lower()}"
-                for ex in EXCHANGES for kind, scheme in (("WS", "ws"), ("REST", "http"))}
+        return {
+            f"BEAST_{ex}_{kind}_URL": f"{scheme}://127.0.0.1:{self.port}/{ex.lower()}"
+            for ex in EXCHANGES
+            for kind, scheme in (("WS", "ws"), ("REST", "http"))
+        }
 
     def close(self) -> None:
         self.sock.close()
@@ -75,7 +77,9 @@ def test_one_feed_process_feeds_lpo_processes_that_only_read(
         # Nothing else is served on the feed process: no prices, no usage, no UDP.
         assert httpx.get(feeds.url + "/price?asset=BTC").status_code == 404
         assert httpx.get(feeds.url + "/usage/me").status_code == 404
-        ready = wait_for(lambda: (r := httpx.get(feeds.url + "/ready")).status_code == 200 and r, 60, "the feeds to be ready")
+        ready = wait_for(
+            lambda: (r := httpx.get(feeds.url + "/ready")).status_code == 200 and r, 60, "the feeds to be ready"
+        )
         assert ready.json()["status"].startswith("✅ [FEEDS]")
         # Part of the price service: its agent profile, and the seed's "" for no error.
         assert ready.json()["agent_profile_arn"] == "arn:tbi:us-east-2:211998422884:agent-profile/tbi/v1"
@@ -90,6 +94,7 @@ def test_one_feed_process_feeds_lpo_processes_that_only_read(
         def priced():
             r = httpx.get(lpo.url + "/price?asset=BTC", headers={"Authorization": f"Bearer {secret}"})
             return r.status_code == 200 and r.json()["data"]["assets"][0]
+
         btc = wait_for(priced, 60, "a BTC price from the feed process")
         assert btc["exchange"].endswith("-ws")  # from a feed (through Redis), not a REST call of its own
         assert wait_for(lambda: httpx.get(lpo.url + "/ready").status_code == 200, 60, "the LPO to be ready")
@@ -120,7 +125,10 @@ def test_the_lpo_with_feeds_off_has_no_feeds_to_report(
     "extra,error",
     [
         ({}, "beast: --only feeds: needs REDIS_URL (the prices it writes are for other processes to serve)"),
-        ({"REDIS_URL": "redis://127.0.0.1:6379", "BEAST_FEEDS": "0"}, "beast: --only feeds: BEAST_FEEDS is off, so this process would do nothing"),
+        (
+            {"REDIS_URL": "redis://127.0.0.1:6379", "BEAST_FEEDS": "0"},
+            "beast: --only feeds: BEAST_FEEDS is off, so this process would do nothing",
+        ),
     ],
 )
 def test_feeds_mode_refuses_what_it_cannot_do(tmp_path: Path, extra: dict[str, str], error: str) -> None:

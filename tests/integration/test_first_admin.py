@@ -9,12 +9,12 @@ import os
 from pathlib import Path
 
 import pytest
-
 from support import free_port, run_beast
-from trinity_beast.domain.settings import ConfigError, load_settings
-from trinity_beast.stores.db.postgres import PostgresDatabase
+
 from trinity_beast.app.first_admin import first_start
 from trinity_beast.domain.keys import hash_secret
+from trinity_beast.domain.settings import ConfigError, load_settings
+from trinity_beast.stores.db.postgres import PostgresDatabase
 from trinity_beast.transports.server import StartupError
 
 
@@ -23,8 +23,11 @@ def moto_secrets(monkeypatch: pytest.MonkeyPatch):
     import boto3
     from moto import mock_aws
 
-    for name, value in {"AWS_DEFAULT_REGION": "us-east-2", "AWS_ACCESS_KEY_ID": "testing",
-                        "AWS_SECRET_ACCESS_KEY": "testing"}.items():
+    for name, value in {
+        "AWS_DEFAULT_REGION": "us-east-2",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+    }.items():
         monkeypatch.setenv(name, value)
     with mock_aws():
         yield boto3.client("secretsmanager")
@@ -82,15 +85,27 @@ def test_a_value_that_is_not_a_secret_is_refused(value: str) -> None:
 
 
 def test_beast_serve_stops_in_one_line_when_secrets_manager_is_unreachable(pg_url: str, tmp_path: Path) -> None:
-    env = {**os.environ, "DATABASE_URL": pg_url, "BEAST_FEEDS": "0", "BEAST_PREWARM": "0",
-           "BEAST_ADMIN_KEY_SECRET_ARN": "arn:aws:secretsmanager:us-east-2:123456789012:secret:admin-AbCdEf",
-           "AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}", "AWS_MAX_ATTEMPTS": "1",
-           "AWS_DEFAULT_REGION": "us-east-2", "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-           "BEAST_LPO_PORT": str(free_port()), "BEAST_LRS_PORT": str(free_port())}
+    env = {
+        **os.environ,
+        "DATABASE_URL": pg_url,
+        "BEAST_FEEDS": "0",
+        "BEAST_PREWARM": "0",
+        "BEAST_ADMIN_KEY_SECRET_ARN": "arn:aws:secretsmanager:us-east-2:123456789012:secret:admin-AbCdEf",
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}",
+        "AWS_MAX_ATTEMPTS": "1",
+        "AWS_DEFAULT_REGION": "us-east-2",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "BEAST_LPO_PORT": str(free_port()),
+        "BEAST_LRS_PORT": str(free_port()),
+    }
     result = run_beast(["serve"], env, timeout=120, cwd=tmp_path)
     assert result.returncode == 1, result.stdout + result.stderr
     [line] = result.stderr.strip().splitlines()
-    assert line.startswith("beast: BEAST_ADMIN_KEY_SECRET_ARN: cannot store the first admin key in ") and "no key was created" in line
+    assert (
+        line.startswith("beast: BEAST_ADMIN_KEY_SECRET_ARN: cannot store the first admin key in ")
+        and "no key was created" in line
+    )
     assert "tbk_" not in result.stdout + result.stderr
     db = PostgresDatabase(pg_url)
     try:

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from support import InProcessServer, in_process_server, stack_env
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from support import InProcessServer, in_process_server, stack_env
 from trinity_beast.services.auth import INVALID_KEY, MALFORMED_AUTHORIZATION, credentials
 
 
@@ -43,7 +43,12 @@ def keys(srv: InProcessServer) -> tuple[str, str]:
 
 def routes(srv: InProcessServer) -> list[str]:
     assert srv.lrs_url is not None
-    return [f"{srv.url}/price?asset=BTC", f"{srv.url}/usage/me", f"{srv.lrs_url}/usage/me", f"{srv.lrs_url}/reports/usage"]
+    return [
+        f"{srv.url}/price?asset=BTC",
+        f"{srv.url}/usage/me",
+        f"{srv.lrs_url}/usage/me",
+        f"{srv.lrs_url}/reports/usage",
+    ]
 
 
 def test_the_rule_itself() -> None:
@@ -120,7 +125,11 @@ def test_udp_wording_and_unknown_equals_revoked(srv: InProcessServer) -> None:
     missing = ask({"asset": "BTC"})
     assert missing["status_code"] == 401 and missing["error"] == 'missing API key: put "api_key": "KEY" in the datagram'
     assert "Authorization" not in missing["error"] and "?api_key" not in missing["error"]
-    assert ask({"asset": "BTC", "api_key": revoked})["error"] == ask({"asset": "BTC", "api_key": "tbk_never_issued_000000"})["error"] == INVALID_KEY
+    assert (
+        ask({"asset": "BTC", "api_key": revoked})["error"]
+        == ask({"asset": "BTC", "api_key": "tbk_never_issued_000000"})["error"]
+        == INVALID_KEY
+    )
     assert ask({"asset": "BTC", "api_key": good})["status_code"] in (200, 404)
 
 
@@ -145,7 +154,11 @@ def test_only_ascii_asset_names_and_numbers(srv: InProcessServer, query: str, er
 def test_report_filters_take_only_ascii(srv: InProcessServer) -> None:
     assert srv.lrs_url is not None
     with httpx.Client(base_url=srv.lrs_url, timeout=10, headers={"Authorization": f"Bearer {srv.admin_key}"}) as c:
-        for query, name in (("asset=%C3%9F", "asset"), ("status=%D9%A2%D9%A0%D9%A0", "status"), ("limit=1_0", "limit"),
-                            ("from=%D9%A2%D9%A0%D9%A2%D9%A6-01-01", "from")):
+        for query, name in (
+            ("asset=%C3%9F", "asset"),
+            ("status=%D9%A2%D9%A0%D9%A0", "status"),
+            ("limit=1_0", "limit"),
+            ("from=%D9%A2%D9%A0%D9%A2%D9%A6-01-01", "from"),
+        ):
             r = c.get(f"/reports/usage?{query}")
             assert r.status_code == 400 and r.json()["error"].startswith(f"{name}:"), r.text

@@ -18,10 +18,10 @@ def usage_stack(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
     """Redis + PostgreSQL as the reports and sync functions see them (through their environment)."""
     import asyncio
 
-    from trinity_beast.stores.cache.redis import RedisCache
-    from trinity_beast.stores.db.postgres import PostgresDatabase
     from trinity_beast.domain.keys import new_key
     from trinity_beast.services.meter import Meter
+    from trinity_beast.stores.cache.redis import RedisCache
+    from trinity_beast.stores.db.postgres import PostgresDatabase
 
     env = {
         "REDIS_URL": request.getfixturevalue("redis_url"),
@@ -43,7 +43,9 @@ def usage_stack(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
         m = Meter(cache)
         for proto, n, minutes_ago in (("http", 4, 3), ("udp", 2, 3), ("ws", 3, 0)):
             for _ in range(n):
-                m.record(keys["subscriber"][0], "/price", "BTC", proto, 200, 0.001, True, now=time.time() - 60 * minutes_ago)
+                m.record(
+                    keys["subscriber"][0], "/price", "BTC", proto, 200, 0.001, True, now=time.time() - 60 * minutes_ago
+                )
         await m.flush()
         await cache.close()
 
@@ -71,7 +73,9 @@ def test_reports_function_answers_like_the_lrs(usage_stack) -> None:
     result = invoke("ReportsFunction", api_event("reports_usage_json.json", admin))
     assert result["statusCode"] == 200, result["body"]
     body = json.loads(result["body"])
-    assert body["status"] == "✅ [LRS] [us-east-2] [BeastMain] [/reports/usage] [200]" and body["api_key_id"] == admin_id
+    assert (
+        body["status"] == "✅ [LRS] [us-east-2] [BeastMain] [/reports/usage] [200]" and body["api_key_id"] == admin_id
+    )
     assert sum(r["requests"] for r in body["data"]["rows"]) == 4  # the event asks for protocol=http
 
     event = api_event("reports_usage_csv.json", sub)
@@ -126,26 +130,42 @@ def deployed_stack(usage_stack, monkeypatch: pytest.MonkeyPatch):
     """usage_stack as the template wires it: no DATABASE_URL, only the Aurora secret's ARN (moto)."""
     import boto3
     from moto import mock_aws
-
     from support import UNREACHABLE_EXCHANGES
+
     from trinity_beast.stores.db.postgres import connect_args
 
     db_url = os.environ["DATABASE_URL"]
-    for name, value in {**UNREACHABLE_EXCHANGES, "BEAST_PREWARM": "false", "AWS_DEFAULT_REGION": "us-east-2",
-                        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():
+    for name, value in {
+        **UNREACHABLE_EXCHANGES,
+        "BEAST_PREWARM": "false",
+        "AWS_DEFAULT_REGION": "us-east-2",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+    }.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("DATABASE_URL")
     args = connect_args(db_url)
     with mock_aws():
-        secret = {"username": args["user"], "password": "unused-with-trust-auth", "host": args["host"],
-                  "port": args["port"], "dbname": args["database"], "engine": "postgres", "sslmode": "disable"}
-        arn = boto3.client("secretsmanager").create_secret(Name="trinity-beast/test/database", SecretString=json.dumps(secret))["ARN"]
+        secret = {
+            "username": args["user"],
+            "password": "unused-with-trust-auth",
+            "host": args["host"],
+            "port": args["port"],
+            "dbname": args["database"],
+            "engine": "postgres",
+            "sslmode": "disable",
+        }
+        arn = boto3.client("secretsmanager").create_secret(
+            Name="trinity-beast/test/database", SecretString=json.dumps(secret)
+        )["ARN"]
         monkeypatch.setenv("DATABASE_SECRET_ARN", arn)
         yield usage_stack
 
 
 @pytest.mark.parametrize("event_file", DEPLOYED_EVENTS)
-def test_every_event_file_is_answered_as_deployed(event_file: str, deployed_stack, capsys: pytest.CaptureFixture) -> None:
+def test_every_event_file_is_answered_as_deployed(
+    event_file: str, deployed_stack, capsys: pytest.CaptureFixture
+) -> None:
     keys, _ = deployed_stack
     function = FUNCTION_OF_EVENT[event_file.split("_", 1)[0]]
     event = json.loads((EVENTS / event_file).read_text())
@@ -163,10 +183,6 @@ def test_every_event_file_is_answered_as_deployed(event_file: str, deployed_stac
     assert metrics and all(m["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "TrinityBeast" for m in metrics)
     names = {d["Name"] for m in metrics for d in m["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
     assert names & {"Responses2xx", "UsageBucketsSynced"}
-
-
-
-
 
 
 def test_reports_function_reads_the_key_by_the_one_rule(usage_stack) -> None:

@@ -12,24 +12,28 @@ import os
 import subprocess
 import sys
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
-
-from partner_aws import AwsWorld, aws  # noqa: F401 (fixture)
 from private_postgres import PrivatePostgres, private_postgres
-from samlocal import REPO, FakeContext, load_handler
 from support import UNREACHABLE_EXCHANGES
 from test_lambda_functions import api_event, deployed_stack, emf_lines, usage_stack  # noqa: F401 (fixtures)
 from test_partners_lambda import event as partners_event
 from test_partners_lambda import stack  # noqa: F401 (fixture)
 
+from partner_aws import AwsWorld, aws  # noqa: F401 (fixture)
+from samlocal import REPO, FakeContext, load_handler
+
 EVENTS = REPO / "events"
 
 
 def moto_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in {"AWS_DEFAULT_REGION": "us-east-2", "AWS_ACCESS_KEY_ID": "testing",
-                        "AWS_SECRET_ACCESS_KEY": "testing"}.items():
+    for name, value in {
+        "AWS_DEFAULT_REGION": "us-east-2",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+    }.items():
         monkeypatch.setenv(name, value)
 
 
@@ -49,7 +53,9 @@ def fresh_powertools_state() -> Iterator[None]:
     base.DEFAULT_PROVIDERS.clear()
 
 
-def test_importing_a_handler_reads_no_secret_and_a_blip_is_retried(usage_stack, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_importing_a_handler_reads_no_secret_and_a_blip_is_retried(
+    usage_stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The secret does not exist yet at import and at the first request (a blip): the request
     gets a clear 503, the next one (secret now there) is answered."""
     import boto3
@@ -68,11 +74,21 @@ def test_importing_a_handler_reads_no_secret_and_a_blip_is_retried(usage_stack, 
         first = handler(api_event("reports_usage_me.json", keys["subscriber"][1]), context)
         assert first["statusCode"] == 503
         body = json.loads(first["body"])
-        assert body["error"].startswith("service unavailable: DATABASE_SECRET_ARN: cannot read secret 'trinity-beast/test/late-secret': ")
+        assert body["error"].startswith(
+            "service unavailable: DATABASE_SECRET_ARN: cannot read secret 'trinity-beast/test/late-secret': "
+        )
         assert "\n" not in body["error"]
-        secret = {"username": args["user"], "password": "unused-with-trust-auth", "host": args["host"],
-                  "port": args["port"], "dbname": args["database"], "sslmode": "disable"}
-        boto3.client("secretsmanager").create_secret(Name="trinity-beast/test/late-secret", SecretString=json.dumps(secret))
+        secret = {
+            "username": args["user"],
+            "password": "unused-with-trust-auth",
+            "host": args["host"],
+            "port": args["port"],
+            "dbname": args["database"],
+            "sslmode": "disable",
+        }
+        boto3.client("secretsmanager").create_secret(
+            Name="trinity-beast/test/late-secret", SecretString=json.dumps(secret)
+        )
         second = handler(api_event("reports_usage_me.json", keys["subscriber"][1]), context)
         assert second["statusCode"] == 200, second["body"]
         assert json.loads(second["body"])["data"]["monthly_usage"] == 9
@@ -100,9 +116,17 @@ def test_the_sync_function_reports_an_unreadable_secret_and_retries_on_the_next_
         assert first["error"].startswith("DATABASE_SECRET_ARN: cannot read secret 'trinity-beast/test/sync-secret': ")
         errors = [r for r in emf_lines(capsys.readouterr().out) if "SyncErrors" in r]
         assert errors and errors[0]["SyncErrors"] in (1.0, [1.0])
-        secret = {"username": args["user"], "password": "unused-with-trust-auth", "host": args["host"],
-                  "port": args["port"], "dbname": args["database"], "sslmode": "disable"}
-        boto3.client("secretsmanager").create_secret(Name="trinity-beast/test/sync-secret", SecretString=json.dumps(secret))
+        secret = {
+            "username": args["user"],
+            "password": "unused-with-trust-auth",
+            "host": args["host"],
+            "port": args["port"],
+            "dbname": args["database"],
+            "sslmode": "disable",
+        }
+        boto3.client("secretsmanager").create_secret(
+            Name="trinity-beast/test/sync-secret", SecretString=json.dumps(secret)
+        )
         second = handler(tick, context)
         assert second["ok"] is True and second["requests"] == 6, second
 
@@ -121,21 +145,32 @@ def test_a_rotated_password_is_picked_up_when_the_connection_is_reopened(
     import boto3
     from moto import mock_aws
 
-    from trinity_beast.stores.db.postgres import PostgresDatabase
     from trinity_beast.domain.keys import new_key
+    from trinity_beast.stores.db.postgres import PostgresDatabase
 
     port = password_postgres.port
     admin = PostgresDatabase(f"postgresql://postgres:first-password@127.0.0.1:{port}/postgres")
     admin.migrate()
     key, secret_key = new_key("sub", "subscriber", 100)
     admin.insert_key(key)
-    for name, value in {**UNREACHABLE_EXCHANGES, "REDIS_URL": redis_url, "BEAST_REDIS_NAMESPACE": redis_namespace,
-                        "BEAST_PREWARM": "false", "DATABASE_SECRET_MAX_AGE_S": "1"}.items():
+    for name, value in {
+        **UNREACHABLE_EXCHANGES,
+        "REDIS_URL": redis_url,
+        "BEAST_REDIS_NAMESPACE": redis_namespace,
+        "BEAST_PREWARM": "false",
+        "DATABASE_SECRET_MAX_AGE_S": "1",
+    }.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("DATABASE_URL", raising=False)
     moto_env(monkeypatch)
-    secret = {"username": "postgres", "password": "first-password", "host": "127.0.0.1", "port": port,
-              "dbname": "postgres", "sslmode": "disable"}
+    secret = {
+        "username": "postgres",
+        "password": "first-password",
+        "host": "127.0.0.1",
+        "port": port,
+        "dbname": "postgres",
+        "sslmode": "disable",
+    }
     with mock_aws():
         sm = boto3.client("secretsmanager")
         arn = sm.create_secret(Name="trinity-beast/test/rotating", SecretString=json.dumps(secret))["ARN"]
@@ -149,8 +184,10 @@ def test_a_rotated_password_is_picked_up_when_the_connection_is_reopened(
         admin.execute("ALTER USER postgres PASSWORD 'second-password'")
         sm.put_secret_value(SecretId=arn, SecretString=json.dumps({**secret, "password": "second-password"}))
         # The function's open connection goes (idle timeout, failover, a proxy's recycling).
-        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
-                      "AND usename = 'postgres' AND backend_type = 'client backend'")
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
+            "AND usename = 'postgres' AND backend_type = 'client backend'"
+        )
         deadline = time.monotonic() + 60
         statuses = []
         while True:
@@ -165,7 +202,9 @@ def test_a_rotated_password_is_picked_up_when_the_connection_is_reopened(
     admin.close()
 
 
-def test_the_cold_start_is_counted_once_per_container(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+def test_the_cold_start_is_counted_once_per_container(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     handler = load_handler("AssetsFunction")
     context = FakeContext(function_name="AssetsFunction")
     event = json.loads((EVENTS / "assets_list.json").read_text())
@@ -187,7 +226,9 @@ def test_library_log_lines_reach_the_function_log(deployed_stack, monkeypatch: p
     stream = io.StringIO()
     previous = logger.registered_handler.setStream(stream)  # where Lambda's stdout would be
     try:
-        result = handler(json.loads((EVENTS / "sync_schedule.json").read_text()), FakeContext(function_name="SyncFunction"))
+        result = handler(
+            json.loads((EVENTS / "sync_schedule.json").read_text()), FakeContext(function_name="SyncFunction")
+        )
         logging.getLogger("trinity_beast.anything").warning("a library printed the key tbk_NotForTheLogs")
     finally:
         logger.registered_handler.setStream(previous)
@@ -195,7 +236,11 @@ def test_library_log_lines_reach_the_function_log(deployed_stack, monkeypatch: p
     assert "tbk_[redacted]" in stream.getvalue()
     assert result["ok"] is True, result
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
-    prewarm = [r for r in lines if r["name"] == "trinity_beast.services.prices.prewarm" and r["message"].startswith("prewarm: ")]
+    prewarm = [
+        r
+        for r in lines
+        if r["name"] == "trinity_beast.services.prices.prewarm" and r["message"].startswith("prewarm: ")
+    ]
     assert prewarm, lines
     assert prewarm[-1]["function_name"] == "SyncFunction" and prewarm[-1]["service"] == "trinity-beast"
     assert prewarm[-1]["function_request_id"] == FakeContext.aws_request_id
@@ -206,14 +251,17 @@ def test_library_log_lines_reach_the_function_log(deployed_stack, monkeypatch: p
 
 
 @pytest.fixture
-def idempotency_table(aws: AwsWorld, monkeypatch: pytest.MonkeyPatch) -> str:  # noqa: F811
+def idempotency_table(aws: AwsWorld, monkeypatch: pytest.MonkeyPatch) -> str:
     """The table the template makes: key `id`, TTL on `expiration` (moto, inside the aws fixture)."""
     import boto3
 
     name = "trinity-beast-idempotency"
     boto3.client("dynamodb").create_table(
-        TableName=name, KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST")
+        TableName=name,
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
     monkeypatch.setenv("IDEMPOTENCY_TABLE", name)
     return name
 
@@ -224,7 +272,7 @@ def kept_records(table: str) -> list[dict[str, Any]]:
     return boto3.client("dynamodb").scan(TableName=table)["Items"]
 
 
-def test_a_repeated_partner_create_gets_the_first_answer(stack, idempotency_table: str) -> None:  # noqa: F811
+def test_a_repeated_partner_create_gets_the_first_answer(stack, idempotency_table: str) -> None:
     keys, db = stack
     handler = load_handler("PartnersFunction")
     context = FakeContext(function_name="PartnersFunction")
@@ -264,8 +312,9 @@ def test_a_repeated_partner_create_gets_the_first_answer(stack, idempotency_tabl
     assert other_admin["statusCode"] == 403
 
 
-def test_without_a_table_creates_are_not_deduplicated_and_other_routes_never_are(stack, idempotency_table: str,
-                                                                                 monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+def test_without_a_table_creates_are_not_deduplicated_and_other_routes_never_are(
+    stack, idempotency_table: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     keys, db = stack
     handler = load_handler("PartnersFunction")
     context = FakeContext(function_name="PartnersFunction")
@@ -279,11 +328,15 @@ def test_without_a_table_creates_are_not_deduplicated_and_other_routes_never_are
     assert len(db.list_partners()) == 2  # answered afresh each time
 
 
-def test_an_unreachable_store_refuses_the_create_rather_than_risking_a_double(stack, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+def test_an_unreachable_store_refuses_the_create_rather_than_risking_a_double(
+    stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
     keys, db = stack
     monkeypatch.setenv("IDEMPOTENCY_TABLE", "no-such-table")
     handler = load_handler("PartnersFunction")
-    result = handler(partners_event("partners_create_peering.json", keys["admin"]), FakeContext(function_name="PartnersFunction"))
+    result = handler(
+        partners_event("partners_create_peering.json", keys["admin"]), FakeContext(function_name="PartnersFunction")
+    )
     assert result["statusCode"] == 503
     assert json.loads(result["body"])["error"] == "cannot check for a repeated create right now; retry shortly"
     assert db.list_partners() == []
@@ -293,10 +346,14 @@ def test_handler_modules_import_without_aws_or_a_database() -> None:
     """A fresh interpreter imports every handler with no credentials, region, database or secret."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "DATABASE_"))}
     env["DATABASE_SECRET_ARN"] = "arn:aws:secretsmanager:us-east-2:123456789012:secret:unreachable"
-    code = ("import sys; sys.path.insert(0, 'tests'); from samlocal import load_handler\n"
-            "for fn in ('AssetsFunction', 'ReportsFunction', 'PartnersFunction', 'SyncFunction'): load_handler(fn)\n"
-            "print('ok')")
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    code = (
+        "import sys; sys.path.insert(0, 'tests'); from samlocal import load_handler\n"
+        "for fn in ('AssetsFunction', 'ReportsFunction', 'PartnersFunction', 'SyncFunction'): load_handler(fn)\n"
+        "print('ok')"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
 
 
@@ -310,13 +367,23 @@ def test_the_tracer_sends_x_ray_segments_without_the_response(tmp_path) -> None:
     daemon.bind(("127.0.0.1", 0))
     daemon.settimeout(60)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "POWERTOOLS_"))}
-    env.update({"AWS_LAMBDA_FUNCTION_NAME": "AssetsFunction", "LAMBDA_TASK_ROOT": str(REPO), "AWS_REGION": "us-east-2",
-                "AWS_XRAY_DAEMON_ADDRESS": f"127.0.0.1:{daemon.getsockname()[1]}",
-                "_X_AMZN_TRACE_ID": "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"})
-    code = ("import json, sys; sys.path.insert(0, 'tests'); from samlocal import FakeContext, load_handler\n"
-            "event = json.load(open('events/assets_list.json'))\n"
-            "print(load_handler('AssetsFunction')(event, FakeContext(function_name='AssetsFunction'))['statusCode'])")
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    env.update(
+        {
+            "AWS_LAMBDA_FUNCTION_NAME": "AssetsFunction",
+            "LAMBDA_TASK_ROOT": str(REPO),
+            "AWS_REGION": "us-east-2",
+            "AWS_XRAY_DAEMON_ADDRESS": f"127.0.0.1:{daemon.getsockname()[1]}",
+            "_X_AMZN_TRACE_ID": "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1",
+        }
+    )
+    code = (
+        "import json, sys; sys.path.insert(0, 'tests'); from samlocal import FakeContext, load_handler\n"
+        "event = json.load(open('events/assets_list.json'))\n"
+        "print(load_handler('AssetsFunction')(event, FakeContext(function_name='AssetsFunction'))['statusCode'])"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0 and result.stdout.strip().splitlines()[-1] == "200", result.stderr
     segments = []
     while not any(s.get("name") == "## handler" for s in segments):

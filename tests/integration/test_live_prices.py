@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import concurrent.futures
 import time
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import httpx
 import pytest
-
 from support import UNREACHABLE_EXCHANGES, in_process_server, stack_env, start_beast_serve, stop_beast
+
 from trinity_beast.domain.settings import EXCHANGES
 
 
@@ -30,7 +31,9 @@ def price(srv: Any, query: str) -> httpx.Response:
 
 
 @pytest.mark.parametrize("stack", ["embedded", "production"])
-def test_fresh_prices_from_the_simulator_and_a_median_of_six(request: pytest.FixtureRequest, tmp_path: Path, stack: str) -> None:
+def test_fresh_prices_from_the_simulator_and_a_median_of_six(
+    request: pytest.FixtureRequest, tmp_path: Path, stack: str
+) -> None:
     with in_process_server(stack_env(request, stack, tmp_path), sim=True, feeds=True) as srv:
         body = poll(lambda: price(srv, "asset=BTC,ETH,SOL").json(), lambda b: len(b["data"]["assets"]) == 3).copy()
         assert [a["asset"] for a in body["data"]["assets"]] == ["BTC", "ETH", "SOL"]
@@ -87,7 +90,9 @@ def test_usdt_prices_are_converted_with_the_live_rate(request: pytest.FixtureReq
         assert entry["price"] == pytest.approx(60000 * 0.995, rel=1e-9)
 
 
-def test_a_miss_uses_the_rest_fallback_once_for_many_concurrent_askers(request: pytest.FixtureRequest, tmp_path: Path) -> None:
+def test_a_miss_uses_the_rest_fallback_once_for_many_concurrent_askers(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
     # No feeds: nothing is cached, every price must come from a REST ticker call.
     with in_process_server(stack_env(request, "production", tmp_path), sim=True, feeds=False) as srv:
         srv.sim.set_price("USDT", "1.0")
@@ -135,7 +140,10 @@ def test_max_age_refuses_an_old_price(request: pytest.FixtureRequest, tmp_path: 
         for bad, error in (
             ("max_age_ms=soon", "max_age_ms must be a whole number of milliseconds (digits 0-9), got 'soon'"),
             ("max_age_ms=0", "max_age_ms must be between 1 and 86400000, got 0"),
-            ("aggregate=mean", "unknown aggregate 'mean': use aggregate=median, or leave it out for the priority price"),
+            (
+                "aggregate=mean",
+                "unknown aggregate 'mean': use aggregate=median, or leave it out for the priority price",
+            ),
         ):
             r = price(srv, f"asset=BTC&{bad}")
             assert r.status_code == 400 and r.json()["error"] == error
@@ -144,6 +152,7 @@ def test_max_age_refuses_an_old_price(request: pytest.FixtureRequest, tmp_path: 
 def test_feeds_survive_garbage_drops_and_silence(request: pytest.FixtureRequest, tmp_path: Path) -> None:
     env = {**stack_env(request, "embedded", tmp_path), "BEAST_EXCHANGE_PRIORITY": "kraken"}
     with in_process_server(env, sim=True, feeds=True) as srv:
+
         def kraken_ticks() -> int:
             return srv.rt.feeds.health()["kraken"]["ticks"]
 
@@ -162,13 +171,19 @@ def test_feeds_survive_garbage_drops_and_silence(request: pytest.FixtureRequest,
 
 
 def test_an_unknown_symbol_is_reported_and_the_rest_served(request: pytest.FixtureRequest, tmp_path: Path) -> None:
-    env = {**stack_env(request, "embedded", tmp_path), "BEAST_EXCHANGE_PRIORITY": "okx", "TEST_SIM_ONLY": "okx,coinbase"}
+    env = {
+        **stack_env(request, "embedded", tmp_path),
+        "BEAST_EXCHANGE_PRIORITY": "okx",
+        "TEST_SIM_ONLY": "okx,coinbase",
+    }
     with in_process_server(env, sim=True, feeds=False) as srv:
         srv.sim.reject("okx", "ETH-USDT")
         srv.call(_start_feeds(srv))
         health = poll(lambda: srv.rt.feeds.health()["okx"], lambda h: "ETH-USDT" in h["unknown_symbols"])
         assert "ETH-USDT" in health["unknown_symbols"]
-        entry = poll(lambda: price(srv, "asset=BTC").json()["data"]["assets"], lambda a: a and a[0]["exchange"] == "okx-ws")
+        entry = poll(
+            lambda: price(srv, "asset=BTC").json()["data"]["assets"], lambda a: a and a[0]["exchange"] == "okx-ws"
+        )
         assert entry[0]["exchange"] == "okx-ws"
 
 

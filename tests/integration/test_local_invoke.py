@@ -14,7 +14,11 @@ SCRIPT = [sys.executable, str(REPO / "tests" / "localinvoke.py")]
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*SCRIPT, *args], cwd=REPO, capture_output=True, text=True, timeout=120,
+        [*SCRIPT, *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={**os.environ, "AWS_DEFAULT_REGION": "us-east-2"},
     )
 
@@ -23,7 +27,7 @@ def test_invoke_runs_a_function_on_an_event_file_and_prints_its_answer() -> None
     result = run("assets", "events/assets_list.json")
     assert result.returncode == 0, result.stderr
     # stdout carries the function's own log and metric lines first, then the answer.
-    answer = json.loads(result.stdout[result.stdout.index("\n{\n") + 1:])
+    answer = json.loads(result.stdout[result.stdout.index("\n{\n") + 1 :])
     assert answer["statusCode"] == 200
     body = json.loads(answer["body"])
     assert body["endpoint"] == "/ws/assets" and body["cluster_node"] == "local-lambda"  # from env.json

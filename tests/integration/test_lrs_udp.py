@@ -5,17 +5,18 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 import pytest
-
 from support import stack_env
-from trinity_beast.domain.settings import load_settings
+
 from trinity_beast.domain.keys import new_key
-from trinity_beast.transports.udp.lrs import UdpReportServer
+from trinity_beast.domain.settings import load_settings
 from trinity_beast.services.runtime import Runtime
 from trinity_beast.transports.udp.datagram import SMALL_ANSWER_BYTES
+from trinity_beast.transports.udp.lrs import UdpReportServer
 
 
 class Lrs:

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from support import InProcessServer, in_process_server, stack_env
+
 from trinity_beast.domain.book import OUTLIER_FRACTION, median
 from trinity_beast.domain.settings import EXCHANGES
 from trinity_beast.domain.tick import Tick
@@ -26,10 +26,24 @@ from trinity_beast.services.prices.answer import median_entry
 
 NOW = 1_800_000_000.0
 STALE_AFTER_S = 30.0
-ENTRY_FIELDS = {"asset", "price", "exchange", "cached", "cache_age_seconds", "timestamp", "readable_timestamp",
-                "latency_ms", "sources", "consensus", "dispersion", "rejected"}
+ENTRY_FIELDS = {
+    "asset",
+    "price",
+    "exchange",
+    "cached",
+    "cache_age_seconds",
+    "timestamp",
+    "readable_timestamp",
+    "latency_ms",
+    "sources",
+    "consensus",
+    "dispersion",
+    "rejected",
+}
 
-prices = st.decimals(min_value=Decimal("1e-8"), max_value=Decimal("1e12"), allow_nan=False, allow_infinity=False, places=8)
+prices = st.decimals(
+    min_value=Decimal("1e-8"), max_value=Decimal("1e12"), allow_nan=False, allow_infinity=False, places=8
+)
 sources = st.dictionaries(
     st.sampled_from(EXCHANGES),
     st.tuples(prices, st.floats(min_value=0, max_value=120), st.sampled_from(["USD", "USD", "USDT"])),

@@ -12,9 +12,9 @@ from typing import Any
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from support import in_process_server, stack_env
 from websockets.sync.client import connect
 
-from support import in_process_server, stack_env
 from trinity_beast.domain.settings import EXCHANGES
 
 
@@ -29,7 +29,7 @@ def scrape(url: str) -> dict[str, list[tuple[dict[str, str], float]]]:
 
 
 def value(samples: dict, name: str, **labels: str) -> float:
-    found = [v for l, v in samples.get(name, []) if all(l.get(k) == want for k, want in labels.items())]
+    found = [v for got, v in samples.get(name, []) if all(got.get(k) == want for k, want in labels.items())]
     assert len(found) == 1, (name, labels, samples.get(name))
     return found[0]
 
@@ -42,14 +42,18 @@ def poll(fn: Any, ok: Any, timeout: float, what: str) -> Any:
     return got
 
 
-def test_metrics_count_every_protocol_and_show_feeds_cache_usage_and_sync(request: pytest.FixtureRequest, tmp_path: Path) -> None:
+def test_metrics_count_every_protocol_and_show_feeds_cache_usage_and_sync(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
     env = {**stack_env(request, "embedded", tmp_path), "BEAST_STALE_AFTER_S": "2"}
     with in_process_server(env, sim=True, feeds=True, lrs=True) as srv:
         auth = {"Authorization": f"Bearer {srv.admin_key}"}
         with httpx.Client(base_url=srv.url, timeout=10) as c:
             poll(lambda: c.get("/price?asset=BTC", headers=auth).status_code, lambda s: s == 200, 15, "a price")
             before = scrape(srv.url)
-            base = value(before, "beast_requests_total", service="LPO", endpoint="/price", protocol="http", status="200")
+            base = value(
+                before, "beast_requests_total", service="LPO", endpoint="/price", protocol="http", status="200"
+            )
             for _ in range(10):
                 assert c.get("/price?asset=ETH", headers=auth).status_code == 200
             for _ in range(3):
@@ -60,7 +64,9 @@ def test_metrics_count_every_protocol_and_show_feeds_cache_usage_and_sync(reques
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
             sock.settimeout(5)
             for _ in range(4):
-                sock.sendto(json.dumps({"asset": "BTC", "api_key": srv.admin_key}).encode(), ("127.0.0.1", srv.udp_port))
+                sock.sendto(
+                    json.dumps({"asset": "BTC", "api_key": srv.admin_key}).encode(), ("127.0.0.1", srv.udp_port)
+                )
                 assert json.loads(sock.recvfrom(4096)[0])["status_code"] == 200
         with connect(srv.url.replace("http://", "ws://") + f"/ws/prices?api_key={srv.admin_key}") as ws:
             ws.send('{"subscribe": ["BTC"]}')
@@ -70,21 +76,38 @@ def test_metrics_count_every_protocol_and_show_feeds_cache_usage_and_sync(reques
         httpx.get(srv.lrs_url + "/reports/usage", headers=auth, timeout=10)
 
         m = scrape(srv.url)
-        assert value(m, "beast_requests_total", service="LPO", endpoint="/price", protocol="http", status="200") == base + 10
+        assert (
+            value(m, "beast_requests_total", service="LPO", endpoint="/price", protocol="http", status="200")
+            == base + 10
+        )
         assert value(m, "beast_requests_total", service="LPO", endpoint="/price", protocol="http", status="401") == 3
         assert value(m, "beast_requests_total", service="LPO", endpoint="other", protocol="http", status="404") == 40
         assert value(m, "beast_requests_total", service="LPO", endpoint="/price", protocol="udp", status="200") == 4
         assert value(m, "beast_requests_total", service="WS", endpoint="/ws/prices", protocol="ws", status="200") >= 3
-        assert value(m, "beast_requests_total", service="LRS", endpoint="/reports/usage", protocol="http", status="200") == 1
+        assert (
+            value(m, "beast_requests_total", service="LRS", endpoint="/reports/usage", protocol="http", status="200")
+            == 1
+        )
         count = value(m, "beast_request_duration_seconds_count", service="LPO", endpoint="/price", protocol="http")
         assert count == base + 13
-        assert value(m, "beast_request_duration_seconds_bucket", service="LPO", endpoint="/price", protocol="http", le="+Inf") == count
+        assert (
+            value(
+                m, "beast_request_duration_seconds_bucket", service="LPO", endpoint="/price", protocol="http", le="+Inf"
+            )
+            == count
+        )
         assert {labels["exchange"] for labels, _ in m["beast_feed_up"]} == set(EXCHANGES)
         assert all(v == 1 for _, v in m["beast_feed_up"]) and value(m, "beast_feed_ticks_total", exchange="okx") > 0
         assert value(m, "beast_cache_up") == 1 and value(m, "beast_prices_held_assets") > 100
         assert value(m, "beast_ws_deliveries_total") >= 3
-        for name in ("beast_usage_buffered_requests", "beast_usage_flush_failures_total", "beast_sync_runs_total",
-                     "beast_sync_failures_total", "process_resident_memory_bytes", "beast_uptime_seconds"):
+        for name in (
+            "beast_usage_buffered_requests",
+            "beast_usage_flush_failures_total",
+            "beast_sync_runs_total",
+            "beast_sync_failures_total",
+            "process_resident_memory_bytes",
+            "beast_uptime_seconds",
+        ):
             assert name in m, name
         assert scrape(srv.lrs_url)  # the LRS serves the same figures
         assert httpx.get(srv.lrs_url + "/ready", timeout=10).status_code == 200
@@ -92,10 +115,24 @@ def test_metrics_count_every_protocol_and_show_feeds_cache_usage_and_sync(reques
         # Every exchange goes quiet: prices turn stale and the LPO says it is not ready.
         for exchange in EXCHANGES:
             srv.sim.set_mode(exchange, "silent")
-        body = poll(lambda: httpx.get(srv.url + "/ready", timeout=10).json(), lambda b: b["status_code"] == 503, 15, "503")
+        body = poll(
+            lambda: httpx.get(srv.url + "/ready", timeout=10).json(), lambda b: b["status_code"] == 503, 15, "503"
+        )
         assert body["error"].startswith("not ready: no fresh price feed") and body["data"]["checks"]["cache"]["ok"]
-        assert tuple(body) == ("status", "status_code", "endpoint", "cluster_node", "region", "language", "api_key_id",
-                               "ip_address", "agent_profile_arn", "timestamp", "data", "error")
+        assert tuple(body) == (
+            "status",
+            "status_code",
+            "endpoint",
+            "cluster_node",
+            "region",
+            "language",
+            "api_key_id",
+            "ip_address",
+            "agent_profile_arn",
+            "timestamp",
+            "data",
+            "error",
+        )
         assert all(v == 0 for _, v in scrape(srv.url)["beast_feed_up"])
         srv.sim.reset()
         poll(lambda: httpx.get(srv.url + "/ready", timeout=10).status_code, lambda s: s == 200, 15, "ready again")

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from decimal import Decimal
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import schemathesis
@@ -25,8 +26,8 @@ from schemathesis.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-
 from support import InProcessServer, in_process_server, stack_env
+
 from trinity_beast.domain.envelope import FIELDS
 from trinity_beast.domain.tick import Tick
 
@@ -42,7 +43,11 @@ def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessServer]:
     with in_process_server(env, lrs=True) as server:
         now = time.time()
         for asset in ("BTC", "ETH"):
-            server.call(server.rt.cache.put_tick(Tick(asset, "USD", Decimal("100.5"), None, None, "coinbase", now + 600, now + 600)))
+            server.call(
+                server.rt.cache.put_tick(
+                    Tick(asset, "USD", Decimal("100.5"), None, None, "coinbase", now + 600, now + 600)
+                )
+            )
         yield server
 
 
@@ -74,15 +79,14 @@ def test_every_documented_operation_answers_its_documented_envelope(srv: InProce
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
             checks = CONFORMANCE if mode is GenerationMode.POSITIVE and documented else ONLY_NO_5XX
 
-            @settings(max_examples=EXAMPLES, deadline=None, database=None,
-                      suppress_health_check=list(HealthCheck))
+            @settings(max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck))
             @given(case=op.as_strategy(generation_mode=mode))
-            def run(case: Any) -> None:
+            def run(case: Any) -> None:  # run below, within this iteration: op and checks are current
                 for headers in auths:
                     response = case.call(base_url=url, headers=headers, timeout=20)
-                    case.validate_response(response, checks=checks)
-                    assert_envelope(op.path, response)
-                    tried[op.label] = tried.get(op.label, 0) + 1
+                    case.validate_response(response, checks=checks)  # noqa: B023
+                    assert_envelope(op.path, response)  # noqa: B023
+                    tried[op.label] = tried.get(op.label, 0) + 1  # noqa: B023
 
             try:
                 run()

@@ -9,16 +9,16 @@ from pathlib import Path
 import pytest
 
 from partner_aws import ADMIN, PARTNER_ACCOUNT, REGION, AwsWorld, aws  # noqa: F401 (fixture)
-from trinity_beast.domain.settings import load_settings
-from trinity_beast.stores.db.sqlite import SqliteDatabase
-from trinity_beast.services.partners.ec2 import Ec2Network
 from trinity_beast.domain.partners.model import PartnerError
+from trinity_beast.domain.settings import load_settings
+from trinity_beast.services.partners.ec2 import Ec2Network
 from trinity_beast.services.partners.service import PartnerService
 from trinity_beast.services.partners.wizard import StackNetwork
+from trinity_beast.stores.db.sqlite import SqliteDatabase
 
 
 @pytest.fixture
-def service(aws: AwsWorld, tmp_path: Path):  # noqa: F811
+def service(aws: AwsWorld, tmp_path: Path):
     db = SqliteDatabase(tmp_path / "beast.db")
     db.migrate()
     settings = load_settings({**aws.env, "BEAST_DATA_DIR": str(tmp_path)})
@@ -27,20 +27,33 @@ def service(aws: AwsWorld, tmp_path: Path):  # noqa: F811
 
 
 def privatelink_body(vpc: dict[str, str], name: str = "Acme Trading", account: str = PARTNER_ACCOUNT) -> dict:
-    return {"name": name, "aws_account_id": account, "region": REGION, "connection_type": "privatelink",
-            "vpc_id": vpc["vpc_id"], "subnet_ids": [vpc["subnet_id"]]}
+    return {
+        "name": name,
+        "aws_account_id": account,
+        "region": REGION,
+        "connection_type": "privatelink",
+        "vpc_id": vpc["vpc_id"],
+        "subnet_ids": [vpc["subnet_id"]],
+    }
 
 
 def peering_body(vpc: dict[str, str], name: str = "Zeta Quant", account: str = PARTNER_ACCOUNT) -> dict:
-    return {"name": name, "aws_account_id": account, "region": REGION, "connection_type": "peering",
-            "vpc_id": vpc["vpc_id"], "cidr": vpc["cidr"], "route_table_id": vpc["route_table_id"]}
+    return {
+        "name": name,
+        "aws_account_id": account,
+        "region": REGION,
+        "connection_type": "peering",
+        "vpc_id": vpc["vpc_id"],
+        "cidr": vpc["cidr"],
+        "route_table_id": vpc["route_table_id"],
+    }
 
 
 def actions(service: PartnerService, partner_id: str) -> list[str]:
     return [e.action for e in service.audit(partner_id)]
 
 
-def test_privatelink_flow_end_to_end(service: PartnerService, aws: AwsWorld) -> None:  # noqa: F811
+def test_privatelink_flow_end_to_end(service: PartnerService, aws: AwsWorld) -> None:
     account = aws.partner_account()
     vpc = account.vpc()
     partner, secret = service.create(privatelink_body(vpc), ADMIN)
@@ -78,13 +91,18 @@ def test_privatelink_flow_end_to_end(service: PartnerService, aws: AwsWorld) -> 
     assert service.audit(partner.id)[-1].detail == {"reason": "contract ended", "disconnected": True}
 
 
-def test_peering_flow_end_to_end(service: PartnerService, aws: AwsWorld) -> None:  # noqa: F811
+def test_peering_flow_end_to_end(service: PartnerService, aws: AwsWorld) -> None:
     account = aws.partner_account()
     vpc = account.vpc("172.31.0.0/16")
     partner, _ = service.create(peering_body(vpc), ADMIN)
     pcx = account.request_peering(vpc)
     [request] = service.pending()
-    assert (request["kind"], request["connection_id"], request["vpc_id"], request["cidr"]) == ("peering", pcx, vpc["vpc_id"], vpc["cidr"])
+    assert (request["kind"], request["connection_id"], request["vpc_id"], request["cidr"]) == (
+        "peering",
+        pcx,
+        vpc["vpc_id"],
+        vpc["cidr"],
+    )
 
     active, changed = service.approve(partner.id, ADMIN)  # finds the one pending request from the account
     assert (active.status, active.connection_id, changed) == ("active", pcx, True)
@@ -112,7 +130,7 @@ def test_peering_flow_end_to_end(service: PartnerService, aws: AwsWorld) -> None
     assert approve == {"connection_id": pcx, "accepted": True, "route_added": True, "udp_opened": True}
 
 
-def test_reject_both_kinds_of_request(service: PartnerService, aws: AwsWorld) -> None:  # noqa: F811
+def test_reject_both_kinds_of_request(service: PartnerService, aws: AwsWorld) -> None:
     account = aws.partner_account()
     vpc_a, vpc_b = account.vpc("172.31.0.0/16"), account.vpc("172.30.0.0/16")
     linked, _ = service.create(privatelink_body(vpc_a), ADMIN)
@@ -139,7 +157,7 @@ def test_reject_both_kinds_of_request(service: PartnerService, aws: AwsWorld) ->
     assert service.audit()[-1].action == "reject_request"
 
 
-def test_requests_must_come_from_the_partner(service: PartnerService, aws: AwsWorld) -> None:  # noqa: F811
+def test_requests_must_come_from_the_partner(service: PartnerService, aws: AwsWorld) -> None:
     ours, stranger = aws.partner_account(), aws.partner_account("444455556666")
     vpc, strange_vpc = ours.vpc(), stranger.vpc("172.20.0.0/16")
     partner, _ = service.create(privatelink_body(vpc), ADMIN)
@@ -162,7 +180,7 @@ def test_requests_must_come_from_the_partner(service: PartnerService, aws: AwsWo
     assert request["partner"] is None  # someone we never invited
 
 
-def test_every_cidr_error_on_the_flow(service: PartnerService, aws: AwsWorld) -> None:  # noqa: F811
+def test_every_cidr_error_on_the_flow(service: PartnerService, aws: AwsWorld) -> None:
     account = aws.partner_account()
     vpc = account.vpc("172.31.0.0/16")
     first, _ = service.create(peering_body(vpc, "First"), ADMIN)
@@ -187,15 +205,22 @@ def test_every_cidr_error_on_the_flow(service: PartnerService, aws: AwsWorld) ->
     assert [p.name for p in service.list()] == ["First", "Second"]
 
 
-def test_udp_access_entries(service: PartnerService, aws: AwsWorld) -> None:  # noqa: F811
+def test_udp_access_entries(service: PartnerService, aws: AwsWorld) -> None:
     assert service.udp_access() == []
     assert service.allow_udp("198.51.100.0/24", "office", ADMIN)["changed"] is True
     again = service.allow_udp("198.51.100.0/24", "office", ADMIN)
     assert again == {"changed": False, "description": {"typed": "office", "stored": "office", "changed": False}}
     assert aws.udp_rules() == {("198.51.100.0/24", 2679), ("198.51.100.0/24", 2680)}
-    assert service.udp_access() == [{"cidr": "198.51.100.0/24", "ports": [2679, 2680], "description": "office",
-                                     "partner": None, "orphaned": False}]
-    for bad, status in (("198.51.100.0", 400), ("198.51.100.1/24", 400), ("0.0.0.0/0", 400), ("10.0.2.0/24", 409), (None, 400)):
+    assert service.udp_access() == [
+        {"cidr": "198.51.100.0/24", "ports": [2679, 2680], "description": "office", "partner": None, "orphaned": False}
+    ]
+    for bad, status in (
+        ("198.51.100.0", 400),
+        ("198.51.100.1/24", 400),
+        ("0.0.0.0/0", 400),
+        ("10.0.2.0/24", 409),
+        (None, 400),
+    ):
         with pytest.raises(PartnerError) as caught:
             service.allow_udp(bad, "", ADMIN)
         assert caught.value.status == status

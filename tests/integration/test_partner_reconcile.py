@@ -7,24 +7,33 @@ from __future__ import annotations
 import threading
 
 import pytest
+from test_partner_flows import ADMIN, PARTNER_ACCOUNT, actions, peering_body, privatelink_body, service  # noqa: F401
 
 from partner_aws import NLB_IP, NLB_IP_B, REGION, AwsWorld, aws  # noqa: F401 (fixture)
-from test_partner_flows import ADMIN, PARTNER_ACCOUNT, actions, peering_body, privatelink_body, service  # noqa: F401
 from trinity_beast.domain.partners.model import PartnerError, new_partner
 from trinity_beast.services.partners.service import PartnerService
 from trinity_beast.services.partners.wizard import rule_description
 
 
-def by_hand(aws: AwsWorld, pcx: str, cidr: str, description: str) -> None:  # noqa: F811
+def by_hand(aws: AwsWorld, pcx: str, cidr: str, description: str) -> None:
     """The operator runs the wizard's "You run" commands in a shell instead of approving."""
     aws.ec2.accept_vpc_peering_connection(VpcPeeringConnectionId=pcx)
     aws.ec2.create_route(RouteTableId=aws.route_table_id, DestinationCidrBlock=cidr, VpcPeeringConnectionId=pcx)
     for port in (2679, 2680):
-        aws.ec2.authorize_security_group_ingress(GroupId=aws.security_group_id, IpPermissions=[
-            {"IpProtocol": "udp", "FromPort": port, "ToPort": port, "IpRanges": [{"CidrIp": cidr, "Description": description}]}])
+        aws.ec2.authorize_security_group_ingress(
+            GroupId=aws.security_group_id,
+            IpPermissions=[
+                {
+                    "IpProtocol": "udp",
+                    "FromPort": port,
+                    "ToPort": port,
+                    "IpRanges": [{"CidrIp": cidr, "Description": description}],
+                }
+            ],
+        )
 
 
-def test_an_approval_done_by_hand_is_adopted(service: PartnerService, aws: AwsWorld) -> None:  # noqa: F811
+def test_an_approval_done_by_hand_is_adopted(service: PartnerService, aws: AwsWorld) -> None:
     account = aws.partner_account()
     vpc = account.vpc("172.31.0.0/16")
     partner, _ = service.create(peering_body(vpc), ADMIN)
@@ -44,13 +53,13 @@ def test_an_approval_done_by_hand_is_adopted(service: PartnerService, aws: AwsWo
 
     # The rule the operator added traces back to the partner, and revoking removes it all.
     assert service.udp_access()[0]["partner"]["id"] == partner.id
-    revoked, changed, remain = service.revoke(partner.id, ADMIN, "test over")
+    _revoked, changed, remain = service.revoke(partner.id, ADMIN, "test over")
     assert changed and [p.kind for p in remain] == ["partner_route"]
     assert aws.udp_rules() == set() and vpc["cidr"] not in aws.routes() and aws.peering_state(pcx) == "deleted"
     assert service.reconcile(ADMIN)[0]["drift"] == []
 
 
-def test_approve_adopts_a_request_accepted_by_hand(service: PartnerService, aws: AwsWorld) -> None:  # noqa: F811
+def test_approve_adopts_a_request_accepted_by_hand(service: PartnerService, aws: AwsWorld) -> None:
     account = aws.partner_account()
     vpc = account.vpc("172.31.0.0/16")
     partner, _ = service.create(peering_body(vpc), ADMIN)
@@ -61,15 +70,17 @@ def test_approve_adopts_a_request_accepted_by_hand(service: PartnerService, aws:
     assert aws.routes()[vpc["cidr"]] == pcx and aws.udp_rules() == {(vpc["cidr"], 2679), (vpc["cidr"], 2680)}
 
 
-def test_drift_is_reported_with_its_fix(service: PartnerService, aws: AwsWorld) -> None:  # noqa: F811
+def test_drift_is_reported_with_its_fix(service: PartnerService, aws: AwsWorld) -> None:
     account = aws.partner_account()
     vpc = account.vpc("172.31.0.0/16")
     partner, _ = service.create(peering_body(vpc), ADMIN)
     pcx = account.request_peering(vpc)
     service.approve(partner.id, ADMIN)
     aws.ec2.delete_route(RouteTableId=aws.route_table_id, DestinationCidrBlock=vpc["cidr"])
-    aws.ec2.revoke_security_group_ingress(GroupId=aws.security_group_id, IpPermissions=[
-        {"IpProtocol": "udp", "FromPort": 2680, "ToPort": 2680, "IpRanges": [{"CidrIp": vpc["cidr"]}]}])
+    aws.ec2.revoke_security_group_ingress(
+        GroupId=aws.security_group_id,
+        IpPermissions=[{"IpProtocol": "udp", "FromPort": 2680, "ToPort": 2680, "IpRanges": [{"CidrIp": vpc["cidr"]}]}],
+    )
     [result] = service.reconcile(ADMIN)
     assert [(d["kind"], d["id"]) for d in result["drift"]] == [("route", vpc["cidr"]), ("udp", vpc["cidr"])]
     assert "approve again" in result["drift"][0]["message"] and "UDP 2680" in result["drift"][1]["message"]
@@ -78,8 +89,10 @@ def test_drift_is_reported_with_its_fix(service: PartnerService, aws: AwsWorld) 
 
     # A revoke whose clean-up was undone by hand: drift on a revoked partner; revoking again removes it.
     service.revoke(partner.id, ADMIN)
-    aws.ec2.authorize_security_group_ingress(GroupId=aws.security_group_id, IpPermissions=[
-        {"IpProtocol": "udp", "FromPort": 2679, "ToPort": 2679, "IpRanges": [{"CidrIp": vpc["cidr"]}]}])
+    aws.ec2.authorize_security_group_ingress(
+        GroupId=aws.security_group_id,
+        IpPermissions=[{"IpProtocol": "udp", "FromPort": 2679, "ToPort": 2679, "IpRanges": [{"CidrIp": vpc["cidr"]}]}],
+    )
     [result] = service.reconcile(ADMIN)
     assert [d["kind"] for d in result["drift"]] == ["udp"] and "revoke again" in result["drift"][0]["message"]
     plan = service.teardown_plan(partner.id)
@@ -90,21 +103,25 @@ def test_drift_is_reported_with_its_fix(service: PartnerService, aws: AwsWorld) 
     assert pcx
 
 
-def test_teardown_plan_names_every_piece(service: PartnerService, aws: AwsWorld) -> None:  # noqa: F811
+def test_teardown_plan_names_every_piece(service: PartnerService, aws: AwsWorld) -> None:
     account = aws.partner_account()
     vpc = account.vpc("172.31.0.0/16")
     partner, _ = service.create(peering_body(vpc), ADMIN)
     pcx = account.request_peering(vpc)
     service.approve(partner.id, ADMIN)
     plan = service.teardown_plan(partner.id)
-    assert [(p["kind"], p["id"]) for p in plan["remove"]] == [("route", vpc["cidr"]), ("udp", vpc["cidr"]), ("connection", pcx)]
+    assert [(p["kind"], p["id"]) for p in plan["remove"]] == [
+        ("route", vpc["cidr"]),
+        ("udp", vpc["cidr"]),
+        ("connection", pcx),
+    ]
     assert [p["kind"] for p in plan["remain"]] == ["partner_route"] and "their account" in plan["remain"][0]["message"]
     assert plan["key"] == f"API key {partner.api_key_id} stops working"
     # Read-only: nothing changed.
     assert aws.peering_state(pcx) == "active" and service.get(partner.id).status == "active"
 
 
-def test_a_double_approve_answers_success_twice(service: PartnerService, aws: AwsWorld) -> None:  # noqa: F811
+def test_a_double_approve_answers_success_twice(service: PartnerService, aws: AwsWorld) -> None:
     account = aws.partner_account()
     vpc = account.vpc()
     partner, _ = service.create(privatelink_body(vpc), ADMIN)
@@ -125,7 +142,7 @@ def test_a_double_approve_answers_success_twice(service: PartnerService, aws: Aw
     assert results == ["active", "active"] and aws.endpoints.calls.count("accept") == 1
 
 
-def test_an_accept_that_lost_the_race_is_no_failure(service: PartnerService, aws: AwsWorld) -> None:  # noqa: F811
+def test_an_accept_that_lost_the_race_is_no_failure(service: PartnerService, aws: AwsWorld) -> None:
     """Another process accepted between our read and our call: EC2 answers InvalidState."""
     account = aws.partner_account()
     vpc = account.vpc()
@@ -143,20 +160,30 @@ def test_an_accept_that_lost_the_race_is_no_failure(service: PartnerService, aws
         return found
 
     service.network.find = stale_find  # type: ignore[method-assign]
-    active, changed = service.approve(partner.id, ADMIN)
+    active, _changed = service.approve(partner.id, ADMIN)
     assert active.status == "active" and aws.endpoints.state(endpoint) == "available"
 
 
 def test_every_field_error_at_once() -> None:
     with pytest.raises(PartnerError) as caught:
-        new_partner({"name": "", "aws_account_id": "12345", "region": "mars-1", "connection_type": "peering",
-                     "vpc_id": "vpc-1", "cidr": "172.31.0.1/16"}, "10.0.0.0/16", [])
+        new_partner(
+            {
+                "name": "",
+                "aws_account_id": "12345",
+                "region": "mars-1",
+                "connection_type": "peering",
+                "vpc_id": "vpc-1",
+                "cidr": "172.31.0.1/16",
+            },
+            "10.0.0.0/16",
+            [],
+        )
     fields = [e["field"] for e in caught.value.data["errors"]]
     assert fields == ["name", "aws_account_id", "region", "vpc_id", "cidr", "route_table_id"]
     assert caught.value.status == 400 and all(caught.value.message.count(f"{f}: ") for f in fields)
 
 
-def test_a_preview_id_carries_into_the_creation(service: PartnerService, aws: AwsWorld) -> None:  # noqa: F811
+def test_a_preview_id_carries_into_the_creation(service: PartnerService, aws: AwsWorld) -> None:
     vpc = aws.partner_account().vpc()
     preview = service.preview(peering_body(vpc))
     body = {**peering_body(vpc), "id": preview["partner_id"]}
@@ -173,7 +200,7 @@ def test_a_preview_id_carries_into_the_creation(service: PartnerService, aws: Aw
     assert caught.value.status == 400
 
 
-def test_the_handoff_sheet(service: PartnerService, aws: AwsWorld) -> None:  # noqa: F811
+def test_the_handoff_sheet(service: PartnerService, aws: AwsWorld) -> None:
     account = aws.partner_account()
     vpc = account.vpc("172.31.0.0/16")
     peered, _ = service.create(peering_body(vpc), ADMIN)
@@ -201,12 +228,14 @@ def test_the_handoff_sheet(service: PartnerService, aws: AwsWorld) -> None:  # n
     assert REGION and PARTNER_ACCOUNT
 
 
-def test_the_handoff_says_when_ec2_does_not_list_the_nlb_addresses(service: PartnerService, aws: AwsWorld) -> None:  # noqa: F811
+def test_the_handoff_says_when_ec2_does_not_list_the_nlb_addresses(service: PartnerService, aws: AwsWorld) -> None:
     import boto3
     from botocore.exceptions import ClientError
 
     def denied(**_: object) -> None:
-        raise ClientError({"Error": {"Code": "UnauthorizedOperation", "Message": "not allowed"}}, "DescribeNetworkInterfaces")
+        raise ClientError(
+            {"Error": {"Code": "UnauthorizedOperation", "Message": "not allowed"}}, "DescribeNetworkInterfaces"
+        )
 
     vpc = aws.partner_account().vpc("172.31.0.0/16")
     peered, _ = service.create(peering_body(vpc), ADMIN)

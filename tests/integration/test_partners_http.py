@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import pytest
+from support import InProcessServer, in_process_server, stack_env
 
 from partner_aws import REGION, AwsWorld, aws  # noqa: F401 (fixture)
-from support import InProcessServer, in_process_server, stack_env
 from trinity_beast.domain.envelope import FIELDS
 
 PARTNER_ACCOUNT = "111122223333"
 
 
 @pytest.fixture(params=["embedded", "production"])
-def lrs(request: pytest.FixtureRequest, tmp_path: Path, aws: AwsWorld) -> Iterator[InProcessServer]:  # noqa: F811
+def lrs(request: pytest.FixtureRequest, tmp_path: Path, aws: AwsWorld) -> Iterator[InProcessServer]:
     env = {**stack_env(request, request.param, tmp_path), **aws.env, "BEAST_KEY_CACHE_S": "0.2"}
     with in_process_server(env, lrs=True) as srv:
         yield srv
@@ -36,19 +36,30 @@ def body_of(response: httpx.Response) -> dict:
     return body
 
 
-def test_partner_routes_need_the_right_key(lrs: InProcessServer, aws: AwsWorld) -> None:  # noqa: F811
+def test_partner_routes_need_the_right_key(lrs: InProcessServer, aws: AwsWorld) -> None:
     account = aws.partner_account()
     vpc = account.vpc()
-    details = {"name": "Acme", "aws_account_id": PARTNER_ACCOUNT, "region": REGION, "connection_type": "privatelink",
-               "vpc_id": vpc["vpc_id"], "subnet_ids": [vpc["subnet_id"]]}
+    details = {
+        "name": "Acme",
+        "aws_account_id": PARTNER_ACCOUNT,
+        "region": REGION,
+        "connection_type": "privatelink",
+        "vpc_id": vpc["vpc_id"],
+        "subnet_ids": [vpc["subnet_id"]],
+    }
     with client(lrs, None) as anonymous:
         refused = anonymous.get("/partners")
         assert refused.status_code == 401 and refused.headers["www-authenticate"].startswith("Bearer")
         assert body_of(refused)["error"].startswith("missing API key")
     _, subscriber = lrs.create_key("subscriber")
     with client(lrs, subscriber) as sub:
-        for method, path in (("GET", "/partners"), ("POST", "/partners"), ("GET", "/partners/pending"),
-                             ("GET", "/security-groups/udp"), ("POST", "/partners/pt_x/approve")):
+        for method, path in (
+            ("GET", "/partners"),
+            ("POST", "/partners"),
+            ("GET", "/partners/pending"),
+            ("GET", "/security-groups/udp"),
+            ("POST", "/partners/pt_x/approve"),
+        ):
             answer = sub.request(method, path, json={})
             assert answer.status_code == 403, (method, path)
             assert body_of(answer)["error"].endswith("needs an admin key; this is a subscriber key")
@@ -72,12 +83,30 @@ def test_partner_routes_need_the_right_key(lrs: InProcessServer, aws: AwsWorld) 
         for method, path, kwargs, status, message in [
             ("GET", "/partners/pt_0000000000000000", {}, 404, "unknown partner 'pt_0000000000000000'"),
             ("POST", "/partners/pt_0000000000000000/approve", {"json": {}}, 404, "unknown partner"),
-            ("POST", "/partners", {"content": b"{nope", "headers": {"content-type": "application/json"}}, 400, "malformed JSON body"),
-            ("POST", "/partners", {"content": b"[1]", "headers": {"content-type": "application/json"}}, 400, "expected a JSON object"),
+            (
+                "POST",
+                "/partners",
+                {"content": b"{nope", "headers": {"content-type": "application/json"}},
+                400,
+                "malformed JSON body",
+            ),
+            (
+                "POST",
+                "/partners",
+                {"content": b"[1]", "headers": {"content-type": "application/json"}},
+                400,
+                "expected a JSON object",
+            ),
             ("POST", "/partners", {"json": {**details, "cidr": "10.0.0.0/16"}}, 400, "cidr: only peering partners"),
             ("DELETE", "/partners", {}, 405, "method DELETE not allowed on /partners"),
             ("GET", "/partners/a/b/c", {}, 404, "unknown path /partners/a/b/c"),
-            ("POST", "/security-groups/udp", {"json": {"cidr": "198.51.100.1/24"}}, 400, "did you mean 198.51.100.0/24?"),
+            (
+                "POST",
+                "/security-groups/udp",
+                {"json": {"cidr": "198.51.100.1/24"}},
+                400,
+                "did you mean 198.51.100.0/24?",
+            ),
             ("POST", "/security-groups/udp", {"json": {"cidr": "10.0.9.0/24"}}, 409, "overlaps this stack's VPC"),
             ("DELETE", "/security-groups/udp", {}, 400, "cidr: required"),
         ]:
@@ -97,11 +126,17 @@ def test_partner_routes_need_the_right_key(lrs: InProcessServer, aws: AwsWorld) 
         assert mine.get(f"/partners/{partner['id']}/onboarding").status_code == 403
 
 
-def test_privatelink_and_udp_access_over_http(lrs: InProcessServer, aws: AwsWorld) -> None:  # noqa: F811
+def test_privatelink_and_udp_access_over_http(lrs: InProcessServer, aws: AwsWorld) -> None:
     account = aws.partner_account()
     vpc = account.vpc()
-    details = {"name": "Acme", "aws_account_id": PARTNER_ACCOUNT, "region": REGION, "connection_type": "privatelink",
-               "vpc_id": vpc["vpc_id"], "subnet_ids": [vpc["subnet_id"]]}
+    details = {
+        "name": "Acme",
+        "aws_account_id": PARTNER_ACCOUNT,
+        "region": REGION,
+        "connection_type": "privatelink",
+        "vpc_id": vpc["vpc_id"],
+        "subnet_ids": [vpc["subnet_id"]],
+    }
     with client(lrs, lrs.admin_key) as admin:
         preview = body_of(admin.post("/partners/preview", json=details))["data"]
         assert [c["side"] for c in preview["commands"]] == ["partner", "operator"] and not preview["complete"]
@@ -123,7 +158,11 @@ def test_privatelink_and_udp_access_over_http(lrs: InProcessServer, aws: AwsWorl
 
         with httpx.Client(base_url=lrs.url, headers={"Authorization": f"Bearer {secret}"}) as lpo:
             me = lpo.get("/usage/me")
-            assert me.status_code == 200 and me.json()["data"]["tier"] == "partner" and me.json()["data"]["monthly_limit"] == 0
+            assert (
+                me.status_code == 200
+                and me.json()["data"]["tier"] == "partner"
+                and me.json()["data"]["monthly_limit"] == 0
+            )
 
         revoked = body_of(admin.post(f"/partners/{pid}/revoke", json={"reason": "test"}))["data"]
         assert revoked["partner"]["status"] == "revoked" and aws.endpoints.state(endpoint) == "rejected"
@@ -135,7 +174,9 @@ def test_privatelink_and_udp_access_over_http(lrs: InProcessServer, aws: AwsWorl
         assert {e["actor"] for e in detail["audit"]} == {lrs.admin_id}
         assert detail["usage"]["key_active"] is False
 
-        added = body_of(admin.post("/security-groups/udp", json={"cidr": "198.51.100.0/24", "description": "office"}))["data"]
+        added = body_of(admin.post("/security-groups/udp", json={"cidr": "198.51.100.0/24", "description": "office"}))[
+            "data"
+        ]
         assert added["changed"] and [r["cidr"] for r in added["rules"]] == ["198.51.100.0/24"]
         listed = body_of(admin.get("/security-groups/udp"))["data"]
         assert listed["ports"] == [2679, 2680] and listed["rules"][0]["ports"] == [2679, 2680]
@@ -145,17 +186,28 @@ def test_privatelink_and_udp_access_over_http(lrs: InProcessServer, aws: AwsWorl
         assert [e["action"] for e in trail][-2:] == ["udp_allow", "udp_deny"]
 
 
-def test_reconcile_teardown_and_handoff_over_http(lrs: InProcessServer, aws: AwsWorld) -> None:  # noqa: F811
+def test_reconcile_teardown_and_handoff_over_http(lrs: InProcessServer, aws: AwsWorld) -> None:
     account = aws.partner_account()
     vpc = account.vpc("172.31.0.0/16")
-    details = {"name": "Zürich Quant", "aws_account_id": PARTNER_ACCOUNT, "region": REGION, "connection_type": "peering",
-               "vpc_id": vpc["vpc_id"], "cidr": vpc["cidr"], "route_table_id": vpc["route_table_id"]}
+    details = {
+        "name": "Zürich Quant",
+        "aws_account_id": PARTNER_ACCOUNT,
+        "region": REGION,
+        "connection_type": "peering",
+        "vpc_id": vpc["vpc_id"],
+        "cidr": vpc["cidr"],
+        "route_table_id": vpc["route_table_id"],
+    }
     with client(lrs, lrs.admin_key) as admin:
         created = body_of(admin.post("/partners", json=details))["data"]
         pid = created["partner"]["id"]
         with client(lrs, created["api_key"]["key"]) as partner:
-            for method, path in (("POST", "/partners/reconcile"), ("GET", f"/partners/{pid}/handoff"),
-                                 ("GET", f"/partners/{pid}/teardown"), ("POST", f"/partners/{pid}/reconcile")):
+            for method, path in (
+                ("POST", "/partners/reconcile"),
+                ("GET", f"/partners/{pid}/handoff"),
+                ("GET", f"/partners/{pid}/teardown"),
+                ("POST", f"/partners/{pid}/reconcile"),
+            ):
                 assert partner.request(method, path, json={}).status_code == 403, path
         pcx = account.request_peering(vpc)
         aws.ec2.accept_vpc_peering_connection(VpcPeeringConnectionId=pcx)  # by hand

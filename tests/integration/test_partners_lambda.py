@@ -7,22 +7,24 @@ import json
 from typing import Any
 
 import pytest
+from support import UNREACHABLE_EXCHANGES
 
 from partner_aws import AwsWorld, aws  # noqa: F401 (fixture)
 from samlocal import REPO, invoke
-from support import UNREACHABLE_EXCHANGES
 
 EVENTS = REPO / "events"
 PARTNER_EVENTS = sorted(p.name for p in EVENTS.glob("partners_*.json"))
 
 
 @pytest.fixture
-def stack(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, aws: AwsWorld):  # noqa: F811
-    from trinity_beast.stores.db.postgres import PostgresDatabase
+def stack(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, aws: AwsWorld):
     from trinity_beast.domain.keys import new_key
+    from trinity_beast.stores.db.postgres import PostgresDatabase
 
     env = {
-        **aws.env, **UNREACHABLE_EXCHANGES, "BEAST_PREWARM": "false",
+        **aws.env,
+        **UNREACHABLE_EXCHANGES,
+        "BEAST_PREWARM": "false",
         "REDIS_URL": request.getfixturevalue("redis_url"),
         "BEAST_REDIS_NAMESPACE": request.getfixturevalue("redis_namespace"),
         "DATABASE_URL": request.getfixturevalue("pg_url"),
@@ -60,7 +62,7 @@ def call(name: str, secret: str, status: int = 200, **kw: Any) -> dict[str, Any]
     return body
 
 
-def test_every_partners_event_is_answered(stack, aws: AwsWorld) -> None:  # noqa: F811
+def test_every_partners_event_is_answered(stack, aws: AwsWorld) -> None:
     keys, db = stack
     admin = keys["admin"]
     used: set[str] = set()
@@ -72,8 +74,11 @@ def test_every_partners_event_is_answered(stack, aws: AwsWorld) -> None:  # noqa
     account = aws.partner_account()
     vpc = account.vpc()
     template = json.loads(json.loads((EVENTS / "partners_create_privatelink.json").read_text())["body"])
-    created = run("partners_create_privatelink.json", 201,
-                  body={**template, "vpc_id": vpc["vpc_id"], "subnet_ids": [vpc["subnet_id"]]})
+    created = run(
+        "partners_create_privatelink.json",
+        201,
+        body={**template, "vpc_id": vpc["vpc_id"], "subnet_ids": [vpc["subnet_id"]]},
+    )
     partner_id = created["partner"]["id"]
     assert created["api_key"]["key"].startswith("tbk_") and created["onboarding"]["commands"]
     assert db.key_by_id(created["api_key"]["id"]).tier == "partner"
@@ -98,7 +103,16 @@ def test_every_partners_event_is_answered(stack, aws: AwsWorld) -> None:  # noqa
     assert used == set(PARTNER_EVENTS)
 
     trail = db.audit_trail()
-    assert [e.action for e in trail] == ["create", "register", "approve", "approve", "revoke", "create", "udp_allow", "udp_deny"]
+    assert [e.action for e in trail] == [
+        "create",
+        "register",
+        "approve",
+        "approve",
+        "revoke",
+        "create",
+        "udp_allow",
+        "udp_deny",
+    ]
 
 
 def test_the_lambda_refuses_like_the_lrs(stack) -> None:
@@ -116,4 +130,6 @@ def test_the_lambda_refuses_like_the_lrs(stack) -> None:
     wrong = event("partners_list.json", keys["admin"])
     wrong["httpMethod"] = "DELETE"
     result = invoke("PartnersFunction", wrong)
-    assert result["statusCode"] == 405 and json.loads(result["body"])["error"] == "method DELETE not allowed on /partners"
+    assert (
+        result["statusCode"] == 405 and json.loads(result["body"])["error"] == "method DELETE not allowed on /partners"
+    )

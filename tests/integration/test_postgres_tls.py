@@ -5,18 +5,17 @@ from __future__ import annotations
 
 import datetime
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
-
 from private_postgres import PrivatePostgres, private_postgres
 from support import run_beast
-from trinity_beast.domain.settings import ConfigError
-from trinity_beast.stores.environment import load_settings
-from trinity_beast.stores.db.postgres import PostgresDatabase
-from trinity_beast.domain.errors import DatabaseUnavailable
 
+from trinity_beast.domain.errors import DatabaseUnavailable
+from trinity_beast.domain.settings import ConfigError
+from trinity_beast.stores.db.postgres import PostgresDatabase
+from trinity_beast.stores.environment import load_settings
 
 
 def _ca(name: str):
@@ -27,15 +26,30 @@ def _ca(name: str):
 
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (
-        x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=30))
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
-                                     data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
-                                     encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
         .sign(key, hashes.SHA256())
     )
     return key, cert
@@ -48,18 +62,23 @@ def _server_cert(ca_key, ca_cert, dns_name: str):
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
     key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, dns_name)]))
-        .issuer_name(ca_cert.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=30))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
         .add_extension(x509.SubjectAlternativeName([x509.DNSName(dns_name)]), critical=False)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .sign(ca_key, hashes.SHA256())
     )
-    pem_key = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    pem_key = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     return pem_key, cert.public_bytes(serialization.Encoding.PEM)
 
 
@@ -77,8 +96,11 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[PrivatePostg
     (certs / "other-ca.pem").write_bytes(other_cert.public_bytes(pem))
     # hostssl for TCP from anywhere local, plain `host` too so sslmode=disable can be seen to work.
     hba = "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhost all all 127.0.0.1/32 trust\nhost all all ::1/128 trust\n"
-    with private_postgres({"ssl": "on", "ssl_cert_file": "'server.crt'", "ssl_key_file": "'server.key'"},
-                          {"server.crt": cert, "server.key": key}, hba) as server:
+    with private_postgres(
+        {"ssl": "on", "ssl_cert_file": "'server.crt'", "ssl_key_file": "'server.key'"},
+        {"server.crt": cert, "server.key": key},
+        hba,
+    ) as server:
         yield server, certs / "ca.pem", certs / "other-ca.pem"
 
 
@@ -125,11 +147,15 @@ def test_verify_ca_and_verify_full_succeed_with_the_right_ca(tls) -> None:
 def test_verify_full_refuses_a_host_name_the_certificate_does_not_list(tls) -> None:
     server, ca, _ = tls
     message = refusal(url(server, "127.0.0.1", sslmode="verify-full", sslrootcert=ca))
-    assert message.startswith(f"TLS certificate check failed for PostgreSQL at 127.0.0.1:{server.port} (sslmode=verify-full): ")
+    assert message.startswith(
+        f"TLS certificate check failed for PostgreSQL at 127.0.0.1:{server.port} (sslmode=verify-full): "
+    )
     assert "mismatch" in message and "'127.0.0.1'" in message and "sslmode=verify-ca" in message
 
 
-@pytest.mark.parametrize("mode,host", [("verify-ca", "127.0.0.1"), ("verify-full", "localhost"), ("require", "localhost")])
+@pytest.mark.parametrize(
+    "mode,host", [("verify-ca", "127.0.0.1"), ("verify-full", "localhost"), ("require", "localhost")]
+)
 def test_verification_fails_against_an_untrusted_ca(tls, mode: str, host: str) -> None:
     server, _, other = tls
     message = refusal(url(server, host, sslmode=mode, sslrootcert=other))  # require + sslrootcert = verify-ca
@@ -146,9 +172,18 @@ def test_verification_fails_against_the_system_store(tls) -> None:
 @pytest.mark.parametrize(
     "query,error",
     [
-        ("sslmode=prefer", "DATABASE_URL: sslmode: expected one of disable, require, verify-ca, verify-full, got 'prefer'"),
-        ("sslmode=verify-full&sslrootcert=/nonexistent/ca.pem", "DATABASE_URL: sslrootcert: no such file '/nonexistent/ca.pem'"),
-        ("sslmode=disable&sslrootcert=/etc/hostname", "DATABASE_URL: sslrootcert is set but sslmode=disable turns TLS off"),
+        (
+            "sslmode=prefer",
+            "DATABASE_URL: sslmode: expected one of disable, require, verify-ca, verify-full, got 'prefer'",
+        ),
+        (
+            "sslmode=verify-full&sslrootcert=/nonexistent/ca.pem",
+            "DATABASE_URL: sslrootcert: no such file '/nonexistent/ca.pem'",
+        ),
+        (
+            "sslmode=disable&sslrootcert=/etc/hostname",
+            "DATABASE_URL: sslrootcert is set but sslmode=disable turns TLS off",
+        ),
         ("sslmode=require&sslmode=disable", "DATABASE_URL: sslmode given more than once"),
     ],
 )

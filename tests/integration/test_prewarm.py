@@ -6,8 +6,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from support import in_process_server, stack_env
+
 from trinity_beast.exchanges import CONNECTORS
 from trinity_beast.services.prices.prewarm import plan, prewarm
 

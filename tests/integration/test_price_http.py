@@ -9,17 +9,18 @@ from typing import Any
 
 import httpx
 import pytest
+from support import InProcessServer
 
 from trinity_beast.domain.envelope import FIELDS
 from trinity_beast.domain.tick import Tick
 from trinity_beast.domain.usage import MONTH_PREFIX
 
-from support import InProcessServer
-
 ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")  # the seed's: seconds and Z
 
 
-def put(server: InProcessServer, asset: str, price: str, exchange: str = "coinbase", age_s: float = 0.0, **kw: Any) -> Tick:
+def put(
+    server: InProcessServer, asset: str, price: str, exchange: str = "coinbase", age_s: float = 0.0, **kw: Any
+) -> Tick:
     now = time.time() - age_s
     tick = Tick(asset, kw.pop("quote", "USD"), Decimal(price), None, None, exchange, now - 0.25, now, **kw)
     server.call(server.rt.cache.put_tick(tick))
@@ -60,8 +61,16 @@ def test_a_price_written_to_the_cache_is_served(server: InProcessServer) -> None
     assert body["api_key_id"] == server.admin_id
     assert body["error"] == ""
     data = body["data"]
-    assert list(data) == ["assets", "failed", "duration_ms", "monthly_usage", "monthly_limit", "usage_pct", "usage_warning",
-                          "duration_us"]
+    assert list(data) == [
+        "assets",
+        "failed",
+        "duration_ms",
+        "monthly_usage",
+        "monthly_limit",
+        "usage_pct",
+        "usage_warning",
+        "duration_us",
+    ]
     [entry] = data["assets"]
     assert entry["asset"] == "BTC" and entry["price"] == 64000.12
     assert entry["exchange"] == "coinbase-ws" and entry["cached"] is True
@@ -115,7 +124,9 @@ def test_an_asset_without_a_price_goes_to_failed(server: InProcessServer) -> Non
     body = get_price(server, "asset=BTC,NOPE").json()
     assert_envelope(body, 200)
     assert [a["asset"] for a in body["data"]["assets"]] == ["BTC"]
-    assert body["data"]["failed"] == [{"asset": "NOPE", "reason": "unknown asset NOPE: no exchange in the registry lists it"}]
+    assert body["data"]["failed"] == [
+        {"asset": "NOPE", "reason": "unknown asset NOPE: no exchange in the registry lists it"}
+    ]
 
     r = get_price(server, "asset=NOPE")
     assert r.status_code == 404
@@ -155,15 +166,57 @@ def state(server: InProcessServer) -> tuple:
         ("GET", "/price?asset=BTC", {}, 401, "missing API key: send Authorization: Bearer KEY or ?api_key=KEY"),
         ("GET", "/price?asset=BTC", {"Authorization": "Bearer tbk_not_a_real_key_at_all"}, 401, "invalid API key"),
         ("GET", "/price?asset=BTC&api_key=short", {}, 401, "invalid API key"),
-        ("GET", "/price?asset=BTC", {"Authorization": "Basic abc"}, 401, "malformed Authorization header: expected Authorization: Bearer KEY"),
-        ("GET", "/price?asset=%C3%9F", "admin", 400, "malformed asset 'ß': an asset is 1-15 letters or digits, e.g. BTC"),
-        ("GET", "/price?asset=BTC&max_age_ms=%D9%A3", "admin", 400, "max_age_ms must be a whole number of milliseconds (digits 0-9), got '٣'"),
-        ("GET", "/price?asset=BTC&max_age_ms=1_000", "admin", 400, "max_age_ms must be a whole number of milliseconds (digits 0-9), got '1_000'"),
-        ("GET", "/price?asset=B$C", "admin", 400, "malformed asset 'B$C': an asset is 1-15 letters or digits, e.g. BTC"),
-        ("GET", "/price?asset=ABCDEFGHIJKLMNOP", "admin", 400, "malformed asset 'ABCDEFGHIJKLMNOP': an asset is 1-15 letters or digits, e.g. BTC"),
+        (
+            "GET",
+            "/price?asset=BTC",
+            {"Authorization": "Basic abc"},
+            401,
+            "malformed Authorization header: expected Authorization: Bearer KEY",
+        ),
+        (
+            "GET",
+            "/price?asset=%C3%9F",
+            "admin",
+            400,
+            "malformed asset 'ß': an asset is 1-15 letters or digits, e.g. BTC",
+        ),
+        (
+            "GET",
+            "/price?asset=BTC&max_age_ms=%D9%A3",
+            "admin",
+            400,
+            "max_age_ms must be a whole number of milliseconds (digits 0-9), got '٣'",
+        ),
+        (
+            "GET",
+            "/price?asset=BTC&max_age_ms=1_000",
+            "admin",
+            400,
+            "max_age_ms must be a whole number of milliseconds (digits 0-9), got '1_000'",
+        ),
+        (
+            "GET",
+            "/price?asset=B$C",
+            "admin",
+            400,
+            "malformed asset 'B$C': an asset is 1-15 letters or digits, e.g. BTC",
+        ),
+        (
+            "GET",
+            "/price?asset=ABCDEFGHIJKLMNOP",
+            "admin",
+            400,
+            "malformed asset 'ABCDEFGHIJKLMNOP': an asset is 1-15 letters or digits, e.g. BTC",
+        ),
         ("GET", "/price", "admin", 400, "missing asset: ask for ?asset=BTC or ?asset=BTC,ETH,SOL"),
         ("GET", "/price?asset=,,", "admin", 400, "missing asset: ask for ?asset=BTC or ?asset=BTC,ETH,SOL"),
-        ("GET", "/price?asset=" + ",".join(f"A{i}" for i in range(51)), "admin", 400, "too many assets: 51 asked, at most 50 per request"),
+        (
+            "GET",
+            "/price?asset=" + ",".join(f"A{i}" for i in range(51)),
+            "admin",
+            400,
+            "too many assets: 51 asked, at most 50 per request",
+        ),
         ("POST", "/price?asset=BTC", "admin", 405, "method POST not allowed on /price"),
         ("DELETE", "/health", {}, 405, "method DELETE not allowed on /health"),
         ("GET", "/nowhere", {}, 404, "unknown path /nowhere"),

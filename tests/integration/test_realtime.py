@@ -11,15 +11,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import InProcessServer, in_process_server, stack_env, start_beast_serve, stop_beast
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from support import InProcessServer, in_process_server, stack_env, start_beast_serve, stop_beast
 from trinity_beast.domain.envelope import FIELDS
+from trinity_beast.domain.tick import Tick
 from trinity_beast.transports.udp.lpo import SMALL_ANSWER_BYTES
 from trinity_beast.transports.ws.client import MAX_PENDING
 from trinity_beast.transports.ws.frames import MAX_SUBSCRIPTIONS
-from trinity_beast.domain.tick import Tick
 
 
 def ws_url(srv: InProcessServer, key: str | None = None) -> str:
@@ -120,11 +120,15 @@ async def test_subscribe_confirm_snapshot_live_updates_unsubscribe_ping(srv: InP
         ('{"dance": true}', "unknown action (dance): expected subscribe, unsubscribe or ping"),
         ('{"subscribe": "B$C"}', "malformed asset 'B$C': an asset is 1-15 letters or digits"),
         ('{"subscribe": [1, 2]}', 'subscribe: expected a list of assets, e.g. {"subscribe": ["BTC", "ETH"]}'),
-        (json.dumps({"subscribe": [f"A{i}" for i in range(MAX_SUBSCRIPTIONS + 1)]}),
-         f"too many subscriptions: at most {MAX_SUBSCRIPTIONS} assets per connection"),
+        (
+            json.dumps({"subscribe": [f"A{i}" for i in range(MAX_SUBSCRIPTIONS + 1)]}),
+            f"too many subscriptions: at most {MAX_SUBSCRIPTIONS} assets per connection",
+        ),
     ],
 )
-async def test_bad_client_messages_get_an_error_and_the_connection_stays_open(srv: InProcessServer, frame: str, error: str) -> None:
+async def test_bad_client_messages_get_an_error_and_the_connection_stays_open(
+    srv: InProcessServer, frame: str, error: str
+) -> None:
     async with connect(ws_url(srv, srv.admin_key)) as ws:
         await ws.send(frame)
         reply = await recv(ws)
@@ -256,9 +260,15 @@ async def test_a_subscriber_past_its_limit_is_told_and_disconnected(srv: InProce
     assert closed.value.rcvd.code == 1008 and closed.value.rcvd.reason.startswith("monthly limit of 2 requests reached")
 
 
-def test_two_lpo_processes_over_one_redis_both_deliver_every_update(request: pytest.FixtureRequest, tmp_path: Path) -> None:
-    env = {**stack_env(request, "production", tmp_path), "BEAST_FEEDS": "false", "BEAST_PREWARM": "false",
-           "APP_REPORT_SERVER": "false"}
+def test_two_lpo_processes_over_one_redis_both_deliver_every_update(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    env = {
+        **stack_env(request, "production", tmp_path),
+        "BEAST_FEEDS": "false",
+        "BEAST_PREWARM": "false",
+        "APP_REPORT_SERVER": "false",
+    }
     first = start_beast_serve(env, cwd=tmp_path)
     secret = next(line.split()[1] for line in first.first_output.splitlines() if line.strip().startswith("key:"))
     second = start_beast_serve({k: v for k, v in env.items()}, cwd=tmp_path)
@@ -299,6 +309,7 @@ def test_two_lpo_processes_over_one_redis_both_deliver_every_update(request: pyt
 
 
 # ---- UDP ---------------------------------------------------------------------------------
+
 
 def udp_ask(srv: InProcessServer, payload: bytes, bufsize: int = 4096) -> dict:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
@@ -347,7 +358,11 @@ def test_udp_usage_is_metered_as_udp(srv: InProcessServer) -> None:
         (json.dumps({"asset": 5, "api_key": "k"}).encode(), 400, "asset must be a string"),
         (json.dumps({"asset": "BTC", "api_key": 12345}).encode(), 401, "api_key must be a string"),
         (json.dumps({"asset": "BTC"}).encode(), 401, 'missing API key: put "api_key": "KEY" in the datagram'),
-        (json.dumps({"asset": "BTC", "api_key": ""}).encode(), 401, 'missing API key: put "api_key": "KEY" in the datagram'),
+        (
+            json.dumps({"asset": "BTC", "api_key": ""}).encode(),
+            401,
+            'missing API key: put "api_key": "KEY" in the datagram',
+        ),
         (json.dumps({"asset": "BTC", "api_key": "tbk_not_a_key_at_all"}).encode(), 401, "invalid API key"),
         (b"{" + b" " * 3000 + b"}", 413, "datagram of 3002 bytes is over the 2048-byte limit"),
         (b"", 400, "malformed JSON"),

@@ -14,8 +14,8 @@ import boto3
 import pytest
 import redis
 from moto import mock_aws
-
 from support import free_port
+
 from trinity_beast.domain.settings import ConfigError
 from trinity_beast.domain.tick import Tick
 from trinity_beast.stores.cache import CacheUnavailable, make_cache
@@ -31,9 +31,31 @@ def acl_redis(tmp_path) -> Iterator[int]:
     assert server, "redis-server is installed with the machine's Redis"
     port = free_port()
     proc = subprocess.Popen(
-        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(tmp_path), "--user", "default", "off", "--user", "beast", "on", f">{PASSWORD}", "~*", "&*", "+@all"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            server,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+            "--user",
+            "default",
+            "off",
+            "--user",
+            "beast",
+            "on",
+            f">{PASSWORD}",
+            "~*",
+            "&*",
+            "+@all",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 30
     while True:
@@ -78,11 +100,13 @@ def test_lambda_reads_the_password_from_the_secret(acl_redis: int, monkeypatch: 
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-2")
     with mock_aws():
         sm = boto3.client("secretsmanager", region_name="us-east-2")
-        arn = sm.create_secret(Name="cache", SecretString=json.dumps({"username": "beast", "password": PASSWORD}))["ARN"]
+        arn = sm.create_secret(Name="cache", SecretString=json.dumps({"username": "beast", "password": PASSWORD}))[
+            "ARN"
+        ]
         bad = sm.create_secret(Name="cache-without", SecretString=json.dumps({"username": "beast"}))["ARN"]
         env = {"REDIS_URL": f"redis://beast@127.0.0.1:{acl_redis}/0", "REDIS_SECRET_ARN": arn}
         assert load_settings(env).redis_password == PASSWORD
         # An explicit REDIS_PASSWORD wins (ECS injects it; no Secrets Manager call).
         assert load_settings({**env, "REDIS_PASSWORD": "other"}).redis_password == "other"
-        with pytest.raises(ConfigError, match="^REDIS_SECRET_ARN: the secret has no password"):
+        with pytest.raises(ConfigError, match=r"^REDIS_SECRET_ARN: the secret has no password"):
             load_settings({**env, "REDIS_SECRET_ARN": bad})

@@ -20,15 +20,17 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from support import InProcessServer, in_process_server, stack_env
-from trinity_beast.domain.tick import Tick
 from usage_seed import seed_rows
+
+from trinity_beast.domain.tick import Tick
 
 DAY = 86_400
 
 
-def start(request: pytest.FixtureRequest, tmp_path: Path, stack: str, **extra: str) -> AbstractContextManager[InProcessServer]:
+def start(
+    request: pytest.FixtureRequest, tmp_path: Path, stack: str, **extra: str
+) -> AbstractContextManager[InProcessServer]:
     env = stack_env(request, stack, tmp_path) | {"BEAST_FEEDS": "false", "BEAST_PREWARM": "false", **extra}
     return in_process_server(env, lrs=True)
 
@@ -70,7 +72,8 @@ def test_the_bucket_cap_is_a_setting(request: pytest.FixtureRequest, tmp_path: P
         # Without from, the default range (this month so far) shrinks to what the limits allow.
         r = lrs_get(srv, "granularity=minute")
         assert r.status_code == 200 and r.json()["data"]["filters"]["from"] >= time.strftime(
-            "%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 101 * 60)), r.text
+            "%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 101 * 60)
+        ), r.text
 
 
 def test_the_worst_allowed_month_report_is_summed_in_sql(srv: InProcessServer) -> None:
@@ -102,7 +105,9 @@ def test_prices_and_key_lookups_never_wait_behind_a_report(srv: InProcessServer)
     """While a report holds its database connection (as a long query does), keys this process
     has never seen are looked up and priced at once, and the report answers afterwards."""
     now = time.time()
-    srv.call(srv.rt.cache.put_tick(Tick("BTC", "USD", Decimal("64000"), None, None, "coinbase", now + 3600, now + 3600)))
+    srv.call(
+        srv.rt.cache.put_tick(Tick("BTC", "USD", Decimal("64000"), None, None, "coinbase", now + 3600, now + 3600))
+    )
     reader = srv.rt.report_reader
     assert reader.db is not srv.rt.db  # its own connection and lock
     held, release = threading.Event(), threading.Event()

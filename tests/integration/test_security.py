@@ -9,24 +9,25 @@ import json
 import re
 import socket
 import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable
+from typing import Any
 
 import httpx
 import pytest
+from support import in_process_server, run_beast, stack_env, start_beast_serve, stop_beast
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from support import in_process_server, run_beast, stack_env, start_beast_serve, stop_beast
-from trinity_beast.stores.cache import MemoryCache
-from trinity_beast.domain.settings import load_settings
-from trinity_beast.stores.db import Database
 from trinity_beast.domain.keys import new_key
+from trinity_beast.domain.settings import load_settings
 from trinity_beast.services.auth import KeyRing
-from trinity_beast.transports.http.lrs import build_lrs
-from trinity_beast.transports.udp.lrs import UdpReportServer
-from trinity_beast.transports.http.partners import ROUTES
 from trinity_beast.services.runtime import Runtime
+from trinity_beast.stores.cache import MemoryCache
+from trinity_beast.stores.db import Database
+from trinity_beast.transports.http.lrs import build_lrs
+from trinity_beast.transports.http.partners import ROUTES
+from trinity_beast.transports.udp.lrs import UdpReportServer
 
 SECRET_RE = re.compile(r"tbk_[A-Za-z0-9_\-]{20,}")
 
@@ -39,7 +40,9 @@ def all_text(db: Database) -> str:
     if db.dialect == "sqlite":
         tables = [r[0] for r in db.query("SELECT name FROM sqlite_master WHERE type = 'table'")]
     else:
-        tables = [r[0] for r in db.query("SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'")]
+        tables = [
+            r[0] for r in db.query("SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'")
+        ]
     assert "api_keys" in tables
     return "\n".join(repr(row) for table in tables for row in db.query(f'SELECT * FROM "{table}"'))
 
@@ -88,7 +91,9 @@ def test_revoked_keys_are_refused_on_every_protocol_within_seconds_and_no_secret
         "http /price": lambda: httpx.get(f"{lpo}/price?asset=BTC", headers=bearer, timeout=10).status_code,
         "http /price ?api_key": lambda: httpx.get(f"{lpo}/price?asset=BTC&api_key={secret}", timeout=10).status_code,
         "http /usage/me (LPO)": lambda: httpx.get(f"{lpo}/usage/me", headers=bearer, timeout=10).status_code,
-        "http /reports/usage": lambda: httpx.get(f"{lrs}/reports/usage?format=csv", headers=bearer, timeout=10).status_code,
+        "http /reports/usage": lambda: (
+            httpx.get(f"{lrs}/reports/usage?format=csv", headers=bearer, timeout=10).status_code
+        ),
         "http /usage/me (LRS)": lambda: httpx.get(f"{lrs}/usage/me?api_key={secret}", timeout=10).status_code,
         "udp price": lambda: udp_ask(lpo_udp, {"asset": "BTC", "api_key": secret})["status_code"],
         "udp report": lambda: udp_ask(lrs_udp, {"report": "usage", "api_key": secret})["status_code"],
@@ -101,8 +106,10 @@ def test_revoked_keys_are_refused_on_every_protocol_within_seconds_and_no_secret
 
         async def session() -> dict[str, float]:
             url = lpo.replace("http://", "ws://") + "/ws/prices"
-            async with connect(f"{url}?api_key={secret}") as by_query, \
-                    connect(url, additional_headers=bearer) as by_header:
+            async with (
+                connect(f"{url}?api_key={secret}") as by_query,
+                connect(url, additional_headers=bearer) as by_header,
+            ):
                 for ws in (by_query, by_header):
                     await ws.send('{"subscribe": ["BTC"]}')
                     assert json.loads(await ws.recv())["status_code"] == 200
@@ -120,10 +127,14 @@ def test_revoked_keys_are_refused_on_every_protocol_within_seconds_and_no_secret
                         if f"ws {n}" not in refused_after:
                             try:
                                 await asyncio.wait_for(ws.recv(), 0.05)
-                            except asyncio.TimeoutError:
+                            except TimeoutError:
                                 pass
                             except ConnectionClosed as exc:
-                                assert exc.rcvd is not None and exc.rcvd.code == 1008 and exc.rcvd.reason == "API key revoked"
+                                assert (
+                                    exc.rcvd is not None
+                                    and exc.rcvd.code == 1008
+                                    and exc.rcvd.reason == "API key revoked"
+                                )
                                 refused_after[f"ws {n}"] = time.time() - t0
                                 closed += 1
                     await asyncio.sleep(0.1)
@@ -134,12 +145,15 @@ def test_revoked_keys_are_refused_on_every_protocol_within_seconds_and_no_secret
 
         refused_after = asyncio.run(session())
         assert max(refused_after.values()) < 7.0, refused_after  # 5 s key cache / 5 s WS re-check, plus polling
-        assert httpx.get(f"{lrs}/reports/usage", headers={"Authorization": f"Bearer {admin}"}, timeout=10).status_code == 200
+        assert (
+            httpx.get(f"{lrs}/reports/usage", headers={"Authorization": f"Bearer {admin}"}, timeout=10).status_code
+            == 200
+        )
     finally:
         code, stderr = stop_beast(proc)
     stdout = (tmp_path / proc.stderr_path.name.replace(".err", ".out")).read_text()
     banner_end = stdout.index("try: curl")
-    logged = stderr + stdout[stdout.index("\n", banner_end):]
+    logged = stderr + stdout[stdout.index("\n", banner_end) :]
     assert code == 0
     assert "DEBUG" in stderr and len(stderr.splitlines()) > 5  # the session was logged, at DEBUG
     for value in (secret, admin, secret.removeprefix("tbk_"), admin.removeprefix("tbk_")):
@@ -167,22 +181,35 @@ async def test_tenant_isolation_on_every_report_format_filter_and_protocol(lrs_r
         tenants[name] = (key.id, secret)
     admin, admin_secret = new_key("admin", "admin")
     rt.db.insert_key(admin)
-    for name, (key_id, _) in tenants.items():
+    for key_id, _ in tenants.values():
         for asset, protocol in (("BTC", "http"), ("ETH", "udp"), ("BTC,ETH", "ws")):
             rt.meter.record(key_id, "/price", asset, protocol, 200, 0.001, True)
     await rt.meter.flush()
     alice_id, alice = tenants["alice"]
     bob_id, _ = tenants["bob"]
-    filters = [{}, {"asset": "BTC"}, {"protocol": "udp"}, {"endpoint": "/price"}, {"status": "200"},
-               {"granularity": "minute"}, {"api_key_id": alice_id}]
+    filters = [
+        {},
+        {"asset": "BTC"},
+        {"protocol": "udp"},
+        {"endpoint": "/price"},
+        {"status": "200"},
+        {"granularity": "minute"},
+        {"api_key_id": alice_id},
+    ]
     async with httpx.AsyncClient(transport=httpx.ASGITransport(build_lrs(rt)), base_url="http://lrs") as c:
         for extra in filters:
             for fmt in ("json", "csv", "tsv", "text"):
-                r = await c.get("/reports/usage", params={"format": fmt, **extra}, headers={"Authorization": f"Bearer {alice}"})
+                r = await c.get(
+                    "/reports/usage", params={"format": fmt, **extra}, headers={"Authorization": f"Bearer {alice}"}
+                )
                 assert r.status_code == 200, (fmt, extra, r.text)
                 assert bob_id not in r.text and (alice_id in r.text or extra.get("protocol") == "ws"), (fmt, extra)
         for fmt in ("json", "csv"):
-            r = await c.get("/reports/usage", params={"format": fmt, "api_key_id": bob_id}, headers={"Authorization": f"Bearer {alice}"})
+            r = await c.get(
+                "/reports/usage",
+                params={"format": fmt, "api_key_id": bob_id},
+                headers={"Authorization": f"Bearer {alice}"},
+            )
             assert r.status_code == 403 and bob_id not in r.json()["data"].__repr__() if r.json()["data"] else True
         everyone = await c.get("/reports/usage", headers={"Authorization": f"Bearer {admin_secret}"})
         assert alice_id in everyone.text and bob_id in everyone.text
@@ -222,7 +249,9 @@ async def test_admin_only_routes_refuse_every_other_key(lrs_runtime: Runtime) ->
 # ---- limits per client -------------------------------------------------------------------------
 
 
-async def test_websocket_connections_are_limited_per_key_and_per_address(request: pytest.FixtureRequest, tmp_path: Path) -> None:
+async def test_websocket_connections_are_limited_per_key_and_per_address(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
     env = {**stack_env(request, "embedded", tmp_path), "BEAST_WS_MAX_PER_KEY": "3", "BEAST_WS_MAX_PER_IP": "5"}
     with in_process_server(env) as srv:
         url = srv.url.replace("http://", "ws://") + "/ws/prices?api_key="

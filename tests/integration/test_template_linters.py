@@ -14,7 +14,9 @@ from samlocal import REPO
 
 
 def test_template_passes_cfn_lint() -> None:
-    result = subprocess.run([str(Path(sys.executable).parent / "cfn-lint"), "template.yaml"], cwd=REPO, capture_output=True, text=True)
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "cfn-lint"), "template.yaml"], cwd=REPO, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -23,7 +25,11 @@ def test_template_passes_sam_validate_lint_when_the_sam_cli_is_installed() -> No
     if not sam.exists():
         pytest.skip("no .sam-venv (.ci/run creates it and runs `sam validate --lint` itself)")
     result = subprocess.run(
-        [str(sam), "validate", "--lint"], cwd=REPO, capture_output=True, text=True, timeout=120,
+        [str(sam), "validate", "--lint"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={**os.environ, "AWS_DEFAULT_REGION": "us-east-2", "SAM_CLI_TELEMETRY": "0"},
     )
     assert result.returncode == 0, result.stdout + result.stderr

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from support import InProcessServer, in_process_server, stack_env, udp_exchange
+
 from trinity_beast.domain.settings import load_settings
 from trinity_beast.services.runtime import Runtime
 from trinity_beast.transports.udp.lrs import UdpReportServer
@@ -25,7 +25,11 @@ SIZES = [0, 1, 2, 5, 20, 60, 100, 120, 150, 200, 400, 1000]
 def payloads(size: int) -> list[bytes]:
     """Datagrams of exactly `size` bytes: junk, JSON padded with spaces, an unknown key."""
     out = [b"x" * size]
-    for message in (b"{}", b'{"asset": "BTC"}', json.dumps({"asset": "BTC", "api_key": "tbk_unknown_key_0000000000"}).encode()):
+    for message in (
+        b"{}",
+        b'{"asset": "BTC"}',
+        json.dumps({"asset": "BTC", "api_key": "tbk_unknown_key_0000000000"}).encode(),
+    ):
         if len(message) <= size:
             out.append(message + b" " * (size - len(message)))
     return out
@@ -34,8 +38,12 @@ def payloads(size: int) -> list[bytes]:
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessServer]:
     tmp = tmp_path_factory.mktemp("amp")
-    env = {"BEAST_DATA_DIR": str(tmp / "data"), "BEAST_IP_ADDRESS": "127.0.0.1", "BEAST_FEEDS": "false",
-           "BEAST_PREWARM": "false"}
+    env = {
+        "BEAST_DATA_DIR": str(tmp / "data"),
+        "BEAST_IP_ADDRESS": "127.0.0.1",
+        "BEAST_FEEDS": "false",
+        "BEAST_PREWARM": "false",
+    }
     with in_process_server(env) as server:
         yield server
 

@@ -7,6 +7,7 @@ import time
 from decimal import Decimal
 
 from support import InProcessServer
+
 from trinity_beast.domain.tick import Tick
 
 
@@ -62,11 +63,15 @@ def test_a_partner_is_never_limited(server: InProcessServer) -> None:
             r = c.get("/price?asset=BTC", headers=auth)
             assert r.status_code == 200
             data = r.json()["data"]
-            assert (data["monthly_usage"], data["monthly_limit"], data["usage_pct"], data["usage_warning"]) == (i, 0, 0.0, "")
+            assert (data["monthly_usage"], data["monthly_limit"], data["usage_pct"], data["usage_warning"]) == (
+                i,
+                0,
+                0.0,
+                "",
+            )
             assert r.headers["x-ratelimit-limit"] == "unlimited" and r.headers["x-ratelimit-remaining"] == "unlimited"
         me = c.get("/usage/me", headers=auth).json()["data"]
         assert (me["tier"], me["monthly_limit"], me["remaining"], me["monthly_usage"]) == ("partner", 0, None, 40)
-
 
 
 def test_a_restart_does_not_give_a_subscriber_a_fresh_month(tmp_path) -> None:
@@ -75,7 +80,6 @@ def test_a_restart_does_not_give_a_subscriber_a_fresh_month(tmp_path) -> None:
     import json
 
     import httpx
-
     from support import UNREACHABLE_EXCHANGES, run_beast, start_beast_serve, stop_beast
 
     env = {"BEAST_DATA_DIR": str(tmp_path / "data"), "BEAST_PREWARM": "false", **UNREACHABLE_EXCHANGES}

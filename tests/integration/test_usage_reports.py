@@ -10,21 +10,21 @@ import csv
 import io
 import re
 import time
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-
 from support import stack_env
-from trinity_beast.domain.settings import load_settings
+
 from trinity_beast.domain.envelope import FIELDS
 from trinity_beast.domain.keys import new_key
+from trinity_beast.domain.settings import load_settings
 from trinity_beast.domain.usage import MINUTE_PREFIX
-from trinity_beast.transports.http.lrs import build_lrs
 from trinity_beast.services.reports.filters import MAX_LIMIT
 from trinity_beast.services.reports.render import COLUMNS
 from trinity_beast.services.runtime import Runtime
 from trinity_beast.services.sync import sync_once
+from trinity_beast.transports.http.lrs import build_lrs
 
 
 class Lrs:
@@ -42,8 +42,16 @@ class Lrs:
     async def get(self, path: str, secret: str, **params: str) -> httpx.Response:
         return await self.client.get(path, params=params, headers={"Authorization": f"Bearer {secret}"})
 
-    async def record(self, key_id: str, n: int, protocol: str = "http", status: int = 200, asset: str = "BTC",
-                     minutes_ago: float = 0, latency_s: float = 0.002) -> None:
+    async def record(
+        self,
+        key_id: str,
+        n: int,
+        protocol: str = "http",
+        status: int = 200,
+        asset: str = "BTC",
+        minutes_ago: float = 0,
+        latency_s: float = 0.002,
+    ) -> None:
         when = time.time() - 60 * minutes_ago
         for _ in range(n):
             self.rt.meter.record(key_id, "/price", asset, protocol, status, latency_s, status == 200, now=when)
@@ -128,9 +136,18 @@ async def test_each_key_sees_only_its_own_usage_and_admin_sees_all(lrs: Lrs) -> 
         ({"format": "xml"}, "format: expected one of json, csv, tsv, text, got 'xml'"),
         ({"from": "yesterday"}, "from: expected an ISO date or date-time"),
         ({"to": "2026-02-30"}, "to: expected an ISO date or date-time"),
-        ({"from": "2026-03-03", "to": "2026-03-01"}, "from (2026-03-03T00:00:00Z) must be before to (2026-03-02T00:00:00Z"),
-        ({"from": "2026-03-02T10:00:00Z", "to": "2026-03-02T09:00:00+00:00"}, "from (2026-03-02T10:00:00Z) must be before to"),
-        ({"from": "2026-03-02T10:00:00Z", "to": "2026-03-02T10:00:00Z"}, "from (2026-03-02T10:00:00Z) must be before to"),
+        (
+            {"from": "2026-03-03", "to": "2026-03-01"},
+            "from (2026-03-03T00:00:00Z) must be before to (2026-03-02T00:00:00Z",
+        ),
+        (
+            {"from": "2026-03-02T10:00:00Z", "to": "2026-03-02T09:00:00+00:00"},
+            "from (2026-03-02T10:00:00Z) must be before to",
+        ),
+        (
+            {"from": "2026-03-02T10:00:00Z", "to": "2026-03-02T10:00:00Z"},
+            "from (2026-03-02T10:00:00Z) must be before to",
+        ),
         ({"granularity": "week"}, "granularity: expected one of minute, hour, day, month"),
         ({"limit": "0"}, f"limit: expected a whole number from 1 to {MAX_LIMIT}"),
         ({"limit": str(MAX_LIMIT + 1)}, f"limit: expected a whole number from 1 to {MAX_LIMIT}"),
@@ -158,20 +175,22 @@ async def test_formats_parse_back_and_agree(lrs: Lrs) -> None:
     a, _ = lrs.key("a")
     await lrs.record(a, 3, "http", asset="BTC,ETH")
     await lrs.record(a, 2, "udp", status=400, asset="-")
-    await lrs.record(a, 1, "ws", asset="=HYPERLINK(\"http://x\")", minutes_ago=2)
+    await lrs.record(a, 1, "ws", asset='=HYPERLINK("http://x")', minutes_ago=2)
     rows = (await lrs.get("/reports/usage", admin, granularity="minute", endpoint="/price")).json()["data"]["rows"]
     expected = [[str(row[c]) for c in COLUMNS] for row in rows]
 
     r = await lrs.get("/reports/usage", admin, granularity="minute", endpoint="/price", format="csv")
     assert r.headers["content-type"] == "text/csv; charset=utf-8"
-    assert r.headers["content-disposition"].startswith('attachment; filename="usage-') and r.headers["content-disposition"].endswith('-minute.csv"')
+    assert r.headers["content-disposition"].startswith('attachment; filename="usage-') and r.headers[
+        "content-disposition"
+    ].endswith('-minute.csv"')
     assert r.headers["x-total-count"] == "3" and "x-next-cursor" not in r.headers
     assert r.content.decode("utf-8").count("\r\n") == 4  # RFC 4180 line ends
     parsed = list(csv.reader(io.StringIO(r.content.decode("utf-8"), newline="")))
     assert parsed[0] == list(COLUMNS)
     neutral = [[("'" + c) if c[:1] in "=+-@" else c for c in row] for row in expected]
     assert parsed[1:] == neutral
-    assert any(c == "'=HYPERLINK(\"http://x\")" for row in parsed for c in row)
+    assert any(c == '\'=HYPERLINK("http://x")' for row in parsed for c in row)
     assert any(c == "'-" for row in parsed for c in row) and any(c == "BTC,ETH" for row in parsed for c in row)
 
     r = await lrs.get("/reports/usage", admin, granularity="minute", endpoint="/price", format="tsv")
@@ -219,7 +238,9 @@ async def test_paging_walks_every_row_once(lrs: Lrs) -> None:
         assert r.headers["x-next-cursor"] == cursor and r.headers["x-total-count"] == "6"
     assert pages == 2 and seen == full
 
-    first = (await lrs.get("/reports/usage", admin, granularity="minute", limit="1")).json()["data"]["paging"]["next_cursor"]
+    first = (await lrs.get("/reports/usage", admin, granularity="minute", limit="1")).json()["data"]["paging"][
+        "next_cursor"
+    ]
     body, mac = first.split(".")
     tampered = body[:-2] + ("A" if body[-2] != "A" else "B") + body[-1] + "." + mac
     bad_mac = first[:-1] + ("0" if first[-1] != "0" else "1")  # always a different last character

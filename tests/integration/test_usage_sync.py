@@ -16,7 +16,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from support import REPO, put_btc, run_beast, stack_env, start_beast_serve, stop_beast
 
 CHILD = str(REPO / "tests" / "integration" / "usage_child.py")
@@ -26,13 +25,19 @@ def child(env: dict[str, str], *args: str, wait: bool = True) -> subprocess.Pope
     full = {**os.environ, **env}
     if wait:
         return subprocess.run([sys.executable, CHILD, *args], env=full, capture_output=True, text=True, timeout=60)
-    return subprocess.Popen([sys.executable, CHILD, *args], env=full, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, CHILD, *args], env=full, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def report(lrs_url: str, admin: str, **params: str) -> dict[tuple[str, int], int]:
     """Requests per (protocol, status) for /price, from the LRS."""
-    r = httpx.get(lrs_url + "/reports/usage", params={"granularity": "day", "endpoint": "/price", **params},
-                  headers={"Authorization": f"Bearer {admin}"}, timeout=10)
+    r = httpx.get(
+        lrs_url + "/reports/usage",
+        params={"granularity": "day", "endpoint": "/price", **params},
+        headers={"Authorization": f"Bearer {admin}"},
+        timeout=10,
+    )
     assert r.status_code == 200, r.text
     out: dict[tuple[str, int], int] = {}
     for row in r.json()["data"]["rows"]:
@@ -45,7 +50,10 @@ def db_total(env: dict[str, str], key_id: str) -> int:
 
     db = PostgresDatabase(env["DATABASE_URL"])
     try:
-        [[n]] = db.query("SELECT COALESCE(SUM(requests), 0) FROM usage_buckets WHERE api_key_id = :k AND endpoint = '/price'", k=key_id)
+        [[n]] = db.query(
+            "SELECT COALESCE(SUM(requests), 0) FROM usage_buckets WHERE api_key_id = :k AND endpoint = '/price'",
+            k=key_id,
+        )
         return int(n)
     finally:
         db.close()
@@ -108,7 +116,9 @@ def test_n_requests_from_many_processes_survive_crashed_and_concurrent_syncs(
         for minutes_ago in range(2, 8):
             assert child(env, "meter", "ws", "10", str(minutes_ago)).returncode == 0
         expected[("ws", 200)] += 60
-        racers = [child(env, "sync", "--now-offset", "120", "--sleep-before-delete", "0.05", wait=False) for _ in range(2)]
+        racers = [
+            child(env, "sync", "--now-offset", "120", "--sleep-before-delete", "0.05", wait=False) for _ in range(2)
+        ]
         outputs = [p.communicate(timeout=60) for p in racers]
         assert [p.returncode for p in racers] == [0, 0], outputs
         assert sum(int(out.split()[1]) for out, _ in outputs) >= 60, outputs  # plus metered report calls

@@ -23,12 +23,13 @@ MODULE = "transports/http/guards.py"
 HTTPTOOLS = "uvicorn.protocols.http.httptools_impl.HttpToolsProtocol"
 
 try:
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
     from trinity_beast.transports.http.guards import (
         ATTRIBUTES,
         OVERRIDES,
         LimitedHttpTools,
     )
-    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 except ImportError as exc:  # the module subclasses uvicorn's class at import time
     require(False, MODULE, HTTPTOOLS, f"importing it fails: {exc}")
 
@@ -41,18 +42,27 @@ def test_the_overridden_callbacks_keep_their_names_and_parameters() -> None:
     for name, expected in OVERRIDES.items():
         theirs = getattr(HttpToolsProtocol, name, None)
         require(callable(theirs), MODULE, f"HttpToolsProtocol.{name}({', '.join(expected)})", f"it has no {name}")
-        require(parameters(theirs) == expected, MODULE, f"HttpToolsProtocol.{name}({', '.join(expected)})",
-                f"it is {name}({', '.join(parameters(theirs))})")
+        require(
+            parameters(theirs) == expected,
+            MODULE,
+            f"HttpToolsProtocol.{name}({', '.join(expected)})",
+            f"it is {name}({', '.join(parameters(theirs))})",
+        )
         ours = getattr(LimitedHttpTools, name)
-        assert ours is not theirs and parameters(ours) == expected, f"LimitedHttpTools.{name} no longer matches OVERRIDES"
+        assert ours is not theirs and parameters(ours) == expected, (
+            f"LimitedHttpTools.{name} no longer matches OVERRIDES"
+        )
 
 
 def test_the_server_config_runs_the_guarded_protocol() -> None:
     config = make_server(app, "warning").config
     config.load()
-    require(config.http_protocol_class is LimitedHttpTools, MODULE,
-            "uvicorn.Config(http=<a protocol class>) serving HTTP with that class",
-            f"it serves {config.http_protocol_class!r}")
+    require(
+        config.http_protocol_class is LimitedHttpTools,
+        MODULE,
+        "uvicorn.Config(http=<a protocol class>) serving HTTP with that class",
+        f"it serves {config.http_protocol_class!r}",
+    )
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -120,7 +130,9 @@ async def exchange(port: int, *requests: bytes) -> list[bytes]:
             except asyncio.IncompleteReadError as closed:
                 answers.append(closed.partial)
                 continue
-            length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
+            length = next(
+                int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")
+            )
             answers.append(head + await asyncio.wait_for(reader.readexactly(length), 30))
         assert await asyncio.wait_for(reader.read(), 30) == b"", "the server kept the connection open"
     finally:
@@ -139,18 +151,38 @@ async def test_the_state_and_the_parser_error_path_guards_rely_on() -> None:
         [probe] = Probe.made
         first, second = probe.seen["requests"]
 
-        require(ok.startswith(b"HTTP/1.1 200") and ok.endswith(b"\r\n\r\n5"), MODULE,
-                "a request under the limits reaching the app untouched", f"the answer was {ok[:80]!r}")
-        require(first["headers"] == [(b"host", b"x"), (b"x-probe", b"One"), (b"content-length", b"5")], MODULE,
-                f"`headers`: {ATTRIBUTES['headers']}", f"at on_headers_complete it was {first['headers']!r}")
-        require(probe.seen["running_loop"] is probe.loop, MODULE, f"`loop`: {ATTRIBUTES['loop']}", f"it is {probe.loop!r}")
-        require(probe.config.app is app, MODULE, f"`config`: {ATTRIBUTES['config']}", f"config.app is {probe.config.app!r}")
+        require(
+            ok.startswith(b"HTTP/1.1 200") and ok.endswith(b"\r\n\r\n5"),
+            MODULE,
+            "a request under the limits reaching the app untouched",
+            f"the answer was {ok[:80]!r}",
+        )
+        require(
+            first["headers"] == [(b"host", b"x"), (b"x-probe", b"One"), (b"content-length", b"5")],
+            MODULE,
+            f"`headers`: {ATTRIBUTES['headers']}",
+            f"at on_headers_complete it was {first['headers']!r}",
+        )
+        require(
+            probe.seen["running_loop"] is probe.loop, MODULE, f"`loop`: {ATTRIBUTES['loop']}", f"it is {probe.loop!r}"
+        )
+        require(
+            probe.config.app is app, MODULE, f"`config`: {ATTRIBUTES['config']}", f"config.app is {probe.config.app!r}"
+        )
         cycle = first["cycle"]
-        require(first["cycle_before"] is None and isinstance(getattr(cycle, "response_complete", None), bool), MODULE,
-                f"`cycle`: {ATTRIBUTES['cycle']}", f"it went from {first['cycle_before']!r} to {cycle!r}")
+        require(
+            first["cycle_before"] is None and isinstance(getattr(cycle, "response_complete", None), bool),
+            MODULE,
+            f"`cycle`: {ATTRIBUTES['cycle']}",
+            f"it went from {first['cycle_before']!r} to {cycle!r}",
+        )
 
-        require(again.startswith(b"HTTP/1.1 200") and second["cycle_before"] is cycle and second["cycle"] is not cycle,
-                MODULE, f"`cycle`: {ATTRIBUTES['cycle']}", "a keep-alive request did not get its own cycle")
+        require(
+            again.startswith(b"HTTP/1.1 200") and second["cycle_before"] is cycle and second["cycle"] is not cycle,
+            MODULE,
+            f"`cycle`: {ATTRIBUTES['cycle']}",
+            "a keep-alive request did not get its own cycle",
+        )
         deadline = time.monotonic() + 30
         while probe.parser is not None and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
@@ -161,14 +193,24 @@ async def test_the_state_and_the_parser_error_path_guards_rely_on() -> None:
         [too_big] = await exchange(port, b"GET /c HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 600 + b"\r\n\r\n")
         probe = Probe.made[1]
         seen = probe.seen
-        require(too_big.startswith(b"HTTP/1.1 431") and b"over 512 bytes" in too_big, MODULE,
-                "an exception raised in a parser callback being answered through send_400_response",
-                f"the answer was {too_big[:120]!r}; send_400_response saw {seen['answers_400']!r}")
-        require(len(seen["answers_400"]) == 1 and seen["answers_400"][0][1] is not None, MODULE,
-                "send_400_response being called once for the refused request",
-                f"it was called with {seen['answers_400']!r}")
-        require(probe.transport.is_closing(), MODULE, f"`transport`: {ATTRIBUTES['transport']}",
-                f"{probe.transport!r} is still open after the refusal")
+        require(
+            too_big.startswith(b"HTTP/1.1 431") and b"over 512 bytes" in too_big,
+            MODULE,
+            "an exception raised in a parser callback being answered through send_400_response",
+            f"the answer was {too_big[:120]!r}; send_400_response saw {seen['answers_400']!r}",
+        )
+        require(
+            len(seen["answers_400"]) == 1 and seen["answers_400"][0][1] is not None,
+            MODULE,
+            "send_400_response being called once for the refused request",
+            f"it was called with {seen['answers_400']!r}",
+        )
+        require(
+            probe.transport.is_closing(),
+            MODULE,
+            f"`transport`: {ATTRIBUTES['transport']}",
+            f"{probe.transport!r} is still open after the refusal",
+        )
 
 
 async def test_a_body_over_the_limit_stops_in_on_body() -> None:
@@ -176,7 +218,10 @@ async def test_a_body_over_the_limit_stops_in_on_body() -> None:
     chunked = b"".join(b"%x\r\n%s\r\n" % (300, b"y" * 300) for _ in range(5)) + b"0\r\n\r\n"
     async with served() as port:
         [answer] = await exchange(port, b"POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked)
-    require(answer.startswith(b"HTTP/1.1 413") and b"request body over the 1000-byte limit" in answer, MODULE,
-            "HttpToolsProtocol.on_body(body) receiving each chunk of a body before the app does, a raise there "
-            "being answered through send_400_response",
-            f"the answer was {answer[:120]!r}")
+    require(
+        answer.startswith(b"HTTP/1.1 413") and b"request body over the 1000-byte limit" in answer,
+        MODULE,
+        "HttpToolsProtocol.on_body(body) receiving each chunk of a body before the app does, a raise there "
+        "being answered through send_400_response",
+        f"the answer was {answer[:120]!r}",
+    )

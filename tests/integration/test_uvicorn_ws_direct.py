@@ -14,23 +14,25 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
 from trinity_beast.transports.server import bind_tcp, make_server
 from trinity_beast.transports.ws.frames import text_frame_header
 from uvicorn_pin import require
-from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed
 
 MODULE = "transports/ws/uvicorn_direct.py"
 SANSIO = "uvicorn.protocols.websockets.websockets_sansio_impl.WebSocketsSansIOProtocol"
 
 try:
+    from uvicorn.protocols.websockets.websockets_sansio_impl import (
+        WebSocketsSansIOProtocol,
+    )
+
     from trinity_beast.transports.ws.uvicorn_direct import (
         RELIED_ON,
         DirectSocket,
         direct_connection,
-    )
-    from uvicorn.protocols.websockets.websockets_sansio_impl import (
-        WebSocketsSansIOProtocol,
     )
 except ImportError as exc:  # the module imports uvicorn's class at import time
     require(False, MODULE, SANSIO, f"importing it fails: {exc}")
@@ -44,13 +46,18 @@ def test_the_server_config_serves_websockets_with_the_class_the_fast_path_knows(
     config = make_server(nothing, "warning").config
     config.load()
     require(
-        config.ws_protocol_class is WebSocketsSansIOProtocol, MODULE,
+        config.ws_protocol_class is WebSocketsSansIOProtocol,
+        MODULE,
         f'ws="websockets-sansio" (transports/server.py) loading {SANSIO}',
         f"it loads {config.ws_protocol_class!r}",
     )
     for hook in ("pause_writing", "resume_writing"):
-        require(callable(getattr(WebSocketsSansIOProtocol, hook, None)), MODULE,
-                f"WebSocketsSansIOProtocol.{hook}() driving `writable`", f"it has no {hook}")
+        require(
+            callable(getattr(WebSocketsSansIOProtocol, hook, None)),
+            MODULE,
+            f"WebSocketsSansIOProtocol.{hook}() driving `writable`",
+            f"it has no {hook}",
+        )
 
 
 @contextlib.asynccontextmanager
@@ -86,31 +93,49 @@ async def test_frames_written_to_the_connection_reach_the_client_and_respect_bac
         try:
             send = await asyncio.wait_for(handed, 30)
             conn = getattr(send, "__self__", None)
-            require(isinstance(conn, WebSocketsSansIOProtocol), MODULE,
-                    f"the ASGI send of a WebSocket connection being a bound method of {SANSIO}",
-                    f"send is {send!r} (bound to {type(conn).__name__})")
+            require(
+                isinstance(conn, WebSocketsSansIOProtocol),
+                MODULE,
+                f"the ASGI send of a WebSocket connection being a bound method of {SANSIO}",
+                f"send is {send!r} (bound to {type(conn).__name__})",
+            )
             direct = direct_connection(send)
             assert isinstance(direct, DirectSocket)
 
             transport = getattr(conn, "transport", None)
-            require(callable(getattr(transport, "write", None)) and callable(getattr(transport, "is_closing", None))
-                    and not transport.is_closing(), MODULE, f"`transport`: {RELIED_ON['transport']}",
-                    f"it is {transport!r}")
+            require(
+                callable(getattr(transport, "write", None))
+                and callable(getattr(transport, "is_closing", None))
+                and not transport.is_closing(),
+                MODULE,
+                f"`transport`: {RELIED_ON['transport']}",
+                f"it is {transport!r}",
+            )
             writable = getattr(conn, "writable", None)
-            require(isinstance(writable, asyncio.Event) and writable.is_set(), MODULE,
-                    f"`writable`: {RELIED_ON['writable']}, set on an open connection", f"it is {writable!r}")
-            require(getattr(conn, "close_sent", None) is False, MODULE,
-                    f"`close_sent`: {RELIED_ON['close_sent']}, False on an open connection",
-                    f"it is {getattr(conn, 'close_sent', 'missing')!r}")
+            require(
+                isinstance(writable, asyncio.Event) and writable.is_set(),
+                MODULE,
+                f"`writable`: {RELIED_ON['writable']}, set on an open connection",
+                f"it is {writable!r}",
+            )
+            require(
+                getattr(conn, "close_sent", None) is False,
+                MODULE,
+                f"`close_sent`: {RELIED_ON['close_sent']}, False on an open connection",
+                f"it is {getattr(conn, 'close_sent', 'missing')!r}",
+            )
 
             # A frame written to the transport arrives, and uvicorn's own sends still work after it.
             payload = b'{"direct":1}'
             assert direct.write_if_ready(text_frame_header(len(payload)), payload)
             await send({"type": "websocket.send", "text": "via asgi"})
             got = [await asyncio.wait_for(ws.recv(), 30) for _ in range(2)]
-            require(got == ['{"direct":1}', "via asgi"], MODULE,
-                    "a ready frame written to `transport` arriving in order with uvicorn's own sends",
-                    f"the client received {got!r}")
+            require(
+                got == ['{"direct":1}', "via asgi"],
+                MODULE,
+                "a ready frame written to `transport` arriving in order with uvicorn's own sends",
+                f"the client received {got!r}",
+            )
 
             # Backpressure: a client that stops reading fills the buffers until uvicorn clears `writable`.
             ws.transport.pause_reading()
@@ -119,27 +144,46 @@ async def test_frames_written_to_the_connection_reach_the_client_and_respect_bac
             written = 0
             while direct.write_if_ready(frame):
                 written += 1
-                require(written < 4096, MODULE, f"`writable`: {RELIED_ON['writable']}",
-                        f"it stayed set after {written * len(chunk) >> 20} MiB written to a client reading nothing")
-            require(not conn.writable.is_set(), MODULE, f"`writable`: {RELIED_ON['writable']}",
-                    "writing stopped for another reason")
+                require(
+                    written < 4096,
+                    MODULE,
+                    f"`writable`: {RELIED_ON['writable']}",
+                    f"it stayed set after {written * len(chunk) >> 20} MiB written to a client reading nothing",
+                )
+            require(
+                not conn.writable.is_set(),
+                MODULE,
+                f"`writable`: {RELIED_ON['writable']}",
+                "writing stopped for another reason",
+            )
             ws.transport.resume_reading()
             for _ in range(written):
                 assert await asyncio.wait_for(ws.recv(), 30) == chunk.decode()
             deadline = time.monotonic() + 30
             while not conn.writable.is_set() and time.monotonic() < deadline:
                 await asyncio.sleep(0.01)
-            require(conn.writable.is_set(), MODULE, f"`writable`: {RELIED_ON['writable']}",
-                    "it stayed clear after the client read everything")
+            require(
+                conn.writable.is_set(),
+                MODULE,
+                f"`writable`: {RELIED_ON['writable']}",
+                "it stayed clear after the client read everything",
+            )
 
             # After uvicorn sent the close frame, `close_sent` keeps further frames off the wire.
             await send({"type": "websocket.close", "code": 1000, "reason": "done"})
-            require(conn.close_sent is True, MODULE, f"`close_sent`: {RELIED_ON['close_sent']}",
-                    f"it is {conn.close_sent!r} after the ASGI close")
+            require(
+                conn.close_sent is True,
+                MODULE,
+                f"`close_sent`: {RELIED_ON['close_sent']}",
+                f"it is {conn.close_sent!r} after the ASGI close",
+            )
             assert not direct.write_if_ready(frame)
             with pytest.raises(ConnectionClosed) as closed:
                 await asyncio.wait_for(ws.recv(), 30)
-            assert closed.value.rcvd is not None and (closed.value.rcvd.code, closed.value.rcvd.reason) == (1000, "done")
+            assert closed.value.rcvd is not None and (closed.value.rcvd.code, closed.value.rcvd.reason) == (
+                1000,
+                "done",
+            )
         finally:
             finished.set()
 

@@ -17,11 +17,11 @@ import signal
 import sys
 import time
 
-from trinity_beast.stores.cache import make_cache
 from trinity_beast.domain.settings import load_settings
-from trinity_beast.stores.db import make_database
-from trinity_beast.services.sync import options, sync_once
 from trinity_beast.services.meter import Meter
+from trinity_beast.services.sync import options, sync_once
+from trinity_beast.stores.cache import make_cache
+from trinity_beast.stores.db import make_database
 
 
 async def meter(protocol: str, count: int, minutes_ago: int) -> None:

@@ -7,7 +7,9 @@ from collections.abc import Iterable
 
 from trinity_beast.stores.db.base import Database
 
-_COLUMNS = "grain, bucket_start, api_key_id, endpoint, asset, protocol, status, requests, latency_us_sum, latency_us_max"
+_COLUMNS = (
+    "grain, bucket_start, api_key_id, endpoint, asset, protocol, status, requests, latency_us_sum, latency_us_max"
+)
 _PER_INSERT = 50
 
 
@@ -22,5 +24,7 @@ def seed_rows(db: Database, grain: str, starts: Iterable[int], key_ids: list[str
                 names = [f"c{j}_{n}" for n in range(len(row))]
                 values.append("(" + ", ".join(f":{n}" for n in names) + ")")
                 params.update(dict(zip(names, row, strict=True)))
-            db._execute(f"INSERT INTO usage_buckets ({_COLUMNS}) VALUES {', '.join(values)} ON CONFLICT DO NOTHING", params)
+            db._execute(
+                f"INSERT INTO usage_buckets ({_COLUMNS}) VALUES {', '.join(values)} ON CONFLICT DO NOTHING", params
+            )
     return len(rows)

@@ -12,8 +12,8 @@ import pytest
 
 from trinity_beast.domain.keys import new_key
 from trinity_beast.services import auth as auth_module
-from trinity_beast.services.reports import cursor as cursor_module
 from trinity_beast.services.auth import KeyRing
+from trinity_beast.services.reports import cursor as cursor_module
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -39,7 +39,9 @@ def test_comparisons_of_secrets_are_constant_time(monkeypatch: pytest.MonkeyPatc
     cursor = cursor_module.encode_cursor((0, "ak_1", "/price", "BTC", "http", 200), "f", key=b"k" * 32)
     assert cursor_module.decode_cursor(cursor, "f", key=b"k" * 32) and calls
     # No secret, hash, MAC or digest is compared with == anywhere in the code.
-    pattern = re.compile(r"(secret|_hash|\bmac\b|signature|digest)\w*\s*[!=]=|[!=]=\s*\w*(secret|_hash|\bmac\b|signature|digest)")
+    pattern = re.compile(
+        r"(secret|_hash|\bmac\b|signature|digest)\w*\s*[!=]=|[!=]=\s*\w*(secret|_hash|\bmac\b|signature|digest)"
+    )
     offenders = [
         f"{path.relative_to(REPO)}:{n}: {line.strip()}"
         for path in (REPO / "layers/common/trinity_beast").rglob("*.py")

@@ -10,15 +10,15 @@ import orjson
 import pytest
 
 from trinity_beast.domain.book import pick
-from trinity_beast.domain.settings import EXCHANGES, ConfigError, load_settings
-from trinity_beast.exchanges import CONNECTORS, rest_url, ws_url
 from trinity_beast.domain.envelope import FIELDS, Envelopes, dumps, unix_ms, unix_seconds, utc_iso
 from trinity_beast.domain.keys import KeyRequestError, hash_secret, new_key
+from trinity_beast.domain.settings import EXCHANGES, ConfigError, load_settings
+from trinity_beast.domain.tick import Tick
+from trinity_beast.domain.usage import Quota, month_reset
+from trinity_beast.exchanges import CONNECTORS, rest_url, ws_url
 from trinity_beast.services.auth import KeyRing
 from trinity_beast.services.prices.answer import parse_assets
 from trinity_beast.services.prices.errors import BadRequest
-from trinity_beast.domain.tick import Tick
-from trinity_beast.domain.usage import Quota, month_reset
 
 
 def test_defaults_are_the_documented_ones() -> None:
@@ -32,7 +32,12 @@ def test_defaults_are_the_documented_ones() -> None:
     assert ws_url(s, "okx") == "wss://ws.okx.com:8443/ws/v5/public"
     assert s.exchange_priority == EXCHANGES
     assert s.language == "en" and s.agent_account_id == "211998422884"
-    assert dict(s.agent_profiles) == {"prices": "tbi", "ws": "partner-ws-hub", "reports": "tbi-reports", "partners": "tbi-partners"}
+    assert dict(s.agent_profiles) == {
+        "prices": "tbi",
+        "ws": "partner-ws-hub",
+        "reports": "tbi-reports",
+        "partners": "tbi-partners",
+    }
 
 
 def test_every_exchange_url_can_be_overridden() -> None:
@@ -47,7 +52,13 @@ def test_every_exchange_url_can_be_overridden() -> None:
 
 def test_priority_puts_named_exchanges_first() -> None:
     assert load_settings({"BEAST_EXCHANGE_PRIORITY": "okx, Kraken"}).exchange_priority == (
-        "okx", "kraken", "coinbase", "gemini", "gateio", "cryptocom")
+        "okx",
+        "kraken",
+        "coinbase",
+        "gemini",
+        "gateio",
+        "cryptocom",
+    )
 
 
 @pytest.mark.parametrize(
@@ -116,11 +127,22 @@ def test_agent_profile_arn_per_service_from_settings() -> None:
     partners = Envelopes.for_service(default, "LRS", "partners")
     assert partners.agent_profile_arn == "arn:tbi:us-east-2:211998422884:agent-profile/tbi-partners/v1"
     assert partners.status_line("/partners", 200) == "✅ [LRS] [us-east-2] [BeastMain] [/partners] [200]"
-    custom = load_settings({"BEAST_REGION": "eu-west-1", "BEAST_AGENT_ACCOUNT_ID": "123456789012",
-                            "BEAST_AGENT_PROFILE_PRICES": "prices-eu", "BEAST_AGENT_PROFILE_WS": "hub_2",
-                            "BEAST_LANGUAGE": "en-GB"})
-    assert Envelopes.for_service(custom, "LPO").agent_profile_arn == "arn:tbi:eu-west-1:123456789012:agent-profile/prices-eu/v1"
-    assert Envelopes.for_service(custom, "WS").agent_profile_arn == "arn:tbi:eu-west-1:123456789012:agent-profile/hub_2/v1"
+    custom = load_settings(
+        {
+            "BEAST_REGION": "eu-west-1",
+            "BEAST_AGENT_ACCOUNT_ID": "123456789012",
+            "BEAST_AGENT_PROFILE_PRICES": "prices-eu",
+            "BEAST_AGENT_PROFILE_WS": "hub_2",
+            "BEAST_LANGUAGE": "en-GB",
+        }
+    )
+    assert (
+        Envelopes.for_service(custom, "LPO").agent_profile_arn
+        == "arn:tbi:eu-west-1:123456789012:agent-profile/prices-eu/v1"
+    )
+    assert (
+        Envelopes.for_service(custom, "WS").agent_profile_arn == "arn:tbi:eu-west-1:123456789012:agent-profile/hub_2/v1"
+    )
     assert Envelopes.for_service(custom, "LRS").agent_profile_arn.endswith(":agent-profile/tbi-reports/v1")
     assert Envelopes.for_service(custom, "LPO").language == "en-GB"
     with pytest.raises(ValueError, match="unknown service tag 'LAMBDA'"):
@@ -183,8 +205,17 @@ def test_parse_assets() -> None:
 
 def _t(exchange: str, age: float, quote: str = "USD", rate: str | None = None) -> Tick:
     now = 1000.0
-    return Tick("BTC", quote, Decimal(1), None, None, exchange, now - age, now - age,
-                usd_rate=None if rate is None else Decimal(rate))
+    return Tick(
+        "BTC",
+        quote,
+        Decimal(1),
+        None,
+        None,
+        exchange,
+        now - age,
+        now - age,
+        usd_rate=None if rate is None else Decimal(rate),
+    )
 
 
 def test_pick_follows_priority_among_fresh_usd_prices() -> None:

@@ -65,18 +65,27 @@ def test_an_unknown_route_is_a_ume_404() -> None:
     "event,why",
     [
         ("tick", "expected an EventBridge scheduled event object, got str"),
-        ({"detail-type": "Object Created", "source": "aws.s3"}, "expected detail-type 'Scheduled Event', got 'Object Created'"),
+        (
+            {"detail-type": "Object Created", "source": "aws.s3"},
+            "expected detail-type 'Scheduled Event', got 'Object Created'",
+        ),
     ],
 )
-def test_sync_refuses_a_malformed_event_with_a_clear_error(event: object, why: str, capsys: pytest.CaptureFixture) -> None:
+def test_sync_refuses_a_malformed_event_with_a_clear_error(
+    event: object, why: str, capsys: pytest.CaptureFixture
+) -> None:
     result = invoke("SyncFunction", event)
     assert result == {"ok": False, "error": f"malformed event: {why}"}
-    names = {d["Name"] for m in emf_lines(capsys.readouterr().out) for d in m["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
+    names = {
+        d["Name"] for m in emf_lines(capsys.readouterr().out) for d in m["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+    }
     assert names - {"ColdStart"} == {"MalformedEvents"}  # a first invocation also reports its cold start
 
 
 def test_a_malformed_api_event_is_counted_as_a_4xx(capsys: pytest.CaptureFixture) -> None:
     assert invoke("AssetsFunction", {"httpMethod": 1})["statusCode"] == 400
-    [record] = [r for r in emf_lines(capsys.readouterr().out) if "ColdStart" not in r]  # a first invocation also reports its cold start
+    [record] = [
+        r for r in emf_lines(capsys.readouterr().out) if "ColdStart" not in r
+    ]  # a first invocation also reports its cold start
     assert record["Responses4xx"] == [1.0] or record["Responses4xx"] == 1.0
     assert record["function"] == "AssetsFunction" and record["service"] == "trinity-beast"

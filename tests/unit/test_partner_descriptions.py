@@ -53,9 +53,23 @@ def test_names_are_transliterated_visibly() -> None:
 
 
 def test_rule_descriptions_of_partners_are_ec2_safe() -> None:
-    partner = Partner("pt_0123456789abcdef", "Zürich Quant <b>NOC</b>", "111122223333", "us-east-2", "peering",
-                      "vpc-0a1b2c3d4e5f67890", "172.31.0.0/16", (), (), "rtb-0a1b2c3d4e5f67890", None, "invited",
-                      None, 0.0, 0.0)
+    partner = Partner(
+        "pt_0123456789abcdef",
+        "Zürich Quant <b>NOC</b>",
+        "111122223333",
+        "us-east-2",
+        "peering",
+        "vpc-0a1b2c3d4e5f67890",
+        "172.31.0.0/16",
+        (),
+        (),
+        "rtb-0a1b2c3d4e5f67890",
+        None,
+        "invited",
+        None,
+        0.0,
+        0.0,
+    )
     text = rule_description(partner)
     assert text == "trinity-beast partner pt_0123456789abcdef Zurich Quant (b)NOC(/b)"
     assert BOTOCORE.fullmatch(text) and PATTERN.fullmatch(text)

@@ -16,55 +16,76 @@ import ipaddress
 import json
 import math
 import time
+from collections.abc import Iterator
 from decimal import Decimal
-from typing import Any, Iterator
+from typing import Any
 
 import orjson
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from beast_sim import PROTOCOLS, SimSession, Simulator
 from trinity_beast.domain.assets import load_registry
-from trinity_beast.domain.settings import ConfigError, Settings, load_settings
 from trinity_beast.domain.envelope import FIELDS, utc_iso
+from trinity_beast.domain.keys import new_key
+from trinity_beast.domain.partners.cidr import CidrError, parse_cidr
+from trinity_beast.domain.settings import ConfigError, Settings, load_settings
+from trinity_beast.domain.tick import Tick
+from trinity_beast.domain.usage import Counts, Group, parse_bucket
 from trinity_beast.exchanges import CONNECTORS
 from trinity_beast.exchanges.base import ExchangeError
-from trinity_beast.domain.keys import new_key
-from trinity_beast.transports.http.lpo import build_lpo
 from trinity_beast.services.prices.answer import MAX_ASSETS, parse_assets, parse_options
 from trinity_beast.services.prices.errors import BadRequest
-from trinity_beast.transports.udp.lpo import parse_datagram
-from trinity_beast.transports.ws.client import Client
-from trinity_beast.transports.ws.hub import Hub
-from trinity_beast.transports.udp.lrs import FIELDS as REPORT_UDP_FIELDS
-from trinity_beast.domain.partners.cidr import CidrError, parse_cidr
 from trinity_beast.services.reports.cursor import decode_cursor, encode_cursor
 from trinity_beast.services.reports.errors import ReportError
 from trinity_beast.services.reports.filters import MAX_LIMIT, parse_filters
-from trinity_beast.services.reports.policy import ReportLimits
 from trinity_beast.services.reports.gather import Row
+from trinity_beast.services.reports.policy import ReportLimits
 from trinity_beast.services.reports.render import COLUMNS, render_csv, render_tsv
 from trinity_beast.services.runtime import Runtime
-from beast_sim import PROTOCOLS, Simulator, SimSession
-from trinity_beast.domain.tick import Tick
+from trinity_beast.transports.http.lpo import build_lpo
 from trinity_beast.transports.udp.datagram import BadDatagram, decode_object
-from trinity_beast.domain.usage import Counts, Group, parse_bucket
+from trinity_beast.transports.udp.lpo import parse_datagram
+from trinity_beast.transports.udp.lrs import FIELDS as REPORT_UDP_FIELDS
+from trinity_beast.transports.ws.client import Client
+from trinity_beast.transports.ws.hub import Hub
 
 PROPS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 REGISTRY = load_registry()
 
 json_leaves = (
-    st.none() | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70)
-    | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=40)
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=40)
     | st.sampled_from(["NaN", "Infinity", "-1", "0", "1e999", "1e-999", "", " ", "9" * 80, "\x00", "BTC-USD"])
 )
 json_values = st.recursive(
-    json_leaves, lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=12), inner, max_size=6),
+    json_leaves,
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=12), inner, max_size=6),
     max_leaves=25,
 )
-hostile_text = st.text() | st.binary().map(lambda b: b.decode("latin-1")) | st.sampled_from(
-    ["' OR 1=1 --", "'; DROP TABLE api_keys; --", "=HYPERLINK(\"http://x\")", "@SUM(A1)", "+1", "-1", "%00", "\ud800",
-     "../../etc/passwd", "a" * 5000, "[" * 2000, "{\"a\":" * 600]
+hostile_text = (
+    st.text()
+    | st.binary().map(lambda b: b.decode("latin-1"))
+    | st.sampled_from(
+        [
+            "' OR 1=1 --",
+            "'; DROP TABLE api_keys; --",
+            '=HYPERLINK("http://x")',
+            "@SUM(A1)",
+            "+1",
+            "-1",
+            "%00",
+            "\ud800",
+            "../../etc/passwd",
+            "a" * 5000,
+            "[" * 2000,
+            '{"a":' * 600,
+        ]
+    )
 )
 
 
@@ -174,7 +195,10 @@ def test_lpo_udp_datagrams(data: bytes) -> None:
 
 
 @PROPS
-@given(data=st.binary(max_size=3000) | st.dictionaries(st.sampled_from(REPORT_UDP_FIELDS), json_values).map(lambda v: json.dumps(v).encode()))
+@given(
+    data=st.binary(max_size=3000)
+    | st.dictionaries(st.sampled_from(REPORT_UDP_FIELDS), json_values).map(lambda v: json.dumps(v).encode())
+)
 def test_lrs_udp_datagrams(data: bytes) -> None:
     try:
         msg = decode_object(data, REPORT_UDP_FIELDS, "{}")
@@ -193,8 +217,12 @@ def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
 
 
 @PROPS
-@given(frame=st.text(max_size=400) | st.binary(max_size=400) | json_values.map(json.dumps)
-       | st.dictionaries(st.sampled_from(["subscribe", "unsubscribe", "ping", "x"]), json_values).map(json.dumps))
+@given(
+    frame=st.text(max_size=400)
+    | st.binary(max_size=400)
+    | json_values.map(json.dumps)
+    | st.dictionaries(st.sampled_from(["subscribe", "unsubscribe", "ping", "x"]), json_values).map(json.dumps)
+)
 def test_websocket_client_frames(runtime: Runtime, frame: str | bytes) -> None:
     key, _ = new_key("ws", "subscriber")
     hub = Hub(runtime)
@@ -232,21 +260,49 @@ def asgi_get(app: Any, loop: asyncio.AbstractEventLoop, path: str, query: bytes,
     async def send(message: dict) -> None:
         sent.append(message)
 
-    scope = {"type": "http", "method": "GET", "path": path, "raw_path": path.encode(), "query_string": query,
-             "headers": headers, "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80), "scheme": "http",
-             "http_version": "1.1", "root_path": "", "asgi": {"version": "3.0"}}
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query,
+        "headers": headers,
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+        "scheme": "http",
+        "http_version": "1.1",
+        "root_path": "",
+        "asgi": {"version": "3.0"},
+    }
     loop.run_until_complete(app(scope, receive, send))
     return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:])
 
 
 query_values = st.text(max_size=60) | st.sampled_from(
-    ["BTC", "btc,eth", "BTC," * 60, "NaN", "inf", "-1", "1e309", "99999999999999999999", "0x10", "median", "%00", "\u0000"]
+    [
+        "BTC",
+        "btc,eth",
+        "BTC," * 60,
+        "NaN",
+        "inf",
+        "-1",
+        "1e309",
+        "99999999999999999999",
+        "0x10",
+        "median",
+        "%00",
+        "\u0000",
+    ]
 )
 
 
 @PROPS
-@given(pairs=st.lists(st.tuples(st.sampled_from(["asset", "aggregate", "max_age_ms", "api_key", "x"]), query_values), max_size=6),
-       raw=st.binary(max_size=80))
+@given(
+    pairs=st.lists(
+        st.tuples(st.sampled_from(["asset", "aggregate", "max_age_ms", "api_key", "x"]), query_values), max_size=6
+    ),
+    raw=st.binary(max_size=80),
+)
 def test_price_query_strings(price_app: tuple, pairs: list[tuple[str, str]], raw: bytes) -> None:
     app, secret, loop = price_app
     from urllib.parse import urlencode
@@ -266,7 +322,7 @@ def test_asset_lists(values: list[str]) -> None:
     except BadRequest:
         return
     assert 1 <= len(assets) <= MAX_ASSETS and len(set(assets)) == len(assets)
-    assert all(a.isascii() and a.isalnum() and a.isupper() or a.isdigit() for a in assets)
+    assert all((a.isascii() and a.isalnum() and a.isupper()) or a.isdigit() for a in assets)
 
 
 @PROPS
@@ -283,8 +339,23 @@ CURSOR_KEY = b"deployment-key-" * 3
 
 # ---- report filters, cursors, CSV cells --------------------------------------------------------
 
-filter_names = st.sampled_from(["format", "from", "to", "api_key_id", "endpoint", "asset", "protocol", "status",
-                                "granularity", "limit", "cursor", "api_key", "other"])
+filter_names = st.sampled_from(
+    [
+        "format",
+        "from",
+        "to",
+        "api_key_id",
+        "endpoint",
+        "asset",
+        "protocol",
+        "status",
+        "granularity",
+        "limit",
+        "cursor",
+        "api_key",
+        "other",
+    ]
+)
 
 
 @PROPS
@@ -301,8 +372,17 @@ def test_report_filters(pairs: list[tuple[str, str]]) -> None:
 
 
 @PROPS
-@given(cursor=hostile_text | st.tuples(hostile_text, st.text()).map(".".join), after=st.tuples(st.integers(0, 2**40), st.text(max_size=10), st.text(max_size=10),
-                                            st.text(max_size=10), st.text(max_size=10), st.integers(100, 599)))
+@given(
+    cursor=hostile_text | st.tuples(hostile_text, st.text()).map(".".join),
+    after=st.tuples(
+        st.integers(0, 2**40),
+        st.text(max_size=10),
+        st.text(max_size=10),
+        st.text(max_size=10),
+        st.text(max_size=10),
+        st.integers(100, 599),
+    ),
+)
 def test_cursors(cursor: str, after: tuple) -> None:
     with pytest.raises(ReportError):
         decode_cursor(cursor, "fingerprint", key=CURSOR_KEY)
@@ -313,7 +393,7 @@ def test_cursors(cursor: str, after: tuple) -> None:
         decode_cursor(body + "." + ("0" if mac[0] != "0" else "1") + mac[1:], "fingerprint", key=CURSOR_KEY)
 
 
-cells = hostile_text.filter(lambda s: "\x00" not in s and s.isascii() or s.isprintable()).filter(
+cells = hostile_text.filter(lambda s: ("\x00" not in s and s.isascii()) or s.isprintable()).filter(
     lambda s: not any(0xD800 <= ord(c) <= 0xDFFF for c in s)  # never in a usage row: JSON and HTTP refuse them
 ) | st.sampled_from(["=1+1", "+cmd", "-2", "@x", "\t=1", "\r=1"])
 
@@ -328,15 +408,24 @@ def test_csv_and_tsv_never_carry_a_formula(rows: list[tuple[str, str, str, str]]
     assert len(tsv_lines) == len(rows)
     for cell in [c for line in parsed[1:] for c in line] + [c for line in tsv_lines for c in line.split("\t")]:
         assert cell[:1] not in ("=", "+", "-", "@", "\t", "\r"), cell
-    for line, (k, e, a, p) in zip(parsed[1:], rows):  # nothing lost but the apostrophe
-        assert [c.removeprefix("'") if c[:2] in ("'=", "'+", "'-", "'@", "'\t", "'\r") else c for c in line[1:5]] == [k, e, a, p]
+    for line, (k, e, a, p) in zip(parsed[1:], rows, strict=False):  # nothing lost but the apostrophe
+        assert [c.removeprefix("'") if c[:2] in ("'=", "'+", "'-", "'@", "'\t", "'\r") else c for c in line[1:5]] == [
+            k,
+            e,
+            a,
+            p,
+        ]
 
 
 # ---- CIDRs, settings, usage buckets -------------------------------------------------------------
 
 
 @PROPS
-@given(raw=hostile_text | st.from_regex(r"\A\d{1,3}(\.\d{1,3}){3}/\d{1,2}\Z") | st.ip_addresses(v=6).map(lambda a: f"{a}/64"))
+@given(
+    raw=hostile_text
+    | st.from_regex(r"\A\d{1,3}(\.\d{1,3}){3}/\d{1,2}\Z")
+    | st.ip_addresses(v=6).map(lambda a: f"{a}/64")
+)
 def test_cidrs_arbitrary(raw: str) -> None:
     try:
         net = parse_cidr(raw)
@@ -347,7 +436,11 @@ def test_cidrs_arbitrary(raw: str) -> None:
 
 
 @PROPS
-@given(net=st.ip_addresses(v=4).flatmap(lambda a: st.integers(0, 32).map(lambda p: ipaddress.ip_network(f"{a}/{p}", strict=False))))
+@given(
+    net=st.ip_addresses(v=4).flatmap(
+        lambda a: st.integers(0, 32).map(lambda p: ipaddress.ip_network(f"{a}/{p}", strict=False))
+    )
+)
 def test_cidrs_round_trip(net: ipaddress.IPv4Network) -> None:
     assert parse_cidr(str(net)) == net
     if net.prefixlen < 32:
@@ -356,14 +449,34 @@ def test_cidrs_round_trip(net: ipaddress.IPv4Network) -> None:
             parse_cidr(host)
 
 
-SETTING_NAMES = ["BEAST_LPO_PORT", "BEAST_STALE_AFTER_S", "BEAST_USAGE_FLUSH_S", "REDIS_URL", "DATABASE_URL",
-                 "BEAST_EXCHANGE_PRIORITY", "BEAST_LOG_LEVEL", "BEAST_REGION", "APP_REPORT_SERVER",
-                 "BEAST_WS_MAX_PER_KEY", "BEAST_WS_MAX_PER_IP", "BEAST_KEY_CACHE_S", "BEAST_VPC_CIDR",
-                 # issue 13's limits
-                 "BEAST_REPORT_MAX_BUCKETS", "BEAST_REPORT_MAX_DAYS_MINUTE", "BEAST_REPORT_MAX_DAYS_MONTH",
-                 "BEAST_REPORT_TIMEOUT_S", "BEAST_MAX_CONNECTIONS", "BEAST_MAX_CONNECTIONS_PER_IP",
-                 "BEAST_BODY_TIMEOUT_S", "BEAST_UDP_AMPLIFICATION_FACTOR", "BEAST_TRUSTED_PROXIES",
-                 "BEAST_METRICS_NETWORKS", "BEAST_METRICS_TOKEN", "BEAST_CURSOR_KEY"]
+SETTING_NAMES = [
+    "BEAST_LPO_PORT",
+    "BEAST_STALE_AFTER_S",
+    "BEAST_USAGE_FLUSH_S",
+    "REDIS_URL",
+    "DATABASE_URL",
+    "BEAST_EXCHANGE_PRIORITY",
+    "BEAST_LOG_LEVEL",
+    "BEAST_REGION",
+    "APP_REPORT_SERVER",
+    "BEAST_WS_MAX_PER_KEY",
+    "BEAST_WS_MAX_PER_IP",
+    "BEAST_KEY_CACHE_S",
+    "BEAST_VPC_CIDR",
+    # issue 13's limits
+    "BEAST_REPORT_MAX_BUCKETS",
+    "BEAST_REPORT_MAX_DAYS_MINUTE",
+    "BEAST_REPORT_MAX_DAYS_MONTH",
+    "BEAST_REPORT_TIMEOUT_S",
+    "BEAST_MAX_CONNECTIONS",
+    "BEAST_MAX_CONNECTIONS_PER_IP",
+    "BEAST_BODY_TIMEOUT_S",
+    "BEAST_UDP_AMPLIFICATION_FACTOR",
+    "BEAST_TRUSTED_PROXIES",
+    "BEAST_METRICS_NETWORKS",
+    "BEAST_METRICS_TOKEN",
+    "BEAST_CURSOR_KEY",
+]
 
 
 @PROPS
@@ -375,7 +488,9 @@ def test_settings(env: dict[str, str]) -> None:
     except ConfigError as exc:
         assert str(exc).split(":")[0] in SETTING_NAMES
         return
-    assert isinstance(s, Settings) and 1 <= s.lpo_port <= 65535 and s.stale_after_s > 0 and math.isfinite(s.stale_after_s)
+    assert (
+        isinstance(s, Settings) and 1 <= s.lpo_port <= 65535 and s.stale_after_s > 0 and math.isfinite(s.stale_after_s)
+    )
 
 
 @PROPS

@@ -23,7 +23,9 @@ def test_every_function_shares_the_layer_and_has_its_events(cfn: dict[str, Any])
     s = stack(cfn)
     [layer] = s.of_type("AWS::Lambda::LayerVersion")
     functions = s.of_type("AWS::Lambda::Function")
-    assert {"AssetsFunction", "ReportsFunction", "SyncFunction", "PartnersFunction", "AuthorizerFunction"} <= set(functions)
+    assert {"AssetsFunction", "ReportsFunction", "SyncFunction", "PartnersFunction", "AuthorizerFunction"} <= set(
+        functions
+    )
     for name, fn in functions.items():
         assert fn["Properties"]["Runtime"] == "python3.11", name
         assert fn["Properties"]["Layers"] == [{"Ref": layer}], name
@@ -38,7 +40,9 @@ def test_every_function_shares_the_layer_and_has_its_events(cfn: dict[str, Any])
         if p["Properties"]["Principal"] == "apigateway.amazonaws.com" and "Ref" in p["Properties"]["FunctionName"]
     }
     assert {
-        ("AssetsFunction", "GET/ws/assets"), ("ReportsFunction", "GET/reports/usage"), ("ReportsFunction", "GET/usage/me")
+        ("AssetsFunction", "GET/ws/assets"),
+        ("ReportsFunction", "GET/reports/usage"),
+        ("ReportsFunction", "GET/usage/me"),
     } <= routes  # (the partners function adds its own routes)
     body = s.props("Api")["Body"]["paths"]
     assert {"/ws/assets", "/reports/usage", "/usage/me"} <= set(body)
@@ -63,9 +67,12 @@ def test_ports_load_balancers_and_privatelink(cfn: dict[str, Any]) -> None:
         for r in s.of_type("AWS::ElasticLoadBalancingV2::Listener").values()
     }
     assert listeners == {
-        ("PublicAlb", "HTTP", 80), ("AdminAlb", "HTTP", 9090),
-        ("TcpNlb", "TCP", 8080), ("TcpNlb", "TCP", 9090),
-        ("UdpNlb", "UDP", 2679), ("UdpNlb", "UDP", 2680),
+        ("PublicAlb", "HTTP", 80),
+        ("AdminAlb", "HTTP", 9090),
+        ("TcpNlb", "TCP", 8080),
+        ("TcpNlb", "TCP", 9090),
+        ("UdpNlb", "UDP", 2679),
+        ("UdpNlb", "UDP", 2680),
     }
     # Only the price server faces the internet; the LRS (Command Center, partner admin) is internal.
     assert s.props("PublicAlb")["Scheme"] == "internet-facing"
@@ -77,23 +84,46 @@ def test_ports_load_balancers_and_privatelink(cfn: dict[str, Any]) -> None:
     assert "AdminNetworkIngress" not in s.resources
     with_admin = stack(cfn, AdminAccessCidr="192.0.2.0/24")
     extra = with_admin.props("AdminNetworkIngress")
-    assert (extra["CidrIp"], extra["FromPort"], extra["GroupId"]) == ("192.0.2.0/24", 9090, {"Fn::GetAtt": ["AdminAlbSecurityGroup", "GroupId"]})
+    assert (extra["CidrIp"], extra["FromPort"], extra["GroupId"]) == (
+        "192.0.2.0/24",
+        9090,
+        {"Fn::GetAtt": ["AdminAlbSecurityGroup", "GroupId"]},
+    )
     service = s.props("PartnerEndpointService")
     assert service == {"NetworkLoadBalancerArns": [{"Ref": "TcpNlb"}], "AcceptanceRequired": True}
     regions = stack(cfn, PartnerRegions="us-east-1,eu-west-1").props("PartnerEndpointService")
     assert regions["SupportedRegions"] == ["us-east-1", "eu-west-1"]
     # PrivateLink's 9090 reaches the LRS through the internal ALB.
-    assert s.props("TcpLrsListener")["DefaultActions"] == [{"Type": "forward", "TargetGroupArn": {"Ref": "LrsAlbTargetGroup"}}]
+    assert s.props("TcpLrsListener")["DefaultActions"] == [
+        {"Type": "forward", "TargetGroupArn": {"Ref": "LrsAlbTargetGroup"}}
+    ]
     assert s.props("LrsAlbTargetGroup")["Targets"] == [{"Id": {"Ref": "AdminAlb"}, "Port": 9090}]
     groups = s.of_type("AWS::ElasticLoadBalancingV2::TargetGroup")
     assert {n for n, g in groups.items() if g["Properties"]["TargetType"] != "ip"} == {"LrsAlbTargetGroup"}
-    assert {g["Properties"]["Port"]: g["Properties"]["Protocol"] for g in groups.values() if g["Properties"]["Protocol"] == "UDP"} == {2679: "UDP", 2680: "UDP"}
+    assert {
+        g["Properties"]["Port"]: g["Properties"]["Protocol"]
+        for g in groups.values()
+        if g["Properties"]["Protocol"] == "UDP"
+    } == {2679: "UDP", 2680: "UDP"}
     # UDP targets are health-checked over HTTP on the task's own /health.
-    assert s.props("LpoUdpTargetGroup")["HealthCheckPort"] == "8080" and s.props("LrsUdpTargetGroup")["HealthCheckPort"] == "9090"
+    assert (
+        s.props("LpoUdpTargetGroup")["HealthCheckPort"] == "8080"
+        and s.props("LrsUdpTargetGroup")["HealthCheckPort"] == "9090"
+    )
     outputs = cfn["Outputs"]
-    for name in ("ApiUrl", "PriceUrl", "ReportsUrl", "PrivateLinkServiceName", "UdpNlbDns", "TcpNlbDns", "PartnerSecurityGroupId"):
+    for name in (
+        "ApiUrl",
+        "PriceUrl",
+        "ReportsUrl",
+        "PrivateLinkServiceName",
+        "UdpNlbDns",
+        "TcpNlbDns",
+        "PartnerSecurityGroupId",
+    ):
         assert name in outputs, name
-    assert outputs["PrivateLinkServiceName"]["Value"] == {"Fn::Sub": "com.amazonaws.vpce.${AWS::Region}.${PartnerEndpointService}"}
+    assert outputs["PrivateLinkServiceName"]["Value"] == {
+        "Fn::Sub": "com.amazonaws.vpce.${AWS::Region}.${PartnerEndpointService}"
+    }
     https = stack(cfn, CertificateArn="arn:aws:acm:us-east-2:123456789012:certificate/x")
     assert https.props("HttpsListener")["Port"] == 443 and "HttpsListener" not in s.resources
     # With a certificate port 80 only redirects, and the LRS listener speaks HTTPS too.
@@ -121,9 +151,12 @@ def test_data_stores_and_the_database_secret(cfn: dict[str, Any]) -> None:
         assert "DATABASE_URL" not in env(c) and env(c)["REDIS_URL"]["Fn::Sub"].startswith("rediss://beast-${Stage}@")
         assert env(c)["DATABASE_HOST"] == {"Fn::GetAtt": ["DatabaseProxy", "Endpoint"]}
     # MemoryDB: its own user and ACL, the password from the cache secret; never open-access.
-    assert s.props("Cache")["ACLName"] == {"Ref": "CacheAcl"} and s.props("CacheAcl")["UserNames"] == [{"Ref": "CacheUser"}]
+    assert s.props("Cache")["ACLName"] == {"Ref": "CacheAcl"} and s.props("CacheAcl")["UserNames"] == [
+        {"Ref": "CacheUser"}
+    ]
     assert s.props("CacheUser")["AuthenticationMode"] == {
-        "Type": "password", "Passwords": [{"Fn::Sub": "{{resolve:secretsmanager:${CacheSecret}:SecretString:password}}"}]
+        "Type": "password",
+        "Passwords": [{"Fn::Sub": "{{resolve:secretsmanager:${CacheSecret}:SecretString:password}}"}],
     }
     # verify-full through RDS Proxy (its ACM certificate chains to public roots), TLS required.
     assert '"sslmode": "verify-full"' in s.props("DatabaseSecret")["GenerateSecretString"]["SecretStringTemplate"]
@@ -147,11 +180,19 @@ def test_iam_roles_are_least_privilege(cfn: dict[str, Any]) -> None:
     assert s.props("LpoTaskRole")["ManagedPolicyArns"] == [{"Ref": "AdminKeyWritePolicy"}]
     [write] = s.props("AdminKeyWritePolicy")["PolicyDocument"]["Statement"]
     assert write["Resource"] == {"Ref": "AdminKeySecret"} and "secretsmanager:PutSecretValue" in write["Action"]
-    assert s.props("LrsTaskRole")["ManagedPolicyArns"] == [{"Ref": "PartnerNetworkPolicy"}, {"Ref": "AdminKeyWritePolicy"}]
+    assert s.props("LrsTaskRole")["ManagedPolicyArns"] == [
+        {"Ref": "PartnerNetworkPolicy"},
+        {"Ref": "AdminKeyWritePolicy"},
+    ]
     statements = s.props("TaskExecutionRole")["Policies"][0]["PolicyDocument"]["Statement"]
     assert {a for st in statements for a in st["Action"]} == {
-        "ecr:GetAuthorizationToken", "ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer",
-        "ecr:BatchGetImage", "logs:CreateLogStream", "logs:PutLogEvents", "secretsmanager:GetSecretValue",
+        "ecr:GetAuthorizationToken",
+        "ecr:BatchCheckLayerAvailability",
+        "ecr:GetDownloadUrlForLayer",
+        "ecr:BatchGetImage",
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+        "secretsmanager:GetSecretValue",
     }
     wildcard = [st for st in statements if st["Resource"] == "*"]
     assert [st["Action"] for st in wildcard] == [["ecr:GetAuthorizationToken"]]  # the one action with no resource
@@ -180,17 +221,27 @@ def test_independent_mode_runs_lpo_lrs_and_the_sync_function_apart(cfn: dict[str
     assert s.props("FeedsService")["DesiredCount"] == 1 and "LoadBalancers" not in s.props("FeedsService")
     assert lrs["Command"] == ["serve", "--only", "lrs", "--no-sync"]
     assert s.props("LpoService")["DesiredCount"] == 2 and s.props("LrsService")["DesiredCount"] == 2
-    assert lpo_load_balancers(s) == {(8080, "LpoHttpTargetGroup"), (8080, "LpoTcpTargetGroup"), (2679, "LpoUdpTargetGroup")}
+    assert lpo_load_balancers(s) == {
+        (8080, "LpoHttpTargetGroup"),
+        (8080, "LpoTcpTargetGroup"),
+        (2679, "LpoUdpTargetGroup"),
+    }
     assert {(p["ContainerPort"], p["Protocol"]) for p in lpo["PortMappings"]} == {(8080, "tcp"), (2679, "udp")}
     assert {(p["ContainerPort"], p["Protocol"]) for p in lrs["PortMappings"]} == {(9090, "tcp"), (2680, "udp")}
     [rule] = s.of_type("AWS::Events::Rule").values()
     assert rule["Properties"]["State"] == "ENABLED" and rule["Properties"]["ScheduleExpression"] == "rate(1 minute)"
     target = s.props("LpoScalableTarget")
-    assert (target["MinCapacity"], target["MaxCapacity"], target["ScalableDimension"]) == (2, 10, "ecs:service:DesiredCount")
+    assert (target["MinCapacity"], target["MaxCapacity"], target["ScalableDimension"]) == (
+        2,
+        10,
+        "ecs:service:DesiredCount",
+    )
     spec = s.props("LpoScalingPolicy")["TargetTrackingScalingPolicyConfiguration"]["PredefinedMetricSpecification"]
     assert spec == {"PredefinedMetricType": "ECSServiceAverageCPUUtilization"}
     by_requests = stack(cfn, LpoScalingMetric="requests")
-    spec = by_requests.props("LpoScalingPolicy")["TargetTrackingScalingPolicyConfiguration"]["PredefinedMetricSpecification"]
+    spec = by_requests.props("LpoScalingPolicy")["TargetTrackingScalingPolicyConfiguration"][
+        "PredefinedMetricSpecification"
+    ]
     assert spec["PredefinedMetricType"] == "ALBRequestCountPerTarget" and "ResourceLabel" in spec
 
 
@@ -207,8 +258,11 @@ def test_combined_mode_is_one_container_serving_both(cfn: dict[str, Any]) -> Non
     assert s.props("LpoService")["DesiredCount"] == 1
     # Five target groups, ECS's limit per service (PrivateLink 9090 reaches it through the internal ALB).
     assert lpo_load_balancers(s) == {
-        (8080, "LpoHttpTargetGroup"), (8080, "LpoTcpTargetGroup"), (2679, "LpoUdpTargetGroup"),
-        (9090, "LrsHttpTargetGroup"), (2680, "LrsUdpTargetGroup"),
+        (8080, "LpoHttpTargetGroup"),
+        (8080, "LpoTcpTargetGroup"),
+        (2679, "LpoUdpTargetGroup"),
+        (9090, "LrsHttpTargetGroup"),
+        (2680, "LrsUdpTargetGroup"),
     }
     [rule] = s.of_type("AWS::Events::Rule").values()
     assert rule["Properties"]["State"] == "DISABLED"  # the container syncs
@@ -242,12 +296,20 @@ def test_vpc_is_created_by_default_or_taken_from_parameters(cfn: dict[str, Any])
     assert created.props("Vpc")["CidrBlock"] == "10.0.0.0/16"
     assert len(created.of_type("AWS::EC2::Subnet")) == 4 and len(created.of_type("AWS::EC2::NatGateway")) == 1
     existing = stack(
-        cfn, ExistingVpcId="vpc-0abc", ExistingPublicSubnetIds="subnet-1,subnet-2", ExistingPublicSubnetCidrs="10.0.0.0/24,10.0.1.0/24",
-        ExistingPrivateSubnetIds="subnet-3,subnet-4", ExistingPrivateRouteTableId="rtb-1", VpcCidr="172.31.0.0/16",
+        cfn,
+        ExistingVpcId="vpc-0abc",
+        ExistingPublicSubnetIds="subnet-1,subnet-2",
+        ExistingPublicSubnetCidrs="10.0.0.0/24,10.0.1.0/24",
+        ExistingPrivateSubnetIds="subnet-3,subnet-4",
+        ExistingPrivateRouteTableId="rtb-1",
+        VpcCidr="172.31.0.0/16",
     )
     assert not existing.of_type("AWS::EC2::VPC") and not existing.of_type("AWS::EC2::Subnet")
     assert existing.props("TaskSecurityGroup")["VpcId"] == "vpc-0abc"
-    assert existing.props("LpoService")["NetworkConfiguration"]["AwsvpcConfiguration"]["Subnets"] == ["subnet-3", "subnet-4"]
+    assert existing.props("LpoService")["NetworkConfiguration"]["AwsvpcConfiguration"]["Subnets"] == [
+        "subnet-3",
+        "subnet-4",
+    ]
     assert existing.props("PublicAlb")["Subnets"] == ["subnet-1", "subnet-2"]
     lrs_env = env(existing.container("LrsTaskDefinition"))
     assert lrs_env["BEAST_VPC_ID"] == "vpc-0abc" and lrs_env["BEAST_ROUTE_TABLE_ID"] == "rtb-1"

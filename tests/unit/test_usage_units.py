@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
 from trinity_beast.domain.settings import ConfigError, load_settings
+from trinity_beast.domain.usage import Counts, Group, parse_bucket
 from trinity_beast.services.reports.cursor import decode_cursor, encode_cursor
 from trinity_beast.services.reports.errors import ReportError
 from trinity_beast.services.reports.filters import month_edges, parse_filters
 from trinity_beast.services.reports.policy import ReportLimits
 from trinity_beast.services.reports.render import neutralize
-from trinity_beast.domain.usage import Counts, Group, parse_bucket
 
 LIMITS = ReportLimits()
 KEY = b"k" * 32  # a deployment's key (each deployment makes its own)
 
 
 def ts(s: str) -> int:
-    return int(datetime.fromisoformat(s).replace(tzinfo=timezone.utc).timestamp())
+    return int(datetime.fromisoformat(s).replace(tzinfo=UTC).timestamp())
 
 
 def test_month_edges_follow_the_calendar() -> None:
@@ -31,7 +31,13 @@ def test_month_edges_follow_the_calendar() -> None:
 def test_dates_and_defaults() -> None:
     now = ts("2026-11-23T15:10:00")
     f = parse_filters([], now, LIMITS, KEY)
-    assert (f.start, f.end, f.format, f.granularity, f.limit) == (ts("2026-11-01T00:00:00"), now + 60, "json", "hour", 1000)
+    assert (f.start, f.end, f.format, f.granularity, f.limit) == (
+        ts("2026-11-01T00:00:00"),
+        now + 60,
+        "json",
+        "hour",
+        1000,
+    )
     f = parse_filters([("from", "2026-11-02"), ("to", "2026-11-02")], now, LIMITS, KEY)
     assert (f.start, f.end) == (ts("2026-11-02T00:00:00"), ts("2026-11-03T00:00:00"))
     f = parse_filters([("from", "2026-11-02T10:00:00+02:00"), ("to", "2026-11-02T10:30")], now, LIMITS, KEY)
@@ -51,15 +57,31 @@ def test_a_cursor_round_trips_and_rejects_edits() -> None:
             decode_cursor(bad, "fp", key=KEY)
 
 
-@pytest.mark.parametrize("value,shown", [("=1+1", "'=1+1"), ("+1", "'+1"), ("-", "'-"), ("@SUM(A1)", "'@SUM(A1)"),
-                                         ("\tx", "'\tx"), ("BTC", "BTC"), (200, 200)])
+@pytest.mark.parametrize(
+    "value,shown",
+    [
+        ("=1+1", "'=1+1"),
+        ("+1", "'+1"),
+        ("-", "'-"),
+        ("@SUM(A1)", "'@SUM(A1)"),
+        ("\tx", "'\tx"),
+        ("BTC", "BTC"),
+        (200, 200),
+    ],
+)
 def test_formula_cells_are_neutralised(value: object, shown: object) -> None:
     assert neutralize(value) == shown
 
 
 def test_parse_bucket_adds_fields_and_skips_junk() -> None:
-    fields = {"ak_1|/price|BTC|http|200|n": 3, "ak_1|/price|BTC|http|200|us": 900, "ak_1|/price|BTC|http|200|max": 500,
-              "junk": 1, "ak_1|/price|BTC|http|abc|n": 1, "ak_1|/price|BTC|udp|200|max": 7}
+    fields = {
+        "ak_1|/price|BTC|http|200|n": 3,
+        "ak_1|/price|BTC|http|200|us": 900,
+        "ak_1|/price|BTC|http|200|max": 500,
+        "junk": 1,
+        "ak_1|/price|BTC|http|abc|n": 1,
+        "ak_1|/price|BTC|udp|200|max": 7,
+    }
     assert parse_bucket(fields) == {Group("ak_1", "/price", "BTC", "http", 200): Counts(3, 900, 500)}
 
 
@@ -76,7 +98,9 @@ def test_later_pages_keep_the_range_of_the_first_even_when_now_moves() -> None:
     from trinity_beast.services.reports.filters import parse_filters
 
     first = parse_filters([("granularity", "minute")], 1_800_000_000, LIMITS, KEY)
-    cursor = encode_cursor((0, "ak_1", "/price", "BTC", "http", 200), first.fingerprint(), (first.start, first.end), key=KEY)
+    cursor = encode_cursor(
+        (0, "ak_1", "/price", "BTC", "http", 200), first.fingerprint(), (first.start, first.end), key=KEY
+    )
     later = parse_filters([("granularity", "minute"), ("cursor", cursor)], 1_800_000_000 + 3600, LIMITS, KEY)
     assert (later.start, later.end) == (first.start, first.end)
     assert later.after == (0, "ak_1", "/price", "BTC", "http", 200)
@@ -85,9 +109,9 @@ def test_later_pages_keep_the_range_of_the_first_even_when_now_moves() -> None:
 async def test_a_month_total_never_goes_down_in_a_process() -> None:
     """A stale or lost cache total (a read racing a flush, a Redis restart) must not hand a key
     back usage it already spent."""
-    from trinity_beast.stores.cache import MemoryCache
-    from trinity_beast.services.meter import Meter
     from trinity_beast.domain.usage import MONTH_PREFIX, month_of
+    from trinity_beast.services.meter import Meter
+    from trinity_beast.stores.cache import MemoryCache
 
     cache = MemoryCache()
     meter = Meter(cache, clock=lambda: 1_800_000_000.0)

@@ -3,13 +3,13 @@
 
 from __future__ import annotations
 
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 import pytest
 
+from beast_sim import Simulator
 from trinity_beast.domain.assets import AssetRegistry
 from trinity_beast.domain.settings import Settings
-from beast_sim import Simulator
 
 
 @pytest.fixture

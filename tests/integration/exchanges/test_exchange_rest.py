@@ -7,11 +7,11 @@ from decimal import Decimal
 import httpx
 import pytest
 
+from beast_sim import Simulator
 from trinity_beast.domain.assets import AssetRegistry
 from trinity_beast.domain.settings import EXCHANGES
 from trinity_beast.exchanges import ExchangeError, UnknownInstrument
 from trinity_beast.exchanges.rest import fetch_instruments, fetch_ticker
-from beast_sim import Simulator
 
 
 @pytest.mark.parametrize("exchange", EXCHANGES)

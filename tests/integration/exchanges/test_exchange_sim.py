@@ -11,8 +11,8 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from trinity_beast.domain.assets import AssetRegistry
 from beast_sim import Simulator, serve
+from trinity_beast.domain.assets import AssetRegistry
 
 
 async def recv_json(ws, timeout: float = 3.0):
@@ -35,7 +35,10 @@ async def test_coinbase_acks_then_snapshot_then_updates(sim: Simulator) -> None:
     async with connect(sim.ws_urls["coinbase"]) as ws:
         await ws.send(json.dumps({"type": "subscribe", "product_ids": ["BTC-USD", "ETH-USD"], "channel": "ticker"}))
         ack = await recv_json(ws)
-        assert ack["channel"] == "subscriptions" and ack["events"][0]["subscriptions"]["ticker"] == ["BTC-USD", "ETH-USD"]
+        assert ack["channel"] == "subscriptions" and ack["events"][0]["subscriptions"]["ticker"] == [
+            "BTC-USD",
+            "ETH-USD",
+        ]
         snap = await recv_json(ws)
         assert snap["channel"] == "ticker" and snap["events"][0]["type"] == "snapshot"
         assert {t["product_id"] for t in snap["events"][0]["tickers"]} == {"BTC-USD", "ETH-USD"}
@@ -61,7 +64,11 @@ async def test_kraken_status_snapshot_numbers_and_errors(sim: Simulator) -> None
     async with connect(sim.ws_urls["kraken"]) as ws:
         status = await recv_json(ws)
         assert status["channel"] == "status" and status["data"][0]["system"] == "online"
-        await ws.send(json.dumps({"method": "subscribe", "params": {"channel": "ticker", "symbol": ["BTC/USD", "XBT/USD"]}, "req_id": 9}))
+        await ws.send(
+            json.dumps(
+                {"method": "subscribe", "params": {"channel": "ticker", "symbol": ["BTC/USD", "XBT/USD"]}, "req_id": 9}
+            )
+        )
         ack, _ = await recv_until(ws, lambda m: m.get("method") == "subscribe" and m.get("success"))
         assert ack["result"]["symbol"] == "BTC/USD" and ack["req_id"] == 9
         snap, raw = await recv_until(ws, lambda m: m.get("channel") == "ticker")
@@ -77,7 +84,9 @@ async def test_kraken_status_snapshot_numbers_and_errors(sim: Simulator) -> None
 
 async def test_gemini_first_message_is_the_full_book_with_trades(sim: Simulator) -> None:
     async with connect(sim.ws_urls["gemini"]) as ws:
-        await ws.send(json.dumps({"type": "subscribe", "subscriptions": [{"name": "l2", "symbols": ["BTCUSD", "NOPEUSD"]}]}))
+        await ws.send(
+            json.dumps({"type": "subscribe", "subscriptions": [{"name": "l2", "symbols": ["BTCUSD", "NOPEUSD"]}]})
+        )
         first, _ = await recv_until(ws, lambda m: m.get("type") == "l2_updates")
         sides = {c[0] for c in first["changes"]}
         assert sides == {"buy", "sell"} and first["trades"] and first["auction_events"] == []
@@ -90,7 +99,17 @@ async def test_gemini_first_message_is_the_full_book_with_trades(sim: Simulator)
 
 async def test_gateio_ping_pong_and_unknown_pair(sim: Simulator) -> None:
     async with connect(sim.ws_urls["gateio"]) as ws:
-        await ws.send(json.dumps({"time": 1, "id": 5, "channel": "spot.tickers", "event": "subscribe", "payload": ["BTC_USDT", "FOO_USDT"]}))
+        await ws.send(
+            json.dumps(
+                {
+                    "time": 1,
+                    "id": 5,
+                    "channel": "spot.tickers",
+                    "event": "subscribe",
+                    "payload": ["BTC_USDT", "FOO_USDT"],
+                }
+            )
+        )
         ack, _ = await recv_until(ws, lambda m: m.get("event") == "subscribe" and m.get("error") is None)
         assert ack["result"] == {"status": "success"} and ack["id"] == 5
         err, _ = await recv_until(ws, lambda m: m.get("error"))
@@ -101,7 +120,9 @@ async def test_gateio_ping_pong_and_unknown_pair(sim: Simulator) -> None:
 
 async def test_cryptocom_hangs_up_on_clients_that_ignore_heartbeats(sim: Simulator) -> None:
     async with connect(sim.ws_urls["cryptocom"]) as ws:
-        await ws.send(json.dumps({"id": 1, "method": "subscribe", "params": {"channels": ["ticker.BTC_USD"]}, "nonce": 1}))
+        await ws.send(
+            json.dumps({"id": 1, "method": "subscribe", "params": {"channels": ["ticker.BTC_USD"]}, "nonce": 1})
+        )
         hb, _ = await recv_until(ws, lambda m: m.get("method") == "public/heartbeat")
         assert hb["code"] == 0
         with pytest.raises(ConnectionClosed):
@@ -113,7 +134,16 @@ async def test_cryptocom_hangs_up_on_clients_that_ignore_heartbeats(sim: Simulat
 
 async def test_cryptocom_keeps_clients_that_answer(sim: Simulator) -> None:
     async with connect(sim.ws_urls["cryptocom"]) as ws:
-        await ws.send(json.dumps({"id": 1, "method": "subscribe", "params": {"channels": ["ticker.BTC_USD", "ticker.FOO_USD"]}, "nonce": 1}))
+        await ws.send(
+            json.dumps(
+                {
+                    "id": 1,
+                    "method": "subscribe",
+                    "params": {"channels": ["ticker.BTC_USD", "ticker.FOO_USD"]},
+                    "nonce": 1,
+                }
+            )
+        )
         err, _ = await recv_until(ws, lambda m: m.get("code") not in (0, None))
         assert err["channel"] == "ticker.FOO_USD"
         for _ in range(3):
@@ -130,7 +160,9 @@ async def test_okx_text_ping_and_error_codes(sim: Simulator) -> None:
         assert await asyncio.wait_for(ws.recv(), 3) == "pong"
         await ws.send(json.dumps({"id": "7", "op": "subscribe", "args": [{"channel": "tickers", "instId": "BTC-USD"}]}))
         err = await recv_json(ws)
-        assert err["code"] == "60018" and err["msg"] == "channel:tickers,instId:BTC-USD doesn't exist" and err["id"] == "7"
+        assert (
+            err["code"] == "60018" and err["msg"] == "channel:tickers,instId:BTC-USD doesn't exist" and err["id"] == "7"
+        )
         await ws.send("{bad")
         err = await recv_json(ws)
         assert err["code"] == "60012"
@@ -153,10 +185,16 @@ async def test_http_control(sim: Simulator) -> None:
         await client.post(base, json={"action": "set_price", "asset": "BTC", "price": "70000.5"})
         state = (await client.get(base)).json()["state"]
         assert state["rejected"] == {"kraken": ["ETH/USD"]} and state["pinned"] == {"BTC": "70000.5"}
-        r = await client.get(f"http://{sim.host}:{sim.port}/gateio/api/v4/spot/tickers", params={"currency_pair": "BTC_USDT"})
+        r = await client.get(
+            f"http://{sim.host}:{sim.port}/gateio/api/v4/spot/tickers", params={"currency_pair": "BTC_USDT"}
+        )
         assert r.json()[0]["last"] == "70000.5"
-        for bad in ({"action": "explode"}, {"action": "set_mode", "exchange": "okx", "mode": "weird"},
-                    {"action": "set_mode", "exchange": "binance", "mode": "drop"}, {"action": "set_price", "asset": "BTC", "price": "-3"}):
+        for bad in (
+            {"action": "explode"},
+            {"action": "set_mode", "exchange": "okx", "mode": "weird"},
+            {"action": "set_mode", "exchange": "binance", "mode": "drop"},
+            {"action": "set_price", "asset": "BTC", "price": "-3"},
+        ):
             r = await client.post(base, json=bad)
             assert r.status_code == 400 and r.json()["ok"] is False
         assert (await client.post(base, content=b"{nope")).status_code == 400

@@ -9,14 +9,14 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-
 from support import wait_for
+
+from beast_sim import Simulator
 from trinity_beast.domain.assets import AssetRegistry
 from trinity_beast.domain.settings import EXCHANGES, Settings
+from trinity_beast.domain.tick import Tick
 from trinity_beast.exchanges import HEARTBEAT, Event
 from trinity_beast.exchanges.feeds import FeedManager
-from beast_sim import Simulator
-from trinity_beast.domain.tick import Tick
 
 FEW = ["BTC", "ETH", "SOL", "USDT", "USDC", "DOGE", "LINK", "PEPE"]
 
@@ -43,7 +43,12 @@ class Recorder:
 
 def manager(settings: Settings, registry: AssetRegistry, rec: Recorder, **kw: Any) -> FeedManager:
     opts: dict[str, Any] = dict(
-        assets=FEW, watchdog_s=2.0, backoff_initial_s=0.05, backoff_max_s=0.3, connect_delay_s=0.05, on_event=rec.on_event
+        assets=FEW,
+        watchdog_s=2.0,
+        backoff_initial_s=0.05,
+        backoff_max_s=0.3,
+        connect_delay_s=0.05,
+        on_event=rec.on_event,
     )
     opts.update(kw)
     return FeedManager(settings, registry, rec.on_tick, **opts)
@@ -54,16 +59,28 @@ def rec() -> Recorder:
     return Recorder()
 
 
-async def test_all_six_exchanges_yield_ticks(sim: Simulator, sim_settings: Settings, registry: AssetRegistry, rec: Recorder) -> None:
+async def test_all_six_exchanges_yield_ticks(
+    sim: Simulator, sim_settings: Settings, registry: AssetRegistry, rec: Recorder
+) -> None:
     """Full registry, default connect delays (Crypto.com waits 1 s), every keep-alive path."""
     sim.set_price("BTC", "64000.25")
-    fm = FeedManager(sim_settings, registry, rec.on_tick, on_event=rec.on_event, watchdog_s=5.0,
-                     keepalive_s={"okx": 0.2, "gateio": 0.2})
+    fm = FeedManager(
+        sim_settings,
+        registry,
+        rec.on_tick,
+        on_event=rec.on_event,
+        watchdog_s=5.0,
+        keepalive_s={"okx": 0.2, "gateio": 0.2},
+    )
     async with fm:
         for ex in EXCHANGES:
-            await wait_for(lambda: any(t.exchange == ex and t.asset == "BTC" for t in rec.ticks), 8, f"{ex} BTC tick")
+            await wait_for(
+                lambda ex=ex: any(t.exchange == ex and t.asset == "BTC" for t in rec.ticks), 8, f"{ex} BTC tick"
+            )
         # Heartbeats flow both ways: Crypto.com's must be answered or the simulator hangs up.
-        await wait_for(lambda: all(rec.heartbeats(ex) >= 3 for ex in EXCHANGES), 8, "heartbeats/pongs from every exchange")
+        await wait_for(
+            lambda: all(rec.heartbeats(ex) >= 3 for ex in EXCHANGES), 8, "heartbeats/pongs from every exchange"
+        )
         health = fm.health()
     for ex in EXCHANGES:
         h = health[ex]
@@ -80,13 +97,17 @@ async def test_all_six_exchanges_yield_ticks(sim: Simulator, sim_settings: Setti
     assert all(h["state"] == "stopped" for h in fm.health().values())
 
 
-async def test_reconnects_after_a_drop(sim: Simulator, sim_settings: Settings, registry: AssetRegistry, rec: Recorder) -> None:
+async def test_reconnects_after_a_drop(
+    sim: Simulator, sim_settings: Settings, registry: AssetRegistry, rec: Recorder
+) -> None:
     fm = manager(sim_settings, registry, rec, exchanges=["kraken", "gemini", "cryptocom"])
     async with fm:
         await wait_for(lambda: all(rec.count(ex) > 0 for ex in ("kraken", "gemini", "cryptocom")), 5, "first ticks")
         for ex in ("kraken", "gemini", "cryptocom"):
             sim.drop(ex)
-        await wait_for(lambda: all(sim.connections[ex] == 2 for ex in ("kraken", "gemini", "cryptocom")), 5, "reconnections")
+        await wait_for(
+            lambda: all(sim.connections[ex] == 2 for ex in ("kraken", "gemini", "cryptocom")), 5, "reconnections"
+        )
         before = {ex: rec.count(ex) for ex in ("kraken", "gemini", "cryptocom")}
         await wait_for(lambda: all(rec.count(ex) > before[ex] + 5 for ex in before), 5, "ticks after reconnect")
         health = fm.health()
@@ -105,12 +126,16 @@ async def test_keeps_retrying_while_connections_drop_then_recovers(
     async with fm:
         await wait_for(lambda: fm.health()["gateio"]["reconnects"] >= 3, 10, "repeated reconnects")
         sim.set_mode("gateio", "normal")
-        await wait_for(lambda: sim.active("gateio") == 1 and fm.health()["gateio"]["state"] == "connected", 5, "stable connection")
+        await wait_for(
+            lambda: sim.active("gateio") == 1 and fm.health()["gateio"]["state"] == "connected", 5, "stable connection"
+        )
         n = rec.count("gateio")
         await wait_for(lambda: rec.count("gateio") > n + 10, 5, "ticks after recovery")
 
 
-async def test_down_exchange_backs_off_and_recovers(sim: Simulator, sim_settings: Settings, registry: AssetRegistry, rec: Recorder) -> None:
+async def test_down_exchange_backs_off_and_recovers(
+    sim: Simulator, sim_settings: Settings, registry: AssetRegistry, rec: Recorder
+) -> None:
     sim.set_mode("okx", "down")
     fm = manager(sim_settings, registry, rec, exchanges=["okx", "coinbase"])
     async with fm:
@@ -122,7 +147,9 @@ async def test_down_exchange_backs_off_and_recovers(sim: Simulator, sim_settings
         assert fm.health()["okx"]["state"] == "connected"
 
 
-async def test_watchdog_recovers_from_silence(sim: Simulator, sim_settings: Settings, registry: AssetRegistry, rec: Recorder) -> None:
+async def test_watchdog_recovers_from_silence(
+    sim: Simulator, sim_settings: Settings, registry: AssetRegistry, rec: Recorder
+) -> None:
     fm = manager(sim_settings, registry, rec, exchanges=["coinbase", "gemini"], watchdog_s=0.5)
     async with fm:
         await wait_for(lambda: rec.count("coinbase") > 0 and rec.count("gemini") > 0, 5, "first ticks")
@@ -136,7 +163,9 @@ async def test_watchdog_recovers_from_silence(sim: Simulator, sim_settings: Sett
         assert fm.health()["coinbase"]["last_message_age_s"] < 0.5
 
 
-async def test_garbage_and_bad_prices_are_survived(sim: Simulator, sim_settings: Settings, registry: AssetRegistry, rec: Recorder) -> None:
+async def test_garbage_and_bad_prices_are_survived(
+    sim: Simulator, sim_settings: Settings, registry: AssetRegistry, rec: Recorder
+) -> None:
     for ex in EXCHANGES:
         sim.set_mode(ex, "garbage")
     fm = manager(sim_settings, registry, rec)
@@ -159,18 +188,32 @@ async def test_rejected_symbol_is_reported_while_the_rest_are_served(
         sim.reject(ex, symbol)
     fm = manager(sim_settings, registry, rec)
     async with fm:
-        await wait_for(lambda: all(fm.health()[ex]["unknown_symbols"] == [eth[ex]] for ex in EXCHANGES), 5, "rejections reported")
-        await wait_for(lambda: all(rec.count(ex, "BTC") > 2 and rec.count(ex, "SOL") > 2 for ex in EXCHANGES if registry.instrument("SOL", ex)), 5, "others served")
+        await wait_for(
+            lambda: all(fm.health()[ex]["unknown_symbols"] == [eth[ex]] for ex in EXCHANGES), 5, "rejections reported"
+        )
+        await wait_for(
+            lambda: all(
+                rec.count(ex, "BTC") > 2 and rec.count(ex, "SOL") > 2
+                for ex in EXCHANGES
+                if registry.instrument("SOL", ex)
+            ),
+            5,
+            "others served",
+        )
         assert all(t.asset != "ETH" for t in rec.ticks)
         # The exchange lists it again: after a reconnect it prices and is no longer unknown.
         for ex, symbol in eth.items():
             sim.accept(ex, symbol)
             sim.drop(ex)
         await wait_for(lambda: all(rec.count(ex, "ETH") > 0 for ex in EXCHANGES), 5, "ETH after re-listing")
-        await wait_for(lambda: all(fm.health()[ex]["unknown_symbols"] == [] for ex in EXCHANGES), 5, "unknown list cleared")
+        await wait_for(
+            lambda: all(fm.health()[ex]["unknown_symbols"] == [] for ex in EXCHANGES), 5, "unknown list cleared"
+        )
 
 
-async def test_a_raising_callback_does_not_stop_the_feed(sim: Simulator, sim_settings: Settings, registry: AssetRegistry) -> None:
+async def test_a_raising_callback_does_not_stop_the_feed(
+    sim: Simulator, sim_settings: Settings, registry: AssetRegistry
+) -> None:
     seen: Counter[str] = Counter()
 
     def flaky(tick: Tick) -> None:
@@ -185,7 +228,9 @@ async def test_a_raising_callback_does_not_stop_the_feed(sim: Simulator, sim_set
     assert h["errors"] >= 10 and h["reconnects"] == 0 and "book exploded" in h["last_error"]
 
 
-async def test_instruments_are_split_across_connections(sim: Simulator, sim_settings: Settings, registry: AssetRegistry, rec: Recorder) -> None:
+async def test_instruments_are_split_across_connections(
+    sim: Simulator, sim_settings: Settings, registry: AssetRegistry, rec: Recorder
+) -> None:
     fm = manager(sim_settings, registry, rec, exchanges=["okx"], assets=None, max_per_connection={"okx": 50})
     n = len(registry.instruments_for("okx"))
     async with fm:
@@ -195,7 +240,9 @@ async def test_instruments_are_split_across_connections(sim: Simulator, sim_sett
         assert fm.health()["okx"]["state"] == "connected" and fm.health()["okx"]["symbols"] == n
 
 
-async def test_stop_is_prompt_and_idempotent(sim: Simulator, sim_settings: Settings, registry: AssetRegistry, rec: Recorder) -> None:
+async def test_stop_is_prompt_and_idempotent(
+    sim: Simulator, sim_settings: Settings, registry: AssetRegistry, rec: Recorder
+) -> None:
     fm = manager(sim_settings, registry, rec, exchanges=list(EXCHANGES))
     await fm.start()
     await wait_for(lambda: all(rec.count(ex) > 0 for ex in EXCHANGES), 5, "ticks")

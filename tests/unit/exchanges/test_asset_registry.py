@@ -100,7 +100,9 @@ def _bad(doc: dict, mutate) -> str:
 def test_validation_rejects_bad_files(doc: dict) -> None:
     assert "150" in _bad(doc, lambda d: d["assets"].pop())
     assert "duplicate" in _bad(doc, lambda d: d["assets"].__setitem__(1, copy.deepcopy(d["assets"][0])))
-    assert "unknown exchange" in _bad(doc, lambda d: d["assets"][0]["instruments"].__setitem__("binance", {"symbol": "BTCUSDT", "quote": "USDT"}))
+    assert "unknown exchange" in _bad(
+        doc, lambda d: d["assets"][0]["instruments"].__setitem__("binance", {"symbol": "BTCUSDT", "quote": "USDT"})
+    )
     assert "version" in _bad(doc, lambda d: d.__setitem__("version", 2))
     assert "quote" in _bad(doc, lambda d: d["assets"][0]["instruments"]["okx"].__setitem__("quote", "EUR"))
     assert "name" in _bad(doc, lambda d: d["assets"][0].__setitem__("name", " "))

@@ -28,7 +28,9 @@ def test_configuration_doc_lists_each_connectors_production_urls() -> None:
 
 
 def test_settings_hold_only_the_overrides_and_the_rest_is_production() -> None:
-    s = load_settings({"BEAST_KRAKEN_WS_URL": " ws://127.0.0.1:9/kraken ", "BEAST_OKX_REST_URL": "http://127.0.0.1:9/okx"})
+    s = load_settings(
+        {"BEAST_KRAKEN_WS_URL": " ws://127.0.0.1:9/kraken ", "BEAST_OKX_REST_URL": "http://127.0.0.1:9/okx"}
+    )
     assert dict(s.ws_url_overrides) == {"kraken": "ws://127.0.0.1:9/kraken"}
     assert dict(s.rest_url_overrides) == {"okx": "http://127.0.0.1:9/okx"}
     assert ws_url(s, "kraken") == "ws://127.0.0.1:9/kraken" and rest_url(s, "kraken") == "https://api.kraken.com"

@@ -10,20 +10,56 @@ from __future__ import annotations
 import math
 import random
 import zlib
+from collections.abc import Iterable
 from decimal import Decimal
-from typing import Iterable
 
 # Rough USD levels so the numbers look like the real thing.
 _START = {
-    "BTC": 64000.0, "ETH": 3100.0, "USDT": 1.0, "XRP": 0.52, "BNB": 580.0, "SOL": 145.0, "USDC": 1.0,
-    "DOGE": 0.12, "ADA": 0.45, "TRX": 0.12, "LINK": 14.0, "AVAX": 28.0, "XLM": 0.1, "SUI": 1.1,
-    "HBAR": 0.07, "TON": 6.0, "SHIB": 0.000018, "DOT": 6.5, "LTC": 72.0, "BCH": 380.0, "UNI": 8.0,
-    "PEPE": 0.0000095, "DAI": 1.0, "PYUSD": 1.0, "PAXG": 2350.0, "BONK": 0.000022, "FLOKI": 0.00015,
-    "XMR": 160.0, "MKR": 2400.0, "AAVE": 95.0, "TAO": 320.0, "YFI": 6200.0, "OKB": 45.0, "GT": 8.0,
+    "BTC": 64000.0,
+    "ETH": 3100.0,
+    "USDT": 1.0,
+    "XRP": 0.52,
+    "BNB": 580.0,
+    "SOL": 145.0,
+    "USDC": 1.0,
+    "DOGE": 0.12,
+    "ADA": 0.45,
+    "TRX": 0.12,
+    "LINK": 14.0,
+    "AVAX": 28.0,
+    "XLM": 0.1,
+    "SUI": 1.1,
+    "HBAR": 0.07,
+    "TON": 6.0,
+    "SHIB": 0.000018,
+    "DOT": 6.5,
+    "LTC": 72.0,
+    "BCH": 380.0,
+    "UNI": 8.0,
+    "PEPE": 0.0000095,
+    "DAI": 1.0,
+    "PYUSD": 1.0,
+    "PAXG": 2350.0,
+    "BONK": 0.000022,
+    "FLOKI": 0.00015,
+    "XMR": 160.0,
+    "MKR": 2400.0,
+    "AAVE": 95.0,
+    "TAO": 320.0,
+    "YFI": 6200.0,
+    "OKB": 45.0,
+    "GT": 8.0,
 }
 STABLE = {"USDT", "USDC", "DAI", "PYUSD"}
 # Small fixed per-exchange deviations, so a median across exchanges means something.
-_EXCHANGE_SKEW = {"coinbase": 0.0, "kraken": 0.0001, "gemini": -0.0001, "gateio": 0.0002, "cryptocom": -0.0002, "okx": 0.00015}
+_EXCHANGE_SKEW = {
+    "coinbase": 0.0,
+    "kraken": 0.0001,
+    "gemini": -0.0001,
+    "gateio": 0.0002,
+    "cryptocom": -0.0002,
+    "okx": 0.00015,
+}
 
 
 def fmt(value: float) -> str:

@@ -7,7 +7,8 @@ any of them the same way.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import orjson
 from starlette.requests import Request
@@ -33,12 +34,10 @@ class SimProtocol(ABC):
         return []
 
     @abstractmethod
-    def on_text(self, s: SimSession, text: str) -> list[str]:
-        ...
+    def on_text(self, s: SimSession, text: str) -> list[str]: ...
 
     @abstractmethod
-    def updates(self, s: SimSession, symbols: list[str]) -> list[str]:
-        ...
+    def updates(self, s: SimSession, symbols: list[str]) -> list[str]: ...
 
     def heartbeat(self, s: SimSession) -> list[str]:
         return []

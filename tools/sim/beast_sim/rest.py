@@ -7,7 +7,7 @@ the real base paths (beast_sim.urls) and counts every call.
 from __future__ import annotations
 
 import asyncio
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
 from starlette.responses import Response

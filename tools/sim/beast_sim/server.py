@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import orjson
 import uvicorn
@@ -22,15 +23,15 @@ from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from trinity_beast.domain.assets import AssetRegistry
-from trinity_beast.domain.settings import EXCHANGES
-from trinity_beast.exchanges import cryptocom
-from trinity_beast.transports.server import QuietServer
 from beast_sim.exchanges import REST_ALIASES
 from beast_sim.rest import rest_routes
 from beast_sim.state import SimState
 from beast_sim.urls import sim_env, sim_urls
 from beast_sim.websocket import serve_connection
+from trinity_beast.domain.assets import AssetRegistry
+from trinity_beast.domain.settings import EXCHANGES
+from trinity_beast.exchanges import cryptocom
+from trinity_beast.transports.server import QuietServer
 
 log = logging.getLogger("beast_sim")
 
@@ -107,7 +108,7 @@ class Simulator(SimState):
             timeout_graceful_shutdown=1,
         )
 
-    async def start(self) -> "Simulator":
+    async def start(self) -> Simulator:
         """Serve in the background of the current event loop; returns once listening."""
         if self._serve_task is not None:
             return self
@@ -139,7 +140,7 @@ class Simulator(SimState):
         self._server = None
         self._serve_task = None
 
-    async def __aenter__(self) -> "Simulator":
+    async def __aenter__(self) -> Simulator:
         return await self.start()
 
     async def __aexit__(self, *exc: Any) -> None:
@@ -165,7 +166,9 @@ class Simulator(SimState):
             try:
                 self.apply_control(orjson.loads(await request.body()))
             except (ValueError, KeyError, TypeError) as exc:
-                return Response(orjson.dumps({"ok": False, "error": str(exc)}), status_code=400, media_type="application/json")
+                return Response(
+                    orjson.dumps({"ok": False, "error": str(exc)}), status_code=400, media_type="application/json"
+                )
         return Response(orjson.dumps({"ok": True, "state": self.snapshot()}), media_type="application/json")
 
     def _ws_endpoint(self, exchange: str):

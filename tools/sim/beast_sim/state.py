@@ -12,13 +12,14 @@ import math
 import random
 import time
 from collections import Counter
+from collections.abc import Callable, Mapping
 from decimal import Decimal, InvalidOperation
-from typing import Any, Callable, Mapping
+from typing import Any
 
+from beast_sim.prices import PriceModel
 from trinity_beast.domain.assets import AssetRegistry, Instrument, load_registry
 from trinity_beast.domain.settings import EXCHANGES
 from trinity_beast.exchanges import cryptocom
-from beast_sim.prices import PriceModel
 
 # normal: behave; drop: close every connection shortly after it opens; silent: keep
 # connections open but send nothing (REST hangs); garbage: mix malformed frames into the
@@ -32,7 +33,7 @@ _conn_ids = itertools.count(1)
 class SimSession:
     """One client connection: what it subscribed to and its protocol state."""
 
-    def __init__(self, exchange: str, sim: "SimState") -> None:
+    def __init__(self, exchange: str, sim: SimState) -> None:
         self.exchange = exchange
         self.sim = sim
         self.subscribed: dict[str, Instrument] = {}

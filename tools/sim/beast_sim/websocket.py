@@ -23,7 +23,14 @@ from beast_sim.wire import CLOCK_SKEW
 log = logging.getLogger("beast_sim")
 
 FLOOD_COPIES = 20  # flood mode: every subscribed symbol's update this many times per push
-GARBAGE: list[str | bytes] = ["{not json", "[]", '{"unexpected": true}', "null", '"just a string"', b"\xff\xfe\x00binary"]
+GARBAGE: list[str | bytes] = [
+    "{not json",
+    "[]",
+    '{"unexpected": true}',
+    "null",
+    '"just a string"',
+    b"\xff\xfe\x00binary",
+]
 
 
 async def serve_connection(sim: SimState, exchange: str, ws: WebSocket) -> None:
@@ -64,7 +71,9 @@ async def serve_connection(sim: SimState, exchange: str, ws: WebSocket) -> None:
                 await ws.close(code=1001)
 
 
-async def _push(sim: SimState, exchange: str, proto: SimProtocol, s: SimSession, send: Any, reader: asyncio.Task[None]) -> bool:
+async def _push(
+    sim: SimState, exchange: str, proto: SimProtocol, s: SimSession, send: Any, reader: asyncio.Task[None]
+) -> bool:
     """Periodic updates and heartbeats; True when the simulator decided to close."""
     hb_every = sim.heartbeat_s.get(exchange, proto.heartbeat_s)
     next_hb = time.monotonic() + hb_every if hb_every else math.inf

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from contextvars import ContextVar
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -30,14 +30,14 @@ def now_ms() -> int:
 def rfc3339_ns(ts: float | None = None) -> str:
     """Coinbase's envelope time: RFC 3339 with nanoseconds."""
     ts = exchange_time() if ts is None else ts
-    dt = datetime.fromtimestamp(ts, timezone.utc)
-    ns = int(round((ts % 1) * 1e9)) % 1_000_000_000
+    dt = datetime.fromtimestamp(ts, UTC)
+    ns = round((ts % 1) * 1e9) % 1_000_000_000
     return f"{dt:%Y-%m-%dT%H:%M:%S}.{ns:09d}Z"
 
 
 def rfc3339_us(ts: float | None = None) -> str:
     ts = exchange_time() if ts is None else ts
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def dumps(obj: Any) -> str:

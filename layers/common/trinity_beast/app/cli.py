@@ -8,22 +8,21 @@ import contextlib
 import logging
 import sys
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 import orjson
 
+from trinity_beast.app.serve import cmd_serve
 from trinity_beast.app.startup import EXIT_FAILURE, check_host, check_sqlite, one_line
 from trinity_beast.domain.errors import DatabaseUnavailable
-from trinity_beast.stores.cache.base import CacheUnavailable
 from trinity_beast.domain.keys import TIERS, KeyRequestError, new_key
 from trinity_beast.domain.settings import ConfigError, Settings
 from trinity_beast.services.sync import options as sync_options
 from trinity_beast.services.sync import run_sync
+from trinity_beast.stores.cache.base import CacheUnavailable
 from trinity_beast.stores.db import make_database
 from trinity_beast.stores.environment import load_settings
 from trinity_beast.transports.server import StartupError
-
-from trinity_beast.app.serve import cmd_serve
 
 log = logging.getLogger("trinity_beast")
 
@@ -41,8 +40,8 @@ def cmd_sim(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
-    from trinity_beast.stores.cache import make_cache
     from trinity_beast.services.sync import sync_once
+    from trinity_beast.stores.cache import make_cache
 
     if not settings.redis_url:
         print(
@@ -155,7 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Trinity Beast: real-time cryptocurrency prices over HTTP, UDP and WebSocket.",
         epilog="Settings come from environment variables: see docs/configuration.md.",
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", help="`beast COMMAND --help` for its options")
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", help="`beast COMMAND --help` for its options"
+    )
 
     p = sub.add_parser(
         "serve",
@@ -189,11 +190,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser(
-        "sim", help="run the exchange simulator: all six exchanges' WS and REST protocols on loopback"
-    )
+    p = sub.add_parser("sim", help="run the exchange simulator: all six exchanges' WS and REST protocols on loopback")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
-    p.add_argument("--port", type=int, default=9700, help="port of every exchange's WS and REST endpoints (default: 9700)")
+    p.add_argument(
+        "--port", type=int, default=9700, help="port of every exchange's WS and REST endpoints (default: 9700)"
+    )
     p.set_defaults(func=cmd_sim)
 
     p = sub.add_parser(
@@ -213,13 +214,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("keys", help="create, list and revoke API keys")
     p.set_defaults(func=cmd_keys)
-    keys = p.add_subparsers(dest="keys_command", required=True, metavar="ACTION", help="`beast keys ACTION --help` for its options")
+    keys = p.add_subparsers(
+        dest="keys_command", required=True, metavar="ACTION", help="`beast keys ACTION --help` for its options"
+    )
     k = keys.add_parser("create", help="create a key; prints its id and its secret once")
     k.add_argument("--name", required=True, help="who or what the key is for")
-    k.add_argument("--tier", required=True, choices=TIERS, help="partner: unlimited; subscriber: limited per month; admin: every key's reports, partners")
     k.add_argument(
-        "--monthly-limit", type=_non_negative_int, default=None, help="requests per month, 0 = unlimited"
+        "--tier",
+        required=True,
+        choices=TIERS,
+        help="partner: unlimited; subscriber: limited per month; admin: every key's reports, partners",
     )
+    k.add_argument("--monthly-limit", type=_non_negative_int, default=None, help="requests per month, 0 = unlimited")
     k.add_argument("--json", action="store_true", help="print one JSON object with id and key")
     k = keys.add_parser("list", help="list keys (never their secrets)")
     k.add_argument("--json", action="store_true", help="print one JSON array instead of a table")

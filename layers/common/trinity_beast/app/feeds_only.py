@@ -36,7 +36,7 @@ def check_settings(settings: Settings, workers: int) -> None:
         raise StartupError("--only feeds: runs as one process (--workers 1); run one feed task per stack")
 
 
-def build_feeds_app(rt: "Runtime") -> FastAPI:
+def build_feeds_app(rt: Runtime) -> FastAPI:
     """/health (alive, feed states), /ready (cache reachable and a fresh feed), /metrics."""
     envelopes = rt.envelopes(SERVICE)
     api = FastAPI(title="Trinity Beast feeds", version="0.1.0", docs_url=None, redoc_url=None, openapi_url=None)

@@ -9,15 +9,16 @@ no key exists, so the next start tries again instead of leaving a key nobody can
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import orjson
 
-from trinity_beast.domain.settings import Settings
-from trinity_beast.stores.db import Database
 from trinity_beast.domain.keys import ApiKey
+from trinity_beast.domain.settings import Settings
 from trinity_beast.services.runtime import ensure_admin_key
+from trinity_beast.stores.db import Database
 from trinity_beast.transports.server import StartupError
+
 
 def secrets_manager_keeper(secret_id: str) -> Callable[[ApiKey, str], None]:
     """Write {"api_key_id", "api_key"} into an existing Secrets Manager secret (PutSecretValue)."""

@@ -16,7 +16,8 @@ import os
 import signal
 import subprocess
 import sys
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from trinity_beast.domain.settings import Settings
 from trinity_beast.services.prices.ingest import start_feeds
@@ -31,8 +32,8 @@ log = logging.getLogger("trinity_beast")
 
 
 async def serve(settings: Settings, args: argparse.Namespace) -> None:
-    from trinity_beast.transports.http.lpo import build_lpo
     from trinity_beast.services.runtime import Runtime
+    from trinity_beast.transports.http.lpo import build_lpo
 
     sim = None
     if args.sim:
@@ -67,7 +68,9 @@ async def serve(settings: Settings, args: argparse.Namespace) -> None:
     if lrs:
         from trinity_beast.transports.udp.lrs import UdpReportServer
 
-        datagrams.append((lambda: UdpReportServer(rt), bind_udp(settings.host, settings.lrs_udp_port, "BEAST_LRS_UDP_PORT")))
+        datagrams.append(
+            (lambda: UdpReportServer(rt), bind_udp(settings.host, settings.lrs_udp_port, "BEAST_LRS_UDP_PORT"))
+        )
     await rt.start()
     for protocol, sock in datagrams:
         udp, _ = await asyncio.get_running_loop().create_datagram_endpoint(protocol, sock=sock)
@@ -168,7 +171,9 @@ def start_workers(args: argparse.Namespace, settings: Settings) -> list[subproce
     if args.workers == 1:
         return []
     if not settings.redis_url:
-        raise StartupError("--workers: more than one worker needs REDIS_URL (workers share prices and usage through Redis)")
+        raise StartupError(
+            "--workers: more than one worker needs REDIS_URL (workers share prices and usage through Redis)"
+        )
     args.reuse_port = True
     env = {**os.environ, "BEAST_FEEDS": "false", "BEAST_PREWARM": "false"}
     command = [sys.executable, "-m", "trinity_beast", "serve", "--only", "lpo", "--no-sync", "--reuse-port"]

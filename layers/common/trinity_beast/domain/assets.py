@@ -7,10 +7,11 @@ simulator and the `/ws/assets` listing, so a symbol can never be spelled two way
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from trinity_beast.domain.settings import EXCHANGES
 

@@ -7,9 +7,9 @@ them and hands them to the cache writer. Servers read through `pick` and `median
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Callable, Mapping, Sequence
 
 from trinity_beast.domain.tick import Tick
 
@@ -94,7 +94,9 @@ def median(ticks: Mapping[str, Tick], now: float, stale_after_s: float) -> Media
     return Median(statistics.median(kept), sources, consensus=True, dispersion=dispersion)
 
 
-def usd_rate(quote: str, stable_ticks: Mapping[str, Tick], priority: Sequence[str], now: float, stale_after_s: float) -> Decimal | None:
+def usd_rate(
+    quote: str, stable_ticks: Mapping[str, Tick], priority: Sequence[str], now: float, stale_after_s: float
+) -> Decimal | None:
     """USD per unit of `quote`: 1 for USD, the fresh USD price of the stablecoin for USDT/USDC, else None."""
     if quote == "USD":
         return Decimal(1)
@@ -120,8 +122,9 @@ class PriceBook:
     rate) is counted and dropped: the next one comes within seconds.
     """
 
-    def __init__(self, publish: Callable[[Tick], None], priority: Sequence[str], stale_after_s: float,
-                 clock: Callable[[], float]) -> None:
+    def __init__(
+        self, publish: Callable[[Tick], None], priority: Sequence[str], stale_after_s: float, clock: Callable[[], float]
+    ) -> None:
         self._publish = publish
         self._priority = priority
         self._stale_after_s = stale_after_s

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -38,7 +38,7 @@ FIELDS: tuple[str, ...] = (
 @functools.lru_cache(maxsize=4096)
 def _second(second: int, pattern: str) -> str:
     """strftime of one whole second: every answer formats timestamps, most within a few seconds."""
-    return datetime.fromtimestamp(second, tz=timezone.utc).strftime(pattern)
+    return datetime.fromtimestamp(second, tz=UTC).strftime(pattern)
 
 
 def utc_iso(ts: float | None = None) -> str:
@@ -84,7 +84,7 @@ class Envelopes:
     agent_profile_arn: str
 
     @classmethod
-    def for_service(cls, settings: Settings, service: str, profile: str | None = None) -> "Envelopes":
+    def for_service(cls, settings: Settings, service: str, profile: str | None = None) -> Envelopes:
         """The envelopes of `service` (a SERVICE_PROFILES tag), with its own or the given profile kind."""
         if service not in SERVICE_PROFILES:
             raise ValueError(f"unknown service tag {service!r}: expected one of {', '.join(SERVICE_PROFILES)}")

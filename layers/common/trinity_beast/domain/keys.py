@@ -12,7 +12,6 @@ import secrets
 import time
 from dataclasses import dataclass
 
-
 TIERS: tuple[str, ...] = ("partner", "subscriber", "admin")
 DEFAULT_MONTHLY_LIMITS: dict[str, int] = {"partner": 0, "subscriber": 100_000, "admin": 0}
 SECRET_PREFIX = "tbk_"
@@ -84,4 +83,3 @@ def new_key(name: str, tier: str, monthly_limit: int | None = None, now: float |
 def plausible_secret(secret: str) -> bool:
     """Cheap shape check so junk never reaches the database."""
     return 8 <= len(secret) <= 200 and secret.isascii() and secret.isprintable()
-

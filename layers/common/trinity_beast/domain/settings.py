@@ -9,9 +9,9 @@ from __future__ import annotations
 import os
 import re
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 from urllib.parse import urlsplit
 
 from trinity_beast.domain.text import whole_number
@@ -154,14 +154,18 @@ def _networks(env: Mapping[str, str], name: str) -> tuple[str, ...]:
         try:
             out.append(str(ipaddress.ip_network(part, strict=True)))
         except ValueError as exc:
-            raise ConfigError(f"{name}: expected networks such as 10.0.0.0/24 separated by commas, got {part!r} ({exc})") from None
+            raise ConfigError(
+                f"{name}: expected networks such as 10.0.0.0/24 separated by commas, got {part!r} ({exc})"
+            ) from None
     return tuple(out)
 
 
 def _secret(env: Mapping[str, str], name: str, minimum: int) -> str:
     raw = env.get(name, "").strip()
     if raw and (len(raw) < minimum or not raw.isascii() or any(c.isspace() for c in raw)):
-        raise ConfigError(f"{name}: expected at least {minimum} printable ASCII characters without spaces (a random secret)")
+        raise ConfigError(
+            f"{name}: expected at least {minimum} printable ASCII characters without spaces (a random secret)"
+        )
     return raw
 
 
@@ -197,7 +201,9 @@ def _url(env: Mapping[str, str], name: str, schemes: tuple[str, ...], default: s
     raw = raw.strip()
     parts = urlsplit(raw)
     if parts.scheme not in schemes or not (parts.netloc or parts.path):
-        raise ConfigError(f"{name}: expected a URL starting with {' or '.join(s + '://' for s in schemes)}, got {raw!r}")
+        raise ConfigError(
+            f"{name}: expected a URL starting with {' or '.join(s + '://' for s in schemes)}, got {raw!r}"
+        )
     return raw
 
 
@@ -232,7 +238,9 @@ def _secret_id(env: Mapping[str, str], name: str) -> str:
     """A Secrets Manager secret's ARN (or name); empty when unset."""
     raw = env.get(name, "").strip()
     if any(c.isspace() for c in raw) or (raw.startswith("arn:") and ":secretsmanager:" not in raw):
-        raise ConfigError(f"{name}: expected a Secrets Manager secret ARN (arn:aws…:secretsmanager:…) or name, got {raw!r}")
+        raise ConfigError(
+            f"{name}: expected a Secrets Manager secret ARN (arn:aws…:secretsmanager:…) or name, got {raw!r}"
+        )
     return raw
 
 

@@ -39,7 +39,7 @@ class Tick:
     def in_usd(self) -> bool:
         return self.quote == "USD" or self.usd_rate is not None
 
-    def to_usd(self, rate: Decimal) -> "Tick":
+    def to_usd(self, rate: Decimal) -> Tick:
         """This tick converted with `rate` USD per unit of its quote currency."""
         return replace(
             self,
@@ -67,7 +67,7 @@ class Tick:
         return orjson.dumps(self.to_dict())
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Tick":
+    def from_dict(cls, d: dict[str, Any]) -> Tick:
         return cls(
             asset=d["asset"],
             quote=d["quote"],
@@ -82,5 +82,5 @@ class Tick:
         )
 
     @classmethod
-    def from_json(cls, raw: bytes | str) -> "Tick":
+    def from_json(cls, raw: bytes | str) -> Tick:
         return cls.from_dict(orjson.loads(raw))

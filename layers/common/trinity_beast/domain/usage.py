@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
-from datetime import datetime, timezone
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ class Counts:
     latency_us_sum: int = 0
     latency_us_max: int = 0
 
-    def add(self, other: "Counts") -> None:
+    def add(self, other: Counts) -> None:
         self.n += other.n
         self.latency_us_sum += other.latency_us_sum
         self.latency_us_max = max(self.latency_us_max, other.latency_us_max)
@@ -82,7 +82,7 @@ def month_bounds(ts: float) -> tuple[float, float, str]:
     current = _current_month
     if current[0] <= ts < current[1]:
         return current
-    current = (month_start(ts), month_reset(ts), datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m"))
+    current = (month_start(ts), month_reset(ts), datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m"))
     _remember_month(*current)
     return current
 
@@ -100,15 +100,15 @@ _current_month: tuple[float, float, str] = (0.0, 0.0, "")
 
 
 def month_start(ts: float) -> float:
-    dt = datetime.fromtimestamp(ts, tz=timezone.utc)
-    return datetime(dt.year, dt.month, 1, tzinfo=timezone.utc).timestamp()
+    dt = datetime.fromtimestamp(ts, tz=UTC)
+    return datetime(dt.year, dt.month, 1, tzinfo=UTC).timestamp()
 
 
 def month_reset(ts: float) -> float:
     """Epoch seconds when the month containing `ts` ends (UTC)."""
-    dt = datetime.fromtimestamp(ts, tz=timezone.utc)
+    dt = datetime.fromtimestamp(ts, tz=UTC)
     year, month = (dt.year + 1, 1) if dt.month == 12 else (dt.year, dt.month + 1)
-    return datetime(year, month, 1, tzinfo=timezone.utc).timestamp()
+    return datetime(year, month, 1, tzinfo=UTC).timestamp()
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,9 +29,7 @@ from trinity_beast.exchanges.gemini import Gemini
 from trinity_beast.exchanges.kraken import Kraken
 from trinity_beast.exchanges.okx import OKX
 
-CONNECTORS: dict[str, Connector] = {
-    c.name: c for c in (Coinbase(), Kraken(), Gemini(), GateIO(), CryptoCom(), OKX())
-}
+CONNECTORS: dict[str, Connector] = {c.name: c for c in (Coinbase(), Kraken(), Gemini(), GateIO(), CryptoCom(), OKX())}
 
 
 def connector_for(exchange: str) -> Connector:
@@ -50,6 +48,7 @@ def ws_url(settings: Settings, exchange: str) -> str:
 def rest_url(settings: Settings, exchange: str) -> str:
     """The base of `exchange`'s REST API: its BEAST_<EX>_REST_URL override, else production."""
     return settings.rest_url_overrides.get(exchange) or connector_for(exchange).rest_url
+
 
 __all__ = [
     "ACK",

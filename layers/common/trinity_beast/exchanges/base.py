@@ -7,14 +7,15 @@ owns all I/O, so connectors are trivially testable on recorded messages.
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 import json
 import math
 import re
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import orjson
 
@@ -101,8 +102,7 @@ class Connector(ABC):
 
     # ---- WebSocket -------------------------------------------------------------
     @abstractmethod
-    def subscribe_messages(self, symbols: list[str]) -> list[str]:
-        ...
+    def subscribe_messages(self, symbols: list[str]) -> list[str]: ...
 
     def keepalive_message(self) -> str | None:
         return None
@@ -120,13 +120,11 @@ class Connector(ABC):
         return out
 
     @abstractmethod
-    def _parse(self, raw: str | bytes, received_ts: float, state: ConnState, out: Parsed) -> None:
-        ...
+    def _parse(self, raw: str | bytes, received_ts: float, state: ConnState, out: Parsed) -> None: ...
 
     # ---- REST ------------------------------------------------------------------
     @abstractmethod
-    def ticker_request(self, rest_symbol: str) -> RestRequest:
-        ...
+    def ticker_request(self, rest_symbol: str) -> RestRequest: ...
 
     def parse_ticker(self, body: bytes | str, asset: str, quote: str, received_ts: float) -> Tick:
         """Parse a REST ticker answer into a Tick; ExchangeError when unusable."""
@@ -135,15 +133,15 @@ class Connector(ABC):
         except ExchangeError:
             raise
         except Exception as exc:
-            raise ExchangeError(self.name, f"unusable ticker response ({type(exc).__name__}: {exc}): {preview(body)}")
+            raise ExchangeError(
+                self.name, f"unusable ticker response ({type(exc).__name__}: {exc}): {preview(body)}"
+            ) from exc
 
     @abstractmethod
-    def _parse_ticker(self, body: bytes | str, asset: str, quote: str, received_ts: float) -> Tick:
-        ...
+    def _parse_ticker(self, body: bytes | str, asset: str, quote: str, received_ts: float) -> Tick: ...
 
     @abstractmethod
-    def instruments_request(self) -> RestRequest:
-        ...
+    def instruments_request(self) -> RestRequest: ...
 
     def parse_instruments(self, body: bytes | str) -> set[str]:
         """Tradable spot instruments, in the WebSocket spelling; ExchangeError when unusable."""
@@ -152,11 +150,10 @@ class Connector(ABC):
         except ExchangeError:
             raise
         except Exception as exc:
-            raise ExchangeError(self.name, f"unusable instrument list ({type(exc).__name__}: {exc})")
+            raise ExchangeError(self.name, f"unusable instrument list ({type(exc).__name__}: {exc})") from exc
 
     @abstractmethod
-    def _parse_instruments(self, body: bytes | str) -> set[str]:
-        ...
+    def _parse_instruments(self, body: bytes | str) -> set[str]: ...
 
     # ---- helpers for subclasses -------------------------------------------------
     def tick(
@@ -190,8 +187,15 @@ class Connector(ABC):
         return self._tick(asset, quote, p, bid, ask, exchange_ts, received_ts, "rest")
 
     def _tick(
-        self, asset: str, quote: str, price: Decimal, bid: Any, ask: Any, exchange_ts: float | None,
-        received_ts: float, source: str,
+        self,
+        asset: str,
+        quote: str,
+        price: Decimal,
+        bid: Any,
+        ask: Any,
+        exchange_ts: float | None,
+        received_ts: float,
+        source: str,
     ) -> Tick:
         return Tick(
             asset=asset,

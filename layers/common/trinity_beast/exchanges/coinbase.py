@@ -20,11 +20,11 @@ from trinity_beast.exchanges.base import (
     as_dict,
     as_list,
     decode_or_report,
-    rows,
     dumps,
     find_symbol,
     http_json,
     iso_to_s,
+    rows,
     unexpected,
 )
 
@@ -68,7 +68,16 @@ class Coinbase(Connector):
             for event in rows(msg.get("events"), out, "ticker events"):
                 for t in rows(as_dict(event).get("tickers"), out, "tickers"):
                     t = as_dict(t)
-                    self.tick(state, out, t.get("product_id"), t.get("price"), t.get("best_bid"), t.get("best_ask"), ts, received_ts)
+                    self.tick(
+                        state,
+                        out,
+                        t.get("product_id"),
+                        t.get("price"),
+                        t.get("best_bid"),
+                        t.get("best_ask"),
+                        ts,
+                        received_ts,
+                    )
             return
         if channel == "heartbeats":
             out.events.append(Event(HEARTBEAT))
@@ -92,14 +101,20 @@ class Coinbase(Connector):
 
     def _parse_ticker(self, body: bytes | str, asset: str, quote: str, received_ts: float) -> Tick:
         doc = as_dict(http_json(body, self.name))
-        if "error" in doc or "message" in doc and "trades" not in doc:
+        if "error" in doc or ("message" in doc and "trades" not in doc):
             raise ExchangeError(self.name, str(doc.get("message") or doc.get("error")))
         trades = as_list(doc.get("trades"))
         if not trades:
             raise ExchangeError(self.name, f"{asset}: no recent trades in ticker response")
         newest: dict[str, Any] = as_dict(trades[0])
         return self.rest_tick(
-            asset, quote, newest.get("price"), doc.get("best_bid"), doc.get("best_ask"), iso_to_s(newest.get("time")), received_ts
+            asset,
+            quote,
+            newest.get("price"),
+            doc.get("best_bid"),
+            doc.get("best_ask"),
+            iso_to_s(newest.get("time")),
+            received_ts,
         )
 
     def instruments_request(self) -> RestRequest:

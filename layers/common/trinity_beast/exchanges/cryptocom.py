@@ -20,11 +20,11 @@ from trinity_beast.exchanges.base import (
     as_dict,
     as_list,
     decode_or_report,
-    rows,
     dumps,
     find_symbol,
     http_json,
     ms_to_s,
+    rows,
     unexpected,
 )
 
@@ -93,7 +93,16 @@ class CryptoCom(Connector):
                 name = result.get("instrument_name")
                 for d in rows(result.get("data"), out, "ticker data"):
                     d = as_dict(d)
-                    self.tick(state, out, d.get("i", name), d.get("a"), d.get("b"), d.get("k"), ms_to_s(d.get("t")), received_ts)
+                    self.tick(
+                        state,
+                        out,
+                        d.get("i", name),
+                        d.get("a"),
+                        d.get("b"),
+                        d.get("k"),
+                        ms_to_s(d.get("t")),
+                        received_ts,
+                    )
                 return
             return unexpected(msg, out)
         if method in ("subscribe", "unsubscribe"):
@@ -126,7 +135,12 @@ class CryptoCom(Connector):
         result = as_dict(doc.get("result"))
         names: set[str] = set()
         for d in as_list(result.get("data")):  # v1
-            if isinstance(d, dict) and d.get("inst_type") == "CCY_PAIR" and d.get("tradable", True) and isinstance(d.get("symbol"), str):
+            if (
+                isinstance(d, dict)
+                and d.get("inst_type") == "CCY_PAIR"
+                and d.get("tradable", True)
+                and isinstance(d.get("symbol"), str)
+            ):
                 names.add(d["symbol"])
         for d in as_list(result.get("instruments")):  # legacy v2 shape
             if isinstance(d, dict) and isinstance(d.get("instrument_name"), str):

@@ -13,16 +13,17 @@ import contextlib
 import logging
 import random
 import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 
 from trinity_beast.domain.assets import AssetRegistry
 from trinity_beast.domain.settings import EXCHANGES, Settings
+from trinity_beast.domain.tick import Tick
 from trinity_beast.exchanges import CONNECTORS, ws_url
 from trinity_beast.exchanges.base import ACK, ERROR, HEARTBEAT, UNKNOWN, UNKNOWN_SYMBOL, Connector, Event, preview
-from trinity_beast.domain.tick import Tick
 
 log = logging.getLogger("trinity_beast.exchanges.feeds")
 
@@ -118,7 +119,12 @@ class FeedManager:
             for n, start in enumerate(range(0, len(insts), limit)):
                 chunk = insts[start : start + limit]
                 feed.links.append(
-                    _Link(name, n, {i.symbol: (i.asset, i.quote) for i in chunk}, by_asset={i.asset: i.symbol for i in chunk})
+                    _Link(
+                        name,
+                        n,
+                        {i.symbol: (i.asset, i.quote) for i in chunk},
+                        by_asset={i.asset: i.symbol for i in chunk},
+                    )
                 )
             self._feeds[name] = feed
         self._stopping = False
@@ -146,7 +152,7 @@ class FeedManager:
                 link.ws = None
                 link.state = "stopped"
 
-    async def __aenter__(self) -> "FeedManager":
+    async def __aenter__(self) -> FeedManager:
         await self.start()
         return self
 
@@ -311,4 +317,3 @@ class FeedManager:
         link._log_count += 1
         if link._log_count <= _LOG_BURST:
             log.warning("%s[%d]: %s", link.exchange, link.index, preview(text, 300))
-

@@ -53,7 +53,13 @@ class GateIO(Connector):
     def subscribe_messages(self, symbols: list[str]) -> list[str]:
         return [
             dumps(
-                {"time": int(time.time()), "id": next(self._ids), "channel": "spot.tickers", "event": "subscribe", "payload": symbols}
+                {
+                    "time": int(time.time()),
+                    "id": next(self._ids),
+                    "channel": "spot.tickers",
+                    "event": "subscribe",
+                    "payload": symbols,
+                }
             )
         ]
 
@@ -87,7 +93,16 @@ class GateIO(Connector):
             results = msg.get("result")
             for r in results if isinstance(results, list) else [results]:
                 r = as_dict(r)
-                self.tick(state, out, r.get("currency_pair"), r.get("last"), r.get("highest_bid"), r.get("lowest_ask"), ts, received_ts)
+                self.tick(
+                    state,
+                    out,
+                    r.get("currency_pair"),
+                    r.get("last"),
+                    r.get("highest_bid"),
+                    r.get("lowest_ask"),
+                    ts,
+                    received_ts,
+                )
             return
         if event in ("subscribe", "unsubscribe"):
             out.events.append(Event(ACK, str(channel)))

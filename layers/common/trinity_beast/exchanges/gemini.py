@@ -25,11 +25,11 @@ from trinity_beast.exchanges.base import (
     as_dict,
     as_list,
     decode_or_report,
-    rows,
     dumps,
     find_symbol,
     http_json,
     ms_to_s,
+    rows,
     to_price,
     unexpected,
 )
@@ -112,7 +112,9 @@ class Gemini(Connector):
             book = books[symbol] = Book()
         return book
 
-    def _emit(self, state: ConnState, out: Parsed, symbol: str, book: Book, ts: float | None, received_ts: float) -> None:
+    def _emit(
+        self, state: ConnState, out: Parsed, symbol: str, book: Book, ts: float | None, received_ts: float
+    ) -> None:
         if book.last_price is not None:
             self.tick(state, out, symbol, book.last_price, book.best_bid, book.best_ask, ts, received_ts)
 

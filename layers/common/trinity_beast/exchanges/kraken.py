@@ -20,12 +20,12 @@ from trinity_beast.exchanges.base import (
     as_dict,
     as_list,
     decode_or_report,
-    rows,
     dumps,
     find_symbol,
     http_json,
     iso_to_s,
     loads_exact,
+    rows,
     unexpected,
 )
 
@@ -42,8 +42,18 @@ HEARTBEAT_S = 1.0  # `{"channel":"heartbeat"}` about once a second while subscri
 LEGACY_NAMES = {"BTC": "XBT", "DOGE": "XDG"}
 # REST result keys of the oldest pairs: X-prefixed asset + Z-prefixed fiat (XXBTZUSD). The
 # connector takes the only key it gets; the simulator answers with these.
-LEGACY_RESULT_ASSETS = {"BTC": "XXBT", "ETH": "XETH", "LTC": "XLTC", "XRP": "XXRP", "XLM": "XXLM", "ETC": "XETC",
-                        "XMR": "XXMR", "ZEC": "XZEC", "MLN": "XMLN", "REP": "XREP"}
+LEGACY_RESULT_ASSETS = {
+    "BTC": "XXBT",
+    "ETH": "XETH",
+    "LTC": "XLTC",
+    "XRP": "XXRP",
+    "XLM": "XXLM",
+    "ETC": "XETC",
+    "XMR": "XXMR",
+    "ZEC": "XZEC",
+    "MLN": "XMLN",
+    "REP": "XREP",
+}
 
 _NOT_SUPPORTED = re.compile(r"Currency pair not (?:supported|in ISO 4217-A3 format)\s+(\S+)")
 _V1_TO_V2 = {legacy: iso for iso, legacy in LEGACY_NAMES.items()}
@@ -141,6 +151,8 @@ class Kraken(Connector):
         return {
             v2_symbol(p["wsname"])
             for key, p in as_dict(doc.get("result")).items()
-            if not key.endswith(".d") and isinstance(p, dict) and isinstance(p.get("wsname"), str)
+            if not key.endswith(".d")
+            and isinstance(p, dict)
+            and isinstance(p.get("wsname"), str)
             and p.get("status", "online") == "online"
         }

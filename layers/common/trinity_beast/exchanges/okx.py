@@ -19,11 +19,11 @@ from trinity_beast.exchanges.base import (
     as_dict,
     as_list,
     decode_or_report,
-    rows,
     dumps,
     find_symbol,
     http_json,
     ms_to_s,
+    rows,
     unexpected,
 )
 
@@ -71,7 +71,16 @@ class OKX(Connector):
         if event is None and as_dict(msg.get("arg")).get("channel") == "tickers":
             for d in rows(msg.get("data"), out, "tickers data"):
                 d = as_dict(d)
-                self.tick(state, out, d.get("instId"), d.get("last"), d.get("bidPx"), d.get("askPx"), ms_to_s(d.get("ts")), received_ts)
+                self.tick(
+                    state,
+                    out,
+                    d.get("instId"),
+                    d.get("last"),
+                    d.get("bidPx"),
+                    d.get("askPx"),
+                    ms_to_s(d.get("ts")),
+                    received_ts,
+                )
             return
         if event in ("subscribe", "unsubscribe"):
             out.events.append(Event(ACK, str(as_dict(msg.get("arg")).get("instId", ""))))
@@ -103,7 +112,9 @@ class OKX(Connector):
         if not found:
             raise ExchangeError(self.name, f"{asset}: empty ticker response")
         d = as_dict(found[0])
-        return self.rest_tick(asset, quote, d.get("last"), d.get("bidPx"), d.get("askPx"), ms_to_s(d.get("ts")), received_ts)
+        return self.rest_tick(
+            asset, quote, d.get("last"), d.get("bidPx"), d.get("askPx"), ms_to_s(d.get("ts")), received_ts
+        )
 
     def instruments_request(self) -> RestRequest:
         return RestRequest(INSTRUMENTS_PATH, {"instType": "SPOT"})

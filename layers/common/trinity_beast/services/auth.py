@@ -8,8 +8,8 @@ from __future__ import annotations
 import asyncio
 import hmac
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterable, Sequence
 
 from trinity_beast.domain.errors import DatabaseUnavailable
 from trinity_beast.domain.keys import ApiKey, hash_secret, plausible_secret

@@ -18,9 +18,18 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
-from trinity_beast.domain.usage import FIELD_SEP, MINUTE_PREFIX, MONTH_PREFIX, Quota, month_bounds, month_of, month_reset, month_start
+from trinity_beast.domain.usage import (
+    FIELD_SEP,
+    MINUTE_PREFIX,
+    MONTH_PREFIX,
+    Quota,
+    month_bounds,
+    month_of,
+    month_reset,
+    month_start,
+)
 from trinity_beast.stores.cache import Cache, CacheUnavailable
 
 log = logging.getLogger(__name__)
@@ -133,8 +142,8 @@ class Meter:
                 for k, n in months.items():
                     self._month_pending[k] += n
                 return 0
-            month_totals = totals[len(totals) - len(month_items):] if month_items else []
-            for (key, _), total in zip(month_items, month_totals):
+            month_totals = totals[len(totals) - len(month_items) :] if month_items else []
+            for (key, _), total in zip(month_items, month_totals, strict=True):
                 self._raise_known(key, total)
             for key_id, total in fresh.items():
                 self._raise_known((current, key_id), total)
@@ -147,4 +156,3 @@ class Meter:
                 await self.flush()
             except Exception:  # never let metering stop the server
                 log.exception("usage flush failed")
-

@@ -14,7 +14,8 @@ import logging
 import math
 import os
 import time
-from typing import Any, Awaitable, Callable, Iterable, Union
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +26,7 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 Labels = tuple[tuple[str, str], ...]
 # One sample: (metric name, kind, help, labels, value). Collectors yield these.
 Sample = tuple[str, str, str, Labels, float]
-Collector = Callable[[], Union[Iterable[Sample], Awaitable[Iterable[Sample]]]]
+Collector = Callable[[], Iterable[Sample] | Awaitable[Iterable[Sample]]]
 
 
 def sample(name: str, kind: str, help_: str, value: float, **labels: Any) -> Sample:
@@ -52,7 +53,7 @@ def _number(value: float) -> str:
 
 
 class _Histogram:
-    __slots__ = ("counts", "total", "n")
+    __slots__ = ("counts", "n", "total")
 
     def __init__(self) -> None:
         self.counts = [0] * (len(BUCKETS) + 1)  # the last slot is +Inf
@@ -127,16 +128,18 @@ class Metrics:
         for (service, endpoint, protocol, status), n in sorted(self._requests.items()):
             labels = (("service", service), ("endpoint", endpoint), ("protocol", protocol), ("status", str(status)))
             out.append(f"beast_requests_total{_labels(labels)} {n}")
-        out.append("# HELP beast_request_duration_seconds Time to answer a request, per service, endpoint and protocol.")
+        out.append(
+            "# HELP beast_request_duration_seconds Time to answer a request, per service, endpoint and protocol."
+        )
         out.append("# TYPE beast_request_duration_seconds histogram")
         for (service, endpoint, protocol), hist in sorted(self._latency.items()):
             labels = (("service", service), ("endpoint", endpoint), ("protocol", protocol))
             running = 0
-            for bound, count in zip((*BUCKETS, math.inf), hist.counts):
+            for bound, count in zip((*BUCKETS, math.inf), hist.counts, strict=True):
                 running += count
                 le = "+Inf" if math.isinf(bound) else repr(bound)
                 out.append(f"beast_request_duration_seconds_bucket{_labels(labels, (('le', le),))} {running}")
-            out.append(f"beast_request_duration_seconds_sum{_labels(labels)} {repr(hist.total)}")
+            out.append(f"beast_request_duration_seconds_sum{_labels(labels)} {hist.total!r}")
             out.append(f"beast_request_duration_seconds_count{_labels(labels)} {hist.n}")
 
 

@@ -11,21 +11,22 @@ import contextlib
 import functools
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 from trinity_beast.domain.assets import AssetRegistry, load_registry
-from trinity_beast.stores.cache import Cache, MemoryCache, make_cache
-from trinity_beast.domain.settings import Settings
-from trinity_beast.stores.db import Database, make_database
 from trinity_beast.domain.envelope import Envelopes
 from trinity_beast.domain.keys import ApiKey, new_key
+from trinity_beast.domain.settings import Settings
 from trinity_beast.services.auth import KeyRing
+from trinity_beast.services.meter import Meter
+from trinity_beast.services.metrics import Metrics
 from trinity_beast.services.prices.answer import PriceDesk
 from trinity_beast.services.prices.live import LivePrices
-from trinity_beast.services.metrics import Metrics
 from trinity_beast.services.reports.policy import ReportLimits, ReportReader, cursor_key
-from trinity_beast.services.meter import Meter
+from trinity_beast.stores.cache import Cache, MemoryCache, make_cache
+from trinity_beast.stores.db import Database, make_database
 
 if TYPE_CHECKING:
     import httpx
@@ -57,7 +58,7 @@ class Runtime:
         return load_registry()
 
     @functools.cached_property
-    def http(self) -> "httpx.AsyncClient":
+    def http(self) -> httpx.AsyncClient:
         """One pooled client for every exchange REST call this process makes."""
         import httpx  # only processes that call exchanges pay for importing it
 
@@ -83,7 +84,7 @@ class Runtime:
         return RestFallback(self.rest)
 
     @classmethod
-    def create(cls, settings: Settings, db: Database | None = None, cache: Cache | None = None) -> "Runtime":
+    def create(cls, settings: Settings, db: Database | None = None, cache: Cache | None = None) -> Runtime:
         """Open the stores named by `settings` (or use the given ones) and apply migrations."""
         db = db if db is not None else make_database(settings)
         db.migrate()
@@ -94,7 +95,9 @@ class Runtime:
             db=db,
             cache=cache,
             keys=KeyRing(db, ttl=settings.key_cache_s),
-            meter=Meter(cache, seed=lambda key, since, until: asyncio.to_thread(db.billable_requests, key, since, until)),
+            meter=Meter(
+                cache, seed=lambda key, since, until: asyncio.to_thread(db.billable_requests, key, since, until)
+            ),
             live=LivePrices(cache),
             reports=reports,
         )

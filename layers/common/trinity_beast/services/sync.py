@@ -23,15 +23,16 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
 
-from trinity_beast.stores.cache import Cache, CacheUnavailable
-from trinity_beast.domain.settings import Settings
-from trinity_beast.stores.db import Database
 from trinity_beast.domain.errors import DatabaseUnavailable
+from trinity_beast.domain.settings import Settings
 from trinity_beast.domain.usage import CLAIM_PREFIX, MINUTE_PREFIX, MONTH_PREFIX, month_of, parse_bucket
+from trinity_beast.stores.cache import Cache, CacheUnavailable
+from trinity_beast.stores.db import Database
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ class SyncResult:
 
 def minute_of(key: str) -> int:
     """`{usage}:min:123` or `{usage}:claim:123:abc` -> 123."""
-    rest = key[len(MINUTE_PREFIX):] if key.startswith(MINUTE_PREFIX) else key[len(CLAIM_PREFIX):]
+    rest = key[len(MINUTE_PREFIX) :] if key.startswith(MINUTE_PREFIX) else key[len(CLAIM_PREFIX) :]
     return int(rest.split(":", 1)[0])
 
 
@@ -96,8 +97,8 @@ async def apply_retention(cache: Cache, db: Database, now: float, retention: Ret
 
 
 def _month_start(ts: float) -> float:
-    dt = datetime.fromtimestamp(ts, tz=timezone.utc)
-    return datetime(dt.year, dt.month, 1, tzinfo=timezone.utc).timestamp()
+    dt = datetime.fromtimestamp(ts, tz=UTC)
+    return datetime(dt.year, dt.month, 1, tzinfo=UTC).timestamp()
 
 
 async def sync_once(

@@ -9,7 +9,7 @@ URL's TLS options checked (sslmode, sslrootcert) before anything connects.
 from __future__ import annotations
 
 import os
-from typing import Mapping
+from collections.abc import Mapping
 
 from trinity_beast.domain import settings
 from trinity_beast.stores.db.pgtls import tls_options

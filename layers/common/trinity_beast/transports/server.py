@@ -7,8 +7,9 @@ import contextlib
 import errno
 import signal
 import socket
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import uvicorn
 

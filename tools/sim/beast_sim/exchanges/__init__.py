@@ -6,15 +6,22 @@ from the real connector's module, so the simulator and the connectors cannot dis
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
-from trinity_beast.domain.assets import Instrument
 from beast_sim.exchanges import coinbase, cryptocom, gateio, gemini, kraken, okx
 from beast_sim.protocol import RestRoute, SimProtocol
+from trinity_beast.domain.assets import Instrument
 
 PROTOCOLS: dict[str, SimProtocol] = {
     p.name: p
-    for p in (coinbase.CoinbaseSim(), kraken.KrakenSim(), gemini.GeminiSim(), gateio.GateSim(), cryptocom.CryptoComSim(), okx.OKXSim())
+    for p in (
+        coinbase.CoinbaseSim(),
+        kraken.KrakenSim(),
+        gemini.GeminiSim(),
+        gateio.GateSim(),
+        cryptocom.CryptoComSim(),
+        okx.OKXSim(),
+    )
 }
 
 # Each exchange's REST routes, relative to its real REST base path.

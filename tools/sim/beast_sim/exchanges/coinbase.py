@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from trinity_beast.domain.assets import Instrument
-from trinity_beast.exchanges import coinbase as facts
 from beast_sim.protocol import RestRoute, SimProtocol, json_response
 from beast_sim.state import SimSession, SimState
 from beast_sim.wire import dumps, loads_or_none, now_ms, rfc3339_ns, rfc3339_us
+from trinity_beast.domain.assets import Instrument
+from trinity_beast.exchanges import coinbase as facts
 
 
 class CoinbaseSim(SimProtocol):
@@ -24,14 +24,25 @@ class CoinbaseSim(SimProtocol):
     def _ticker(self, s: SimSession, inst: Instrument, price: str | None = None) -> dict[str, Any]:
         last, bid, ask = s.quote(inst)
         return {
-            "type": "ticker", "product_id": inst.symbol, "price": price or last,
-            "volume_24_h": "15000.5", "low_24_h": last, "high_24_h": last, "low_52_w": last, "high_52_w": last,
-            "price_percent_chg_24_h": "0.5", "best_bid": bid, "best_bid_quantity": "0.5",
-            "best_ask": ask, "best_ask_quantity": "0.2",
+            "type": "ticker",
+            "product_id": inst.symbol,
+            "price": price or last,
+            "volume_24_h": "15000.5",
+            "low_24_h": last,
+            "high_24_h": last,
+            "low_52_w": last,
+            "high_52_w": last,
+            "price_percent_chg_24_h": "0.5",
+            "best_bid": bid,
+            "best_bid_quantity": "0.5",
+            "best_ask": ask,
+            "best_ask_quantity": "0.2",
         }
 
     def _envelope(self, s: SimSession, channel: str, events: list[Any]) -> str:
-        return dumps({"channel": channel, "client_id": "", "timestamp": rfc3339_ns(), "sequence_num": s.seq(), "events": events})
+        return dumps(
+            {"channel": channel, "client_id": "", "timestamp": rfc3339_ns(), "sequence_num": s.seq(), "events": events}
+        )
 
     def on_text(self, s: SimSession, text: str) -> list[str]:
         msg = loads_or_none(text)
@@ -54,12 +65,18 @@ class CoinbaseSim(SimProtocol):
             for p in products:
                 inst = s.lookup(p)
                 if inst is None:
-                    out.append(dumps({"type": "error", "message": "Failed to subscribe", "reason": f"{p} is not a valid product"}))
+                    out.append(
+                        dumps(
+                            {"type": "error", "message": "Failed to subscribe", "reason": f"{p} is not a valid product"}
+                        )
+                    )
                 elif p not in s.subscribed:
                     s.subscribed[p] = inst
                     new.append(inst)
             if new:
-                out.append(self._envelope(s, "ticker", [{"type": "snapshot", "tickers": [self._ticker(s, i) for i in new]}]))
+                out.append(
+                    self._envelope(s, "ticker", [{"type": "snapshot", "tickers": [self._ticker(s, i) for i in new]}])
+                )
         subs = {"ticker": list(s.subscribed)}
         if s.heartbeats:
             subs["heartbeats"] = ["heartbeats"]
@@ -74,7 +91,7 @@ class CoinbaseSim(SimProtocol):
         if not s.heartbeats:
             return []
         counter = s.extra["hb"] = s.extra.get("hb", 0) + 1
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         current = f"{now:%Y-%m-%d %H:%M:%S.%f} +0000 UTC m=+{time.monotonic():.6f}"
         return [self._envelope(s, "heartbeats", [{"current_time": current, "heartbeat_counter": str(counter)}])]
 
@@ -88,8 +105,16 @@ class CoinbaseSim(SimProtocol):
 
 def _product(sim: SimState, inst: Instrument) -> dict[str, Any]:
     last, _b, _a = sim.prices.quote(inst.asset, inst.quote, "coinbase")
-    return {"product_id": inst.symbol, "price": last, "base_currency_id": inst.asset, "quote_currency_id": inst.quote,
-            "product_type": "SPOT", "trading_disabled": False, "is_disabled": False, "status": "online"}
+    return {
+        "product_id": inst.symbol,
+        "price": last,
+        "base_currency_id": inst.asset,
+        "quote_currency_id": inst.quote,
+        "product_type": "SPOT",
+        "trading_disabled": False,
+        "is_disabled": False,
+        "status": "online",
+    }
 
 
 _NOT_FOUND = {"error": "NOT_FOUND", "error_details": "ProductID is invalid", "message": "ProductID is invalid"}
@@ -101,8 +126,16 @@ async def ticker(sim: SimState, request: Request) -> Response:
         return json_response(_NOT_FOUND, 404)
     sim.ticker_calls[("coinbase", inst.asset)] += 1
     last, bid, ask = sim.prices.quote(inst.asset, inst.quote, "coinbase")
-    trade = {"trade_id": str(now_ms()), "product_id": inst.symbol, "price": last, "size": "0.01",
-             "time": rfc3339_us(), "side": "BUY", "bid": "", "ask": ""}
+    trade = {
+        "trade_id": str(now_ms()),
+        "product_id": inst.symbol,
+        "price": last,
+        "size": "0.01",
+        "time": rfc3339_us(),
+        "side": "BUY",
+        "bid": "",
+        "ask": "",
+    }
     return json_response({"trades": [trade], "best_bid": bid, "best_ask": ask})
 
 

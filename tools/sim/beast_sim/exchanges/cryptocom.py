@@ -9,11 +9,11 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from trinity_beast.domain.assets import Instrument
-from trinity_beast.exchanges import cryptocom as facts
 from beast_sim.protocol import RestRoute, SimProtocol, json_response
 from beast_sim.state import SimSession, SimState
 from beast_sim.wire import dumps, loads_or_none, now_ms
+from trinity_beast.domain.assets import Instrument
+from trinity_beast.exchanges import cryptocom as facts
 
 
 class CryptoComSim(SimProtocol):
@@ -22,12 +22,36 @@ class CryptoComSim(SimProtocol):
 
     def _data(self, s: SimSession, inst: Instrument, last: str | None = None) -> dict[str, Any]:
         q_last, bid, ask = s.quote(inst)
-        return {"h": ask, "l": bid, "a": last or q_last, "c": "0.0050", "b": bid, "bs": "0.5000", "k": ask,
-                "ks": "0.2000", "i": inst.symbol, "v": "879.5024", "vv": "56290000.12", "oi": "0", "t": now_ms()}
+        return {
+            "h": ask,
+            "l": bid,
+            "a": last or q_last,
+            "c": "0.0050",
+            "b": bid,
+            "bs": "0.5000",
+            "k": ask,
+            "ks": "0.2000",
+            "i": inst.symbol,
+            "v": "879.5024",
+            "vv": "56290000.12",
+            "oi": "0",
+            "t": now_ms(),
+        }
 
     def _push(self, inst: Instrument, data: dict[str, Any], rid: int = -1) -> str:
-        return dumps({"id": rid, "method": "subscribe", "code": 0, "result": {
-            "instrument_name": inst.symbol, "subscription": f"ticker.{inst.symbol}", "channel": "ticker", "data": [data]}})
+        return dumps(
+            {
+                "id": rid,
+                "method": "subscribe",
+                "code": 0,
+                "result": {
+                    "instrument_name": inst.symbol,
+                    "subscription": f"ticker.{inst.symbol}",
+                    "channel": "ticker",
+                    "data": [data],
+                },
+            }
+        )
 
     def on_text(self, s: SimSession, text: str) -> list[str]:
         msg = loads_or_none(text)
@@ -44,10 +68,14 @@ class CryptoComSim(SimProtocol):
         out: list[str] = []
         pushes: list[str] = []
         for ch in channels:
-            sym = ch[len("ticker."):] if isinstance(ch, str) and ch.startswith("ticker.") else None
+            sym = ch[len("ticker.") :] if isinstance(ch, str) and ch.startswith("ticker.") else None
             inst = s.lookup(sym)
             if inst is None:
-                out.append(dumps({"id": rid, "method": method, "code": 10004, "message": f"invalid channel {ch}", "channel": ch}))
+                out.append(
+                    dumps(
+                        {"id": rid, "method": method, "code": 10004, "message": f"invalid channel {ch}", "channel": ch}
+                    )
+                )
                 continue
             if method == "unsubscribe":
                 s.subscribed.pop(inst.symbol, None)
@@ -76,8 +104,19 @@ class CryptoComSim(SimProtocol):
 
 def _row(sim: SimState, inst: Instrument) -> dict[str, Any]:
     last, bid, ask = sim.prices.quote(inst.asset, inst.quote, "cryptocom")
-    return {"h": ask, "l": bid, "a": last, "c": "0.0050", "b": bid, "k": ask, "i": inst.symbol,
-            "v": "879.5024", "vv": "56290000.12", "oi": "0", "t": now_ms()}
+    return {
+        "h": ask,
+        "l": bid,
+        "a": last,
+        "c": "0.0050",
+        "b": bid,
+        "k": ask,
+        "i": inst.symbol,
+        "v": "879.5024",
+        "vv": "56290000.12",
+        "oi": "0",
+        "t": now_ms(),
+    }
 
 
 async def get_tickers(sim: SimState, request: Request) -> Response:
@@ -88,7 +127,13 @@ async def get_tickers(sim: SimState, request: Request) -> Response:
         inst = sim.rest_instrument("cryptocom", name)
         if inst is None:
             return json_response(
-                {"id": -1, "method": "public/get-tickers", "code": 10004, "message": "BAD_REQUEST: invalid instrument_name"}, 400
+                {
+                    "id": -1,
+                    "method": "public/get-tickers",
+                    "code": 10004,
+                    "message": "BAD_REQUEST: invalid instrument_name",
+                },
+                400,
             )
         sim.ticker_calls[("cryptocom", inst.asset)] += 1
         data = [_row(sim, inst)]
@@ -96,8 +141,17 @@ async def get_tickers(sim: SimState, request: Request) -> Response:
 
 
 async def get_instruments(sim: SimState, request: Request) -> Response:
-    data = [{"symbol": i.symbol, "inst_type": "CCY_PAIR", "display_name": f"{i.asset}/{i.quote}", "base_ccy": i.asset,
-             "quote_ccy": i.quote, "tradable": True} for i in sim.listed("cryptocom")]
+    data = [
+        {
+            "symbol": i.symbol,
+            "inst_type": "CCY_PAIR",
+            "display_name": f"{i.asset}/{i.quote}",
+            "base_ccy": i.asset,
+            "quote_ccy": i.quote,
+            "tradable": True,
+        }
+        for i in sim.listed("cryptocom")
+    ]
     return json_response({"id": -1, "method": "public/get-instruments", "code": 0, "result": {"data": data}})
 
 

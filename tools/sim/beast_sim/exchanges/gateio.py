@@ -7,11 +7,11 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from trinity_beast.domain.assets import Instrument
-from trinity_beast.exchanges import gateio as facts
 from beast_sim.protocol import RestRoute, SimProtocol, json_response
 from beast_sim.state import SimSession, SimState
 from beast_sim.wire import dumps, loads_or_none, now_ms
+from trinity_beast.domain.assets import Instrument
+from trinity_beast.exchanges import gateio as facts
 
 
 class GateSim(SimProtocol):
@@ -20,37 +20,93 @@ class GateSim(SimProtocol):
     def _result(self, s: SimSession, inst: Instrument, last: str | None = None) -> dict[str, Any]:
         q_last, bid, ask = s.quote(inst)
         last = last or q_last
-        return {"currency_pair": inst.symbol, "last": last, "lowest_ask": ask, "highest_bid": bid,
-                "change_percentage": "0.5", "base_volume": "1138.9", "quote_volume": "72889600.1",
-                "high_24h": ask, "low_24h": bid}
+        return {
+            "currency_pair": inst.symbol,
+            "last": last,
+            "lowest_ask": ask,
+            "highest_bid": bid,
+            "change_percentage": "0.5",
+            "base_volume": "1138.9",
+            "quote_volume": "72889600.1",
+            "high_24h": ask,
+            "low_24h": bid,
+        }
 
     def _update(self, s: SimSession, result: dict[str, Any]) -> str:
         ms = now_ms()
-        return dumps({"time": ms // 1000, "time_ms": ms, "channel": "spot.tickers", "event": "update", "result": result})
+        return dumps(
+            {"time": ms // 1000, "time_ms": ms, "channel": "spot.tickers", "event": "update", "result": result}
+        )
 
     def on_text(self, s: SimSession, text: str) -> list[str]:
         msg = loads_or_none(text)
         ms = now_ms()
         base = {"time": ms // 1000, "time_ms": ms}
         if not isinstance(msg, dict):
-            return [dumps({**base, "channel": "", "event": "", "error": {"code": 1, "message": "invalid request body"}, "result": None})]
+            return [
+                dumps(
+                    {
+                        **base,
+                        "channel": "",
+                        "event": "",
+                        "error": {"code": 1, "message": "invalid request body"},
+                        "result": None,
+                    }
+                )
+            ]
         channel, event, rid = msg.get("channel"), msg.get("event"), msg.get("id")
         if channel == "spot.ping":
             return [dumps({**base, "channel": "spot.pong", "event": "", "error": None, "result": None})]
-        if channel != "spot.tickers" or event not in ("subscribe", "unsubscribe") or not isinstance(msg.get("payload"), list):
-            return [dumps({**base, "id": rid, "channel": channel, "event": event,
-                           "error": {"code": 2, "message": "invalid argument"}, "result": {"status": "fail"}})]
+        if (
+            channel != "spot.tickers"
+            or event not in ("subscribe", "unsubscribe")
+            or not isinstance(msg.get("payload"), list)
+        ):
+            return [
+                dumps(
+                    {
+                        **base,
+                        "id": rid,
+                        "channel": channel,
+                        "event": event,
+                        "error": {"code": 2, "message": "invalid argument"},
+                        "result": {"status": "fail"},
+                    }
+                )
+            ]
         out: list[str] = []
         good: list[Instrument] = []
         for sym in msg["payload"]:
             inst = s.lookup(sym)
             if inst is None:
-                out.append(dumps({**base, "id": rid, "channel": channel, "event": event,
-                                  "error": {"code": 2, "message": f"unknown currency pair {sym}"}, "result": {"status": "fail"}}))
+                out.append(
+                    dumps(
+                        {
+                            **base,
+                            "id": rid,
+                            "channel": channel,
+                            "event": event,
+                            "error": {"code": 2, "message": f"unknown currency pair {sym}"},
+                            "result": {"status": "fail"},
+                        }
+                    )
+                )
             else:
                 good.append(inst)
         if good:
-            out.insert(0, dumps({**base, "id": rid, "channel": channel, "event": event, "error": None, "result": {"status": "success"}}))
+            out.insert(
+                0,
+                dumps(
+                    {
+                        **base,
+                        "id": rid,
+                        "channel": channel,
+                        "event": event,
+                        "error": None,
+                        "result": {"status": "success"},
+                    }
+                ),
+            )
         for inst in good:
             if event == "unsubscribe":
                 s.subscribed.pop(inst.symbol, None)
@@ -71,9 +127,17 @@ class GateSim(SimProtocol):
 
 def _row(sim: SimState, inst: Instrument) -> dict[str, Any]:
     last, bid, ask = sim.prices.quote(inst.asset, inst.quote, "gateio")
-    return {"currency_pair": inst.symbol, "last": last, "lowest_ask": ask, "highest_bid": bid,
-            "change_percentage": "0.28", "base_volume": "3331.1", "quote_volume": "55137098.0",
-            "high_24h": ask, "low_24h": bid}
+    return {
+        "currency_pair": inst.symbol,
+        "last": last,
+        "lowest_ask": ask,
+        "highest_bid": bid,
+        "change_percentage": "0.28",
+        "base_volume": "3331.1",
+        "quote_volume": "55137098.0",
+        "high_24h": ask,
+        "low_24h": bid,
+    }
 
 
 async def tickers(sim: SimState, request: Request) -> Response:
@@ -88,8 +152,21 @@ async def tickers(sim: SimState, request: Request) -> Response:
 
 
 async def currency_pairs(sim: SimState, request: Request) -> Response:
-    return json_response([{"id": i.symbol, "base": i.asset, "quote": i.quote, "fee": "0.2", "min_quote_amount": "1",
-                           "amount_precision": 4, "precision": 6, "trade_status": "tradable"} for i in sim.listed("gateio")])
+    return json_response(
+        [
+            {
+                "id": i.symbol,
+                "base": i.asset,
+                "quote": i.quote,
+                "fee": "0.2",
+                "min_quote_amount": "1",
+                "amount_precision": 4,
+                "precision": 6,
+                "trade_status": "tradable",
+            }
+            for i in sim.listed("gateio")
+        ]
+    )
 
 
 REST: list[RestRoute] = [(facts.TICKER_PATH, tickers), (facts.INSTRUMENTS_PATH, currency_pairs)]

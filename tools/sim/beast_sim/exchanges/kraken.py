@@ -7,11 +7,11 @@ import json
 from starlette.requests import Request
 from starlette.responses import Response
 
-from trinity_beast.domain.assets import Instrument
-from trinity_beast.exchanges import kraken as facts
 from beast_sim.protocol import RestRoute, SimProtocol, json_response
 from beast_sim.state import SimSession, SimState
 from beast_sim.wire import dumps, loads_or_none, rfc3339_us
+from trinity_beast.domain.assets import Instrument
+from trinity_beast.exchanges import kraken as facts
 
 
 def result_key(inst: Instrument) -> str:
@@ -29,8 +29,22 @@ class KrakenSim(SimProtocol):
     heartbeat_s = facts.HEARTBEAT_S
 
     def on_connect(self, s: SimSession) -> list[str]:
-        return [dumps({"channel": "status", "type": "update", "data": [
-            {"version": "2.0.9", "system": "online", "api_version": "v2", "connection_id": int(s.conn_id, 16)}]})]
+        return [
+            dumps(
+                {
+                    "channel": "status",
+                    "type": "update",
+                    "data": [
+                        {
+                            "version": "2.0.9",
+                            "system": "online",
+                            "api_version": "v2",
+                            "connection_id": int(s.conn_id, 16),
+                        }
+                    ],
+                }
+            )
+        ]
 
     def _data(self, s: SimSession, inst: Instrument, last: str | None = None) -> str:
         # Kraken v2 sends JSON numbers: write the decimal text as a bare number.
@@ -47,21 +61,45 @@ class KrakenSim(SimProtocol):
     def on_text(self, s: SimSession, text: str) -> list[str]:
         msg = loads_or_none(text)
         if not isinstance(msg, dict):
-            return [dumps({"error": "Malformed request", "success": False, "time_in": rfc3339_us(), "time_out": rfc3339_us()})]
+            return [
+                dumps(
+                    {"error": "Malformed request", "success": False, "time_in": rfc3339_us(), "time_out": rfc3339_us()}
+                )
+            ]
         method, req_id = msg.get("method"), msg.get("req_id")
         stamp = {"time_in": rfc3339_us(), "time_out": rfc3339_us()}
         if method == "ping":
             return [dumps({"method": "pong", "req_id": req_id, **stamp})]
         params = msg.get("params") if isinstance(msg.get("params"), dict) else {}
         if method not in ("subscribe", "unsubscribe") or params.get("channel") != "ticker":
-            return [dumps({"error": "Method or channel not supported", "method": method, "success": False, "req_id": req_id, **stamp})]
+            return [
+                dumps(
+                    {
+                        "error": "Method or channel not supported",
+                        "method": method,
+                        "success": False,
+                        "req_id": req_id,
+                        **stamp,
+                    }
+                )
+            ]
         symbols = params.get("symbol") if isinstance(params.get("symbol"), list) else []
         out: list[str] = []
         for sym in symbols:
             inst = s.lookup(sym)
             if inst is None:
-                out.append(dumps({"method": method, "success": False, "error": f"Currency pair not supported {sym}",
-                                  "symbol": sym, "req_id": req_id, **stamp}))
+                out.append(
+                    dumps(
+                        {
+                            "method": method,
+                            "success": False,
+                            "error": f"Currency pair not supported {sym}",
+                            "symbol": sym,
+                            "req_id": req_id,
+                            **stamp,
+                        }
+                    )
+                )
                 continue
             if method == "unsubscribe":
                 s.subscribed.pop(sym, None)
@@ -92,8 +130,17 @@ async def ticker(sim: SimState, request: Request) -> Response:
         return json_response({"error": ["EQuery:Unknown asset pair"]})
     sim.ticker_calls[("kraken", inst.asset)] += 1
     last, bid, ask = sim.prices.quote(inst.asset, inst.quote, "kraken")
-    body = {"a": [ask, "1", "1.000"], "b": [bid, "2", "2.000"], "c": [last, "0.001"], "v": ["702.2", "3307.3"],
-            "p": [last, last], "t": [33153, 135029], "l": [bid, bid], "h": [ask, ask], "o": last}
+    body = {
+        "a": [ask, "1", "1.000"],
+        "b": [bid, "2", "2.000"],
+        "c": [last, "0.001"],
+        "v": ["702.2", "3307.3"],
+        "p": [last, last],
+        "t": [33153, 135029],
+        "l": [bid, bid],
+        "h": [ask, ask],
+        "o": last,
+    }
     return json_response({"error": [], "result": {result_key(inst): body}})
 
 
@@ -102,8 +149,10 @@ async def asset_pairs(sim: SimState, request: Request) -> Response:
     for inst in sim.listed("kraken"):
         base = facts.LEGACY_NAMES.get(inst.asset, inst.asset)
         result[result_key(inst)] = {
-            "altname": inst.rest_symbol, "wsname": f"{base}/{inst.quote}",
-            "base": facts.LEGACY_RESULT_ASSETS.get(inst.asset, base), "quote": "ZUSD" if inst.quote == "USD" else inst.quote,
+            "altname": inst.rest_symbol,
+            "wsname": f"{base}/{inst.quote}",
+            "base": facts.LEGACY_RESULT_ASSETS.get(inst.asset, base),
+            "quote": "ZUSD" if inst.quote == "USD" else inst.quote,
             "status": "online",
         }
     return json_response({"error": [], "result": result})

@@ -7,19 +7,33 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from trinity_beast.domain.assets import Instrument
-from trinity_beast.exchanges import okx as facts
 from beast_sim.protocol import RestRoute, SimProtocol, json_response
 from beast_sim.state import SimSession, SimState
 from beast_sim.wire import dumps, loads_or_none, now_ms
+from trinity_beast.domain.assets import Instrument
+from trinity_beast.exchanges import okx as facts
 
 
 def _row(inst: Instrument, last: str, bid: str, ask: str, open_: str) -> dict[str, Any]:
     """One `tickers` entry, the same on WebSocket and REST."""
-    return {"instType": "SPOT", "instId": inst.symbol, "last": last, "lastSz": "0.0002",
-            "askPx": ask, "askSz": "1.5", "bidPx": bid, "bidSz": "0.23", "open24h": open_, "high24h": ask,
-            "low24h": bid, "volCcy24h": "525802090.6", "vol24h": "17602.1", "sodUtc0": open_, "sodUtc8": open_,
-            "ts": str(now_ms())}
+    return {
+        "instType": "SPOT",
+        "instId": inst.symbol,
+        "last": last,
+        "lastSz": "0.0002",
+        "askPx": ask,
+        "askSz": "1.5",
+        "bidPx": bid,
+        "bidSz": "0.23",
+        "open24h": open_,
+        "high24h": ask,
+        "low24h": bid,
+        "volCcy24h": "525802090.6",
+        "vol24h": "17602.1",
+        "sodUtc0": open_,
+        "sodUtc8": open_,
+        "ts": str(now_ms()),
+    }
 
 
 class OKXSim(SimProtocol):
@@ -39,7 +53,9 @@ class OKXSim(SimProtocol):
         msg = loads_or_none(text)
         args = msg.get("args") if isinstance(msg, dict) else None
         if not isinstance(msg, dict) or msg.get("op") not in ("subscribe", "unsubscribe") or not isinstance(args, list):
-            return [dumps({"event": "error", "code": "60012", "msg": f"Invalid request: {text[:200]}", "connId": s.conn_id})]
+            return [
+                dumps({"event": "error", "code": "60012", "msg": f"Invalid request: {text[:200]}", "connId": s.conn_id})
+            ]
         out: list[str] = []
         pushes: list[str] = []
         rid = {"id": msg["id"]} if "id" in msg else {}
@@ -48,10 +64,21 @@ class OKXSim(SimProtocol):
             sym = arg.get("instId")
             inst = s.lookup(sym) if arg.get("channel") == "tickers" else None
             if inst is None:
-                out.append(dumps({**rid, "event": "error", "code": "60018",
-                                  "msg": f"channel:{arg.get('channel')},instId:{sym} doesn't exist", "connId": s.conn_id}))
+                out.append(
+                    dumps(
+                        {
+                            **rid,
+                            "event": "error",
+                            "code": "60018",
+                            "msg": f"channel:{arg.get('channel')},instId:{sym} doesn't exist",
+                            "connId": s.conn_id,
+                        }
+                    )
+                )
                 continue
-            out.append(dumps({**rid, "event": msg["op"], "arg": {"channel": "tickers", "instId": sym}, "connId": s.conn_id}))
+            out.append(
+                dumps({**rid, "event": msg["op"], "arg": {"channel": "tickers", "instId": sym}, "connId": s.conn_id})
+            )
             if msg["op"] == "unsubscribe":
                 s.subscribed.pop(sym, None)
             elif sym not in s.subscribed:
@@ -88,8 +115,20 @@ async def tickers(sim: SimState, request: Request) -> Response:
 
 
 async def instruments(sim: SimState, request: Request) -> Response:
-    data = [{"instType": "SPOT", "instId": i.symbol, "baseCcy": i.asset, "quoteCcy": i.quote, "state": "live",
-             "tickSz": "0.0001", "lotSz": "0.0001", "minSz": "0.0001", "listTime": "1606468572000"} for i in sim.listed("okx")]
+    data = [
+        {
+            "instType": "SPOT",
+            "instId": i.symbol,
+            "baseCcy": i.asset,
+            "quoteCcy": i.quote,
+            "state": "live",
+            "tickSz": "0.0001",
+            "lotSz": "0.0001",
+            "minSz": "0.0001",
+            "listTime": "1606468572000",
+        }
+        for i in sim.listed("okx")
+    ]
     return json_response({"code": "0", "msg": "", "data": data})
 
 

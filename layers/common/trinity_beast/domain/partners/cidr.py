@@ -8,7 +8,7 @@ active partner's: an overlap would send our replies to the wrong peer.
 from __future__ import annotations
 
 import ipaddress
-from typing import Iterable
+from collections.abc import Iterable
 
 EXAMPLE = "172.31.0.0/16"
 VPC_PREFIXES = (16, 28)  # what AWS allows for a VPC CIDR block
@@ -41,9 +41,7 @@ def parse_cidr(raw: str) -> ipaddress.IPv4Network:
     return network  # type: ignore[return-value]
 
 
-def check_partner_cidr(
-    raw: str, own_vpc: str, active: Iterable[tuple[str, str]] = ()
-) -> ipaddress.IPv4Network:
+def check_partner_cidr(raw: str, own_vpc: str, active: Iterable[tuple[str, str]] = ()) -> ipaddress.IPv4Network:
     """A partner VPC CIDR: valid, /16-/28, clear of our VPC and of every (name, cidr) in `active`."""
     network = parse_cidr(raw)
     low, high = VPC_PREFIXES

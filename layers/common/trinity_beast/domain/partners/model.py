@@ -11,8 +11,9 @@ from __future__ import annotations
 import re
 import secrets
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from trinity_beast.domain.partners.cidr import CidrError, check_partner_cidr
 from trinity_beast.domain.partners.ids import id_problem
@@ -93,17 +94,34 @@ class AuditEntry:
     detail: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def record(cls, partner_id: str | None, actor: str, action: str, now: float | None = None, **detail: Any) -> "AuditEntry":
+    def record(
+        cls, partner_id: str | None, actor: str, action: str, now: float | None = None, **detail: Any
+    ) -> AuditEntry:
         at = time.time() if now is None else now
         return cls(f"{time.time_ns():020d}-{secrets.token_hex(3)}", partner_id, at, actor, action, detail)
 
     def public(self) -> dict[str, Any]:
-        return {"partner_id": self.partner_id, "at": self.at, "actor": self.actor, "action": self.action, "detail": self.detail}
+        return {
+            "partner_id": self.partner_id,
+            "at": self.at,
+            "actor": self.actor,
+            "action": self.action,
+            "detail": self.detail,
+        }
 
 
 _FIELDS = {
-    "id", "name", "aws_account_id", "region", "connection_type", "vpc_id", "cidr", "subnet_ids",
-    "security_group_ids", "route_table_id", "connection_id",
+    "id",
+    "name",
+    "aws_account_id",
+    "region",
+    "connection_type",
+    "vpc_id",
+    "cidr",
+    "subnet_ids",
+    "security_group_ids",
+    "route_table_id",
+    "connection_id",
 }
 
 
@@ -146,7 +164,9 @@ def check_connection_id(connection_type: str, value: Any) -> str:
     if not isinstance(value, str) or id_problem(kind, value.strip()):
         shown = value if isinstance(value, str) else type(value).__name__
         example = "vpce-0a1b2c3d4e5f67890" if kind == "endpoint" else "pcx-0a1b2c3d4e5f67890"
-        raise PartnerError(400, f"connection_id: a {connection_type} partner's id looks like {example}, got {str(shown)[:60]!r}")
+        raise PartnerError(
+            400, f"connection_id: a {connection_type} partner's id looks like {example}, got {str(shown)[:60]!r}"
+        )
     return value.strip()
 
 
@@ -164,9 +184,7 @@ def _partner_id(body: Mapping[str, Any]) -> str:
     return value
 
 
-def new_partner(
-    body: Mapping[str, Any], own_vpc_cidr: str, active: list[Partner], now: float | None = None
-) -> Partner:
+def new_partner(body: Mapping[str, Any], own_vpc_cidr: str, active: list[Partner], now: float | None = None) -> Partner:
     """A new invited partner from an admin's request, every field checked; every problem is
     reported at once (`data.errors`: field and message each), not the first one only."""
     if not isinstance(body, Mapping):
@@ -192,7 +210,9 @@ def new_partner(
     def type_of() -> str:
         connection_type = _text(body, "connection_type")
         if connection_type not in CONNECTION_TYPES:
-            raise PartnerError(400, f"connection_type: expected privatelink or peering, got {str(connection_type)[:30]!r}")
+            raise PartnerError(
+                400, f"connection_type: expected privatelink or peering, got {str(connection_type)[:30]!r}"
+            )
         return connection_type
 
     def cidr_of() -> str | None:
@@ -215,8 +235,13 @@ def new_partner(
     vpc_id = check("vpc_id", lambda: _aws_id(body, "vpc_id", "vpc"), "")
     cidr = check("cidr", cidr_of)
     subnets = () if peering else check("subnet_ids", lambda: _id_list(body, "subnet_ids", "subnet", required=True), ())
-    groups = () if peering else check(
-        "security_group_ids", lambda: _id_list(body, "security_group_ids", "security_group", required=False), ())
+    groups = (
+        ()
+        if peering
+        else check(
+            "security_group_ids", lambda: _id_list(body, "security_group_ids", "security_group", required=False), ()
+        )
+    )
     route_table = check("route_table_id", lambda: _aws_id(body, "route_table_id", "route_table")) if peering else None
     connection_id = body.get("connection_id")
     if connection_id not in (None, "") and connection_type in CONNECTION_TYPES:
@@ -224,7 +249,8 @@ def new_partner(
     if problems:
         statuses = {exc.status for _, exc in problems}
         raise PartnerError(
-            statuses.pop() if len(statuses) == 1 else 400, "; ".join(exc.message for _, exc in problems),
+            statuses.pop() if len(statuses) == 1 else 400,
+            "; ".join(exc.message for _, exc in problems),
             data={"errors": [{"field": name, "message": exc.message} for name, exc in problems]},
         )
     at = time.time() if now is None else now

@@ -10,8 +10,9 @@ callers use asyncio.to_thread.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from trinity_beast.domain.partners.model import PartnerError
 from trinity_beast.services.partners.wizard import StackNetwork, udp_permissions
@@ -83,7 +84,7 @@ class Ec2Network:
         self.stack = stack
 
     @classmethod
-    def from_settings(cls, settings: "Settings") -> "Ec2Network":
+    def from_settings(cls, settings: Settings) -> Ec2Network:
         try:
             import boto3
         except ImportError:
@@ -115,8 +116,14 @@ class Ec2Network:
     def _endpoint(self, item: dict[str, Any]) -> ConnectionRequest:
         created = item.get("CreationTimestamp")
         return ConnectionRequest(
-            "privatelink", item["VpcEndpointId"], item.get("VpcEndpointOwner", ""), None, None,
-            item.get("VpcEndpointRegion"), item.get("VpcEndpointState", ""), None if created is None else str(created),
+            "privatelink",
+            item["VpcEndpointId"],
+            item.get("VpcEndpointOwner", ""),
+            None,
+            None,
+            item.get("VpcEndpointRegion"),
+            item.get("VpcEndpointState", ""),
+            None if created is None else str(created),
             tuple(e["DnsName"] for e in item.get("DnsEntries", []) if e.get("DnsName")),
         )
 
@@ -124,8 +131,13 @@ class Ec2Network:
         requester = item.get("RequesterVpcInfo", {})
         expires = item.get("ExpirationTime")
         return ConnectionRequest(
-            "peering", item["VpcPeeringConnectionId"], requester.get("OwnerId", ""), requester.get("VpcId"),
-            requester.get("CidrBlock"), requester.get("Region"), item.get("Status", {}).get("Code", ""),
+            "peering",
+            item["VpcPeeringConnectionId"],
+            requester.get("OwnerId", ""),
+            requester.get("VpcId"),
+            requester.get("CidrBlock"),
+            requester.get("Region"),
+            item.get("Status", {}).get("Code", ""),
             None if expires is None else str(expires),
         )
 
@@ -137,8 +149,11 @@ class Ec2Network:
             if token:
                 params["NextToken"] = token
             page = self._call("describe_vpc_endpoint_connections", **params) or {}
-            out += [self._endpoint(i) for i in page.get("VpcEndpointConnections", [])
-                    if i.get("ServiceId") in (None, self.stack.service_id)]
+            out += [
+                self._endpoint(i)
+                for i in page.get("VpcEndpointConnections", [])
+                if i.get("ServiceId") in (None, self.stack.service_id)
+            ]
             token = page.get("NextToken")
             if not token:
                 return out
@@ -152,8 +167,11 @@ class Ec2Network:
             if token:
                 params["NextToken"] = token
             page = self._call("describe_vpc_peering_connections", **params) or {}
-            out += [self._peering(i) for i in page.get("VpcPeeringConnections", [])
-                    if i.get("AccepterVpcInfo", {}).get("VpcId") == self.stack.vpc_id]
+            out += [
+                self._peering(i)
+                for i in page.get("VpcPeeringConnections", [])
+                if i.get("AccepterVpcInfo", {}).get("VpcId") == self.stack.vpc_id
+            ]
             token = page.get("NextToken")
             if not token:
                 return out
@@ -163,7 +181,10 @@ class Ec2Network:
 
     def pending_requests(self) -> list[ConnectionRequest]:
         found: list[ConnectionRequest] = []
-        for connection_type, read in (("privatelink", self.endpoint_connections), ("peering", self.peering_connections)):
+        for connection_type, read in (
+            ("privatelink", self.endpoint_connections),
+            ("peering", self.peering_connections),
+        ):
             if self.configured(connection_type):
                 found += [r for r in read() if r.pending]
         return found
@@ -180,16 +201,21 @@ class Ec2Network:
             raise PartnerError(404, f"no endpoint connection {endpoint_id} to service {self.stack.service_id}")
         if current.state in done_states:
             return False
-        result = self._call(
-            f"{action}_vpc_endpoint_connections", ServiceId=self.stack.service_id, VpcEndpointIds=[endpoint_id]
-        ) or {}
+        result = (
+            self._call(
+                f"{action}_vpc_endpoint_connections", ServiceId=self.stack.service_id, VpcEndpointIds=[endpoint_id]
+            )
+            or {}
+        )
         for item in result.get("Unsuccessful", []):
             # A second click (or another operator) got there first: done is done, not a failure.
             now = self.find("privatelink", endpoint_id)
             if now is not None and now.state in done_states:
                 return False
             error = item.get("Error", {})
-            raise PartnerError(502, f"EC2 could not {action} {endpoint_id}: {error.get('Code')}: {error.get('Message')}")
+            raise PartnerError(
+                502, f"EC2 could not {action} {endpoint_id}: {error.get('Code')}: {error.get('Message')}"
+            )
         return True
 
     def accept(self, connection_type: str, connection_id: str) -> bool:
@@ -215,16 +241,24 @@ class Ec2Network:
     def reject(self, connection_type: str, connection_id: str) -> bool:
         """Refuse a pending request, or cut an accepted one; False when already gone."""
         if connection_type == "privatelink":
-            return self._endpoint_action("reject", connection_id, ("rejected", "deleted", "deleting", "failed", "expired"))
+            return self._endpoint_action(
+                "reject", connection_id, ("rejected", "deleted", "deleting", "failed", "expired")
+            )
         current = self.find("peering", connection_id)
         if current is None or current.state in GONE_PEERING:
             return False
         if current.pending:
-            self._call("reject_vpc_peering_connection", ("InvalidVpcPeeringConnectionID.NotFound",),
-                       VpcPeeringConnectionId=connection_id)
+            self._call(
+                "reject_vpc_peering_connection",
+                ("InvalidVpcPeeringConnectionID.NotFound",),
+                VpcPeeringConnectionId=connection_id,
+            )
         else:  # an active peering cannot be rejected, only deleted
-            self._call("delete_vpc_peering_connection", ("InvalidVpcPeeringConnectionID.NotFound",),
-                       VpcPeeringConnectionId=connection_id)
+            self._call(
+                "delete_vpc_peering_connection",
+                ("InvalidVpcPeeringConnectionID.NotFound",),
+                VpcPeeringConnectionId=connection_id,
+            )
         return True
 
     # --- routes and UDP rules ----------------------------------------------------------
@@ -232,8 +266,11 @@ class Ec2Network:
         """Our route table: destination CIDR -> where it goes (a pcx-…, a gateway, …)."""
         tables = self._call("describe_route_tables", RouteTableIds=[self.stack.route_table_id]) or {}
         return {
-            route["DestinationCidrBlock"]: route.get("VpcPeeringConnectionId") or route.get("GatewayId") or "another target"
-            for table in tables.get("RouteTables", []) for route in table.get("Routes", [])
+            route["DestinationCidrBlock"]: route.get("VpcPeeringConnectionId")
+            or route.get("GatewayId")
+            or "another target"
+            for table in tables.get("RouteTables", [])
+            for route in table.get("Routes", [])
             if route.get("DestinationCidrBlock")
         }
 
@@ -248,20 +285,28 @@ class Ec2Network:
         if not ip:
             return []
         try:
-            found = self._call("describe_network_interfaces",
-                               Filters=[{"Name": "addresses.private-ip-address", "Values": [ip]}]) or {}
+            found = (
+                self._call(
+                    "describe_network_interfaces", Filters=[{"Name": "addresses.private-ip-address", "Values": [ip]}]
+                )
+                or {}
+            )
             mine = found.get("NetworkInterfaces", [])
             description = mine[0].get("Description", "") if mine else ""
             if not description.startswith("ELB net/"):
                 return [(ip, mine[0].get("AvailabilityZone", "")) if mine else (ip, "")]
-            every = self._call("describe_network_interfaces",
-                               Filters=[{"Name": "description", "Values": [description]}]) or {}
+            every = (
+                self._call("describe_network_interfaces", Filters=[{"Name": "description", "Values": [description]}])
+                or {}
+            )
         except PartnerError as exc:
             log.info("cannot list the UDP NLB's addresses: %s", exc.message)
             return None
-        return sorted((i["PrivateIpAddress"], i.get("AvailabilityZone", "")) for i in every.get("NetworkInterfaces", []))
+        return sorted(
+            (i["PrivateIpAddress"], i.get("AvailabilityZone", "")) for i in every.get("NetworkInterfaces", [])
+        )
 
-    def snapshot(self) -> "Ec2Snapshot":
+    def snapshot(self) -> Ec2Snapshot:
         """Everything reconciliation compares records with, read once (only what is configured)."""
         requests: list[ConnectionRequest] = []
         if self.configured("privatelink"):
@@ -279,16 +324,25 @@ class Ec2Network:
             return False
         if target is not None:
             raise PartnerError(409, f"route table {self.stack.route_table_id} already sends {cidr} to {target}")
-        self._call("create_route", ("RouteAlreadyExists",), RouteTableId=self.stack.route_table_id,
-                   DestinationCidrBlock=cidr, VpcPeeringConnectionId=peering_id)
+        self._call(
+            "create_route",
+            ("RouteAlreadyExists",),
+            RouteTableId=self.stack.route_table_id,
+            DestinationCidrBlock=cidr,
+            VpcPeeringConnectionId=peering_id,
+        )
         return True
 
     def remove_route(self, cidr: str, peering_id: str) -> bool:
         """Remove our route for `cidr` if it still goes through `peering_id`."""
         if self._route_target(cidr) != peering_id:
             return False
-        self._call("delete_route", ("InvalidRoute.NotFound",), RouteTableId=self.stack.route_table_id,
-                   DestinationCidrBlock=cidr)
+        self._call(
+            "delete_route",
+            ("InvalidRoute.NotFound",),
+            RouteTableId=self.stack.route_table_id,
+            DestinationCidrBlock=cidr,
+        )
         return True
 
     def udp_rules(self) -> list[UdpRule]:

@@ -9,23 +9,36 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Any, Callable
+from typing import Any
 
-from trinity_beast.stores.db.base import Database
 from trinity_beast.domain.keys import new_key
 from trinity_beast.domain.partners.cidr import CidrError, check_partner_cidr
+from trinity_beast.domain.partners.model import (
+    AuditEntry,
+    Partner,
+    PartnerError,
+    check_connection_id,
+    moved,
+    new_partner,
+)
 from trinity_beast.services.partners.ec2 import ConnectionRequest, Ec2Network, Ec2Snapshot
 from trinity_beast.services.partners.handoff import handoff
-from trinity_beast.domain.partners.model import AuditEntry, Partner, PartnerError, check_connection_id, moved, new_partner
-from trinity_beast.services.partners.udp_access import UdpAccess
 from trinity_beast.services.partners.reconcile import Piece, candidates, connection_of, drift, teardown
+from trinity_beast.services.partners.udp_access import UdpAccess
 from trinity_beast.services.partners.wizard import StackNetwork, onboarding, rule_description
+from trinity_beast.stores.db.base import Database
 
 
 class PartnerService(UdpAccess):
-    def __init__(self, db: Database, stack: StackNetwork, network: Callable[[], Ec2Network],
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        db: Database,
+        stack: StackNetwork,
+        network: Callable[[], Ec2Network],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.db = db
         self.stack = stack
         self._network_factory = network
@@ -102,15 +115,24 @@ class PartnerService(UdpAccess):
         partner = new_partner(body, self.stack.vpc_cidr, self.active(), self.clock())
         key, secret = new_key(f"partner {partner.name}"[:100], "partner", now=partner.created_at)
         partner = replace(partner, api_key_id=key.id)
-        audit = AuditEntry.record(partner.id, actor, "create", partner.created_at, status=partner.status,
-                                  connection_type=partner.connection_type, api_key_id=key.id)
+        audit = AuditEntry.record(
+            partner.id,
+            actor,
+            "create",
+            partner.created_at,
+            status=partner.status,
+            connection_type=partner.connection_type,
+            api_key_id=key.id,
+        )
         try:
             self.db.create_partner(partner, key, audit)
         except Exception as exc:
             if partner.connection_id and self._connection_taken(partner.connection_id):
                 raise PartnerError(409, f"connection {partner.connection_id} belongs to another partner") from None
             if self.db.partner_by_id(partner.id) is not None:
-                raise PartnerError(409, f"id: partner {partner.id} exists already; preview again for a new id") from None
+                raise PartnerError(
+                    409, f"id: partner {partner.id} exists already; preview again for a new id"
+                ) from None
             raise exc
         return partner, secret
 
@@ -133,10 +155,13 @@ class PartnerService(UdpAccess):
             raise PartnerError(404, f"EC2 has no {partner.connection_type} request {connection_id} for this stack")
         if request.owner_account != partner.aws_account_id:
             raise PartnerError(
-                409, f"{connection_id} comes from account {request.owner_account}, not the partner's {partner.aws_account_id}"
+                409,
+                f"{connection_id} comes from account {request.owner_account}, not the partner's {partner.aws_account_id}",
             )
         if request.vpc_id is not None and request.vpc_id != partner.vpc_id:
-            raise PartnerError(409, f"{connection_id} comes from {request.vpc_id}, not the partner's VPC {partner.vpc_id}")
+            raise PartnerError(
+                409, f"{connection_id} comes from {request.vpc_id}, not the partner's VPC {partner.vpc_id}"
+            )
         if partner.cidr and request.cidr and request.cidr != partner.cidr:
             raise PartnerError(409, f"{connection_id} comes from CIDR {request.cidr}, not the partner's {partner.cidr}")
         return request
@@ -150,9 +175,12 @@ class PartnerService(UdpAccess):
         mine = candidates(partner, self.network.snapshot(), self._taken(partner))
         if len(mine) != 1:
             found = "no request" if not mine else f"{len(mine)} requests ({', '.join(r.connection_id for r in mine)})"
-            raise PartnerError(409, f"{found} from account {partner.aws_account_id} and VPC {partner.vpc_id} in EC2: "
-                                    "name the connection_id to approve (in the Command Center: Accept the right "
-                                    "one under Pending Approvals)")
+            raise PartnerError(
+                409,
+                f"{found} from account {partner.aws_account_id} and VPC {partner.vpc_id} in EC2: "
+                "name the connection_id to approve (in the Command Center: Accept the right "
+                "one under Pending Approvals)",
+            )
         return mine[0].connection_id
 
     def register(self, partner_id: str, connection_id: Any, actor: str) -> Partner:
@@ -166,15 +194,18 @@ class PartnerService(UdpAccess):
         if partner.connection_id == connection_id and partner.status in ("pending", "active"):
             return partner  # the same registration again: nothing to do
         if partner.status != "invited":
-            raise PartnerError(409, f"partner {partner.id} is {partner.status}: only an invited partner takes a connection id")
+            raise PartnerError(
+                409, f"partner {partner.id} is {partner.status}: only an invited partner takes a connection id"
+            )
         if self._connection_taken(connection_id):
             raise PartnerError(409, f"connection {connection_id} belongs to another partner")
         request = self._request_for(partner, connection_id)
         if not (request.pending or (accepted_ok and request.accepted)):
             raise PartnerError(409, f"{connection_id} is {request.state}, not waiting for acceptance")
         after = moved(partner, "pending", self.clock(), connection_id=connection_id)
-        audit = AuditEntry.record(partner.id, actor, "register", after.updated_at, connection_id=connection_id,
-                                  state_in_ec2=request.state)
+        audit = AuditEntry.record(
+            partner.id, actor, "register", after.updated_at, connection_id=connection_id, state_in_ec2=request.state
+        )
         return self._save(partner, after, audit)
 
     # --- approving ------------------------------------------------------------------------
@@ -190,12 +221,17 @@ class PartnerService(UdpAccess):
             raise PartnerError(409, f"partner {partner.id} is {partner.status}: onboard it again as a new partner")
         if partner.status == "invited":
             partner = self._register(partner.id, connection_id or self._discover(partner), actor, accepted_ok=True)
-        elif connection_id not in (None, "") and check_connection_id(partner.connection_type, connection_id) != partner.connection_id:
+        elif (
+            connection_id not in (None, "")
+            and check_connection_id(partner.connection_type, connection_id) != partner.connection_id
+        ):
             raise PartnerError(409, f"partner {partner.id} is {partner.status} with connection {partner.connection_id}")
         assert partner.connection_id is not None
         if partner.cidr:
             try:
-                check_partner_cidr(partner.cidr, self.stack.vpc_cidr, [(p.name, p.cidr or "") for p in self.active(partner.id)])
+                check_partner_cidr(
+                    partner.cidr, self.stack.vpc_cidr, [(p.name, p.cidr or "") for p in self.active(partner.id)]
+                )
             except CidrError as exc:
                 raise PartnerError(exc.status, f"cannot approve: {exc}") from None
         self._request_for(partner, partner.connection_id)
@@ -210,15 +246,23 @@ class PartnerService(UdpAccess):
                 step = f"open UDP {' and '.join(map(str, self.stack.udp_ports))} to {partner.cidr}"
                 done["udp_opened"] = self.network.allow_udp(partner.cidr, rule_description(partner))
         except PartnerError as exc:
-            self.db.add_audit(AuditEntry.record(partner.id, actor, "approve_failed", self.clock(),
-                                                step=step, error=exc.message[:300], **done))
-            raise PartnerError(exc.status, f"approve failed at step '{step}': {exc.message}",
-                               data={"step": step, "done": done}) from None
+            self.db.add_audit(
+                AuditEntry.record(
+                    partner.id, actor, "approve_failed", self.clock(), step=step, error=exc.message[:300], **done
+                )
+            )
+            raise PartnerError(
+                exc.status, f"approve failed at step '{step}': {exc.message}", data={"step": step, "done": done}
+            ) from None
         if partner.status == "active":
-            self.db.add_audit(AuditEntry.record(partner.id, actor, "approve", self.clock(), already_active=True, **done))
+            self.db.add_audit(
+                AuditEntry.record(partner.id, actor, "approve", self.clock(), already_active=True, **done)
+            )
             return partner, any(done.values())
         after = moved(partner, "active", self.clock())
-        audit = AuditEntry.record(partner.id, actor, "approve", after.updated_at, connection_id=partner.connection_id, **done)
+        audit = AuditEntry.record(
+            partner.id, actor, "approve", after.updated_at, connection_id=partner.connection_id, **done
+        )
         return self._save(partner, after, audit), True
 
     # --- following EC2 --------------------------------------------------------------------
@@ -238,14 +282,28 @@ class PartnerService(UdpAccess):
             if request.accepted:
                 after = moved(after, "active", self.clock())
                 status = "active"
-            audit = AuditEntry.record(partner.id, actor, "adopt", after.updated_at, connection_id=request.connection_id,
-                                      state_in_ec2=request.state, status=status)
+            audit = AuditEntry.record(
+                partner.id,
+                actor,
+                "adopt",
+                after.updated_at,
+                connection_id=request.connection_id,
+                state_in_ec2=request.state,
+                status=status,
+            )
             partner = self._save(partner, after, audit)
             adopted.append(f"{request.connection_id} ({request.state} in EC2): now {status}")
         elif partner.status == "pending" and request.accepted:
             after = moved(partner, "active", self.clock())
-            audit = AuditEntry.record(partner.id, actor, "adopt", after.updated_at, connection_id=request.connection_id,
-                                      state_in_ec2=request.state, status="active")
+            audit = AuditEntry.record(
+                partner.id,
+                actor,
+                "adopt",
+                after.updated_at,
+                connection_id=request.connection_id,
+                state_in_ec2=request.state,
+                status="active",
+            )
             partner = self._save(partner, after, audit)
             adopted.append(f"{request.connection_id} accepted in EC2: now active")
         return partner, adopted
@@ -273,9 +331,15 @@ class PartnerService(UdpAccess):
     def teardown_plan(self, partner_id: str) -> dict[str, Any]:
         """What revoking or rejecting this partner would remove, and what would stay (read-only)."""
         partner = self.get(partner_id)
-        remove, stay = teardown(partner, self.network.snapshot(), self.stack, self._taken(partner), self._shared_cidr(partner))
-        return {"partner": partner.public(), "remove": [p.public() for p in remove], "remain": [p.public() for p in stay],
-                "key": None if partner.status in ("rejected", "revoked") else f"API key {partner.api_key_id} stops working"}
+        remove, stay = teardown(
+            partner, self.network.snapshot(), self.stack, self._taken(partner), self._shared_cidr(partner)
+        )
+        return {
+            "partner": partner.public(),
+            "remove": [p.public() for p in remove],
+            "remain": [p.public() for p in stay],
+            "key": None if partner.status in ("rejected", "revoked") else f"API key {partner.api_key_id} stops working",
+        }
 
     # --- refusing and revoking ------------------------------------------------------------
     def _close_network(self, partner: Partner) -> tuple[dict[str, Any], list[Piece]]:
@@ -283,8 +347,14 @@ class PartnerService(UdpAccess):
         undone); what must stay is returned with the reason."""
         if not self._configured(partner):
             missing = ", ".join(self.stack.missing(partner.connection_type, "approve"))
-            unseen = [Piece("connection", partner.connection_id or "", f"EC2 was not read (set {missing}): whatever "
-                            f"{partner.connection_id or 'request'} opened was neither checked nor removed")]
+            unseen = [
+                Piece(
+                    "connection",
+                    partner.connection_id or "",
+                    f"EC2 was not read (set {missing}): whatever "
+                    f"{partner.connection_id or 'request'} opened was neither checked nor removed",
+                )
+            ]
             return {}, unseen if partner.connection_id else []
         snapshot = self.network.snapshot()
         remove, stay = teardown(partner, snapshot, self.stack, self._taken(partner), self._shared_cidr(partner))
@@ -295,15 +365,20 @@ class PartnerService(UdpAccess):
             for piece in remove:
                 step = piece.message
                 if piece.kind == "route":
-                    done["route_removed"] = self.network.remove_route(piece.id, request.connection_id if request else "")
+                    done["route_removed"] = self.network.remove_route(
+                        piece.id, request.connection_id if request else ""
+                    )
                 elif piece.kind == "udp":
                     done["udp_closed"] = self.network.deny_udp(piece.id)
                 elif piece.kind == "connection":
                     done["disconnected"] = self.network.reject(partner.connection_type, piece.id)
         except PartnerError as exc:
-            raise PartnerError(exc.status, f"stopped at step '{step}': {exc.message}; nothing was saved, repeat to "
-                                            f"finish (done so far: {done or 'nothing'})",
-                               data={"step": step, "done": done, "remain": [p.public() for p in stay]}) from None
+            raise PartnerError(
+                exc.status,
+                f"stopped at step '{step}': {exc.message}; nothing was saved, repeat to "
+                f"finish (done so far: {done or 'nothing'})",
+                data={"step": step, "done": done, "remain": [p.public() for p in stay]},
+            ) from None
         return done, stay
 
     def reject(self, partner_id: str, actor: str, reason: str = "") -> tuple[Partner, bool, list[Piece]]:
@@ -322,18 +397,26 @@ class PartnerService(UdpAccess):
         with self._lock(partner_id):
             partner = self.get(partner_id)
             if partner.status == "rejected":
-                raise PartnerError(409, f"partner {partner.id} is rejected: reject it again to remove what EC2 still has")
+                raise PartnerError(
+                    409, f"partner {partner.id} is rejected: reject it again to remove what EC2 still has"
+                )
             return self._end(partner, "revoked", "revoke", actor, reason)
 
-    def _end(self, partner: Partner, status: str, action: str, actor: str, reason: str) -> tuple[Partner, bool, list[Piece]]:
+    def _end(
+        self, partner: Partner, status: str, action: str, actor: str, reason: str
+    ) -> tuple[Partner, bool, list[Piece]]:
         done, stay = self._close_network(partner)
         remain = {"remain": [p.message for p in stay]} if stay else {}
         if partner.status == status:  # again: only what EC2 still had
             if any(done.values()):
-                self.db.add_audit(AuditEntry.record(partner.id, actor, f"{action}_cleanup", self.clock(), **done, **remain))
+                self.db.add_audit(
+                    AuditEntry.record(partner.id, actor, f"{action}_cleanup", self.clock(), **done, **remain)
+                )
             return partner, any(done.values()), stay
         after = moved(partner, status, self.clock())
-        audit = AuditEntry.record(partner.id, actor, action, after.updated_at, reason=str(reason)[:500], **done, **remain)
+        audit = AuditEntry.record(
+            partner.id, actor, action, after.updated_at, reason=str(reason)[:500], **done, **remain
+        )
         return self._save(partner, after, audit, revoke_key=True), True, stay
 
     # --- requests and access that belong to no partner ----------------------------------
@@ -344,12 +427,22 @@ class PartnerService(UdpAccess):
         out = []
         for request in self.network.pending_requests():
             match = by_connection.get(request.connection_id) or next(
-                (p for p in partners if p.status == "invited" and p.connection_type == request.kind
-                 and p.aws_account_id == request.owner_account and request.vpc_id in (None, p.vpc_id)),
+                (
+                    p
+                    for p in partners
+                    if p.status == "invited"
+                    and p.connection_type == request.kind
+                    and p.aws_account_id == request.owner_account
+                    and request.vpc_id in (None, p.vpc_id)
+                ),
                 None,
             )
-            out.append({**request.public(), "partner": None if match is None else {
-                "id": match.id, "name": match.name, "status": match.status}})
+            out.append(
+                {
+                    **request.public(),
+                    "partner": None if match is None else {"id": match.id, "name": match.name, "status": match.status},
+                }
+            )
         return out
 
     def reject_request(self, connection_id: Any, actor: str) -> bool:
@@ -364,6 +457,15 @@ class PartnerService(UdpAccess):
         if request is None:
             raise PartnerError(404, f"EC2 has no {connection_type} request {text} for this stack")
         changed = self.network.reject(connection_type, text) if request.pending else False
-        self.db.add_audit(AuditEntry.record(None, actor, "reject_request", self.clock(), connection_id=text,
-                                            owner_account=request.owner_account, changed=changed))
+        self.db.add_audit(
+            AuditEntry.record(
+                None,
+                actor,
+                "reject_request",
+                self.clock(),
+                connection_id=text,
+                owner_account=request.owner_account,
+                changed=changed,
+            )
+        )
         return changed

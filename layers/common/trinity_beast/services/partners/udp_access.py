@@ -7,7 +7,8 @@ operator adds or removes by hand, and the listing that names each rule's partner
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from trinity_beast.domain.partners.cidr import CidrError, check_access_cidr
 from trinity_beast.domain.partners.descriptions import transliteration
@@ -43,9 +44,15 @@ class UdpAccess(ABC):
             if owner is None:
                 named = next((w for w in r.description.split() if w.startswith("pt_")), None)
                 owner = by_id.get(named or "")
-            out.append({"cidr": r.cidr, "ports": list(r.ports), "description": r.description,
-                        "partner": None if owner is None else {"id": owner.id, "name": owner.name, "status": owner.status},
-                        "orphaned": owner is not None and owner.status != "active"})
+            out.append(
+                {
+                    "cidr": r.cidr,
+                    "ports": list(r.ports),
+                    "description": r.description,
+                    "partner": None if owner is None else {"id": owner.id, "name": owner.name, "status": owner.status},
+                    "orphaned": owner is not None and owner.status != "active",
+                }
+            )
         return out
 
     def _access_cidr(self, raw: Any) -> str:
@@ -62,14 +69,18 @@ class UdpAccess(ABC):
         shown = transliteration(typed, 200)
         text = str(shown["stored"]) or "trinity-beast UDP access"
         changed = self.network.allow_udp(cidr, text)
-        self.db.add_audit(AuditEntry.record(None, actor, "udp_allow", self.clock(), cidr=cidr, description=text, changed=changed))
+        self.db.add_audit(
+            AuditEntry.record(None, actor, "udp_allow", self.clock(), cidr=cidr, description=text, changed=changed)
+        )
         return {"changed": changed, "description": {**shown, "stored": text}}
 
     def deny_udp(self, raw_cidr: Any, actor: str) -> bool:
         cidr = self._access_cidr(raw_cidr)
         owner = next((p for p in self.active() if p.cidr == cidr), None)
         if owner is not None:
-            raise PartnerError(409, f"{cidr} is active partner {owner.name!r}'s network: revoke the partner to close it")
+            raise PartnerError(
+                409, f"{cidr} is active partner {owner.name!r}'s network: revoke the partner to close it"
+            )
         changed = self.network.deny_udp(cidr)
         self.db.add_audit(AuditEntry.record(None, actor, "udp_deny", self.clock(), cidr=cidr, changed=changed))
         return changed

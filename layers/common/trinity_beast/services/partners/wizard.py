@@ -22,11 +22,39 @@ if TYPE_CHECKING:
 
 # The commercial AWS regions, for the wizard's select (the API takes any well-formed region id).
 REGIONS: tuple[str, ...] = (
-    "us-east-1", "us-east-2", "us-west-1", "us-west-2", "af-south-1", "ap-east-1", "ap-east-2", "ap-south-1",
-    "ap-south-2", "ap-southeast-1", "ap-southeast-2", "ap-southeast-3", "ap-southeast-4", "ap-southeast-5",
-    "ap-southeast-7", "ap-northeast-1", "ap-northeast-2", "ap-northeast-3", "ca-central-1", "ca-west-1",
-    "eu-central-1", "eu-central-2", "eu-west-1", "eu-west-2", "eu-west-3", "eu-south-1", "eu-south-2",
-    "eu-north-1", "il-central-1", "me-south-1", "me-central-1", "mx-central-1", "sa-east-1",
+    "us-east-1",
+    "us-east-2",
+    "us-west-1",
+    "us-west-2",
+    "af-south-1",
+    "ap-east-1",
+    "ap-east-2",
+    "ap-south-1",
+    "ap-south-2",
+    "ap-southeast-1",
+    "ap-southeast-2",
+    "ap-southeast-3",
+    "ap-southeast-4",
+    "ap-southeast-5",
+    "ap-southeast-7",
+    "ap-northeast-1",
+    "ap-northeast-2",
+    "ap-northeast-3",
+    "ca-central-1",
+    "ca-west-1",
+    "eu-central-1",
+    "eu-central-2",
+    "eu-west-1",
+    "eu-west-2",
+    "eu-west-3",
+    "eu-south-1",
+    "eu-south-2",
+    "eu-north-1",
+    "il-central-1",
+    "me-south-1",
+    "me-central-1",
+    "mx-central-1",
+    "sa-east-1",
 )
 ENDPOINT_PLACEHOLDER = "<VPC_ENDPOINT_ID>"
 PEERING_PLACEHOLDER = "<VPC_PEERING_CONNECTION_ID>"
@@ -48,7 +76,7 @@ class StackNetwork:
     udp_ports: tuple[int, ...]
 
     @classmethod
-    def from_settings(cls, s: "Settings") -> "StackNetwork":
+    def from_settings(cls, s: Settings) -> StackNetwork:
         return cls(
             region=s.region,
             account_id=s.aws_account_id,
@@ -110,16 +138,19 @@ class Command:
         return shlex.join(self.argv)
 
     def public(self) -> dict[str, Any]:
-        return {"side": self.side, "title": self.title, "command": self.shell, "argv": list(self.argv), "complete": self.complete}
+        return {
+            "side": self.side,
+            "title": self.title,
+            "command": self.shell,
+            "argv": list(self.argv),
+            "complete": self.complete,
+        }
 
 
 def udp_permissions(cidr: str, ports: tuple[int, ...], description: str) -> list[dict[str, Any]]:
     """One EC2 IpPermission per UDP port, as both the CLI and boto3 take it (no description: for revoking)."""
     ip_range = {"CidrIp": cidr, **({"Description": description} if description else {})}
-    return [
-        {"IpProtocol": "udp", "FromPort": port, "ToPort": port, "IpRanges": [ip_range]}
-        for port in ports
-    ]
+    return [{"IpProtocol": "udp", "FromPort": port, "ToPort": port, "IpRanges": [ip_range]} for port in ports]
 
 
 def rule_description(partner: Partner) -> str:
@@ -133,10 +164,14 @@ def _ec2(operation: str, region: str, *args: str) -> tuple[str, ...]:
 
 def privatelink_commands(p: Partner, stack: StackNetwork) -> list[Command]:
     create = [
-        "--vpc-endpoint-type", "Interface",
-        "--vpc-id", p.vpc_id,
-        "--service-name", stack.service_name,
-        "--subnet-ids", *p.subnet_ids,
+        "--vpc-endpoint-type",
+        "Interface",
+        "--vpc-id",
+        p.vpc_id,
+        "--service-name",
+        stack.service_name,
+        "--subnet-ids",
+        *p.subnet_ids,
     ]
     if p.security_group_ids:
         create += ["--security-group-ids", *p.security_group_ids]
@@ -146,12 +181,24 @@ def privatelink_commands(p: Partner, stack: StackNetwork) -> list[Command]:
     endpoint = p.connection_id or ENDPOINT_PLACEHOLDER
     ports = " and ".join(str(port) for port in stack.tcp_ports)
     return [
-        Command("partner", f"Create the interface endpoint (TCP {ports}); send us the id it prints",
-                _ec2("create-vpc-endpoint", p.region, *create)),
-        Command("operator", "Accept the partner's endpoint connection",
-                _ec2("accept-vpc-endpoint-connections", stack.region, "--service-id", stack.service_id,
-                     "--vpc-endpoint-ids", endpoint),
-                complete=p.connection_id is not None),
+        Command(
+            "partner",
+            f"Create the interface endpoint (TCP {ports}); send us the id it prints",
+            _ec2("create-vpc-endpoint", p.region, *create),
+        ),
+        Command(
+            "operator",
+            "Accept the partner's endpoint connection",
+            _ec2(
+                "accept-vpc-endpoint-connections",
+                stack.region,
+                "--service-id",
+                stack.service_id,
+                "--vpc-endpoint-ids",
+                endpoint,
+            ),
+            complete=p.connection_id is not None,
+        ),
     ]
 
 
@@ -160,26 +207,79 @@ def peering_commands(p: Partner, stack: StackNetwork) -> list[Command]:
     known = p.connection_id is not None
     # Our whole VPC, not the one configured NLB address: the NLB has an address in every zone
     # it spans, and a partner that routes only one of them loses UDP when that zone's node goes.
-    nlb_route = stack.vpc_cidr
+    our_route = stack.vpc_cidr
     commands = [
-        Command("partner", "Request the peering connection to our VPC; send us the id it prints",
-                _ec2("create-vpc-peering-connection", p.region, "--vpc-id", p.vpc_id, "--peer-vpc-id", stack.vpc_id,
-                     "--peer-owner-id", stack.account_id, "--peer-region", stack.region,
-                     "--query", "VpcPeeringConnection.VpcPeeringConnectionId", "--output", "text")),
-        Command("partner", f"Route our VPC {stack.vpc_cidr} (the UDP load balancer's address in every zone) through the peering connection",
-                _ec2("create-route", p.region, "--route-table-id", p.route_table_id or "", "--destination-cidr-block",
-                     our_route, "--vpc-peering-connection-id", pcx), complete=known),
-        Command("operator", "Accept the peering connection",
-                _ec2("accept-vpc-peering-connection", stack.region, "--vpc-peering-connection-id", pcx), complete=known),
-        Command("operator", f"Route the partner's CIDR {p.cidr} through the peering connection",
-                _ec2("create-route", stack.region, "--route-table-id", stack.route_table_id, "--destination-cidr-block",
-                     p.cidr or "", "--vpc-peering-connection-id", pcx), complete=known),
+        Command(
+            "partner",
+            "Request the peering connection to our VPC; send us the id it prints",
+            _ec2(
+                "create-vpc-peering-connection",
+                p.region,
+                "--vpc-id",
+                p.vpc_id,
+                "--peer-vpc-id",
+                stack.vpc_id,
+                "--peer-owner-id",
+                stack.account_id,
+                "--peer-region",
+                stack.region,
+                "--query",
+                "VpcPeeringConnection.VpcPeeringConnectionId",
+                "--output",
+                "text",
+            ),
+        ),
+        Command(
+            "partner",
+            f"Route our VPC {stack.vpc_cidr} (the UDP load balancer's address in every zone) through the peering connection",
+            _ec2(
+                "create-route",
+                p.region,
+                "--route-table-id",
+                p.route_table_id or "",
+                "--destination-cidr-block",
+                our_route,
+                "--vpc-peering-connection-id",
+                pcx,
+            ),
+            complete=known,
+        ),
+        Command(
+            "operator",
+            "Accept the peering connection",
+            _ec2("accept-vpc-peering-connection", stack.region, "--vpc-peering-connection-id", pcx),
+            complete=known,
+        ),
+        Command(
+            "operator",
+            f"Route the partner's CIDR {p.cidr} through the peering connection",
+            _ec2(
+                "create-route",
+                stack.region,
+                "--route-table-id",
+                stack.route_table_id,
+                "--destination-cidr-block",
+                p.cidr or "",
+                "--vpc-peering-connection-id",
+                pcx,
+            ),
+            complete=known,
+        ),
     ]
     for permission in udp_permissions(p.cidr or "", stack.udp_ports, rule_description(p)):
         commands.append(
-            Command("operator", f"Allow UDP {permission['FromPort']} from {p.cidr}",
-                    _ec2("authorize-security-group-ingress", stack.region, "--group-id", stack.security_group_id,
-                         "--ip-permissions", json.dumps([permission], separators=(",", ":"))))
+            Command(
+                "operator",
+                f"Allow UDP {permission['FromPort']} from {p.cidr}",
+                _ec2(
+                    "authorize-security-group-ingress",
+                    stack.region,
+                    "--group-id",
+                    stack.security_group_id,
+                    "--ip-permissions",
+                    json.dumps([permission], separators=(",", ":")),
+                ),
+            )
         )
     return commands
 

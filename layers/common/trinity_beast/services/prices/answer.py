@@ -10,19 +10,20 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from trinity_beast.domain.book import Median, age, median, pick
-from trinity_beast.stores.cache import CacheUnavailable
-from trinity_beast.domain.errors import DatabaseUnavailable
 from trinity_beast.domain.envelope import Envelopes, unix_ms, unix_seconds, utc_iso
+from trinity_beast.domain.errors import DatabaseUnavailable
 from trinity_beast.domain.keys import ApiKey
 from trinity_beast.domain.text import asset_symbol, whole_number
 from trinity_beast.domain.tick import Tick
 from trinity_beast.domain.usage import Quota, usage_fields
 from trinity_beast.services.auth import KEYS_UNAVAILABLE, Credentials, authenticate, quota_for
 from trinity_beast.services.prices.errors import BadRequest, NoPrice
+from trinity_beast.stores.cache import CacheUnavailable
 
 if TYPE_CHECKING:
     from trinity_beast.domain.settings import Settings
@@ -68,7 +69,9 @@ def parse_options(aggregate: str | None, max_age_ms: str | None) -> tuple[str, f
     """(aggregate, max age in seconds) from the raw query values."""
     mode = (aggregate or "best").strip().lower()
     if mode not in ("best", "median"):
-        raise BadRequest(f"unknown aggregate {aggregate[:20]!r}: use aggregate=median, or leave it out for the priority price")
+        raise BadRequest(
+            f"unknown aggregate {aggregate[:20]!r}: use aggregate=median, or leave it out for the priority price"
+        )
     if max_age_ms is None:
         return mode, None
     value = whole_number(max_age_ms)
@@ -212,7 +215,13 @@ class PriceDesk:
 
         def finish(status: int, data: Any, error: str | None, assets: str, quota: Quota | None) -> PriceAnswer:
             meter.record(
-                key.id, ENDPOINT, assets, request.protocol, status, time.perf_counter() - started, billable=status == 200
+                key.id,
+                ENDPOINT,
+                assets,
+                request.protocol,
+                status,
+                time.perf_counter() - started,
+                billable=status == 200,
             )
             body = envelopes.build(ENDPOINT, status, data=data, error=error, api_key_id=key.id)
             return PriceAnswer(status, body, key, quota)

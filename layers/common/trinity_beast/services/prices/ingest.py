@@ -13,8 +13,8 @@ import time
 from typing import TYPE_CHECKING
 
 from trinity_beast.domain.book import PriceBook
-from trinity_beast.stores.cache import Cache, CacheUnavailable
 from trinity_beast.domain.tick import Tick
+from trinity_beast.stores.cache import Cache, CacheUnavailable
 
 if TYPE_CHECKING:
     from trinity_beast.services.runtime import Runtime
@@ -54,7 +54,7 @@ class TickWriter:
                 self._wake.set()
 
 
-async def start_feeds(rt: "Runtime") -> None:
+async def start_feeds(rt: Runtime) -> None:
     """Connect to every exchange and keep the cache current (a background part of `beast serve`)."""
     from trinity_beast.exchanges.feeds import FeedManager
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Callable
+from collections.abc import Callable
 
-from trinity_beast.stores.cache import PRICES_CHANNEL, Cache, CacheUnavailable
 from trinity_beast.domain.tick import Tick
+from trinity_beast.stores.cache import PRICES_CHANNEL, Cache, CacheUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -79,7 +79,9 @@ async def stale_assets(rest: RestPrices, live: LivePrices, cache: Cache) -> list
         for tick in by_exchange.values():
             live.apply(tick)
     now = time.time()
-    return [a for a in rest.registry.assets if not pick(snapshot.get(a, {}), s.exchange_priority, now, s.stale_after_s)[1]]
+    return [
+        a for a in rest.registry.assets if not pick(snapshot.get(a, {}), s.exchange_priority, now, s.stale_after_s)[1]
+    ]
 
 
 async def prewarm(rest: RestPrices, assets: list[str] | None = None, timeout_s: float = 60.0) -> PrewarmResult:

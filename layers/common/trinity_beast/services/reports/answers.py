@@ -9,20 +9,19 @@ uses up your limit).
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 from trinity_beast.domain.envelope import Envelopes, dumps, utc_iso
-from trinity_beast.domain.keys import ApiKey
 from trinity_beast.domain.errors import DatabaseUnavailable, StatementTimeout
-from trinity_beast.domain.usage import usage_fields
+from trinity_beast.domain.keys import ApiKey
+from trinity_beast.domain.usage import Quota, rate_limit_headers, usage_fields
 from trinity_beast.services.auth import KEYS_UNAVAILABLE, Credentials, authenticate, quota_for
 from trinity_beast.services.reports.errors import ReportError
 from trinity_beast.services.reports.filters import ReportFilters, parse_filters
 from trinity_beast.services.reports.gather import report
 from trinity_beast.services.reports.render import CONTENT_TYPES, page_data, render_file
-from trinity_beast.domain.usage import rate_limit_headers
-from trinity_beast.domain.usage import Quota
 
 if TYPE_CHECKING:
     from trinity_beast.services.runtime import Runtime
@@ -41,8 +40,10 @@ class Answer:
 
 
 def report_too_slow(timeout_s: float) -> str:
-    return (f"the report took longer than the {timeout_s:g}-second limit (BEAST_REPORT_TIMEOUT_S) and was stopped: "
-            "narrow from/to or the filters, or use a coarser granularity")
+    return (
+        f"the report took longer than the {timeout_s:g}-second limit (BEAST_REPORT_TIMEOUT_S) and was stopped: "
+        "narrow from/to or the filters, or use a coarser granularity"
+    )
 
 
 def limit_headers(quota: Quota) -> dict[str, str]:
@@ -51,7 +52,7 @@ def limit_headers(quota: Quota) -> dict[str, str]:
 
 
 async def _authorized(
-    rt: "Runtime", secret: Credentials | str | None, endpoint: str, envelopes: Envelopes
+    rt: Runtime, secret: Credentials | str | None, endpoint: str, envelopes: Envelopes
 ) -> tuple[ApiKey | None, Answer | None]:
     try:
         key, problem = await authenticate(rt.keys, secret)
@@ -63,12 +64,12 @@ async def _authorized(
     return key, None
 
 
-def _metered(rt: "Runtime", key: ApiKey, endpoint: str, answer: Answer, started: float) -> Answer:
+def _metered(rt: Runtime, key: ApiKey, endpoint: str, answer: Answer, started: float) -> Answer:
     rt.meter.record(key.id, endpoint, "-", "http", answer.status, time.perf_counter() - started, billable=False)
     return answer
 
 
-async def answer_usage_me(rt: "Runtime", secret: Credentials | str | None, envelopes: Envelopes) -> Answer:
+async def answer_usage_me(rt: Runtime, secret: Credentials | str | None, envelopes: Envelopes) -> Answer:
     """The caller's own plan and where it stands this month."""
     started = time.perf_counter()
     key, refused = await _authorized(rt, secret, USAGE_ME_ENDPOINT, envelopes)
@@ -99,7 +100,7 @@ def scope_to_key(filters: ReportFilters, key: ApiKey) -> ReportFilters:
 
 
 async def answer_report(
-    rt: "Runtime", secret: Credentials | str | None, params: Sequence[tuple[str, str]], envelopes: Envelopes
+    rt: Runtime, secret: Credentials | str | None, params: Sequence[tuple[str, str]], envelopes: Envelopes
 ) -> Answer:
     """A usage report page. Admin keys see every key; any other key only its own usage."""
     started = time.perf_counter()
@@ -128,7 +129,9 @@ async def answer_report(
         return error(503, "usage report unavailable: neither the cache nor the database can be reached; retry shortly")
     reader = rt.report_reader  # rendering up to MAX_LIMIT rows is CPU work: off the event loop
     if filters.format == "json":
-        body = await reader.run(lambda: dumps(envelopes.ok(REPORT_ENDPOINT, page_data(filters, page), api_key_id=key.id)))
+        body = await reader.run(
+            lambda: dumps(envelopes.ok(REPORT_ENDPOINT, page_data(filters, page), api_key_id=key.id))
+        )
         answer = Answer(200, body)
     else:
         content, headers = await reader.run(render_file, filters, page)

@@ -74,7 +74,10 @@ def decode_cursor(cursor: str, fingerprint: str, *, key: bytes) -> tuple[object,
     try:
         after = data["after"]
         shape_ok = (
-            isinstance(after, list) and len(after) == 6 and isinstance(after[0], int) and isinstance(after[5], int)
+            isinstance(after, list)
+            and len(after) == 6
+            and isinstance(after[0], int)
+            and isinstance(after[5], int)
             and all(isinstance(v, str) for v in after[1:5])
         )
     except (KeyError, TypeError):

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import date, datetime, timedelta, timezone
-from typing import Any, Sequence
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 from trinity_beast.domain.text import asset_symbol, whole_number
 from trinity_beast.domain.usage import Group
@@ -25,7 +26,20 @@ PROTOCOLS = ("http", "udp", "ws")
 DEFAULT_LIMIT = 1000
 MAX_LIMIT = 10_000
 PARAMETERS = frozenset(
-    {"format", "from", "to", "api_key_id", "endpoint", "asset", "protocol", "status", "granularity", "limit", "cursor", "api_key"}
+    {
+        "format",
+        "from",
+        "to",
+        "api_key_id",
+        "endpoint",
+        "asset",
+        "protocol",
+        "status",
+        "granularity",
+        "limit",
+        "cursor",
+        "api_key",
+    }
 )
 _KEY_ID_RE = re.compile(r"^ak_[0-9a-f]{1,64}$")
 _ENDPOINT_RE = re.compile(r"^/[A-Za-z0-9/_\-.]{0,99}$")
@@ -47,7 +61,16 @@ class ReportFilters:
 
     def fingerprint(self) -> str:
         """What a cursor belongs to: every filter except the page position and the format."""
-        parts = (self.start, self.end, self.granularity, self.api_key_id, self.endpoint, self.asset, self.protocol, self.status)
+        parts = (
+            self.start,
+            self.end,
+            self.granularity,
+            self.api_key_id,
+            self.endpoint,
+            self.asset,
+            self.protocol,
+            self.status,
+        )
         return hashlib.blake2b(repr(parts).encode(), digest_size=8).hexdigest()
 
     def usage_query(self) -> UsageQuery:
@@ -89,14 +112,13 @@ class ReportFilters:
         }
 
 
-
 def iso(ts: int) -> str:
-    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def month_start(ts: int) -> datetime:
-    dt = datetime.fromtimestamp(ts, tz=timezone.utc)
-    return datetime(dt.year, dt.month, 1, tzinfo=timezone.utc)
+    dt = datetime.fromtimestamp(ts, tz=UTC)
+    return datetime(dt.year, dt.month, 1, tzinfo=UTC)
 
 
 def month_edges(start: int, end: int) -> tuple[int, ...]:
@@ -121,13 +143,13 @@ def parse_time(name: str, raw: str, end_of_day: bool) -> int:
     try:
         if len(raw) == 10:
             day = date.fromisoformat(raw)
-            dt = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+            dt = datetime(day.year, day.month, day.day, tzinfo=UTC)
             if end_of_day:
                 dt += timedelta(days=1)
         else:
             dt = datetime.fromisoformat(raw)
             if dt.tzinfo is None:
-                dt = dt.replace(tzinfo=timezone.utc)
+                dt = dt.replace(tzinfo=UTC)
     except (ValueError, OverflowError):
         raise ReportError(
             f"{name}: expected an ISO date or date-time such as 2026-01-31 or 2026-01-31T10:00:00Z, got {raw[:40]!r}"
@@ -227,9 +249,7 @@ def parse_filters(
     if limit is None or not 1 <= limit <= MAX_LIMIT:
         raise ReportError(f"limit: expected a whole number from 1 to {MAX_LIMIT}, got {raw_limit[:20]!r}")
 
-    filters = ReportFilters(
-        fmt, start, end, granularity, key_id, endpoint, asset, protocol, status, limit, None
-    )
+    filters = ReportFilters(fmt, start, end, granularity, key_id, endpoint, asset, protocol, status, limit, None)
     if p.get("cursor"):
         filters = replace(filters, after=decode_cursor(p["cursor"], filters.fingerprint(), key=cursor_key))
     return filters

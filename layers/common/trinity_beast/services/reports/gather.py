@@ -70,7 +70,7 @@ async def _cache_buckets(cache: Cache) -> list[tuple[str, int, dict[Group, Count
     for prefix in (MINUTE_PREFIX, CLAIM_PREFIX):
         for key in await cache.keys(prefix):
             try:
-                minute = int(key[len(prefix):].split(":", 1)[0])
+                minute = int(key[len(prefix) :].split(":", 1)[0])
             except ValueError:
                 continue
             counts = parse_bucket(await cache.hgetall(key))
@@ -128,8 +128,11 @@ async def gather(cache: Cache, reader: ReportReader, f: ReportFilters) -> tuple[
 
 
 def _merge(
-    db_rows: list[tuple[int, Group, Counts]], written: set[str], buckets: list[tuple[str, int, dict[Group, Counts]]],
-    f: ReportFilters, q: UsageQuery,
+    db_rows: list[tuple[int, Group, Counts]],
+    written: set[str],
+    buckets: list[tuple[str, int, dict[Group, Counts]]],
+    f: ReportFilters,
+    q: UsageQuery,
 ) -> list[Row]:
     merged: dict[tuple[int, Group], Counts] = {(b, g): c for b, g, c in db_rows}
     for key, minute_start, counts in buckets:
@@ -155,5 +158,7 @@ async def report(cache: Cache, reader: ReportReader, f: ReportFilters) -> Page:
     first = 0 if f.after is None else bisect.bisect_right([r.key for r in rows], f.after)
     page = rows[first : first + f.limit]
     more = first + f.limit < len(rows)
-    cursor = encode_cursor(page[-1].key, f.fingerprint(), (f.start, f.end), key=reader.cursor_key) if more and page else None
+    cursor = (
+        encode_cursor(page[-1].key, f.fingerprint(), (f.start, f.end), key=reader.cursor_key) if more and page else None
+    )
     return Page(page, len(rows), cursor, "cache" not in missing, missing)

@@ -9,14 +9,23 @@ from __future__ import annotations
 import csv
 import io
 import re
-from datetime import datetime, timezone
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 from trinity_beast.services.reports.filters import ReportFilters
 from trinity_beast.services.reports.gather import Page, Row
 
 COLUMNS = (
-    "period", "api_key_id", "endpoint", "asset", "protocol", "status", "requests", "latency_avg_ms", "latency_max_ms"
+    "period",
+    "api_key_id",
+    "endpoint",
+    "asset",
+    "protocol",
+    "status",
+    "requests",
+    "latency_avg_ms",
+    "latency_max_ms",
 )
 CONTENT_TYPES = {
     "json": "application/json",
@@ -66,7 +75,8 @@ def render_text(rows: Sequence[Row], total: int) -> bytes:
 
     def line(cells: list[str]) -> str:
         return "  ".join(
-            cell.rjust(w) if COLUMNS[i] in numeric else cell.ljust(w) for i, (cell, w) in enumerate(zip(cells, widths))
+            cell.rjust(w) if COLUMNS[i] in numeric else cell.ljust(w)
+            for i, (cell, w) in enumerate(zip(cells, widths, strict=True))
         ).rstrip()
 
     out = [line(table[0]), "  ".join("-" * w for w in widths)]
@@ -77,7 +87,7 @@ def render_text(rows: Sequence[Row], total: int) -> bytes:
 
 
 def filename(f: ReportFilters) -> str:
-    day = lambda ts: datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y%m%d")  # noqa: E731
+    day = lambda ts: datetime.fromtimestamp(ts, tz=UTC).strftime("%Y%m%d")  # noqa: E731
     ext = {"csv": "csv", "tsv": "tsv", "text": "txt", "json": "json"}[f.format]
     return f"usage-{day(f.start)}-{day(max(f.end - 1, f.start))}-{f.granularity}.{ext}"
 
@@ -112,4 +122,3 @@ def render_file(f: ReportFilters, page: Page) -> tuple[bytes, dict[str, str]]:
     if page.next_cursor:
         headers["X-Next-Cursor"] = page.next_cursor
     return body, headers
-

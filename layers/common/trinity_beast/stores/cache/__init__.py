@@ -6,7 +6,7 @@ from trinity_beast.domain.settings import Settings
 from trinity_beast.stores.cache.base import PRICES_CHANNEL, Cache, CacheUnavailable, Subscription
 from trinity_beast.stores.cache.memory import MemoryCache
 
-__all__ = ["Cache", "CacheUnavailable", "MemoryCache", "PRICES_CHANNEL", "Subscription", "make_cache"]
+__all__ = ["PRICES_CHANNEL", "Cache", "CacheUnavailable", "MemoryCache", "Subscription", "make_cache"]
 
 
 def make_cache(settings: Settings) -> Cache:
@@ -14,5 +14,7 @@ def make_cache(settings: Settings) -> Cache:
     if settings.redis_url:
         from trinity_beast.stores.cache.redis import RedisCache
 
-        return RedisCache(settings.redis_url, namespace=settings.redis_namespace, password=settings.redis_password or None)
+        return RedisCache(
+            settings.redis_url, namespace=settings.redis_namespace, password=settings.redis_password or None
+        )
     return MemoryCache()

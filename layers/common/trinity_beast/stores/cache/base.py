@@ -7,7 +7,7 @@ both pass tests/integration/test_cache_contract.py. Nothing outside cache/ knows
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable
 
 from trinity_beast.domain.tick import Tick
 
@@ -51,7 +51,7 @@ class Cache(ABC):
     async def publish(self, channel: str, message: bytes) -> None: ...
 
     @abstractmethod
-    async def subscribe(self, channel: str) -> "Subscription":
+    async def subscribe(self, channel: str) -> Subscription:
         """An active subscription: every message published on `channel` after this returns."""
 
     @abstractmethod

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from trinity_beast.domain.tick import Tick
 from trinity_beast.stores.cache.base import PRICES_CHANNEL, Cache, Subscription

@@ -6,14 +6,13 @@ channel `{ns}:{channel}`; counter hashes `{ns}:{key}`; `{ns}:meta:claims` counts
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from trinity_beast.domain.tick import Tick
 from trinity_beast.stores.cache.base import PRICES_CHANNEL, Cache, CacheUnavailable, Subscription
-
 
 # Claims only ever move usage buckets: the counter shares their `{usage}` hash-tag slot so the
 # claim script stays single-slot on cluster-mode Redis.
@@ -76,7 +75,13 @@ class RedisCache(Cache):
         # A bounded pool that waits for a free connection instead of failing under bursts. The
         # password (an ACL user's, on MemoryDB) comes apart from the URL so it never sits in one.
         pool = aioredis.BlockingConnectionPool.from_url(
-            url, password=password, max_connections=64, timeout=5, socket_connect_timeout=2, socket_timeout=5, health_check_interval=30
+            url,
+            password=password,
+            max_connections=64,
+            timeout=5,
+            socket_connect_timeout=2,
+            socket_timeout=5,
+            health_check_interval=30,
         )
         self._pool = pool
         self._redis = aioredis.Redis(connection_pool=pool)
@@ -113,7 +118,7 @@ class RedisCache(Cache):
             async for key in self._redis.scan_iter(match=prefix + "*", count=500):
                 raw = await self._redis.hgetall(key)
                 if raw:
-                    out[key.decode()[len(prefix):]] = {ex.decode(): Tick.from_json(v) for ex, v in raw.items()}
+                    out[key.decode()[len(prefix) :]] = {ex.decode(): Tick.from_json(v) for ex, v in raw.items()}
         except RedisError as exc:
             raise CacheUnavailable(str(exc)) from exc
         return out

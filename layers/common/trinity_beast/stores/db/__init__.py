@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from trinity_beast.domain.errors import DatabaseUnavailable
 from trinity_beast.domain.settings import Settings
 from trinity_beast.stores.db.base import Database
-from trinity_beast.domain.errors import DatabaseUnavailable
 
 __all__ = ["Database", "DatabaseUnavailable", "make_database"]
 

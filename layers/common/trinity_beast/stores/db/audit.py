@@ -20,8 +20,14 @@ class AuditRows(Repository):
 
         self._execute(
             f"INSERT INTO partner_audit ({_AUDIT_COLUMNS}) VALUES (:id, :p, :at, :actor, :action, :detail)",
-            {"id": entry.id, "p": entry.partner_id, "at": entry.at, "actor": entry.actor, "action": entry.action,
-             "detail": orjson.dumps(entry.detail).decode()},
+            {
+                "id": entry.id,
+                "p": entry.partner_id,
+                "at": entry.at,
+                "actor": entry.actor,
+                "action": entry.action,
+                "detail": orjson.dumps(entry.detail).decode(),
+            },
         )
 
     def add_audit(self, entry: AuditEntry) -> None:

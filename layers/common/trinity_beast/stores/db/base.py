@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 from trinity_beast.domain.errors import StatementTimeout
 from trinity_beast.stores.db.deployment import DeploymentRows
@@ -72,7 +73,7 @@ class Database(PartnerRows, UsageRows, DeploymentRows, SchemaMigrations, ABC):
     def close(self) -> None: ...
 
     @abstractmethod
-    def reopen(self) -> "Database":
+    def reopen(self) -> Database:
         """Another object, with its own connection and lock, on the same database."""
 
     @abstractmethod

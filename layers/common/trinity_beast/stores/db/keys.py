@@ -6,7 +6,8 @@ so a partner and its key are written together.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from trinity_beast.domain.keys import ApiKey
 from trinity_beast.stores.db.repository import Repository

@@ -6,8 +6,9 @@ on the key and audit repositories.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any, Sequence
+from typing import Any
 
 from trinity_beast.domain.keys import ApiKey
 from trinity_beast.domain.partners.model import AuditEntry, Partner
@@ -22,20 +23,41 @@ _PARTNER_COLUMNS = (
 
 def _partner(row: Sequence[Any]) -> Partner:
     return Partner(
-        id=row[0], name=row[1], aws_account_id=row[2], region=row[3], connection_type=row[4], vpc_id=row[5],
-        cidr=row[6], subnet_ids=tuple(row[7].split()), security_group_ids=tuple(row[8].split()),
-        route_table_id=row[9], connection_id=row[10], status=row[11], api_key_id=row[12],
-        created_at=float(row[13]), updated_at=float(row[14]),
+        id=row[0],
+        name=row[1],
+        aws_account_id=row[2],
+        region=row[3],
+        connection_type=row[4],
+        vpc_id=row[5],
+        cidr=row[6],
+        subnet_ids=tuple(row[7].split()),
+        security_group_ids=tuple(row[8].split()),
+        route_table_id=row[9],
+        connection_id=row[10],
+        status=row[11],
+        api_key_id=row[12],
+        created_at=float(row[13]),
+        updated_at=float(row[14]),
     )
 
 
 def _partner_params(p: Partner) -> dict[str, Any]:
     return {
-        "id": p.id, "name": p.name, "aws_account_id": p.aws_account_id, "region": p.region,
-        "connection_type": p.connection_type, "vpc_id": p.vpc_id, "cidr": p.cidr,
-        "subnet_ids": " ".join(p.subnet_ids), "security_group_ids": " ".join(p.security_group_ids),
-        "route_table_id": p.route_table_id, "connection_id": p.connection_id, "status": p.status,
-        "api_key_id": p.api_key_id, "created_at": p.created_at, "updated_at": p.updated_at,
+        "id": p.id,
+        "name": p.name,
+        "aws_account_id": p.aws_account_id,
+        "region": p.region,
+        "connection_type": p.connection_type,
+        "vpc_id": p.vpc_id,
+        "cidr": p.cidr,
+        "subnet_ids": " ".join(p.subnet_ids),
+        "security_group_ids": " ".join(p.security_group_ids),
+        "route_table_id": p.route_table_id,
+        "connection_id": p.connection_id,
+        "status": p.status,
+        "api_key_id": p.api_key_id,
+        "created_at": p.created_at,
+        "updated_at": p.updated_at,
     }
 
 

@@ -33,7 +33,9 @@ class TlsOptions:
     @property
     def verifies(self) -> bool:
         """Whether the server's certificate chain is checked at all."""
-        return self.sslmode in ("verify-ca", "verify-full") or (self.sslmode == "require" and self.sslrootcert is not None)
+        return self.sslmode in ("verify-ca", "verify-full") or (
+            self.sslmode == "require" and self.sslrootcert is not None
+        )
 
 
 def tls_options(url: str, setting: str = "DATABASE_URL") -> TlsOptions:
@@ -79,6 +81,8 @@ def explain(exc: BaseException, options: TlsOptions, host: str, port: int) -> st
             hint = "connect by a name the certificate lists, or use sslmode=verify-ca to skip the host name check"
         else:
             hint = f"its CA is not in {trust}; point sslrootcert at the CA bundle that signed it"
-        return (f"TLS certificate check failed for PostgreSQL at {host}:{port} (sslmode={options.sslmode}): "
-                f"{reason}; {hint}")
+        return (
+            f"TLS certificate check failed for PostgreSQL at {host}:{port} (sslmode={options.sslmode}): "
+            f"{reason}; {hint}"
+        )
     return f"TLS handshake with PostgreSQL at {host}:{port} failed (sslmode={options.sslmode}): {exc}"

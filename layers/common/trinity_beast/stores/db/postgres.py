@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import ssl
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import pg8000.native
@@ -20,15 +21,17 @@ _MIGRATION_LOCK_ID = 0x7B3A57  # pg_advisory_xact_lock key shared by every migra
 # SQLSTATEs the server sends when it cannot serve right now (a restart, a failover, too many
 # clients, out of resources): whole classes by their first two characters, single codes in full.
 UNAVAILABLE_CLASSES = ("08", "53", "58")  # connection exception, insufficient resources, system error
-UNAVAILABLE_CODES = frozenset({
-    "57P01",  # admin_shutdown: pg_ctl stop -m fast, a failover
-    "57P02",  # crash_shutdown
-    "57P03",  # cannot_connect_now: starting up, shutting down, in recovery
-    "57P04",  # database_dropped
-    "57P05",  # idle_session_timeout
-    "25006",  # read_only_sql_transaction: writing to a replica promoted away from us mid-failover
-    "40P01",  # deadlock_detected: retried by the caller like an outage
-})
+UNAVAILABLE_CODES = frozenset(
+    {
+        "57P01",  # admin_shutdown: pg_ctl stop -m fast, a failover
+        "57P02",  # crash_shutdown
+        "57P03",  # cannot_connect_now: starting up, shutting down, in recovery
+        "57P04",  # database_dropped
+        "57P05",  # idle_session_timeout
+        "25006",  # read_only_sql_transaction: writing to a replica promoted away from us mid-failover
+        "40P01",  # deadlock_detected: retried by the caller like an outage
+    }
+)
 QUERY_CANCELED = "57014"  # statement_timeout fired
 
 
@@ -177,7 +180,7 @@ class PostgresDatabase(Database):
     def close(self) -> None:
         self._drop()
 
-    def reopen(self) -> "PostgresDatabase":
+    def reopen(self) -> PostgresDatabase:
         return PostgresDatabase(self._url)
 
     def _set_deadline(self, timeout_s: float) -> None:

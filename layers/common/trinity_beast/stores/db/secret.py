@@ -10,7 +10,8 @@ postgresql:// URL that `DATABASE_URL` would hold.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import quote
 
 import orjson
@@ -93,7 +94,9 @@ def database_url_from(env: Mapping[str, str]) -> str | None:
         return url_from_secret(injected, "DATABASE_SECRET", {k: env.get(k, "") for k in OVERRIDES})
     arn = env.get("DATABASE_SECRET_ARN", "").strip()
     if arn:
-        return url_from_secret(fetch_secret(arn, secret_max_age(env)), "DATABASE_SECRET_ARN", {k: env.get(k, "") for k in OVERRIDES})
+        return url_from_secret(
+            fetch_secret(arn, secret_max_age(env)), "DATABASE_SECRET_ARN", {k: env.get(k, "") for k in OVERRIDES}
+        )
     return None
 
 

@@ -56,7 +56,7 @@ class SqliteDatabase(Database):
     def close(self) -> None:
         self._conn.close()
 
-    def reopen(self) -> "SqliteDatabase":
+    def reopen(self) -> SqliteDatabase:
         """A second connection to the same file (WAL: it reads while the first one writes).
         An in-memory database exists only in its one connection: it is shared instead."""
         return self if str(self._path) == ":memory:" else SqliteDatabase(self._path)

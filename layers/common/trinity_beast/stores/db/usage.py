@@ -5,8 +5,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 from trinity_beast.domain.usage import BILLABLE_ENDPOINTS, Counts, Group
 from trinity_beast.stores.db.repository import Repository
@@ -74,9 +75,7 @@ class UsageQuery:
 
 
 class UsageRows(Repository):
-    def write_usage_batch(
-        self, batch_id: str, minute_start: int, counts: dict[Group, Counts], now: float
-    ) -> bool:
+    def write_usage_batch(self, batch_id: str, minute_start: int, counts: dict[Group, Counts], now: float) -> bool:
         """Add one cache bucket's counts as minute rows, with its ledger row, in one transaction.
 
         False (and nothing written) when the batch is already in the ledger: a rerun or a
@@ -96,8 +95,16 @@ class UsageRows(Repository):
                 for j, (g, c) in enumerate(chunk):
                     values.append(f"('minute', :start, :k{j}, :e{j}, :a{j}, :p{j}, :s{j}, :n{j}, :u{j}, :m{j})")
                     params.update(
-                        {f"k{j}": g.api_key_id, f"e{j}": g.endpoint, f"a{j}": g.asset, f"p{j}": g.protocol,
-                         f"s{j}": g.status, f"n{j}": c.n, f"u{j}": c.latency_us_sum, f"m{j}": c.latency_us_max}
+                        {
+                            f"k{j}": g.api_key_id,
+                            f"e{j}": g.endpoint,
+                            f"a{j}": g.asset,
+                            f"p{j}": g.protocol,
+                            f"s{j}": g.status,
+                            f"n{j}": c.n,
+                            f"u{j}": c.latency_us_sum,
+                            f"m{j}": c.latency_us_max,
+                        }
                     )
                 self._execute(
                     f"INSERT INTO usage_buckets ({_USAGE_COLUMNS}) VALUES {', '.join(values)} {_USAGE_UPSERT}", params
@@ -128,8 +135,7 @@ class UsageRows(Repository):
             **params,
         )
         out = [
-            (int(r[0]), Group(r[1], r[2], r[3], r[4], int(r[5])), Counts(int(r[6]), int(r[7]), int(r[8])))
-            for r in rows
+            (int(r[0]), Group(r[1], r[2], r[3], r[4], int(r[5])), Counts(int(r[6]), int(r[7]), int(r[8]))) for r in rows
         ]
         out.sort(key=lambda row: (row[0], row[1]))
         return out

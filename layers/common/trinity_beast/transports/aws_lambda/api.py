@@ -21,24 +21,25 @@ import asyncio
 import functools
 import logging
 import os
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.metrics import MetricUnit
 
 from trinity_beast.domain import settings as domain_settings
+from trinity_beast.domain.envelope import Envelopes, dumps
+from trinity_beast.domain.errors import DatabaseUnavailable
 from trinity_beast.domain.settings import ConfigError, Settings
 from trinity_beast.stores.environment import load_settings
-from trinity_beast.domain.errors import DatabaseUnavailable
-from trinity_beast.domain.envelope import Envelopes, dumps
 from trinity_beast.transports.redact import RedactSecrets
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 
-    from trinity_beast.stores.db import Database
     from trinity_beast.services.runtime import Runtime
+    from trinity_beast.stores.db import Database
 
 T = TypeVar("T")
 SERVICE = "trinity-beast"
@@ -47,7 +48,11 @@ logger = Logger(service=SERVICE)
 metrics = Metrics(namespace="TrinityBeast", service=SERVICE)
 
 
-PATCHED = ("botocore", "httpx", "pg8000")  # what the functions call out with; patching all X-Ray knows costs twice the time
+PATCHED = (
+    "botocore",
+    "httpx",
+    "pg8000",
+)  # what the functions call out with; patching all X-Ray knows costs twice the time
 
 
 class LazyTracer:
@@ -113,8 +118,13 @@ def refusal(event: Any, *, asgi: bool = False) -> str | None:
     for name in ("httpMethod", "path"):
         if not isinstance(event.get(name), str):
             return f"missing or non-string {name!r}"
-    for name in ("headers", "multiValueHeaders", "queryStringParameters", "multiValueQueryStringParameters",
-                 "pathParameters"):
+    for name in (
+        "headers",
+        "multiValueHeaders",
+        "queryStringParameters",
+        "multiValueQueryStringParameters",
+        "pathParameters",
+    ):
         if event.get(name) is not None and not isinstance(event[name], dict):
             return f"{name!r} must be an object or null"
     if asgi and not isinstance(event.get("requestContext"), dict):
@@ -159,13 +169,13 @@ class LambdaRuntime:
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
-        self._rt: "Runtime | None" = None
+        self._rt: Runtime | None = None
 
     @property
     def started(self) -> bool:
         return self._rt is not None
 
-    def runtime(self) -> "Runtime":
+    def runtime(self) -> Runtime:
         if self._rt is None:
             from trinity_beast.services.runtime import Runtime
 
@@ -174,7 +184,7 @@ class LambdaRuntime:
         return self._rt
 
     @staticmethod
-    def _database(settings: Settings) -> "Database | None":
+    def _database(settings: Settings) -> Database | None:
         """A PostgreSQL whose credentials follow the secret, when they come from one by ARN."""
         if os.environ.get("DATABASE_URL", "").strip() or not os.environ.get("DATABASE_SECRET_ARN", "").strip():
             return None  # Runtime.create opens what settings name
@@ -182,7 +192,7 @@ class LambdaRuntime:
 
         return PostgresDatabase(secret_database_url)
 
-    def run(self, work: Callable[["Runtime"], Awaitable[T]]) -> T:
+    def run(self, work: Callable[[Runtime], Awaitable[T]]) -> T:
         rt = self.runtime()
 
         async def invocation() -> T:
@@ -210,7 +220,7 @@ class AsgiFunction:
     a UME 503 saying why (one line), and the next one tries again.
     """
 
-    def __init__(self, build: Callable[["Runtime"], Any], service: str = "LRS", profile: str | None = None) -> None:
+    def __init__(self, build: Callable[[Runtime], Any], service: str = "LRS", profile: str | None = None) -> None:
         self._build = build
         self._service = service
         self._profile = profile  # the agent profile kind of answers given before the app runs
@@ -252,7 +262,7 @@ class AsgiFunction:
 # --- the assets function: no stores, the Powertools resolver ------------------------------------
 
 
-def envelope_response(body: dict[str, Any], headers: dict[str, str] | None = None) -> "Response":
+def envelope_response(body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
     from aws_lambda_powertools.event_handler import Response
 
     return Response(
@@ -260,7 +270,7 @@ def envelope_response(body: dict[str, Any], headers: dict[str, str] | None = Non
     )
 
 
-def make_resolver(service: str) -> tuple["APIGatewayRestResolver", Envelopes]:
+def make_resolver(service: str) -> tuple[APIGatewayRestResolver, Envelopes]:
     """A resolver whose answers carry `service`'s tag: that of the server the routes belong to
     (envelope.SERVICE_PROFILES), never one of the function's own."""
     from aws_lambda_powertools.event_handler import APIGatewayRestResolver
@@ -270,12 +280,12 @@ def make_resolver(service: str) -> tuple["APIGatewayRestResolver", Envelopes]:
     envelopes = Envelopes.for_service(envelope_settings(), service)
 
     @app.not_found
-    def not_found(exc: NotFoundError) -> "Response":
+    def not_found(exc: NotFoundError) -> Response:
         path = app.current_event.path
         return envelope_response(envelopes.error(path, 404, f"unknown path {path}"))
 
     @app.exception_handler(Exception)
-    def failed(exc: Exception) -> "Response":
+    def failed(exc: Exception) -> Response:
         logger.exception("request failed")
         path = app.current_event.path
         return envelope_response(envelopes.error(path, 500, "internal error; the failure was logged"))
@@ -283,7 +293,7 @@ def make_resolver(service: str) -> tuple["APIGatewayRestResolver", Envelopes]:
     return app, envelopes
 
 
-def handle(app: "APIGatewayRestResolver", envelopes: Envelopes, event: Any, context: Any) -> dict[str, Any]:
+def handle(app: APIGatewayRestResolver, envelopes: Envelopes, event: Any, context: Any) -> dict[str, Any]:
     """Resolve an API Gateway proxy event (counting answers by status class); refuse anything that is not one."""
     why = refusal(event)
     response = malformed(envelopes, why) if why is not None else app.resolve(event, context)

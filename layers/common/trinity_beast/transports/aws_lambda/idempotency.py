@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from trinity_beast.transports.aws_lambda.api import AsgiFunction, json_response, logger
 
@@ -40,8 +41,11 @@ def request_identity(event: dict[str, Any]) -> dict[str, str]:
     headers = {k.lower(): v for k, v in (event.get("headers") or {}).items() if isinstance(v, str)}
     query = event.get("queryStringParameters") or {}
     caller = headers.get("authorization") or str(query.get("api_key") or "")
-    return {"caller": hashlib.sha256(caller.encode()).hexdigest(), "key": headers.get("idempotency-key", "").strip(),
-            "body": event.get("body") or ""}
+    return {
+        "caller": hashlib.sha256(caller.encode()).hexdigest(),
+        "key": headers.get("idempotency-key", "").strip(),
+        "body": event.get("body") or "",
+    }
 
 
 KEY_PATH = "[caller, key || body]"
@@ -59,16 +63,22 @@ class OnceOnly:
     @staticmethod
     def applies(event: dict[str, Any]) -> bool:
         return (event["httpMethod"].upper(), event["path"].rstrip("/") or "/") == ROUTE and bool(
-            os.environ.get("IDEMPOTENCY_TABLE", "").strip())
+            os.environ.get("IDEMPOTENCY_TABLE", "").strip()
+        )
 
     def _build(self) -> Callable[..., dict[str, Any]]:
         if self._once is None:
             from aws_lambda_powertools.utilities.idempotency import (
-                DynamoDBPersistenceLayer, IdempotencyConfig, idempotent_function,
+                DynamoDBPersistenceLayer,
+                IdempotencyConfig,
+                idempotent_function,
             )
 
-            self._config = IdempotencyConfig(event_key_jmespath=KEY_PATH, payload_validation_jmespath=VALIDATION_PATH,
-                                             expires_after_seconds=EXPIRES_S)
+            self._config = IdempotencyConfig(
+                event_key_jmespath=KEY_PATH,
+                payload_validation_jmespath=VALIDATION_PATH,
+                expires_after_seconds=EXPIRES_S,
+            )
             store = DynamoDBPersistenceLayer(table_name=os.environ["IDEMPOTENCY_TABLE"].strip())
             answer = self._function.answer  # counted once, by the caller
 
@@ -84,7 +94,9 @@ class OnceOnly:
 
     def __call__(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
         from aws_lambda_powertools.utilities.idempotency.exceptions import (
-            IdempotencyAlreadyInProgressError, IdempotencyPersistenceLayerError, IdempotencyValidationError,
+            IdempotencyAlreadyInProgressError,
+            IdempotencyPersistenceLayerError,
+            IdempotencyValidationError,
         )
 
         once = self._build()

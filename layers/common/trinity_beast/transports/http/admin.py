@@ -32,8 +32,12 @@ if TYPE_CHECKING:
     from trinity_beast.services.runtime import Runtime
 
 STATIC = resources.files(__package__).joinpath("static")
-STATIC_FILES = {"app.js": "text/javascript", "app.css": "text/css", "chart.umd.min.js": "text/javascript",
-                "favicon.svg": "image/svg+xml"}
+STATIC_FILES = {
+    "app.js": "text/javascript",
+    "app.css": "text/css",
+    "chart.umd.min.js": "text/javascript",
+    "favicon.svg": "image/svg+xml",
+}
 RANGES = {"1h": (3600, "minute"), "24h": (86400, "hour"), "7d": (7 * 86400, "hour")}
 TOP_KEYS = 8
 TICKER_ASSETS = 8
@@ -48,15 +52,18 @@ PAGE_HEADERS = {
 }
 
 
-
-def add_partner_routes(api: FastAPI, rt: "Runtime", envelopes: Envelopes) -> PartnerApi:
+def add_partner_routes(api: FastAPI, rt: Runtime, envelopes: Envelopes) -> PartnerApi:
     """/partners… and /security-groups/udp, answered by the transport-neutral PartnerApi."""
     partners = PartnerApi(rt, rt.envelopes(envelopes.service, "partners"))  # the partners agent profile
     methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
     async def dispatch(request: Request) -> Response:
         answer = await partners.handle(
-            request.method, request.url.path, request_secret(request), request.query_params.multi_items(), await request.body()
+            request.method,
+            request.url.path,
+            request_secret(request),
+            request.query_params.multi_items(),
+            await request.body(),
         )
         return Response(answer.body, status_code=answer.status, media_type=answer.content_type, headers=answer.headers)
 
@@ -65,18 +72,22 @@ def add_partner_routes(api: FastAPI, rt: "Runtime", envelopes: Envelopes) -> Par
     return partners
 
 
-async def _admin(rt: "Runtime", request: Request, envelopes: Envelopes) -> tuple[ApiKey | None, Response | None]:
+async def _admin(rt: Runtime, request: Request, envelopes: Envelopes) -> tuple[ApiKey | None, Response | None]:
     endpoint = request.url.path
     key, problem = await authenticate(rt.keys, request_secret(request))
     if problem is not None or key is None:
         body = envelopes.error(endpoint, 401, problem or "invalid API key")
         return None, envelope_response(body, {"WWW-Authenticate": 'Bearer realm="trinity-beast"'})
     if key.tier != "admin":
-        return None, envelope_response(envelopes.error(endpoint, 403, f"the Command Center needs an admin key; this is a {key.tier} key", api_key_id=key.id))
+        return None, envelope_response(
+            envelopes.error(
+                endpoint, 403, f"the Command Center needs an admin key; this is a {key.tier} key", api_key_id=key.id
+            )
+        )
     return key, None
 
 
-async def usage_series(rt: "Runtime", window: str, now: float | None = None, key_id: str | None = None) -> dict[str, Any]:
+async def usage_series(rt: Runtime, window: str, now: float | None = None, key_id: str | None = None) -> dict[str, Any]:
     """Requests over time per key and per protocol, and the most asked-for assets.
 
     Honest about what it shows: admin keys (this console's polling and ticker among them)
@@ -88,8 +99,9 @@ async def usage_series(rt: "Runtime", window: str, now: float | None = None, key
     end = int(now) - int(now) % step + step
     start = end - span
     reader = rt.report_reader
-    filters = parse_filters([("from", _iso(start)), ("to", _iso(end)), ("granularity", granularity)], now,
-                            reader.limits, reader.cursor_key)
+    filters = parse_filters(
+        [("from", _iso(start)), ("to", _iso(end)), ("granularity", granularity)], now, reader.limits, reader.cursor_key
+    )
     rows, complete = await gather(rt.cache, reader, filters)
     names = {k.id: (k.name, k.tier) for k in await asyncio.to_thread(rt.db.list_keys)}
     listed = {a["asset"] for a in rt.registry.listing()["assets"]}
@@ -122,17 +134,40 @@ async def usage_series(rt: "Runtime", window: str, now: float | None = None, key
             if asset and asset != "-":
                 (assets if asset in listed else invalid)[asset] += n
     ranked = sorted(per_key, key=lambda k: -sum(per_key[k]))
-    keys = [{"api_key_id": k, "name": names.get(k, ("?", "?"))[0], "tier": names.get(k, ("?", "?"))[1],
-             "counts": per_key[k], "total": sum(per_key[k])} for k in ranked[:TOP_KEYS]]
+    keys = [
+        {
+            "api_key_id": k,
+            "name": names.get(k, ("?", "?"))[0],
+            "tier": names.get(k, ("?", "?"))[1],
+            "counts": per_key[k],
+            "total": sum(per_key[k]),
+        }
+        for k in ranked[:TOP_KEYS]
+    ]
     if len(ranked) > TOP_KEYS:
         rest = [sum(per_key[k][i] for k in ranked[TOP_KEYS:]) for i in range(len(buckets))]
-        keys.append({"api_key_id": "other", "name": f"{len(ranked) - TOP_KEYS} other keys", "tier": "-",
-                     "counts": rest, "total": sum(rest)})
-    top = [{"asset": a, "requests": n, "invalid": False}
-           for a, n in sorted(assets.items(), key=lambda kv: (-kv[1], kv[0]))[:10]]
+        keys.append(
+            {
+                "api_key_id": "other",
+                "name": f"{len(ranked) - TOP_KEYS} other keys",
+                "tier": "-",
+                "counts": rest,
+                "total": sum(rest),
+            }
+        )
+    top = [
+        {"asset": a, "requests": n, "invalid": False}
+        for a, n in sorted(assets.items(), key=lambda kv: (-kv[1], kv[0]))[:10]
+    ]
     if invalid:
-        top.append({"asset": f"invalid names ({len(invalid)})", "requests": sum(invalid.values()), "invalid": True,
-                    "names": sorted(invalid, key=lambda a: -invalid[a])[:20]})
+        top.append(
+            {
+                "asset": f"invalid names ({len(invalid)})",
+                "requests": sum(invalid.values()),
+                "invalid": True,
+                "names": sorted(invalid, key=lambda a: -invalid[a])[:20],
+            }
+        )
     return {
         "range": window,
         "granularity": granularity,
@@ -141,8 +176,12 @@ async def usage_series(rt: "Runtime", window: str, now: float | None = None, key
         "labels": [_iso(b) for b in buckets],
         "by_key": keys,
         "by_protocol": [{"protocol": p, "counts": c, "total": sum(c)} for p, c in per_protocol.items()],
-        "console": {"counts": console, "total": sum(console), "keys": sorted(console_keys),
-                    "note": "admin keys (this console's own polling and live ticker), left out of the other figures"},
+        "console": {
+            "counts": console,
+            "total": sum(console),
+            "keys": sorted(console_keys),
+            "note": "admin keys (this console's own polling and live ticker), left out of the other figures",
+        },
         "top_assets": top,
         "totals": {**totals, "keys": len(ranked)},
         "includes_unsynced": complete,
@@ -153,7 +192,7 @@ def _iso(ts: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
-def add_command_center(api: FastAPI, rt: "Runtime", envelopes: Envelopes) -> None:
+def add_command_center(api: FastAPI, rt: Runtime, envelopes: Envelopes) -> None:
     """GET /admin (the page), its static files, and its admin-only JSON under /admin/api."""
     add_partner_routes(api, rt, envelopes)
 
@@ -181,8 +220,13 @@ def add_command_center(api: FastAPI, rt: "Runtime", envelopes: Envelopes) -> Non
             "peering": sorted(set(stack.missing("peering", "wizard")) | set(stack.missing("peering", "udp"))),
         }
         data = {
-            "api_key_id": key.id, "name": key.name, "region": s.region, "cluster_node": s.cluster_node,
-            "lpo_port": s.lpo_port, "lrs_port": s.lrs_port, "ws_path": WS_ENDPOINT,
+            "api_key_id": key.id,
+            "name": key.name,
+            "region": s.region,
+            "cluster_node": s.cluster_node,
+            "lpo_port": s.lpo_port,
+            "lrs_port": s.lrs_port,
+            "ws_path": WS_ENDPOINT,
             "udp_ports": [s.lpo_udp_port, s.lrs_udp_port],
             "partner_network": {"configured": not any(missing.values()), "missing": missing},
             "regions": list(REGIONS),
@@ -196,14 +240,20 @@ def add_command_center(api: FastAPI, rt: "Runtime", envelopes: Envelopes) -> Non
             return refused
         window = request.query_params.get("range", "1h")
         if window not in RANGES:
-            body = envelopes.error("/admin/api/usage", 400, f"range: expected one of {', '.join(RANGES)}", api_key_id=key.id)
+            body = envelopes.error(
+                "/admin/api/usage", 400, f"range: expected one of {', '.join(RANGES)}", api_key_id=key.id
+            )
             return envelope_response(body)
         partner_id = request.query_params.get("partner") or None
         key_id = None
         if partner_id is not None:
-            found = await asyncio.to_thread(rt.db.partner_by_id, partner_id[:64]) if partner_id.startswith("pt_") else None
+            found = (
+                await asyncio.to_thread(rt.db.partner_by_id, partner_id[:64]) if partner_id.startswith("pt_") else None
+            )
             if found is None or not found.api_key_id:
-                body = envelopes.error("/admin/api/usage", 400, f"partner: unknown partner {partner_id[:40]!r}", api_key_id=key.id)
+                body = envelopes.error(
+                    "/admin/api/usage", 400, f"partner: unknown partner {partner_id[:40]!r}", api_key_id=key.id
+                )
                 return envelope_response(body)
             key_id = found.api_key_id
         data = await usage_series(rt, window, key_id=key_id)

@@ -64,7 +64,7 @@ def request_secret(request: Request) -> Credentials:
     return secret_from(headers, request.query_params.multi_items())
 
 
-def add_usage_me(api: FastAPI, rt: "Runtime", envelopes: Envelopes) -> None:
+def add_usage_me(api: FastAPI, rt: Runtime, envelopes: Envelopes) -> None:
     """GET /usage/me on any of our FastAPI apps (LPO and LRS)."""
 
     @api.get("/usage/me", summary="This key's plan, usage this month, what remains and when it resets")

@@ -39,11 +39,15 @@ def add_docs(api: FastAPI, envelopes: Envelopes) -> None:
     @api.get("/docs", include_in_schema=False)
     async def docs() -> Response:
         html = STATIC.joinpath("docs.html").read_bytes()
-        return Response(html, media_type="text/html; charset=utf-8", headers={**DOCS_HEADERS, "Cache-Control": "no-cache"})
+        return Response(
+            html, media_type="text/html; charset=utf-8", headers={**DOCS_HEADERS, "Cache-Control": "no-cache"}
+        )
 
     @api.get("/docs/static/{name}", include_in_schema=False)
     async def docs_static(name: str) -> Response:
         if name not in DOCS_FILES:
             return envelope_response(envelopes.error(f"/docs/static/{name[:60]}", 404, f"unknown file {name[:60]}"))
         body = STATIC.joinpath(name).read_bytes()
-        return Response(body, media_type=DOCS_FILES[name], headers={**DOCS_HEADERS, "Cache-Control": "public, max-age=3600"})
+        return Response(
+            body, media_type=DOCS_FILES[name], headers={**DOCS_HEADERS, "Cache-Control": "public, max-age=3600"}
+        )

@@ -45,8 +45,12 @@ MAX_BODY_BYTES = 1024 * 1024
 HEADER_TIMEOUT_S = 10.0
 BODY_TIMEOUT_S = 10.0
 RETRY_AFTER_S = 5
-_STATUS_TEXT = {408: b"Request Timeout", 413: b"Content Too Large", 431: b"Request Header Fields Too Large",
-                503: b"Service Unavailable"}
+_STATUS_TEXT = {
+    408: b"Request Timeout",
+    413: b"Content Too Large",
+    431: b"Request Header Fields Too Large",
+    503: b"Service Unavailable",
+}
 
 
 @dataclass
@@ -85,6 +89,7 @@ class ConnectionLimits:
             self.per_ip[ip] -= 1
             if self.per_ip[ip] <= 0:
                 del self.per_ip[ip]
+
 
 # The HttpToolsProtocol methods overridden below (uvicorn and httptools call them), with their
 # parameters. A parser callback that raises makes uvicorn's data_received answer through
@@ -135,9 +140,11 @@ def refusal(app: Any, status: int, message: str) -> bytes:
     else:
         body = dumps({"status_code": status, "error": message})
     retry = b"retry-after: %d\r\n" % RETRY_AFTER_S if status == 503 else b""
-    head = (
-        b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n%bconnection: close\r\n\r\n"
-        % (status, _STATUS_TEXT.get(status, b"Error"), len(body), retry)
+    head = b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n%bconnection: close\r\n\r\n" % (
+        status,
+        _STATUS_TEXT.get(status, b"Error"),
+        len(body),
+        retry,
     )
     return head + body
 
@@ -161,7 +168,7 @@ class LimitedHttpTools(HttpToolsProtocol):
         self._peer: str | None = None  # the address counted in limits.per_ip, until released
 
     @classmethod
-    def with_limits(cls, limits: ConnectionLimits) -> type["LimitedHttpTools"]:
+    def with_limits(cls, limits: ConnectionLimits) -> type[LimitedHttpTools]:
         """This protocol with its own connection limits (one class per server)."""
         return type(cls.__name__, (cls,), {"limits": limits})
 

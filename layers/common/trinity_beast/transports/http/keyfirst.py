@@ -65,12 +65,20 @@ class KeyBeforeBody:
             return await self._answer(send, scope["path"], 401, problem or "invalid API key", challenge)
         await self.app(scope, receive, send)
 
-    async def _answer(self, send: Send, path: str, status: int, message: str, headers: list[tuple[bytes, bytes]]) -> None:
+    async def _answer(
+        self, send: Send, path: str, status: int, message: str, headers: list[tuple[bytes, bytes]]
+    ) -> None:
         body = dumps(self.envelopes.error(path[:200], status, message))
-        await send({
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                        (b"connection", b"close"), *headers],
-        })
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                    *headers,
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})

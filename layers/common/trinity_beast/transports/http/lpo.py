@@ -9,21 +9,22 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 from fastapi import FastAPI
 from fastapi.responses import Response
 
 from trinity_beast.domain.envelope import dumps
+from trinity_beast.domain.usage import rate_limit_headers
+from trinity_beast.services.auth import credentials
+from trinity_beast.services.prices.answer import PriceRequest
 from trinity_beast.transports.http.common import add_usage_me, envelope_response, install_error_handlers
 from trinity_beast.transports.http.docs_ui import add_docs
 from trinity_beast.transports.http.keyfirst import KeyBeforeBody
 from trinity_beast.transports.http.openapi import install_openapi, lpo_paths
 from trinity_beast.transports.http.ops import Instrument, add_ops_routes, route_paths, ws_samples
-from trinity_beast.domain.usage import rate_limit_headers
-from trinity_beast.services.auth import credentials
-from trinity_beast.services.prices.answer import PriceRequest
 from trinity_beast.transports.ws.frames import ENDPOINT as WS_ENDPOINT
 from trinity_beast.transports.ws.hub import Hub
 
@@ -68,7 +69,7 @@ class LpoHttp:
 
     HOT_PATHS = ("/price", "/health")
 
-    def __init__(self, rt: "Runtime", api: FastAPI) -> None:
+    def __init__(self, rt: Runtime, api: FastAPI) -> None:
         self.rt = rt
         self.api = api
         self.envelopes = rt.envelopes("LPO")
@@ -131,7 +132,7 @@ class LpoHttp:
         await send_body(send, 200, dumps(self.envelopes.ok("/health", data)))
 
 
-def build_lpo(rt: "Runtime") -> LpoHttp:
+def build_lpo(rt: Runtime) -> LpoHttp:
     api = FastAPI(title="Trinity Beast LPO", version="0.1.0", docs_url=None, redoc_url=None)
     envelopes = rt.envelopes("LPO")
     install_error_handlers(api, envelopes)

@@ -8,26 +8,31 @@ from typing import TYPE_CHECKING
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from trinity_beast.transports.http.openapi import install_openapi, lrs_paths
-from trinity_beast.transports.http.ops import Instrument, add_ops_routes, route_paths
+from trinity_beast.services.reports.answers import answer_report
+from trinity_beast.services.reports.filters import FORMATS, GRANULARITIES, MAX_LIMIT
 from trinity_beast.transports.http.admin import add_command_center
+from trinity_beast.transports.http.common import (
+    add_usage_me,
+    envelope_response,
+    install_error_handlers,
+    request_secret,
+    to_response,
+)
 from trinity_beast.transports.http.docs_ui import add_docs
 from trinity_beast.transports.http.keyfirst import KeyBeforeBody
-from trinity_beast.transports.http.common import add_usage_me, envelope_response, install_error_handlers, request_secret, to_response
-from trinity_beast.services.reports.filters import FORMATS, GRANULARITIES, MAX_LIMIT
-from trinity_beast.services.reports.answers import answer_report
+from trinity_beast.transports.http.openapi import install_openapi, lrs_paths
+from trinity_beast.transports.http.ops import Instrument, add_ops_routes, route_paths
 
 if TYPE_CHECKING:
     from trinity_beast.services.runtime import Runtime
 
 
-def build_lrs(rt: "Runtime") -> FastAPI:
+def build_lrs(rt: Runtime) -> FastAPI:
     envelopes = rt.envelopes("LRS")
     api = FastAPI(title="Trinity Beast LRS", version="0.1.0", docs_url=None, redoc_url=None)
     install_error_handlers(api, envelopes)
     add_docs(api, envelopes)
     add_usage_me(api, rt, envelopes)
-
 
     add_command_center(api, rt, envelopes)
 

@@ -32,13 +32,19 @@ _ANY: Schema = {}
 def envelope(data: Schema | None = None, description: str = "") -> Schema:
     """The UME: exactly the 12 fields, in this order; `data` as given (anything by default)."""
     properties: Schema = {
-        "status": {"type": "string", "description": "`✅ [SERVICE] [region] [node] [/endpoint] [200]`, `❌ …` on errors"},
+        "status": {
+            "type": "string",
+            "description": "`✅ [SERVICE] [region] [node] [/endpoint] [200]`, `❌ …` on errors",
+        },
         "status_code": {"type": "integer", "minimum": 100, "maximum": 599},
         "endpoint": _STRING,
         "cluster_node": _STRING,
         "region": _STRING,
         "language": _STRING,
-        "api_key_id": {"type": ["string", "null"], "description": "the caller's public key id (`ak_…`), never the secret"},
+        "api_key_id": {
+            "type": ["string", "null"],
+            "description": "the caller's public key id (`ak_…`), never the secret",
+        },
         "ip_address": _STRING,
         "agent_profile_arn": {"type": "string", "pattern": r"^arn:tbi:[^:]+:[0-9]{12}:agent-profile/[^/]+/v1$"},
         "timestamp": {"type": "string", "pattern": _SECONDS_Z},
@@ -46,7 +52,12 @@ def envelope(data: Schema | None = None, description: str = "") -> Schema:
         "error": {"type": "string", "description": '`""` on success, else why it failed'},
     }
     assert tuple(properties) == FIELDS
-    schema: Schema = {"type": "object", "required": list(FIELDS), "additionalProperties": False, "properties": properties}
+    schema: Schema = {
+        "type": "object",
+        "required": list(FIELDS),
+        "additionalProperties": False,
+        "properties": properties,
+    }
     if description:
         schema["description"] = description
     return schema
@@ -260,4 +271,3 @@ def install_openapi(api: FastAPI, paths: dict[str, Schema]) -> None:
         return api.openapi_schema
 
     api.openapi = openapi  # type: ignore[method-assign]
-

@@ -12,13 +12,14 @@ import asyncio
 import hmac
 import ipaddress
 import time
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from trinity_beast.services import sync
 from trinity_beast.domain.envelope import Envelopes, dumps
+from trinity_beast.services import sync
 from trinity_beast.services.metrics import CONTENT_TYPE, Metrics, Sample, resident_memory_bytes, sample
 
 if TYPE_CHECKING:
@@ -66,10 +67,12 @@ class Instrument:
         try:
             await self.app(scope, receive, capture)
         finally:
-            self.metrics.observe(self.service, self.endpoint(scope["path"]), "http", status, time.perf_counter() - started)
+            self.metrics.observe(
+                self.service, self.endpoint(scope["path"]), "http", status, time.perf_counter() - started
+            )
 
 
-def metrics_allowed(settings: "Settings", client: str, authorization: list[str]) -> bool:
+def metrics_allowed(settings: Settings, client: str, authorization: list[str]) -> bool:
     """Who may read /metrics: loopback, an address in BEAST_METRICS_NETWORKS, or a request
     carrying `Authorization: Bearer BEAST_METRICS_TOKEN` (compared in constant time).
     `client` is the peer, or behind BEAST_TRUSTED_PROXIES the client they forwarded."""
@@ -77,8 +80,9 @@ def metrics_allowed(settings: "Settings", client: str, authorization: list[str])
         address = ipaddress.ip_address(client)
     except ValueError:
         address = None
-    if address is not None and (address.is_loopback or any(
-            address in ipaddress.ip_network(n) for n in settings.metrics_networks)):
+    if address is not None and (
+        address.is_loopback or any(address in ipaddress.ip_network(n) for n in settings.metrics_networks)
+    ):
         return True
     token = settings.metrics_token
     if token and len(authorization) == 1:
@@ -101,7 +105,7 @@ async def _within(awaitable: Awaitable[Any], timeout: float = PROBE_TIMEOUT_S) -
         return None
 
 
-def newest_price_age(rt: "Runtime", now: float) -> float | None:
+def newest_price_age(rt: Runtime, now: float) -> float | None:
     """Seconds since this process last received any price (from its feeds or via the cache)."""
     newest = None
     for asset in rt.live.assets():
@@ -111,7 +115,7 @@ def newest_price_age(rt: "Runtime", now: float) -> float | None:
     return None if newest is None else max(0.0, now - newest)
 
 
-def feed_check(rt: "Runtime") -> dict[str, Any]:
+def feed_check(rt: Runtime) -> dict[str, Any]:
     """Fresh when a local feed is connected and recently heard from, or prices keep arriving."""
     stale_after = rt.settings.stale_after_s
     fresh = []
@@ -125,18 +129,18 @@ def feed_check(rt: "Runtime") -> dict[str, Any]:
     return {"ok": ok, "fresh_feeds": fresh, "newest_price_age_s": None if newest is None else round(newest, 3)}
 
 
-async def cache_check(rt: "Runtime", subscribed: bool) -> dict[str, Any]:
+async def cache_check(rt: Runtime, subscribed: bool) -> dict[str, Any]:
     reachable = bool(await _within(rt.cache.ping()))
     ok = reachable and (rt.live.connected.is_set() or not subscribed)
     return {"ok": ok, "reachable": reachable, "subscribed": rt.live.connected.is_set()}
 
 
-async def database_check(rt: "Runtime") -> dict[str, Any]:
+async def database_check(rt: Runtime) -> dict[str, Any]:
     rows = await _within(asyncio.to_thread(rt.db.query, "SELECT 1"), 2 * PROBE_TIMEOUT_S)
     return {"ok": rows is not None}
 
 
-async def readiness(rt: "Runtime", service: str) -> dict[str, Any]:
+async def readiness(rt: Runtime, service: str) -> dict[str, Any]:
     """The checks of one service; `ready` only when every check is ok."""
     if service == "LPO":
         checks = {"cache": await cache_check(rt, subscribed=True), "feeds": feed_check(rt)}
@@ -163,54 +167,87 @@ def _not_ready_reason(checks: dict[str, Any]) -> str:
 # ---- metrics collectors ---------------------------------------------------------------------
 
 
-def runtime_samples(rt: "Runtime") -> Iterable[Sample]:
+def runtime_samples(rt: Runtime) -> Iterable[Sample]:
     """Figures every process has: uptime, memory, prices held, usage buffered, sync."""
     yield sample("beast_uptime_seconds", "gauge", "Seconds since this process started.", time.time() - rt.started_at)
     yield sample("process_resident_memory_bytes", "gauge", "Resident memory of this process.", resident_memory_bytes())
-    yield sample("beast_cache_subscribed", "gauge", "1 while the price subscription to the cache is live.",
-                 1 if rt.live.connected.is_set() else 0)
-    yield sample("beast_prices_held_assets", "gauge", "Assets with a price in this process's book.", len(rt.live.assets()))
+    yield sample(
+        "beast_cache_subscribed",
+        "gauge",
+        "1 while the price subscription to the cache is live.",
+        1 if rt.live.connected.is_set() else 0,
+    )
+    yield sample(
+        "beast_prices_held_assets", "gauge", "Assets with a price in this process's book.", len(rt.live.assets())
+    )
     newest = newest_price_age(rt, time.time())
     if newest is not None:
         yield sample("beast_newest_price_age_seconds", "gauge", "Seconds since the newest price arrived.", newest)
     meter = rt.meter
-    yield sample("beast_usage_buffered_requests", "gauge", "Requests counted in process, not yet flushed to the cache.",
-                 meter.pending())
-    yield sample("beast_usage_flush_failures_total", "counter", "Usage flushes deferred because the cache was down.",
-                 meter.flush_failures)
+    yield sample(
+        "beast_usage_buffered_requests",
+        "gauge",
+        "Requests counted in process, not yet flushed to the cache.",
+        meter.pending(),
+    )
+    yield sample(
+        "beast_usage_flush_failures_total",
+        "counter",
+        "Usage flushes deferred because the cache was down.",
+        meter.flush_failures,
+    )
     stats = sync.STATS
     yield sample("beast_sync_runs_total", "counter", "Usage sync passes started by this process.", stats.runs)
-    yield sample("beast_sync_failures_total", "counter", "Usage sync passes that failed (retried with backoff).",
-                 stats.failures)
+    yield sample(
+        "beast_sync_failures_total", "counter", "Usage sync passes that failed (retried with backoff).", stats.failures
+    )
     yield sample("beast_sync_buckets_total", "counter", "Minute buckets moved into the database.", stats.buckets)
     yield sample("beast_sync_requests_total", "counter", "Requests moved into the database.", stats.requests)
     if stats.last_success is not None:
-        yield sample("beast_sync_last_success_timestamp_seconds", "gauge", "When the last sync pass succeeded.",
-                     stats.last_success)
+        yield sample(
+            "beast_sync_last_success_timestamp_seconds",
+            "gauge",
+            "When the last sync pass succeeded.",
+            stats.last_success,
+        )
 
 
-async def cache_samples(rt: "Runtime") -> Iterable[Sample]:
+async def cache_samples(rt: Runtime) -> Iterable[Sample]:
     started = time.perf_counter()
     up = bool(await _within(rt.cache.ping()))
     return [
         sample("beast_cache_up", "gauge", "1 when the cache answered a ping.", 1 if up else 0),
-        sample("beast_cache_ping_seconds", "gauge", "How long the cache took to answer a ping.",
-               time.perf_counter() - started),
+        sample(
+            "beast_cache_ping_seconds",
+            "gauge",
+            "How long the cache took to answer a ping.",
+            time.perf_counter() - started,
+        ),
     ]
 
 
-def feed_samples(rt: "Runtime") -> Iterable[Sample]:
+def feed_samples(rt: Runtime) -> Iterable[Sample]:
     if rt.feeds is None:
         return
     stale_after = rt.settings.stale_after_s
     for name, h in rt.feeds.health().items():
         last = h.get("last_message_age_s")
         fresh = h.get("state") in _UP_STATES and last is not None and last <= stale_after
-        yield sample("beast_feed_up", "gauge", "1 when the exchange feed is connected and fresh.", 1 if fresh else 0,
-                     exchange=name)
+        yield sample(
+            "beast_feed_up",
+            "gauge",
+            "1 when the exchange feed is connected and fresh.",
+            1 if fresh else 0,
+            exchange=name,
+        )
         if last is not None:
-            yield sample("beast_feed_last_message_age_seconds", "gauge", "Seconds since the feed's last message.",
-                         last, exchange=name)
+            yield sample(
+                "beast_feed_last_message_age_seconds",
+                "gauge",
+                "Seconds since the feed's last message.",
+                last,
+                exchange=name,
+            )
         for field, help_ in (
             ("reconnects", "Reconnections of the feed."),
             ("errors", "Problems the feed survived (garbage, error frames, lost connections)."),
@@ -221,14 +258,14 @@ def feed_samples(rt: "Runtime") -> Iterable[Sample]:
             yield sample(f"beast_feed_{field}_total", "counter", help_, h.get(field, 0), exchange=name)
 
 
-def install_runtime_collectors(rt: "Runtime") -> None:
+def install_runtime_collectors(rt: Runtime) -> None:
     """Once per process, however many servers it runs."""
     rt.metrics.add_collector("runtime", lambda: runtime_samples(rt))
     rt.metrics.add_collector("cache", lambda: cache_samples(rt))
     rt.metrics.add_collector("feeds", lambda: feed_samples(rt))
 
 
-def add_ops_routes(api: FastAPI, rt: "Runtime", envelopes: Envelopes, service: str) -> None:
+def add_ops_routes(api: FastAPI, rt: Runtime, envelopes: Envelopes, service: str) -> None:
     """GET /ready and GET /metrics on one of our FastAPI apps."""
     install_runtime_collectors(rt)
 
@@ -241,12 +278,17 @@ def add_ops_routes(api: FastAPI, rt: "Runtime", envelopes: Envelopes, service: s
             body = envelopes.error("/ready", 503, _not_ready_reason(data["checks"]), data=data)
         return Response(dumps(body), status_code=body["status_code"], media_type="application/json")
 
-    @api.get("/metrics", summary="Prometheus metrics (text format): operators only (loopback, BEAST_METRICS_NETWORKS or BEAST_METRICS_TOKEN)")
+    @api.get(
+        "/metrics",
+        summary="Prometheus metrics (text format): operators only (loopback, BEAST_METRICS_NETWORKS or BEAST_METRICS_TOKEN)",
+    )
     async def metrics(request: Request) -> Response:
         client = request.client.host if request.client else ""
         if not metrics_allowed(rt.settings, client, request.headers.getlist("authorization")):
             message = "metrics are for operators: ask from loopback, from BEAST_METRICS_NETWORKS, or with Authorization: Bearer BEAST_METRICS_TOKEN"
-            return Response(dumps(envelopes.error("/metrics", 403, message)), status_code=403, media_type="application/json")
+            return Response(
+                dumps(envelopes.error("/metrics", 403, message)), status_code=403, media_type="application/json"
+            )
         return Response(await rt.metrics.render(), media_type=CONTENT_TYPE)
 
 
@@ -255,5 +297,9 @@ def ws_samples(stats: dict[str, int]) -> Iterable[Sample]:
     yield sample("beast_ws_clients", "gauge", "Open /ws/prices connections.", stats["clients"])
     yield sample("beast_ws_deliveries_total", "counter", "Price updates pushed to clients.", stats["deliveries"])
     yield sample("beast_ws_dropped_slow_total", "counter", "Clients dropped for not reading.", stats["dropped_slow"])
-    yield sample("beast_ws_refused_limit_total", "counter", "Connections refused by the per-key or per-address limit.",
-                 stats.get("refused_limit", 0))
+    yield sample(
+        "beast_ws_refused_limit_total",
+        "counter",
+        "Connections refused by the per-key or per-address limit.",
+        stats.get("refused_limit", 0),
+    )

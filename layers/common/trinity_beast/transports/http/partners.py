@@ -10,19 +10,20 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from trinity_beast.domain.envelope import Envelopes, dumps
 from trinity_beast.domain.keys import ApiKey
-from trinity_beast.services.auth import Credentials, authenticate, quota_for
-from trinity_beast.services.reports.answers import Answer
-from trinity_beast.services.partners.ec2 import Ec2Network
 from trinity_beast.domain.partners.model import PartnerError
+from trinity_beast.services.auth import Credentials, authenticate, quota_for
+from trinity_beast.services.partners.ec2 import Ec2Network
 from trinity_beast.services.partners.service import PartnerService
 from trinity_beast.services.partners.wizard import StackNetwork
+from trinity_beast.services.reports.answers import Answer
 
 if TYPE_CHECKING:
     from trinity_beast.services.runtime import Runtime
@@ -61,9 +62,7 @@ def templates() -> list[tuple[str, str]]:
 
 
 class PartnerApi:
-    def __init__(
-        self, rt: "Runtime", envelopes: Envelopes, network: Callable[[], Ec2Network] | None = None
-    ) -> None:
+    def __init__(self, rt: Runtime, envelopes: Envelopes, network: Callable[[], Ec2Network] | None = None) -> None:
         self.rt = rt
         self.envelopes = envelopes
         settings = rt.settings
@@ -76,7 +75,12 @@ class PartnerApi:
         return await asyncio.to_thread(fn, *args)
 
     async def handle(
-        self, method: str, path: str, secret: Credentials | str | None, query: Sequence[tuple[str, str]], body: bytes | None
+        self,
+        method: str,
+        path: str,
+        secret: Credentials | str | None,
+        query: Sequence[tuple[str, str]],
+        body: bytes | None,
     ) -> Answer:
         started = time.perf_counter()
         path = path.rstrip("/") or "/"
@@ -87,7 +91,9 @@ class PartnerApi:
         found = next(((r, m) for r, m in matches if r.method == method), None)
         if found is None:
             allowed = ", ".join(sorted({r.method for r, _ in matches}))
-            return self._answer(405, shown, None, error=f"method {method} not allowed on {shown}", headers={"Allow": allowed})
+            return self._answer(
+                405, shown, None, error=f"method {method} not allowed on {shown}", headers={"Allow": allowed}
+            )
         spec, match = found
         key, problem = await authenticate(self.rt.keys, secret)
         if problem is not None or key is None:
@@ -95,7 +101,9 @@ class PartnerApi:
             answer.headers["WWW-Authenticate"] = 'Bearer realm="trinity-beast"'
             return answer
         if spec.admin and key.tier != "admin":
-            answer = self._answer(403, shown, key, error=f"{spec.method} {spec.label} needs an admin key; this is a {key.tier} key")
+            answer = self._answer(
+                403, shown, key, error=f"{spec.method} {spec.label} needs an admin key; this is a {key.tier} key"
+            )
             return self._metered(key, spec, answer, started)
         try:
             payload = self._body(body) if method in ("POST", "DELETE") else {}
@@ -121,7 +129,12 @@ class PartnerApi:
         return value
 
     def _answer(
-        self, status: int, endpoint: str, key: ApiKey | None, data: Any = None, error: str | None = None,
+        self,
+        status: int,
+        endpoint: str,
+        key: ApiKey | None,
+        data: Any = None,
+        error: str | None = None,
         headers: dict[str, str] | None = None,
     ) -> Answer:
         key_id = None if key is None else key.id
@@ -132,7 +145,9 @@ class PartnerApi:
         return Answer(status, dumps(body), headers=dict(headers or {}))
 
     def _metered(self, key: ApiKey, spec: Route, answer: Answer, started: float) -> Answer:
-        self.rt.meter.record(key.id, spec.label, "-", "http", answer.status, time.perf_counter() - started, billable=False)
+        self.rt.meter.record(
+            key.id, spec.label, "-", "http", answer.status, time.perf_counter() - started, billable=False
+        )
         return answer
 
     async def usage_of(self, key_id: str | None) -> dict[str, Any] | None:
@@ -151,7 +166,9 @@ class PartnerApi:
 async def list_partners(api: PartnerApi, key: ApiKey, path: dict[str, str], q: dict[str, Any]) -> tuple[int, Any]:
     partners = await api.call(api.service.list)
     rows = [{**p.public(), "usage": await api.usage_of(p.api_key_id)} for p in partners]
-    counts = {s: sum(1 for p in partners if p.status == s) for s in ("invited", "pending", "active", "rejected", "revoked")}
+    counts = {
+        s: sum(1 for p in partners if p.status == s) for s in ("invited", "pending", "active", "rejected", "revoked")
+    }
     return 200, {"partners": rows, "count": len(rows), "by_status": counts, "stack": api.service.stack.public()}
 
 
@@ -160,8 +177,12 @@ async def create_partner(api: PartnerApi, key: ApiKey, path: dict[str, str], bod
     partner, secret = await api.call(api.service.create, body, key.id)
     data: dict[str, Any] = {
         "partner": partner.public(),
-        "api_key": {"id": partner.api_key_id, "key": secret, "tier": "partner",
-                    "note": "shown once and stored only as a hash: hand it to the partner now"},
+        "api_key": {
+            "id": partner.api_key_id,
+            "key": secret,
+            "tier": "partner",
+            "note": "shown once and stored only as a hash: hand it to the partner now",
+        },
     }
     try:
         data["onboarding"] = await api.call(api.service.onboarding, partner)
@@ -197,8 +218,11 @@ async def audit(api: PartnerApi, key: ApiKey, path: dict[str, str], q: dict[str,
 @route("POST", "/partners/reconcile")
 async def reconcile_all(api: PartnerApi, key: ApiKey, path: dict[str, str], body: dict[str, Any]) -> tuple[int, Any]:
     results = await api.call(api.service.reconcile, key.id)
-    return 200, {"partners": results, "drifted": sum(1 for r in results if r["drift"]),
-                 "adopted": sum(len(r["adopted"]) for r in results)}
+    return 200, {
+        "partners": results,
+        "drifted": sum(1 for r in results if r["drift"]),
+        "adopted": sum(len(r["adopted"]) for r in results),
+    }
 
 
 @route("GET", "/partners/{id}", admin=False)
@@ -211,7 +235,8 @@ async def get_partner(api: PartnerApi, key: ApiKey, path: dict[str, str], q: dic
     partner = await api.call(api.service.get, path["id"])
     trail = await api.call(api.service.audit, partner.id)
     return 200, {
-        "partner": partner.public(), "usage": await api.usage_of(partner.api_key_id),
+        "partner": partner.public(),
+        "usage": await api.usage_of(partner.api_key_id),
         "audit": [e.public() for e in trail],
     }
 

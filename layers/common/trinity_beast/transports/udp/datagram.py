@@ -14,12 +14,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Awaitable, Callable, NamedTuple
+from collections.abc import Awaitable, Callable
+from typing import Any, NamedTuple
 
 import orjson
 
-from trinity_beast.services.auth import MISSING_KEY
 from trinity_beast.domain.envelope import Envelopes, dumps
+from trinity_beast.services.auth import MISSING_KEY
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +37,6 @@ class Reply(NamedTuple):
     status: int
     payload: bytes
     trusted: bool = False  # the sender proved a valid key: the answer may be larger than its datagram
-
-
 
 
 class BadDatagram(ValueError):

@@ -12,7 +12,14 @@ from typing import TYPE_CHECKING
 from trinity_beast.domain.envelope import dumps
 from trinity_beast.services.prices.answer import ENDPOINT, PriceRequest
 from trinity_beast.transports.udp.datagram import (
-    SMALL_ANSWER_BYTES, BadDatagram, DatagramServer, Reply, decode_object, fit, small_error, stranger_error,
+    SMALL_ANSWER_BYTES,
+    BadDatagram,
+    DatagramServer,
+    Reply,
+    decode_object,
+    fit,
+    small_error,
+    stranger_error,
 )
 
 if TYPE_CHECKING:
@@ -35,7 +42,7 @@ def parse_datagram(data: bytes) -> PriceRequest:
     elif asset is None:
         assets = []
     else:
-        raise BadDatagram(400, "asset must be a string (\"BTC\" or \"BTC,ETH\") or a list of strings")
+        raise BadDatagram(400, 'asset must be a string ("BTC" or "BTC,ETH") or a list of strings')
     options: dict[str, str | None] = {}
     for name in ("aggregate", "max_age_ms"):
         value = msg.get(name)
@@ -46,7 +53,7 @@ def parse_datagram(data: bytes) -> PriceRequest:
 
 
 class UdpPriceServer(DatagramServer):
-    def __init__(self, rt: "Runtime") -> None:
+    def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         self.envelopes = rt.envelopes("LPO")
         self.refused = 0
@@ -66,7 +73,9 @@ class UdpPriceServer(DatagramServer):
         answer = await self.rt.prices.answer(request, self.envelopes)
         if answer.key is None:  # not authenticated: small answers only, and only when they fit the rule
             self.refused += 1
-            return stranger_error(self.envelopes, ENDPOINT, answer.status, answer.body["error"] or "unauthorized", self.budget(data))
+            return stranger_error(
+                self.envelopes, ENDPOINT, answer.status, answer.body["error"] or "unauthorized", self.budget(data)
+            )
         advice = "ask for fewer assets per datagram, or use HTTP /price"
         return fit(self.envelopes, ENDPOINT, answer.status, dumps(answer.body), answer.key.id, advice)
 

@@ -11,16 +11,25 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from typing import TYPE_CHECKING, Any, Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from trinity_beast.domain.envelope import dumps
 from trinity_beast.domain.errors import DatabaseUnavailable, StatementTimeout
 from trinity_beast.services.auth import KEYS_UNAVAILABLE, authenticate
+from trinity_beast.services.reports.answers import report_too_slow, scope_to_key
 from trinity_beast.services.reports.errors import ReportError
 from trinity_beast.services.reports.filters import iso, parse_filters
 from trinity_beast.services.reports.gather import Row, gather
-from trinity_beast.transports.udp.datagram import BadDatagram, DatagramServer, Reply, decode_object, fit, small_error, stranger_error
-from trinity_beast.services.reports.answers import report_too_slow, scope_to_key
+from trinity_beast.transports.udp.datagram import (
+    BadDatagram,
+    DatagramServer,
+    Reply,
+    decode_object,
+    fit,
+    small_error,
+    stranger_error,
+)
 
 if TYPE_CHECKING:
     from trinity_beast.services.runtime import Runtime
@@ -65,7 +74,7 @@ def summarize(rows: Iterable[Row]) -> dict[str, Any]:
 
 
 class UdpReportServer(DatagramServer):
-    def __init__(self, rt: "Runtime") -> None:
+    def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         self.envelopes = rt.envelopes("LRS")
         super().__init__(

@@ -14,8 +14,8 @@ from typing import Any, Literal
 import orjson
 
 from trinity_beast.domain.envelope import Envelopes, unix_ms, unix_seconds
-from trinity_beast.domain.tick import Tick
 from trinity_beast.domain.text import asset_symbol
+from trinity_beast.domain.tick import Tick
 
 ENDPOINT = "/ws/prices"
 MAX_SUBSCRIPTIONS = 50  # assets per connection
@@ -92,7 +92,7 @@ def parse_frame(frame: str | bytes) -> Request | BadFrame:
     except orjson.JSONDecodeError as exc:
         return BadFrame(f"malformed JSON: {str(exc).split(':')[0]}")
     if not isinstance(msg, dict):
-        return BadFrame("expected a JSON object such as {\"subscribe\": [\"BTC\"]}")
+        return BadFrame('expected a JSON object such as {"subscribe": ["BTC"]}')
     for action in _ASSET_ACTIONS:  # subscribe wins over unsubscribe in one frame
         if action in msg:
             assets = parse_assets(msg[action], action)

@@ -46,7 +46,9 @@ class Writer:
                     asset, head, tail, published = client.prices.popleft()
                     if limit and meter.quota(client.key.id, limit).exhausted:
                         quota = meter.quota(client.key.id, limit)
-                        error = f"monthly limit of {limit} requests reached; the limit resets at {utc_iso(quota.reset_at)}"
+                        error = (
+                            f"monthly limit of {limit} requests reached; the limit resets at {utc_iso(quota.reset_at)}"
+                        )
                         await _send(client, self.messages.reply(client.key.id, 429, None, error))
                         client.close(1008, "monthly limit reached")
                         break
