@@ -70,7 +70,7 @@ def slope_mb_per_min(samples: list[tuple[float, float]]) -> float:
     ys = [y for _, y in samples]
     mt, my = statistics.fmean(ts), statistics.fmean(ys)
     den = sum((t - mt) ** 2 for t in ts)
-    return 60 * sum((t - mt) * (y - my) for t, y in zip(ts, ys)) / den if den else 0.0
+    return 60 * sum((t - mt) * (y - my) for t, y in zip(ts, ys, strict=False)) / den if den else 0.0
 
 
 class Soak:

@@ -116,7 +116,7 @@ class Stack:
                 if isinstance(block, str):
                     network = ipaddress.ip_network(block)
                     subnets = network.subnets(new_prefix=network.max_prefixlen - int(bits))
-                    return [str(n) for n, _ in zip(subnets, range(int(count)))]
+                    return [str(n) for n, _ in zip(subnets, range(int(count)), strict=False)]
             if set(node) == {"Fn::Join"}:
                 sep, parts = self.resolve(node["Fn::Join"])
                 if isinstance(parts, list) and all(isinstance(x, str) for x in parts):

@@ -121,7 +121,7 @@ def table(cfn: dict[str, Any]) -> str:
         "|---|---|---:|---:|---:|",
     ]
     names = ["`combined`", "`hybrid`", "`independent`", "`combined`, samconfig `dev`"]
-    for label, (cost, _) in zip(names, rows):
+    for label, (cost, _) in zip(names, rows, strict=False):
         total = f"{cost.total:,.2f}" + (f" (up to {cost.total_max:,.2f})" if cost.total_max != cost.total else "")
         lines.append(f"| {label} | {cost.tasks} | {cost.tasks_month:,.2f} | {cost.fixed_month:,.2f} | {total} |")
     lines += ["", "| fixed part (every mode) | $/month |", "|---|---:|"]

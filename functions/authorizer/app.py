@@ -13,7 +13,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from trinity_beast.services.auth import KeyRing, secret_from
+from trinity_beast.services.auth import KeyRing, credentials
 from trinity_beast.stores.db import make_database
 from trinity_beast.stores.environment import load_settings
 from trinity_beast.transports.aws_lambda.api import logger
@@ -68,10 +68,11 @@ def handler(event: Any, context: LambdaContext) -> dict[str, Any]:
     headers = event.get("headers") or {}
     if not isinstance(headers, dict):
         raise Exception(UNAUTHORIZED)
-    secret = secret_from([(str(k).lower(), v) for k, v in headers.items() if isinstance(v, str)], [])
-    if not secret:
+    # The one key rule, header only: API Gateway caches by the Authorization header alone.
+    given = credentials([(str(k), v) for k, v in headers.items() if isinstance(v, str)], None)
+    if given.problem is not None or not given.secret:
         raise Exception(UNAUTHORIZED)
-    key = keyring().lookup(secret)  # DatabaseUnavailable propagates: API Gateway answers 500, caches nothing
+    key = keyring().lookup(given.secret)  # DatabaseUnavailable propagates: API Gateway answers 500, caches nothing
     if key is None or not key.active:
         raise Exception(UNAUTHORIZED)
     return policy(key.id, "Allow", resource, {"keyId": key.id, "tier": key.tier})

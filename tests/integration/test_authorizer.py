@@ -78,12 +78,12 @@ def test_anything_but_a_known_active_key_is_a_401(keys, authorization: str | Non
 
 def test_a_revoked_key_is_a_401(keys) -> None:
     _, secret = keys["revoked"]
-    with pytest.raises(Exception, match="^Unauthorized$"):
+    with pytest.raises(Exception, match=r"^Unauthorized$"):
         invoke("AuthorizerFunction", event("authorizer_bearer_key.json", f"Bearer {secret}"))
 
 
 def test_the_sample_event_without_a_bearer_key_is_refused(keys) -> None:
-    with pytest.raises(Exception, match="^Unauthorized$"):
+    with pytest.raises(Exception, match=r"^Unauthorized$"):
         invoke("AuthorizerFunction", json.loads((EVENTS / "authorizer_not_bearer.json").read_text()))
 
 
@@ -93,7 +93,7 @@ def test_the_sample_event_without_a_bearer_key_is_refused(keys) -> None:
 )
 def test_a_malformed_event_is_refused_without_touching_the_database(bad, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none")  # unreachable: must not be asked
-    with pytest.raises(Exception, match="^Unauthorized$"):
+    with pytest.raises(Exception, match=r"^Unauthorized$"):
         invoke("AuthorizerFunction", bad)
 
 

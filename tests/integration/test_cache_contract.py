@@ -190,7 +190,7 @@ async def test_reserve_never_passes_the_limit_under_concurrency(cache_backend: C
         *(cache_backend.reserve(M, OWN, "k", f"p{i % 2}", n, 50, marker) for i, n in enumerate(asks))
     )
     assert sum(g for g, _ in grants) == 50
-    assert all(0 <= g <= n for (g, _), n in zip(grants, asks))
+    assert all(0 <= g <= n for (g, _), n in zip(grants, asks, strict=True))
     assert (await cache_backend.hgetall(M))["k"] == 50
     own = await cache_backend.hgetall(OWN)
     assert own["p0|k"] + own["p1|k"] == 50

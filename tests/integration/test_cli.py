@@ -65,7 +65,7 @@ def test_serve_first_start_prints_an_admin_key_that_works(
         (
             "BEAST_LRS_UDP_PORT",
             "70000",
-            "beast: invalid setting BEAST_LRS_UDP_PORT: expected a port number 1-65535, got 70000",
+            "beast: invalid setting BEAST_LRS_UDP_PORT: expected a port number 1-65535, got '70000'",
         ),
         (
             "REDIS_URL",

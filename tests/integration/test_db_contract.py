@@ -21,7 +21,7 @@ def test_migrate_applies_every_migration_once(database: Database) -> None:
 
 def test_keys_round_trip(database: Database) -> None:
     database.migrate()
-    key, secret = new_key("alice", "subscriber", 500, now=1000.0)
+    key, _secret = new_key("alice", "subscriber", 500, now=1000.0)
     database.insert_key(key)
     assert database.key_by_hash(key.secret_hash) == key
     assert database.key_by_id(key.id) == key
@@ -101,7 +101,7 @@ def test_concurrent_migrators_apply_each_migration_once(request: pytest.FixtureR
         results: list[list[str]] = []
         errors: list[BaseException] = []
 
-        def run(db: Database) -> None:
+        def run(db: Database, results: list[list[str]] = results, errors: list[BaseException] = errors) -> None:
             try:
                 results.append(db.migrate())
             except BaseException as exc:  # pragma: no cover - reported below

@@ -119,8 +119,8 @@ def test_every_target_group_of_a_service_is_on_a_listener_created_before_the_ser
     listeners = deployed.of_type("AWS::ElasticLoadBalancingV2::Listener")
     forwards = {
         ref(a["TargetGroupArn"]): name
-        for name, l in listeners.items()
-        for a in l["Properties"]["DefaultActions"]
+        for name, listener in listeners.items()
+        for a in listener["Properties"]["DefaultActions"]
         if a["Type"] == "forward"
     }
     for name, service in deployed.of_type("AWS::ECS::Service").items():
@@ -281,9 +281,9 @@ def test_listener_and_target_group_protocols_pair_up(deployed: Stack) -> None:
                 [target] = group["Targets"]
                 assert group["Protocol"] == "TCP" and target["Port"] == group["Port"] == p["Port"], name
                 alb_ports = {
-                    l["Properties"]["Port"]
-                    for l in deployed.of_type("AWS::ElasticLoadBalancingV2::Listener").values()
-                    if l["Properties"]["LoadBalancerArn"] == target["Id"]
+                    listener["Properties"]["Port"]
+                    for listener in deployed.of_type("AWS::ElasticLoadBalancingV2::Listener").values()
+                    if listener["Properties"]["LoadBalancerArn"] == target["Id"]
                 }
                 assert group["Port"] in alb_ports, f"{name}: the target ALB does not listen on {group['Port']}"
                 assert balancers[ref(target["Id"])]["Properties"]["Type"] == "application"

@@ -49,7 +49,7 @@ async def meter_minutes(cache: RedisCache, minutes_ago: range, per_minute: int) 
     meter = Meter(cache)
     now = time.time()
     for m in minutes_ago:
-        for i in range(per_minute):
+        for _i in range(per_minute):
             meter.record("ak_" + "0" * 16, "/price", "BTC", "http", 200, 0.001, True, now=now - 60 * m)
     await meter.flush()
     return len(minutes_ago) * per_minute

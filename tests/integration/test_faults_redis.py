@@ -106,7 +106,7 @@ def test_redis_outage_under_load_keeps_prices_and_loses_no_count(
             }
         )
         with in_process_server(env) as srv:
-            for asset, price in zip(ASSETS, ("64000", "3000")):
+            for asset, price in zip(ASSETS, ("64000", "3000"), strict=False):
                 put(srv, asset, price)
             wait_until(lambda: all(srv.rt.live.get(a) for a in ASSETS), 5, "prices in the process")
             key_id, secret = srv.create_key("subscriber", monthly_limit=10_000_000)

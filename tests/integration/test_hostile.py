@@ -274,7 +274,7 @@ async def test_sql_injection_in_every_report_filter_changes_nothing(
     try:
         sub, sub_secret = new_key("tenant", "subscriber", 1000)
         other, _ = new_key("other", "subscriber", 1000)
-        admin, admin_secret = new_key("admin", "admin")
+        admin, _admin_secret = new_key("admin", "admin")
         for key in (sub, other, admin):
             rt.db.insert_key(key)
         rt.meter.record(other.id, "/price", "BTC", "http", 200, 0.001, True)

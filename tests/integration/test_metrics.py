@@ -29,7 +29,7 @@ def scrape(url: str) -> dict[str, list[tuple[dict[str, str], float]]]:
 
 
 def value(samples: dict, name: str, **labels: str) -> float:
-    found = [v for l, v in samples.get(name, []) if all(l.get(k) == want for k, want in labels.items())]
+    found = [v for got, v in samples.get(name, []) if all(got.get(k) == want for k, want in labels.items())]
     assert len(found) == 1, (name, labels, samples.get(name))
     return found[0]
 

@@ -53,7 +53,7 @@ def test_an_approval_done_by_hand_is_adopted(service: PartnerService, aws: AwsWo
 
     # The rule the operator added traces back to the partner, and revoking removes it all.
     assert service.udp_access()[0]["partner"]["id"] == partner.id
-    revoked, changed, remain = service.revoke(partner.id, ADMIN, "test over")
+    _revoked, changed, remain = service.revoke(partner.id, ADMIN, "test over")
     assert changed and [p.kind for p in remain] == ["partner_route"]
     assert aws.udp_rules() == set() and vpc["cidr"] not in aws.routes() and aws.peering_state(pcx) == "deleted"
     assert service.reconcile(ADMIN)[0]["drift"] == []
@@ -160,7 +160,7 @@ def test_an_accept_that_lost_the_race_is_no_failure(service: PartnerService, aws
         return found
 
     service.network.find = stale_find  # type: ignore[method-assign]
-    active, changed = service.approve(partner.id, ADMIN)
+    active, _changed = service.approve(partner.id, ADMIN)
     assert active.status == "active" and aws.endpoints.state(endpoint) == "available"
 
 
@@ -243,3 +243,33 @@ def test_the_handoff_says_when_ec2_does_not_list_the_nlb_addresses(service: Part
     service._network = None  # a client made after the hook
     ref = {r["label"]: r["value"] for r in service.handoff(peered.id)["reference"]}
     assert ref["UDP load balancer addresses"] == f"{NLB_IP} (the other zones' addresses: EC2 did not list them)"
+
+
+def test_without_the_network_settings_nothing_pretends_ec2_was_read(tmp_path) -> None:
+    """No BEAST_VPC_ID / service name: answers that would come from EC2 are 503s naming what to
+    set, and a revoke says what it could not check, instead of an empty "nothing there"."""
+    from trinity_beast.domain.settings import load_settings
+    from trinity_beast.services.partners.ec2 import Ec2Network
+    from trinity_beast.services.partners.wizard import StackNetwork
+    from trinity_beast.stores.db.sqlite import SqliteDatabase
+
+    db = SqliteDatabase(tmp_path / "beast.db")
+    db.migrate()
+    settings = load_settings({"BEAST_DATA_DIR": str(tmp_path)})
+    bare = PartnerService(db, StackNetwork.from_settings(settings), lambda: Ec2Network.from_settings(settings))
+    vpc = {
+        "vpc_id": "vpc-0def5678",
+        "subnet_id": "subnet-0abc1234",
+        "cidr": "172.31.0.0/16",
+        "route_table_id": "rtb-0abc1234",
+    }
+    partner, _ = bare.create(peering_body(vpc), ADMIN)
+    for call in (lambda: bare.approve(partner.id, ADMIN), bare.pending, lambda: bare.reconcile(ADMIN)):
+        with pytest.raises(PartnerError, match=r"^partner network not configured: set .*BEAST_VPC_ID") as caught:
+            call()
+        assert caught.value.status == 503
+    plan = bare.teardown_plan(partner.id)
+    assert plan["remove"] == [] and "EC2 was not read" in plan["remain"][0]["message"]
+    revoked, _, remain = bare.revoke(partner.id, ADMIN, "no network")
+    assert revoked.status == "revoked" and "EC2 was not read" in remain[0].message
+    db.close()

@@ -269,8 +269,8 @@ def test_two_lpo_processes_over_one_redis_both_deliver_every_update(
         "BEAST_FEEDS": "false",
         "BEAST_PREWARM": "false",
         "APP_REPORT_SERVER": "false",
-        "BEAST_WS_MAX_PUSHES_PER_S": "1000000",
-    }  # none coalesced
+        "BEAST_WS_MAX_PUSHES_PER_S": "1000000",  # none coalesced
+    }
     first = start_beast_serve(env, cwd=tmp_path)
     secret = next(line.split()[1] for line in first.first_output.splitlines() if line.strip().startswith("key:"))
     second = start_beast_serve({k: v for k, v in env.items()}, cwd=tmp_path)

@@ -108,5 +108,5 @@ def test_lambda_reads_the_password_from_the_secret(acl_redis: int, monkeypatch: 
         assert load_settings(env).redis_password == PASSWORD
         # An explicit REDIS_PASSWORD wins (ECS injects it; no Secrets Manager call).
         assert load_settings({**env, "REDIS_PASSWORD": "other"}).redis_password == "other"
-        with pytest.raises(ConfigError, match="^REDIS_SECRET_ARN: the secret has no password"):
+        with pytest.raises(ConfigError, match=r"^REDIS_SECRET_ARN: the secret has no password"):
             load_settings({**env, "REDIS_SECRET_ARN": bad})

@@ -181,7 +181,7 @@ async def test_tenant_isolation_on_every_report_format_filter_and_protocol(lrs_r
         tenants[name] = (key.id, secret)
     admin, admin_secret = new_key("admin", "admin")
     rt.db.insert_key(admin)
-    for name, (key_id, _) in tenants.items():
+    for key_id, _ in tenants.values():
         for asset, protocol in (("BTC", "http"), ("ETH", "udp"), ("BTC,ETH", "ws")):
             rt.meter.record(key_id, "/price", asset, protocol, 200, 0.001, True)
     await rt.meter.flush()

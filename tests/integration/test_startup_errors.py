@@ -133,10 +133,13 @@ def test_a_port_in_use(tmp_path: Path, kind: int, setting: str) -> None:
             taken.listen()
         ports[setting] = str(taken.getsockname()[1])
         result = run_beast(["serve"], {**ports, "BEAST_DATA_DIR": str(tmp_path)})
-    # The first start's key lines come first on stdout; stderr holds only the failure.
     assert_one_line(
         result, f"beast: {setting}: cannot listen", f"127.0.0.1:{ports[setting]}", f"set {setting} to a free port"
     )
+    # The ports are checked before the first admin key is made: no key was shown and lost.
+    assert "tbk_" not in result.stdout
+    listed = run_beast(["keys", "list", "--json"], {"BEAST_DATA_DIR": str(tmp_path)})
+    assert listed.returncode == 0 and "first admin" not in listed.stdout, listed.stdout
 
 
 @pytest.mark.parametrize(
@@ -155,3 +158,28 @@ def test_beast_sync_with_redis_down(tmp_path: Path) -> None:
     assert_one_line(
         result, "beast: REDIS_URL: cannot reach Redis", "check that Redis is running and REDIS_URL points at it"
     )
+
+
+def test_a_monthly_limit_past_what_the_database_holds_is_one_line(tmp_path: Path) -> None:
+    result = run_beast(
+        ["keys", "create", "--name", "x", "--tier", "subscriber", "--monthly-limit", "9" * 23],
+        {"BEAST_DATA_DIR": str(tmp_path)},
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert "--monthly-limit: expected at most" in result.stderr
+    assert run_beast(["keys", "list", "--json"], {"BEAST_DATA_DIR": str(tmp_path)}).stdout.strip() in ("", "[]")
+
+
+def test_workers_are_bounded(tmp_path: Path) -> None:
+    result = run_beast(["serve", "--workers", "100000"], {"BEAST_DATA_DIR": str(tmp_path)})
+    assert result.returncode == 2 and "--workers: expected a whole number from 1 to 64" in result.stderr, result.stderr
+
+
+def test_beast_sim_on_a_busy_port_is_one_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_beast(["sim", "--host", "127.0.0.1", "--port", str(port)], {"BEAST_DATA_DIR": str(tmp_path)})
+    assert_one_line(result, "beast: --port: cannot listen", f"127.0.0.1:{port}")
+    assert "exchange simulator on" not in result.stdout  # no success message before the failure

@@ -74,6 +74,10 @@ def test_priority_puts_named_exchanges_first() -> None:
         ({"BEAST_REGION": "us[1]"}, "BEAST_REGION"),
         ({"BEAST_REGION": "us:east"}, "BEAST_REGION"),  # a part of the agent profile ARN
         ({"BEAST_LANGUAGE": "english!"}, "BEAST_LANGUAGE"),
+        ({"BEAST_LPO_PORT": "\u0661\u0668\u0660\u0668\u0660"}, "BEAST_LPO_PORT"),  # Arabic-Indic digits
+        ({"BEAST_LPO_PORT": " 18080"}, "BEAST_LPO_PORT"),
+        ({"BEAST_KEY_CACHE_S": "\u0665"}, "BEAST_KEY_CACHE_S"),
+        ({"BEAST_KEY_CACHE_S": "1_0"}, "BEAST_KEY_CACHE_S"),
         ({"BEAST_AGENT_ACCOUNT_ID": "21199842288"}, "BEAST_AGENT_ACCOUNT_ID"),
         ({"BEAST_AGENT_ACCOUNT_ID": "acct"}, "BEAST_AGENT_ACCOUNT_ID"),
         ({"BEAST_AGENT_PROFILE_PRICES": "tbi/v2"}, "BEAST_AGENT_PROFILE_PRICES"),

@@ -26,7 +26,7 @@ def test_dockerfile_is_slim_non_root_and_exec_form(image: str) -> None:
 
 
 def test_dockerignore_keeps_only_the_package_in_the_context() -> None:
-    lines = [l for l in (REPO / ".dockerignore").read_text().splitlines() if l and not l.startswith("#")]
+    lines = [line for line in (REPO / ".dockerignore").read_text().splitlines() if line and not line.startswith("#")]
     assert lines[0] == "*"
     assert {"!pyproject.toml", "!README.md", "!layers/common/"} <= set(lines)
     build_copies = [a for w, a in instructions((REPO / "containers/lpo/Dockerfile").read_text()) if w == "COPY"]

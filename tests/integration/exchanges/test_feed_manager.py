@@ -74,7 +74,9 @@ async def test_all_six_exchanges_yield_ticks(
     )
     async with fm:
         for ex in EXCHANGES:
-            await wait_for(lambda: any(t.exchange == ex and t.asset == "BTC" for t in rec.ticks), 8, f"{ex} BTC tick")
+            await wait_for(
+                lambda ex=ex: any(t.exchange == ex and t.asset == "BTC" for t in rec.ticks), 8, f"{ex} BTC tick"
+            )
         # Heartbeats flow both ways: Crypto.com's must be answered or the simulator hangs up.
         await wait_for(
             lambda: all(rec.heartbeats(ex) >= 3 for ex in EXCHANGES), 8, "heartbeats/pongs from every exchange"

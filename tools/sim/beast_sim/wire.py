@@ -31,7 +31,7 @@ def rfc3339_ns(ts: float | None = None) -> str:
     """Coinbase's envelope time: RFC 3339 with nanoseconds."""
     ts = exchange_time() if ts is None else ts
     dt = datetime.fromtimestamp(ts, UTC)
-    ns = int(round((ts % 1) * 1e9)) % 1_000_000_000
+    ns = round((ts % 1) * 1e9) % 1_000_000_000
     return f"{dt:%Y-%m-%dT%H:%M:%S}.{ns:09d}Z"
 
 

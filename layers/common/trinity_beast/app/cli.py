@@ -17,12 +17,13 @@ from trinity_beast.app.startup import EXIT_FAILURE, check_host, check_sqlite, on
 from trinity_beast.domain.errors import DatabaseUnavailable
 from trinity_beast.domain.keys import TIERS, KeyRequestError, new_key
 from trinity_beast.domain.settings import ConfigError, Settings
+from trinity_beast.domain.text import whole_number
 from trinity_beast.services.sync import options as sync_options
 from trinity_beast.services.sync import run_sync
 from trinity_beast.stores.cache.base import CacheUnavailable
 from trinity_beast.stores.db import make_database
 from trinity_beast.stores.environment import load_settings
-from trinity_beast.transports.server import StartupError
+from trinity_beast.transports.server import StartupError, bind_tcp
 
 log = logging.getLogger("trinity_beast")
 
@@ -31,6 +32,9 @@ def cmd_sim(args: argparse.Namespace, settings: Settings) -> int:
     from beast_sim import serve as serve_sim
     from beast_sim import sim_env
 
+    # Take the port first, so a busy port or a foreign address is one line (exit 2), not a
+    # success message followed by a traceback.
+    bind_tcp(args.host, args.port, "--port").close()
     print(f"exchange simulator on {args.host}:{args.port}; point beast at it with:", flush=True)
     for name, value in sim_env(args.host, args.port).items():
         print(f"  export {name}={value}")
@@ -128,13 +132,28 @@ def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
     return 2
 
 
+MAX_MONTHLY_LIMIT = 2**62  # stored as a 64-bit integer by both databases
+
+
 def _non_negative_int(raw: str) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {raw!r}") from None
-    if value < 0:
+    value = whole_number(raw.strip())
+    if raw.strip().startswith("-") and whole_number(raw.strip()[1:]) is not None:
         raise argparse.ArgumentTypeError("expected 0 (unlimited) or more")
+    digits = raw.strip().isascii() and raw.strip().isdigit()
+    if value is None and not digits:
+        raise argparse.ArgumentTypeError(f"expected a whole number (digits 0-9), got {raw!r}")
+    if value is None or value > MAX_MONTHLY_LIMIT:
+        raise argparse.ArgumentTypeError(f"expected at most {MAX_MONTHLY_LIMIT} (0 = unlimited), got {raw!r}")
+    return value
+
+
+MAX_WORKERS = 64
+
+
+def _workers(raw: str) -> int:
+    value = whole_number(raw.strip())
+    if value is None or not 1 <= value <= MAX_WORKERS:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 1 to {MAX_WORKERS} (one per core), got {raw!r}")
     return value
 
 
@@ -178,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--workers",
-        type=int,
+        type=_workers,
         default=1,
         help="LPO processes sharing the ports, one per core (needs REDIS_URL when more than 1)",
     )

@@ -137,6 +137,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         from trinity_beast.app.feeds_only import check_settings
 
         check_settings(settings, args.workers)
+    if not args.reuse_port:
+        probe_ports(args, settings)  # a busy port fails now, before a first admin key is made and shown
     db = make_database(settings)
     try:
         db.migrate()
@@ -157,6 +159,21 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         stop_workers(workers)
     return 0
+
+
+def probe_ports(args: argparse.Namespace, settings: Settings) -> None:
+    """Bind and release every port `serve` will take; StartupError names the first one in use."""
+    lpo = args.only in (None, "lpo")
+    lrs = args.only == "lrs" or (args.only is None and settings.report_server)
+    wanted = [(bind_tcp, settings.lpo_port, "BEAST_LPO_PORT")] if lpo or args.only == "feeds" else []
+    wanted += [(bind_udp, settings.lpo_udp_port, "BEAST_LPO_UDP_PORT")] if lpo else []
+    wanted += (
+        [(bind_tcp, settings.lrs_port, "BEAST_LRS_PORT"), (bind_udp, settings.lrs_udp_port, "BEAST_LRS_UDP_PORT")]
+        if lrs
+        else []
+    )
+    for bind, port, setting in wanted:
+        bind(settings.host, port, setting).close()
 
 
 def start_workers(args: argparse.Namespace, settings: Settings) -> list[subprocess.Popen[bytes]]:

@@ -16,6 +16,8 @@ from urllib.parse import urlsplit
 
 from trinity_beast.domain.text import whole_number
 
+_DECIMAL = re.compile(r"[0-9]+(\.[0-9]+)?|\.[0-9]+")
+
 # The exchanges we read, in default priority order. Everything else about one exchange
 # (production URLs, REST rate, parsing) lives in trinity_beast/exchanges/<name>.py; settings
 # hold only the BEAST_<EX>_WS_URL / _REST_URL overrides (tests and `beast serve --sim` point
@@ -115,12 +117,9 @@ def _port(env: Mapping[str, str], name: str, default: int) -> int:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name}: expected a port number 1-65535, got {raw!r}") from None
-    if not 1 <= value <= 65535:
-        raise ConfigError(f"{name}: expected a port number 1-65535, got {value}")
+    value = whole_number(raw)  # ASCII digits only: no sign, spaces, "_" or other scripts' digits
+    if value is None or not 1 <= value <= 65535:
+        raise ConfigError(f"{name}: expected a port number 1-65535, got {raw!r}")
     return value
 
 
@@ -190,6 +189,8 @@ def _positive_float(env: Mapping[str, str], name: str, default: float, unit: str
     raw = env.get(name)
     if raw is None or raw == "":
         return default
+    if not _DECIMAL.fullmatch(raw):  # ASCII: float() would take " 5", "1_0" and other scripts' digits
+        raise ConfigError(f"{name}: expected a positive number of {unit}, got {raw!r}")
     try:
         value = float(raw)
     except ValueError:

@@ -133,7 +133,9 @@ class Connector(ABC):
         except ExchangeError:
             raise
         except Exception as exc:
-            raise ExchangeError(self.name, f"unusable ticker response ({type(exc).__name__}: {exc}): {preview(body)}")
+            raise ExchangeError(
+                self.name, f"unusable ticker response ({type(exc).__name__}: {exc}): {preview(body)}"
+            ) from exc
 
     @abstractmethod
     def _parse_ticker(self, body: bytes | str, asset: str, quote: str, received_ts: float) -> Tick: ...
@@ -148,7 +150,7 @@ class Connector(ABC):
         except ExchangeError:
             raise
         except Exception as exc:
-            raise ExchangeError(self.name, f"unusable instrument list ({type(exc).__name__}: {exc})")
+            raise ExchangeError(self.name, f"unusable instrument list ({type(exc).__name__}: {exc})") from exc
 
     @abstractmethod
     def _parse_instruments(self, body: bytes | str) -> set[str]: ...

@@ -135,7 +135,7 @@ class Metrics:
         for (service, endpoint, protocol), hist in sorted(self._latency.items()):
             labels = (("service", service), ("endpoint", endpoint), ("protocol", protocol))
             running = 0
-            for bound, count in zip((*BUCKETS, math.inf), hist.counts):
+            for bound, count in zip((*BUCKETS, math.inf), hist.counts, strict=True):
                 running += count
                 le = "+Inf" if math.isinf(bound) else repr(bound)
                 out.append(f"beast_request_duration_seconds_bucket{_labels(labels, (('le', le),))} {running}")

@@ -26,7 +26,8 @@ def _nlb(stack: StackNetwork, nlb: list[tuple[str, str]] | None) -> str:
 def _rows(p: Partner, stack: StackNetwork, dns: str | None, nlb: list[tuple[str, str]] | None) -> list[tuple[str, str]]:
     ours = [("Our AWS account", stack.account_id or "—"), ("Our region", stack.region)]
     if p.connection_type == "privatelink":
-        return ours + [
+        return [
+            *ours,
             ("Endpoint service name", stack.service_name or "—"),
             ("Endpoint service id", stack.service_id or "—"),
             (
@@ -41,7 +42,8 @@ def _rows(p: Partner, stack: StackNetwork, dns: str | None, nlb: list[tuple[str,
             ("Your endpoint id", p.connection_id or "— (send it to us once created)"),
             ("Endpoint DNS name", dns or "— (known once the endpoint exists)"),
         ]
-    return ours + [
+    return [
+        *ours,
         ("Our VPC", stack.vpc_id or "—"),
         ("Our VPC CIDR", stack.vpc_cidr),
         ("Our route table", stack.route_table_id or "—"),

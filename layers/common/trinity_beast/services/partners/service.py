@@ -23,15 +23,16 @@ from trinity_beast.domain.partners.model import (
     moved,
     new_partner,
 )
-from trinity_beast.services.partners.ec2 import ConnectionRequest, Ec2Network, Ec2Snapshot
+from trinity_beast.services.partners.ec2 import ConnectionRequest, Ec2Network
+from trinity_beast.services.partners.following import FollowingEc2
 from trinity_beast.services.partners.handoff import handoff
-from trinity_beast.services.partners.reconcile import Piece, candidates, connection_of, drift, teardown
+from trinity_beast.services.partners.reconcile import Piece, candidates, connection_of, teardown
 from trinity_beast.services.partners.udp_access import UdpAccess
 from trinity_beast.services.partners.wizard import StackNetwork, onboarding, rule_description
 from trinity_beast.stores.db.base import Database
 
 
-class PartnerService(UdpAccess):
+class PartnerService(UdpAccess, FollowingEc2):
     def __init__(
         self,
         db: Database,
@@ -172,6 +173,7 @@ class PartnerService(UdpAccess):
     def _discover(self, partner: Partner) -> str:
         """The one live request from this partner's account (and VPC), when it was not named:
         pending, or already accepted by hand with the wizard's commands."""
+        self._require_network(partner.connection_type)
         mine = candidates(partner, self.network.snapshot(), self._taken(partner))
         if len(mine) != 1:
             found = "no request" if not mine else f"{len(mine)} requests ({', '.join(r.connection_id for r in mine)})"
@@ -269,93 +271,12 @@ class PartnerService(UdpAccess):
     def _shared_cidr(self, partner: Partner) -> bool:
         return bool(partner.cidr) and any(p.cidr == partner.cidr for p in self.active(partner.id))
 
-    def _adopt(self, partner: Partner, snapshot: Ec2Snapshot, actor: str) -> tuple[Partner, list[str]]:
-        """Take over what EC2 shows was done by hand: a request made (invited -> pending) or
-        accepted (-> active). Never anything destructive: a gone request only shows as drift."""
-        adopted: list[str] = []
-        request = connection_of(partner, snapshot, self._taken(partner))
-        if request is None or request.gone:
-            return partner, adopted
-        if partner.status == "invited":
-            after = moved(partner, "pending", self.clock(), connection_id=request.connection_id)
-            status = "pending"
-            if request.accepted:
-                after = moved(after, "active", self.clock())
-                status = "active"
-            audit = AuditEntry.record(
-                partner.id,
-                actor,
-                "adopt",
-                after.updated_at,
-                connection_id=request.connection_id,
-                state_in_ec2=request.state,
-                status=status,
-            )
-            partner = self._save(partner, after, audit)
-            adopted.append(f"{request.connection_id} ({request.state} in EC2): now {status}")
-        elif partner.status == "pending" and request.accepted:
-            after = moved(partner, "active", self.clock())
-            audit = AuditEntry.record(
-                partner.id,
-                actor,
-                "adopt",
-                after.updated_at,
-                connection_id=request.connection_id,
-                state_in_ec2=request.state,
-                status="active",
-            )
-            partner = self._save(partner, after, audit)
-            adopted.append(f"{request.connection_id} accepted in EC2: now active")
-        return partner, adopted
-
-    def reconcile(self, actor: str, partner_id: str | None = None) -> list[dict[str, Any]]:
-        """Read EC2 once, adopt what was done by hand, and report each partner's drift."""
-        partners = [self.get(partner_id)] if partner_id else self.db.list_partners()
-        configured = any(self._configured(p) for p in partners)
-        snapshot = self.network.snapshot() if configured else Ec2Snapshot((), {}, {})
-        out = []
-        for partner in partners:
-            with self._lock(partner.id):
-                partner = self.get(partner.id)
-                if self._configured(partner):
-                    partner, adopted = self._adopt(partner, snapshot, actor)
-                    found = drift(partner, snapshot, self.stack, self._taken(partner), self._shared_cidr(partner))
-                else:
-                    adopted, found = [], []
-            out.append({"partner": partner.public(), "adopted": adopted, "drift": [d.public() for d in found]})
-        return out
-
-    def _configured(self, partner: Partner) -> bool:
-        return not self.stack.missing(partner.connection_type, "approve")
-
-    def teardown_plan(self, partner_id: str) -> dict[str, Any]:
-        """What revoking or rejecting this partner would remove, and what would stay (read-only)."""
-        partner = self.get(partner_id)
-        remove, stay = teardown(
-            partner, self.network.snapshot(), self.stack, self._taken(partner), self._shared_cidr(partner)
-        )
-        return {
-            "partner": partner.public(),
-            "remove": [p.public() for p in remove],
-            "remain": [p.public() for p in stay],
-            "key": None if partner.status in ("rejected", "revoked") else f"API key {partner.api_key_id} stops working",
-        }
-
     # --- refusing and revoking ------------------------------------------------------------
     def _close_network(self, partner: Partner) -> tuple[dict[str, Any], list[Piece]]:
         """Remove every network piece the partner has in EC2 (each step a no-op when already
         undone); what must stay is returned with the reason."""
         if not self._configured(partner):
-            missing = ", ".join(self.stack.missing(partner.connection_type, "approve"))
-            unseen = [
-                Piece(
-                    "connection",
-                    partner.connection_id or "",
-                    f"EC2 was not read (set {missing}): whatever "
-                    f"{partner.connection_id or 'request'} opened was neither checked nor removed",
-                )
-            ]
-            return {}, unseen if partner.connection_id else []
+            return {}, self._unread(partner)
         snapshot = self.network.snapshot()
         remove, stay = teardown(partner, snapshot, self.stack, self._taken(partner), self._shared_cidr(partner))
         done: dict[str, Any] = {}
@@ -418,54 +339,3 @@ class PartnerService(UdpAccess):
             partner.id, actor, action, after.updated_at, reason=str(reason)[:500], **done, **remain
         )
         return self._save(partner, after, audit, revoke_key=True), True, stay
-
-    # --- requests and access that belong to no partner ----------------------------------
-    def pending(self) -> list[dict[str, Any]]:
-        """EC2's pending requests, each with the partner it belongs to (or None)."""
-        partners = self.db.list_partners()
-        by_connection = {p.connection_id: p for p in partners if p.connection_id}
-        out = []
-        for request in self.network.pending_requests():
-            match = by_connection.get(request.connection_id) or next(
-                (
-                    p
-                    for p in partners
-                    if p.status == "invited"
-                    and p.connection_type == request.kind
-                    and p.aws_account_id == request.owner_account
-                    and request.vpc_id in (None, p.vpc_id)
-                ),
-                None,
-            )
-            out.append(
-                {
-                    **request.public(),
-                    "partner": None if match is None else {"id": match.id, "name": match.name, "status": match.status},
-                }
-            )
-        return out
-
-    def reject_request(self, connection_id: Any, actor: str) -> bool:
-        """Refuse a pending request no partner record claims (someone we never invited)."""
-        text = str(connection_id or "")
-        connection_type = "privatelink" if text.startswith("vpce-") else "peering"
-        text = check_connection_id(connection_type, connection_id)
-        owner = next((p for p in self.db.list_partners() if p.connection_id == text), None)
-        if owner is not None:
-            raise PartnerError(409, f"{text} belongs to partner {owner.id}: reject or revoke the partner instead")
-        request = self.network.find(connection_type, text)
-        if request is None:
-            raise PartnerError(404, f"EC2 has no {connection_type} request {text} for this stack")
-        changed = self.network.reject(connection_type, text) if request.pending else False
-        self.db.add_audit(
-            AuditEntry.record(
-                None,
-                actor,
-                "reject_request",
-                self.clock(),
-                connection_id=text,
-                owner_account=request.owner_account,
-                changed=changed,
-            )
-        )
-        return changed

@@ -207,7 +207,7 @@ def peering_commands(p: Partner, stack: StackNetwork) -> list[Command]:
     known = p.connection_id is not None
     # Our whole VPC, not the one configured NLB address: the NLB has an address in every zone
     # it spans, and a partner that routes only one of them loses UDP when that zone's node goes.
-    nlb_route = stack.vpc_cidr
+    our_route = stack.vpc_cidr
     commands = [
         Command(
             "partner",

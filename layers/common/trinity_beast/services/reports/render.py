@@ -75,7 +75,8 @@ def render_text(rows: Sequence[Row], total: int) -> bytes:
 
     def line(cells: list[str]) -> str:
         return "  ".join(
-            cell.rjust(w) if COLUMNS[i] in numeric else cell.ljust(w) for i, (cell, w) in enumerate(zip(cells, widths))
+            cell.rjust(w) if COLUMNS[i] in numeric else cell.ljust(w)
+            for i, (cell, w) in enumerate(zip(cells, widths, strict=True))
         ).rstrip()
 
     out = [line(table[0]), "  ".join("-" * w for w in widths)]

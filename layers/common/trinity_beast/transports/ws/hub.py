@@ -227,7 +227,7 @@ class Hub:
             if not ids:
                 continue
             try:
-                current = await asyncio.to_thread(lambda: {i: self.rt.db.key_by_id(i) for i in ids})
+                current = await asyncio.to_thread(lambda ids=ids: {i: self.rt.db.key_by_id(i) for i in ids})
             except Exception:
                 log.warning("could not re-check WebSocket keys; will retry")
                 continue

@@ -23,11 +23,11 @@ import httpx
 import pytest
 import redis
 from fault_support import wait_until
+from private_redis import PrivateRedis
 from support import UNREACHABLE_EXCHANGES, BeastProcess, run_beast, stack_env, start_beast_serve, stop_beast
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from private_redis import PrivateRedis
 from trinity_beast.domain.tick import Tick
 from trinity_beast.domain.usage import MONTH_PREFIX, month_of
 from trinity_beast.stores.cache.redis import RedisCache
