@@ -8,7 +8,7 @@ from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from trinity_beast.domain.errors import DatabaseUnavailable
-from trinity_beast.domain.settings import ConfigError
+from trinity_beast.domain.setting_values import ConfigError
 from trinity_beast.transports.aws_lambda.api import LambdaRuntime, logger, metrics, tracer
 
 runtime = LambdaRuntime()

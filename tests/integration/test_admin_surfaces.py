@@ -121,7 +121,8 @@ def test_metrics_answer_operators_only(srv: InProcessServer) -> None:
 
 
 def test_metrics_settings_are_checked(request: pytest.FixtureRequest, tmp_path: Path) -> None:
-    from trinity_beast.domain.settings import ConfigError, load_settings
+    from trinity_beast.domain.setting_values import ConfigError
+    from trinity_beast.domain.settings import load_settings
 
     with pytest.raises(ConfigError, match=r"^BEAST_METRICS_TOKEN: expected at least 16"):
         load_settings({"BEAST_METRICS_TOKEN": "short"})

@@ -25,7 +25,8 @@ from support import InProcessServer, in_process_server, stack_env
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from trinity_beast.domain.settings import ConfigError, load_settings
+from trinity_beast.domain.setting_values import ConfigError
+from trinity_beast.domain.settings import load_settings
 
 
 def start(request: pytest.FixtureRequest, tmp_path: Path, **extra: str) -> AbstractContextManager[InProcessServer]:

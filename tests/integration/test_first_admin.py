@@ -13,7 +13,8 @@ from support import free_port, run_beast
 
 from trinity_beast.app.first_admin import first_start
 from trinity_beast.domain.keys import hash_secret
-from trinity_beast.domain.settings import ConfigError, load_settings
+from trinity_beast.domain.setting_values import ConfigError
+from trinity_beast.domain.settings import load_settings
 from trinity_beast.stores.db.postgres import PostgresDatabase
 from trinity_beast.transports.server import StartupError
 

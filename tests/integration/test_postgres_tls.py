@@ -13,7 +13,7 @@ from private_postgres import PrivatePostgres, private_postgres
 from support import run_beast
 
 from trinity_beast.domain.errors import DatabaseUnavailable
-from trinity_beast.domain.settings import ConfigError
+from trinity_beast.domain.setting_values import ConfigError
 from trinity_beast.stores.db.postgres import PostgresDatabase
 from trinity_beast.stores.environment import load_settings
 

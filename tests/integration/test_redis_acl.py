@@ -16,7 +16,7 @@ import redis
 from moto import mock_aws
 from support import free_port
 
-from trinity_beast.domain.settings import ConfigError
+from trinity_beast.domain.setting_values import ConfigError
 from trinity_beast.domain.tick import Tick
 from trinity_beast.stores.cache import CacheUnavailable, make_cache
 from trinity_beast.stores.environment import load_settings

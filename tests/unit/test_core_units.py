@@ -12,7 +12,8 @@ import pytest
 from trinity_beast.domain.book import pick
 from trinity_beast.domain.envelope import FIELDS, Envelopes, dumps, unix_ms, unix_seconds, utc_iso
 from trinity_beast.domain.keys import KeyRequestError, hash_secret, new_key
-from trinity_beast.domain.settings import EXCHANGES, ConfigError, load_settings
+from trinity_beast.domain.setting_values import ConfigError
+from trinity_beast.domain.settings import EXCHANGES, load_settings
 from trinity_beast.domain.tick import Tick
 from trinity_beast.domain.usage import Quota, month_reset
 from trinity_beast.exchanges import CONNECTORS, rest_url, ws_url

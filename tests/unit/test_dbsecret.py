@@ -9,7 +9,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from trinity_beast.domain.settings import ConfigError
+from trinity_beast.domain.setting_values import ConfigError
 from trinity_beast.stores.db.postgres import connect_args
 from trinity_beast.stores.db.secret import url_from_secret
 from trinity_beast.stores.environment import load_settings

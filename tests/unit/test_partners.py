@@ -19,7 +19,8 @@ from botocore import xform_name
 from partner_aws import ADMIN, NLB_IP, OUR_ACCOUNT, PARTNER_ACCOUNT, REGION
 from trinity_beast.domain.partners.cidr import CidrError, CidrOverlap, check_access_cidr, check_partner_cidr, parse_cidr
 from trinity_beast.domain.partners.model import PartnerError, new_partner
-from trinity_beast.domain.settings import ConfigError, load_settings
+from trinity_beast.domain.setting_values import ConfigError
+from trinity_beast.domain.settings import load_settings
 from trinity_beast.services.partners.ec2 import Ec2Network
 from trinity_beast.services.partners.service import PartnerService
 from trinity_beast.services.partners.wizard import ENDPOINT_PLACEHOLDER, StackNetwork, commands

@@ -30,7 +30,8 @@ from trinity_beast.domain.assets import load_registry
 from trinity_beast.domain.envelope import FIELDS, utc_iso
 from trinity_beast.domain.keys import new_key
 from trinity_beast.domain.partners.cidr import CidrError, parse_cidr
-from trinity_beast.domain.settings import ConfigError, Settings, load_settings
+from trinity_beast.domain.setting_values import ConfigError
+from trinity_beast.domain.settings import Settings, load_settings
 from trinity_beast.domain.tick import Tick
 from trinity_beast.domain.usage import Counts, Group, parse_bucket
 from trinity_beast.exchanges import CONNECTORS

@@ -6,7 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from trinity_beast.domain.settings import ConfigError, load_settings
+from trinity_beast.domain.setting_values import ConfigError
+from trinity_beast.domain.settings import load_settings
 from trinity_beast.domain.usage import Counts, Group, parse_bucket
 from trinity_beast.services.reports.cursor import decode_cursor, encode_cursor
 from trinity_beast.services.reports.errors import ReportError

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from trinity_beast.domain.settings import EXCHANGES, ConfigError, Settings, load_settings
+from trinity_beast.domain.setting_values import ConfigError
+from trinity_beast.domain.settings import EXCHANGES, Settings, load_settings
 from trinity_beast.exchanges import CONNECTORS, UnknownInstrument, rest_url, ws_url
 
 CONFIGURATION_DOC = Path(__file__).resolve().parents[3] / "docs" / "configuration.md"

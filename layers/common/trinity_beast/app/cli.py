@@ -16,7 +16,8 @@ from trinity_beast.app.serve import cmd_serve
 from trinity_beast.app.startup import EXIT_FAILURE, check_host, check_sqlite, one_line
 from trinity_beast.domain.errors import DatabaseUnavailable
 from trinity_beast.domain.keys import TIERS, KeyRequestError, new_key
-from trinity_beast.domain.settings import ConfigError, Settings
+from trinity_beast.domain.setting_values import ConfigError
+from trinity_beast.domain.settings import Settings
 from trinity_beast.domain.text import whole_number
 from trinity_beast.services.sync import options as sync_options
 from trinity_beast.services.sync import run_sync

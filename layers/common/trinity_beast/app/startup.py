@@ -14,7 +14,8 @@ import sqlite3
 from collections.abc import Mapping
 
 from trinity_beast.domain.errors import DatabaseUnavailable
-from trinity_beast.domain.settings import ConfigError, Settings
+from trinity_beast.domain.setting_values import ConfigError
+from trinity_beast.domain.settings import Settings
 from trinity_beast.stores.cache.base import CacheUnavailable
 from trinity_beast.transports.server import StartupError
 

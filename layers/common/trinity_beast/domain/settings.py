@@ -12,11 +12,20 @@ import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 
-from trinity_beast.domain.text import whole_number
-
-_DECIMAL = re.compile(r"[0-9]+(\.[0-9]+)?|\.[0-9]+")
+from trinity_beast.domain.setting_values import (
+    ConfigError,
+    aws_id,
+    boolean,
+    bounded,
+    limit,
+    networks,
+    port_number,
+    positive_number,
+    secret,
+    secret_id,
+    url,
+)
 
 # The exchanges we read, in default priority order. Everything else about one exchange
 # (production URLs, REST rate, parsing) lives in trinity_beast/exchanges/<name>.py; settings
@@ -39,10 +48,6 @@ AGENT_ACCOUNT_ID = "211998422884"  # the seed's published account
 
 # The longest report range per granularity, in days (BEAST_REPORT_MAX_DAYS_<GRANULARITY>).
 REPORT_MAX_DAYS: dict[str, int] = {"minute": 7, "hour": 400, "day": 3660, "month": 36525}
-
-
-class ConfigError(ValueError):
-    """A setting is missing or invalid; the message names it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,135 +118,15 @@ class Settings:
         return self.data_dir / "beast.db"
 
 
-def _port(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    value = whole_number(raw)  # ASCII digits only: no sign, spaces, "_" or other scripts' digits
-    if value is None or not 1 <= value <= 65535:
-        raise ConfigError(f"{name}: expected a port number 1-65535, got {raw!r}")
-    return value
-
-
-def _limit(env: Mapping[str, str], name: str, default: int) -> int:
-    """A whole number >= 0, where 0 means no limit."""
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    value = whole_number(raw.strip())
-    if value is None:
-        raise ConfigError(f"{name}: expected a whole number (0 = no limit), got {raw!r}")
-    return value
-
-
-def _bounded(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
-    """A whole number from `low` to `high` (ASCII digits)."""
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    value = whole_number(raw.strip())
-    if value is None or not low <= value <= high:
-        raise ConfigError(f"{name}: expected a whole number from {low} to {high}, got {raw!r}")
-    return value
-
-
-def _networks(env: Mapping[str, str], name: str) -> tuple[str, ...]:
-    """Comma-separated IPv4/IPv6 networks or addresses (`10.0.0.0/24, 10.0.1.0/24`); never `*`."""
-    import ipaddress
-
-    raw = env.get(name, "")
-    out: list[str] = []
-    for part in (p.strip() for p in raw.split(",")):
-        if not part:
-            continue
-        if part == "*":
-            raise ConfigError(f"{name}: '*' would trust every address; list the networks, e.g. 10.0.0.0/24,10.0.1.0/24")
-        try:
-            out.append(str(ipaddress.ip_network(part, strict=True)))
-        except ValueError as exc:
-            raise ConfigError(
-                f"{name}: expected networks such as 10.0.0.0/24 separated by commas, got {part!r} ({exc})"
-            ) from None
-    return tuple(out)
-
-
-def _secret(env: Mapping[str, str], name: str, minimum: int) -> str:
-    raw = env.get(name, "").strip()
-    if raw and (len(raw) < minimum or not raw.isascii() or any(c.isspace() for c in raw)):
-        raise ConfigError(
-            f"{name}: expected at least {minimum} printable ASCII characters without spaces (a random secret)"
-        )
-    return raw
-
-
 def _allowance(env: Mapping[str, str]) -> int:
     """BEAST_USAGE_OFFLINE_ALLOWANCE: a whole number >= 0, where 0 means refuse while the cache is down."""
     try:
-        return _limit(env, "BEAST_USAGE_OFFLINE_ALLOWANCE", 100)
+        return limit(env, "BEAST_USAGE_OFFLINE_ALLOWANCE", 100)
     except ConfigError:
         raw = env.get("BEAST_USAGE_OFFLINE_ALLOWANCE")
         raise ConfigError(
             f"BEAST_USAGE_OFFLINE_ALLOWANCE: expected a whole number of units (0 = refuse while the cache is unreachable), got {raw!r}"
         ) from None
-
-
-def _positive_float(env: Mapping[str, str], name: str, default: float, unit: str = "seconds") -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    if not _DECIMAL.fullmatch(raw):  # ASCII: float() would take " 5", "1_0" and other scripts' digits
-        raise ConfigError(f"{name}: expected a positive number of {unit}, got {raw!r}")
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name}: expected a positive number of {unit}, got {raw!r}") from None
-    if not value > 0 or value != value or value == float("inf"):
-        raise ConfigError(f"{name}: expected a positive number of {unit}, got {raw!r}")
-    return value
-
-
-def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    lowered = raw.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise ConfigError(f"{name}: expected true or false, got {raw!r}")
-
-
-def _url(env: Mapping[str, str], name: str, schemes: tuple[str, ...], default: str | None) -> str | None:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    raw = raw.strip()
-    parts = urlsplit(raw)
-    if parts.scheme not in schemes or not (parts.netloc or parts.path):
-        raise ConfigError(
-            f"{name}: expected a URL starting with {' or '.join(s + '://' for s in schemes)}, got {raw!r}"
-        )
-    return raw
-
-
-def _aws(env: Mapping[str, str], name: str, kind: str, default: str = "") -> str:
-    """An AWS id, CIDR or address setting; empty when unset."""
-    from trinity_beast.domain.partners.cidr import CidrError, parse_cidr
-    from trinity_beast.domain.partners.ids import id_problem, ipv4_problem
-
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    if kind == "cidr":
-        try:
-            return str(parse_cidr(raw))
-        except CidrError as exc:
-            raise ConfigError(f"{name}: {exc}") from None
-    problem = ipv4_problem(raw) if kind == "ipv4" else id_problem(kind, raw)
-    if problem:
-        raise ConfigError(f"{name}: {problem}")
-    return raw
 
 
 def _own_ip() -> str:
@@ -250,16 +135,6 @@ def _own_ip() -> str:
         return socket.gethostbyname(socket.gethostname())
     except OSError:
         return "127.0.0.1"
-
-
-def _secret_id(env: Mapping[str, str], name: str) -> str:
-    """A Secrets Manager secret's ARN (or name); empty when unset."""
-    raw = env.get(name, "").strip()
-    if any(c.isspace() for c in raw) or (raw.startswith("arn:") and ":secretsmanager:" not in raw):
-        raise ConfigError(
-            f"{name}: expected a Secrets Manager secret ARN (arn:aws…:secretsmanager:…) or name, got {raw!r}"
-        )
-    return raw
 
 
 _LANGUAGE = re.compile(r"^[A-Za-z]{2,8}(?:-[A-Za-z0-9]{1,8})*$")
@@ -303,8 +178,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     rest_urls: dict[str, str] = {}
     for name in EXCHANGES:
         upper = name.upper()
-        ws = _url(env, f"BEAST_{upper}_WS_URL", ("ws", "wss"), None)
-        rest = _url(env, f"BEAST_{upper}_REST_URL", ("http", "https"), None)
+        ws = url(env, f"BEAST_{upper}_WS_URL", ("ws", "wss"), None)
+        rest = url(env, f"BEAST_{upper}_REST_URL", ("http", "https"), None)
         if ws is not None:
             ws_urls[name] = ws
         if rest is not None:
@@ -340,61 +215,61 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError(f"BEAST_REGION: expected a region name such as us-east-2, got {region!r}")
 
     settings = Settings(
-        redis_url=_url(env, "REDIS_URL", ("redis", "rediss", "unix"), None),
+        redis_url=url(env, "REDIS_URL", ("redis", "rediss", "unix"), None),
         redis_password=env.get("REDIS_PASSWORD", "").strip(),
         redis_namespace=namespace,
-        database_url=_url(env, "DATABASE_URL", ("postgresql", "postgres", "sqlite"), None),
+        database_url=url(env, "DATABASE_URL", ("postgresql", "postgres", "sqlite"), None),
         data_dir=Path(env.get("BEAST_DATA_DIR", "./data") or "./data"),
         host=env.get("BEAST_HOST", "127.0.0.1").strip() or "127.0.0.1",
-        lpo_port=_port(env, "BEAST_LPO_PORT", 8080),
-        lrs_port=_port(env, "BEAST_LRS_PORT", 9090),
-        lpo_udp_port=_port(env, "BEAST_LPO_UDP_PORT", 2679),
-        lrs_udp_port=_port(env, "BEAST_LRS_UDP_PORT", 2680),
+        lpo_port=port_number(env, "BEAST_LPO_PORT", 8080),
+        lrs_port=port_number(env, "BEAST_LRS_PORT", 9090),
+        lpo_udp_port=port_number(env, "BEAST_LPO_UDP_PORT", 2679),
+        lrs_udp_port=port_number(env, "BEAST_LRS_UDP_PORT", 2680),
         region=region,
         cluster_node=node,
         language=_language(env),
-        agent_account_id=_aws(env, "BEAST_AGENT_ACCOUNT_ID", "account", AGENT_ACCOUNT_ID),
+        agent_account_id=aws_id(env, "BEAST_AGENT_ACCOUNT_ID", "account", AGENT_ACCOUNT_ID),
         agent_profiles=_agent_profiles(env),
         ip_address=env.get("BEAST_IP_ADDRESS", "").strip() or _own_ip(),
-        report_server=_bool(env, "APP_REPORT_SERVER", True),
+        report_server=boolean(env, "APP_REPORT_SERVER", True),
         exchange_priority=priority,
-        feeds=_bool(env, "BEAST_FEEDS", True),
-        prewarm=_bool(env, "BEAST_PREWARM", True),
+        feeds=boolean(env, "BEAST_FEEDS", True),
+        prewarm=boolean(env, "BEAST_PREWARM", True),
         ws_url_overrides=ws_urls,
         rest_url_overrides=rest_urls,
-        stale_after_s=_positive_float(env, "BEAST_STALE_AFTER_S", 30.0),
-        usage_flush_s=_positive_float(env, "BEAST_USAGE_FLUSH_S", 1.0),
-        sync_every_s=_positive_float(env, "BEAST_SYNC_EVERY_S", 60.0),
-        usage_minute_days=_positive_float(env, "BEAST_USAGE_MINUTE_DAYS", 7.0, "days"),
-        usage_hour_days=_positive_float(env, "BEAST_USAGE_HOUR_DAYS", 90.0, "days"),
-        key_cache_s=_positive_float(env, "BEAST_KEY_CACHE_S", 5.0),
-        admin_key_secret_arn=_secret_id(env, "BEAST_ADMIN_KEY_SECRET_ARN"),
-        ws_max_per_key=_limit(env, "BEAST_WS_MAX_PER_KEY", 20),
-        ws_max_per_ip=_limit(env, "BEAST_WS_MAX_PER_IP", 100),
-        report_max_buckets=_bounded(env, "BEAST_REPORT_MAX_BUCKETS", 20_000, 1, 1_000_000),
+        stale_after_s=positive_number(env, "BEAST_STALE_AFTER_S", 30.0),
+        usage_flush_s=positive_number(env, "BEAST_USAGE_FLUSH_S", 1.0),
+        sync_every_s=positive_number(env, "BEAST_SYNC_EVERY_S", 60.0),
+        usage_minute_days=positive_number(env, "BEAST_USAGE_MINUTE_DAYS", 7.0, "days"),
+        usage_hour_days=positive_number(env, "BEAST_USAGE_HOUR_DAYS", 90.0, "days"),
+        key_cache_s=positive_number(env, "BEAST_KEY_CACHE_S", 5.0),
+        admin_key_secret_arn=secret_id(env, "BEAST_ADMIN_KEY_SECRET_ARN"),
+        ws_max_per_key=limit(env, "BEAST_WS_MAX_PER_KEY", 20),
+        ws_max_per_ip=limit(env, "BEAST_WS_MAX_PER_IP", 100),
+        report_max_buckets=bounded(env, "BEAST_REPORT_MAX_BUCKETS", 20_000, 1, 1_000_000),
         report_max_days={
-            g: _bounded(env, f"BEAST_REPORT_MAX_DAYS_{g.upper()}", d, 1, 3_000_000) for g, d in REPORT_MAX_DAYS.items()
+            g: bounded(env, f"BEAST_REPORT_MAX_DAYS_{g.upper()}", d, 1, 3_000_000) for g, d in REPORT_MAX_DAYS.items()
         },
-        report_timeout_s=_positive_float(env, "BEAST_REPORT_TIMEOUT_S", 10.0),
-        max_connections=_limit(env, "BEAST_MAX_CONNECTIONS", 4096),
-        max_connections_per_ip=_limit(env, "BEAST_MAX_CONNECTIONS_PER_IP", 256),
-        body_timeout_s=_positive_float(env, "BEAST_BODY_TIMEOUT_S", 10.0),
-        udp_amplification_factor=_bounded(env, "BEAST_UDP_AMPLIFICATION_FACTOR", 3, 0, 3),
-        trusted_proxies=_networks(env, "BEAST_TRUSTED_PROXIES"),
-        metrics_networks=_networks(env, "BEAST_METRICS_NETWORKS"),
-        metrics_token=_secret(env, "BEAST_METRICS_TOKEN", 16),
-        cursor_key=_secret(env, "BEAST_CURSOR_KEY", 32),
+        report_timeout_s=positive_number(env, "BEAST_REPORT_TIMEOUT_S", 10.0),
+        max_connections=limit(env, "BEAST_MAX_CONNECTIONS", 4096),
+        max_connections_per_ip=limit(env, "BEAST_MAX_CONNECTIONS_PER_IP", 256),
+        body_timeout_s=positive_number(env, "BEAST_BODY_TIMEOUT_S", 10.0),
+        udp_amplification_factor=bounded(env, "BEAST_UDP_AMPLIFICATION_FACTOR", 3, 0, 3),
+        trusted_proxies=networks(env, "BEAST_TRUSTED_PROXIES"),
+        metrics_networks=networks(env, "BEAST_METRICS_NETWORKS"),
+        metrics_token=secret(env, "BEAST_METRICS_TOKEN", 16),
+        cursor_key=secret(env, "BEAST_CURSOR_KEY", 32),
         usage_offline_allowance=_allowance(env),
-        ws_max_pushes_per_s=_positive_float(env, "BEAST_WS_MAX_PUSHES_PER_S", 10.0, "pushes per second"),
-        rest_min_interval_s=_positive_float(env, "BEAST_REST_MIN_INTERVAL_S", 1.0),
+        ws_max_pushes_per_s=positive_number(env, "BEAST_WS_MAX_PUSHES_PER_S", 10.0, "pushes per second"),
+        rest_min_interval_s=positive_number(env, "BEAST_REST_MIN_INTERVAL_S", 1.0),
         log_level=log_level,
-        partner_service_name=_aws(env, "BEAST_PARTNER_SERVICE_NAME", "service_name"),
-        vpc_id=_aws(env, "BEAST_VPC_ID", "vpc"),
-        vpc_cidr=_aws(env, "BEAST_VPC_CIDR", "cidr", "10.0.0.0/16"),
-        aws_account_id=_aws(env, "BEAST_AWS_ACCOUNT_ID", "account"),
-        route_table_id=_aws(env, "BEAST_ROUTE_TABLE_ID", "route_table"),
-        partner_security_group_id=_aws(env, "BEAST_PARTNER_SECURITY_GROUP_ID", "security_group"),
-        udp_nlb_ip=_aws(env, "BEAST_UDP_NLB_IP", "ipv4"),
+        partner_service_name=aws_id(env, "BEAST_PARTNER_SERVICE_NAME", "service_name"),
+        vpc_id=aws_id(env, "BEAST_VPC_ID", "vpc"),
+        vpc_cidr=aws_id(env, "BEAST_VPC_CIDR", "cidr", "10.0.0.0/16"),
+        aws_account_id=aws_id(env, "BEAST_AWS_ACCOUNT_ID", "account"),
+        route_table_id=aws_id(env, "BEAST_ROUTE_TABLE_ID", "route_table"),
+        partner_security_group_id=aws_id(env, "BEAST_PARTNER_SECURITY_GROUP_ID", "security_group"),
+        udp_nlb_ip=aws_id(env, "BEAST_UDP_NLB_IP", "ipv4"),
     )
     if env.get("FORWARDED_ALLOW_IPS", "").strip():
         raise ConfigError(

@@ -11,7 +11,7 @@ import pg8000.native
 from pg8000.exceptions import DatabaseError, InterfaceError
 
 from trinity_beast.domain.errors import DatabaseUnavailable, StatementTimeout
-from trinity_beast.domain.settings import ConfigError
+from trinity_beast.domain.setting_values import ConfigError
 from trinity_beast.stores.db.base import Database
 from trinity_beast.stores.db.pgtls import TlsOptions, explain, ssl_context, tls_options
 

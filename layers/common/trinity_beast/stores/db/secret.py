@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 import orjson
 
-from trinity_beast.domain.settings import ConfigError
+from trinity_beast.domain.setting_values import ConfigError
 
 
 def url_from_secret(value: str | bytes, setting: str, overrides: Mapping[str, str] | None = None) -> str:

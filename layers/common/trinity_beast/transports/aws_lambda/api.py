@@ -31,7 +31,8 @@ from aws_lambda_powertools.metrics import MetricUnit
 from trinity_beast.domain import settings as domain_settings
 from trinity_beast.domain.envelope import Envelopes, dumps
 from trinity_beast.domain.errors import DatabaseUnavailable
-from trinity_beast.domain.settings import ConfigError, Settings
+from trinity_beast.domain.setting_values import ConfigError
+from trinity_beast.domain.settings import Settings
 from trinity_beast.stores.environment import load_settings
 from trinity_beast.transports.redact import RedactSecrets
 
