@@ -68,7 +68,8 @@ lint: $(VENV)/.test $(LINT_VENV)/bin/checkov
 ## deploy-params: samconfig.toml's parameter_overrides for ENV (dev or prod), to extend on the command line:
 ## sam deploy --config-env dev --parameter-overrides "$$(make -s deploy-params ENV=dev) LpoImageUri=… LrsImageUri=…"
 deploy-params:
-	@$(PYTHON) -c "import sys, tomllib; print(tomllib.load(open('samconfig.toml', 'rb'))[sys.argv[1]]['deploy']['parameters']['parameter_overrides'])" "$(ENV)"
+	@test -n "$(ENV)" || { echo "usage: make deploy-params ENV=dev|prod (an environment of samconfig.toml)" >&2; exit 2; }
+	@$(PYTHON) -c "import sys, tomllib; envs = tomllib.load(open('samconfig.toml', 'rb')); env = envs.get(sys.argv[1]); print(env['deploy']['parameters']['parameter_overrides']) if env else sys.exit('make deploy-params: no environment ' + repr(sys.argv[1]) + ' in samconfig.toml (have: ' + ', '.join(k for k in envs if k != 'version') + ')')" "$(ENV)"
 
 ## invoke: run one function on an event the way `sam local invoke` does, without Docker;
 ## settings from env.json (as `--env-vars` takes them): make invoke FN=assets EVENT=events/assets_list.json

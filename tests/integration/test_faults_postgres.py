@@ -186,7 +186,8 @@ async def test_reports_and_prices_answer_from_what_they_can_reach(
                     json.dumps({"report": "usage", "api_key": sub_secret}).encode()
                 )
                 assert status == 200 and json.loads(body)["data"]["missing"] == ["database"]
-                assert (await r.get("/ready")).status_code == 503
+                not_ready = await r.get("/ready")
+                assert not_ready.status_code == 503 and not_ready.headers["retry-after"] == "5"  # as every 503
                 partners = await r.get("/partners", headers=auth)  # a route that needs the database itself
                 assert partners.status_code == 503 and partners.json()["error"].startswith(
                     "the database is unreachable"

@@ -306,3 +306,20 @@ async def test_reports_stay_exact_while_a_sync_runs(lrs: Lrs) -> None:
     assert (await sync).buckets >= 12
     seen.append(total((await lrs.get("/reports/usage", admin, endpoint="/price")).json()))
     assert len(seen) > 3 and set(seen) == {60}
+
+
+async def test_a_cursor_from_another_keys_report_is_foreign(lrs: Lrs) -> None:
+    """An admin's cursor (every key) replayed by a subscriber is a 400, not a page of its own rows:
+    the subscriber's report is scoped to its key before the cursor is checked."""
+    _, admin = lrs.key("admin", "admin")
+    a, a_secret = lrs.key("a")
+    b, _ = lrs.key("b", "partner")
+    await lrs.record(a, 3)
+    await lrs.record(b, 7)
+    first = (await lrs.get("/reports/usage", admin, limit="1", granularity="day")).json()
+    cursor = first["data"]["paging"]["next_cursor"]
+    assert cursor
+    replayed = await lrs.get("/reports/usage", a_secret, limit="1", granularity="day", cursor=cursor)
+    assert replayed.status_code == 400 and "cursor" in replayed.json()["error"]
+    # The admin's own next page still works with it.
+    assert (await lrs.get("/reports/usage", admin, limit="1", granularity="day", cursor=cursor)).status_code == 200

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from trinity_beast.domain.envelope import Envelopes, dumps, utc_iso
@@ -19,7 +19,7 @@ from trinity_beast.domain.keys import ApiKey
 from trinity_beast.domain.usage import Quota, rate_limit_headers, usage_fields
 from trinity_beast.services.auth import KEYS_UNAVAILABLE, Credentials, authenticate, quota_for
 from trinity_beast.services.reports.errors import ReportError
-from trinity_beast.services.reports.filters import ReportFilters, parse_filters
+from trinity_beast.services.reports.filters import parse_filters
 from trinity_beast.services.reports.gather import report
 from trinity_beast.services.reports.render import CONTENT_TYPES, page_data, render_file
 
@@ -90,13 +90,13 @@ async def answer_usage_me(rt: Runtime, secret: Credentials | str | None, envelop
     return _metered(rt, key, USAGE_ME_ENDPOINT, Answer(200, dumps(body), headers=headers), started)
 
 
-def scope_to_key(filters: ReportFilters, key: ApiKey) -> ReportFilters:
-    """Admin keys see every key; any other key only its own usage (PermissionError otherwise)."""
-    if key.tier == "admin":
-        return filters
-    if filters.api_key_id not in (None, key.id):
-        raise PermissionError(f"a {key.tier} key sees only its own usage (api_key_id={key.id})")
-    return replace(filters, api_key_id=key.id)
+def own_key(key: ApiKey) -> str | None:
+    """Whose usage a key may see: every key's for an admin (None), else only its own."""
+    return None if key.tier == "admin" else key.id
+
+
+def not_yours(key: ApiKey) -> str:
+    return f"a {key.tier} key sees only its own usage (api_key_id={key.id})"
 
 
 async def answer_report(
@@ -114,13 +114,12 @@ async def answer_report(
         return _metered(rt, key, REPORT_ENDPOINT, Answer(status, dumps(body)), started)
 
     try:
-        filters = parse_filters(params, time.time(), rt.report_reader.limits, rt.report_reader.cursor_key)
+        limits, cursor_key = rt.report_reader.limits, rt.report_reader.cursor_key
+        filters = parse_filters(params, time.time(), limits, cursor_key, own_key(key))
     except ReportError as exc:
         return error(400, str(exc))
-    try:
-        filters = scope_to_key(filters, key)
-    except PermissionError as exc:
-        return error(403, str(exc))
+    except PermissionError:
+        return error(403, not_yours(key))
     try:
         page = await report(rt.cache, rt.report_reader, filters)
     except StatementTimeout:

@@ -197,7 +197,11 @@ def check_span(start: int, end: int, granularity: str, limits: ReportLimits) -> 
 
 
 def parse_filters(
-    params: Sequence[tuple[str, str]], now: float, limits: ReportLimits, cursor_key: bytes
+    params: Sequence[tuple[str, str]],
+    now: float,
+    limits: ReportLimits,
+    cursor_key: bytes,
+    own_key: str | None = None,
 ) -> ReportFilters:
     """Validate query parameters (as (name, value) pairs); raise ReportError for the first bad one.
 
@@ -230,6 +234,10 @@ def parse_filters(
     key_id = p.get("api_key_id") or None
     if key_id is not None and not _KEY_ID_RE.fullmatch(key_id):
         raise ReportError(f"api_key_id: expected a public key id such as ak_3f1c9a0e5b7d2468, got {key_id[:40]!r}")
+    if own_key is not None:  # a key that sees only its own usage: scoped before a cursor is checked,
+        if key_id not in (None, own_key):  # so a cursor from a wider report is foreign (400)
+            raise PermissionError(f"this key sees only its own usage (api_key_id={own_key})")
+        key_id = own_key
     endpoint = p.get("endpoint") or None
     if endpoint is not None and not _ENDPOINT_RE.fullmatch(endpoint):
         raise ReportError(f"endpoint: expected a path such as /price, got {endpoint[:40]!r}")

@@ -298,7 +298,8 @@ def add_ops_routes(api: FastAPI, rt: Runtime, envelopes: Envelopes, service: str
             body = envelopes.ok("/ready", data)
         else:
             body = envelopes.error("/ready", 503, _not_ready_reason(data["checks"]), data=data)
-        return Response(dumps(body), status_code=body["status_code"], media_type="application/json")
+        headers = {"Retry-After": "5"} if body["status_code"] == 503 else None  # as every 503
+        return Response(dumps(body), status_code=body["status_code"], media_type="application/json", headers=headers)
 
     @api.get(
         "/metrics",

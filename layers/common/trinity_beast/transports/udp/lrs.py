@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from trinity_beast.domain.envelope import dumps
 from trinity_beast.domain.errors import DatabaseUnavailable, StatementTimeout
 from trinity_beast.services.auth import KEYS_UNAVAILABLE, authenticate
-from trinity_beast.services.reports.answers import report_too_slow, scope_to_key
+from trinity_beast.services.reports.answers import not_yours, own_key, report_too_slow
 from trinity_beast.services.reports.errors import ReportError
 from trinity_beast.services.reports.filters import iso, parse_filters
 from trinity_beast.services.reports.gather import Row, gather
@@ -107,11 +107,11 @@ class UdpReportServer(DatagramServer):
 
         try:
             reader = self.rt.report_reader
-            filters = scope_to_key(parse_filters(params, time.time(), reader.limits, reader.cursor_key), key)
+            filters = parse_filters(params, time.time(), reader.limits, reader.cursor_key, own_key(key))
         except ReportError as exc:
             return done(400, error=str(exc))
-        except PermissionError as exc:
-            return done(403, error=str(exc))
+        except PermissionError:
+            return done(403, error=not_yours(key))
         try:
             rows, missing = await gather(self.rt.cache, self.rt.report_reader, filters)
         except StatementTimeout:

@@ -19,6 +19,7 @@ from trinity_beast.domain.tick import Tick
 
 ENDPOINT = "/ws/prices"
 MAX_SUBSCRIPTIONS = 50  # assets per connection
+MAX_REQUEST_ITEMS = 1_000  # names one subscribe/unsubscribe may carry (repeats included)
 MAX_FRAME_BYTES = 64 * 1024  # larger client frames close the connection with 1009 (server setting)
 PONG = b'{"type":"pong"}'
 _KEY_SLOT = "\x00key\x00"
@@ -109,8 +110,8 @@ def parse_assets(raw: Any, action: str) -> list[str] | BadFrame:
         raw = raw.split(",")
     if not isinstance(raw, list) or not raw or not all(isinstance(a, str) for a in raw):
         return BadFrame(f'{action}: expected a list of assets, e.g. {{"{action}": ["BTC", "ETH"]}}')
-    if len(raw) > MAX_SUBSCRIPTIONS:
-        return BadFrame(f"too many subscriptions: at most {MAX_SUBSCRIPTIONS} assets per connection")
+    if len(raw) > MAX_REQUEST_ITEMS:  # bounded work per frame, before any parsing
+        return BadFrame(f"too many assets in one message: at most {MAX_REQUEST_ITEMS}")
     assets: list[str] = []
     for item in raw:
         asset = asset_symbol(item)
@@ -118,4 +119,6 @@ def parse_assets(raw: Any, action: str) -> list[str] | BadFrame:
             return BadFrame(f"malformed asset {item[:20]!r}: an asset is 1-15 letters or digits")
         if asset not in assets:
             assets.append(asset)
+    if len(assets) > MAX_SUBSCRIPTIONS:  # distinct assets: a name repeated is one subscription
+        return BadFrame(f"too many subscriptions: at most {MAX_SUBSCRIPTIONS} assets per connection")
     return assets
