@@ -81,6 +81,7 @@ class InProcessServer:
     app: Any = None  # the LPO ASGI app (its `hub` is the WebSocket feed)
     udp_port: int = 0
     lrs_url: str | None = None  # the LRS (reports, partners, /admin), when started with lrs=True
+    server: str = "uvicorn"  # what serves the LPO (BEAST_SERVER)
 
     def call(self, coro: Any, timeout: float = 10) -> Any:
         """Run a coroutine on the server's loop (e.g. write a tick into its cache)."""
@@ -99,9 +100,11 @@ class InProcessServer:
 
 @contextlib.contextmanager
 def in_process_server(
-    env: dict[str, str], sim: bool = False, feeds: bool = False, lrs: bool = False, **sim_options: Any
+    env: dict[str, str], sim: bool = False, feeds: bool = False, lrs: bool = False, server: str = "uvicorn",
+    **sim_options: Any,
 ) -> Iterator[InProcessServer]:
-    """`beast serve` in this process: optional simulator (every exchange pointed at it), feeds and LRS."""
+    """`beast serve` in this process: optional simulator (every exchange pointed at it), feeds and LRS;
+    `server="granian"` serves the LPO on granian (BEAST_SERVER), the LRS stays on uvicorn."""
     from trinity_beast.services.prices.ingest import start_feeds
     from trinity_beast.transports.http.lpo import build_lpo
     from trinity_beast.services.runtime import Runtime, ensure_admin_key
@@ -138,13 +141,20 @@ def in_process_server(
         lrs_sock = bind_tcp("127.0.0.1", 0, "BEAST_LRS_PORT")
         lrs_srv = make_server(build_lrs(rt), "warning")
     ready = threading.Event()
+    stop = asyncio.Event()
 
     async def main() -> None:
         await rt.start()
         udp, _ = await asyncio.get_running_loop().create_datagram_endpoint(lambda: UdpPriceServer(rt), sock=udp_sock)
         if feeds:
             await start_feeds(rt)
-        task = asyncio.create_task(srv.serve(sockets=[sock]))
+        if server == "granian":
+            from trinity_beast.transports import granian_server
+
+            srv.started = True  # the socket listens already: granian takes its connections once it runs
+            task = asyncio.create_task(granian_server.serve(app, sock, "warning", stop))
+        else:
+            task = asyncio.create_task(srv.serve(sockets=[sock]))
         lrs_task = None if lrs_srv is None else asyncio.create_task(lrs_srv.serve(sockets=[lrs_sock]))
         while not srv.started or (lrs_srv is not None and not lrs_srv.started):
             await asyncio.sleep(0.01)
@@ -163,10 +173,11 @@ def in_process_server(
     try:
         yield InProcessServer(
             rt, f"http://127.0.0.1:{settings.lpo_port}", loop, secret, key.id, simulator, app, udp_sock.getsockname()[1],
-            None if lrs_sock is None else f"http://127.0.0.1:{lrs_sock.getsockname()[1]}",
+            None if lrs_sock is None else f"http://127.0.0.1:{lrs_sock.getsockname()[1]}", server,
         )
     finally:
         srv.should_exit = True
+        loop.call_soon_threadsafe(stop.set)
         if lrs_srv is not None:
             lrs_srv.should_exit = True
         thread.join(15)

@@ -61,6 +61,7 @@ def test_serve_first_start_prints_an_admin_key_that_works(request: pytest.Fixtur
         ("REDIS_URL", "localhost:6379", "beast: invalid setting REDIS_URL: expected a URL starting with redis:// or rediss:// or unix://, got 'localhost:6379'"),
         ("BEAST_OKX_WS_URL", "https://x", "beast: invalid setting BEAST_OKX_WS_URL: expected a URL starting with ws:// or wss://, got 'https://x'"),
         ("APP_REPORT_SERVER", "maybe", "beast: invalid setting APP_REPORT_SERVER: expected true or false, got 'maybe'"),
+        ("BEAST_SERVER", "nginx", "beast: invalid setting BEAST_SERVER: expected uvicorn or granian, got 'nginx'"),
     ],
 )
 def test_an_invalid_setting_stops_start_up_with_one_line(tmp_path: Path, setting: str, value: str, expected: str) -> None:

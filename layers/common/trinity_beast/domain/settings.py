@@ -20,6 +20,9 @@ from urllib.parse import urlsplit
 EXCHANGES: tuple[str, ...] = ("coinbase", "kraken", "gemini", "gateio", "cryptocom", "okx")
 
 
+SERVERS = ("uvicorn", "granian")  # BEAST_SERVER: what serves the LPO's HTTP and WebSockets
+
+
 class ConfigError(ValueError):
     """A setting is missing or invalid; the message names it."""
 
@@ -53,6 +56,7 @@ class Settings:
     usage_hour_days: float = 90.0
     key_cache_s: float = 5.0
     log_level: str = "INFO"
+    server: str = "uvicorn"  # the HTTP/WebSocket server of the LPO listener: one of SERVERS
     # The stack's own network, for partner onboarding (docs/partners.md); empty = not set.
     partner_service_name: str = ""
     vpc_id: str = ""
@@ -199,6 +203,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(f"BEAST_LOG_LEVEL: expected DEBUG, INFO, WARNING or ERROR, got {log_level!r}")
 
+    server = env.get("BEAST_SERVER", "uvicorn").strip().lower() or "uvicorn"
+    if server not in SERVERS:
+        raise ConfigError(f"BEAST_SERVER: expected {' or '.join(SERVERS)}, got {env.get('BEAST_SERVER')!r}")
     region = env.get("BEAST_REGION", "us-east-2").strip()
     node = env.get("BEAST_CLUSTER_NODE", "BeastMain").strip()
     for setting, value in (("BEAST_REGION", region), ("BEAST_CLUSTER_NODE", node)):
@@ -236,6 +243,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ws_max_per_key=_limit(env, "BEAST_WS_MAX_PER_KEY", 20),
         ws_max_per_ip=_limit(env, "BEAST_WS_MAX_PER_IP", 100),
         log_level=log_level,
+        server=server,
         partner_service_name=_aws(env, "BEAST_PARTNER_SERVICE_NAME", "service_name"),
         vpc_id=_aws(env, "BEAST_VPC_ID", "vpc"),
         vpc_cidr=_aws(env, "BEAST_VPC_CIDR", "cidr", "10.0.0.0/16"),

@@ -1,4 +1,8 @@
-"""Running several ASGI servers in one process under one signal handler."""
+"""Running several ASGI servers in one process under one signal handler.
+
+uvicorn is run here (the one module that runs it); a listener whose `server` is "granian"
+is served by transports/granian_server.py instead (BEAST_SERVER), imported only then.
+"""
 
 from __future__ import annotations
 
@@ -65,6 +69,7 @@ class QuietServer(uvicorn.Server):
 class Listener:
     app: Any
     sock: socket.socket
+    server: str = "uvicorn"  # or "granian" (domain.settings.SERVERS)
 
 
 KEEP_ALIVE_S = 5  # an idle keep-alive connection is closed after this long
@@ -93,17 +98,23 @@ def make_server(app: Any, log_level: str) -> uvicorn.Server:
 
 async def run_until_signal(listeners: list[Listener], log_level: str) -> None:
     """Serve every listener until SIGINT/SIGTERM (or one server fails), then drain them all."""
-    servers = [(make_server(item.app, log_level), item.sock) for item in listeners]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    tasks = [asyncio.create_task(server.serve(sockets=[sock])) for server, sock in servers]
+    uvicorns = [(make_server(item.app, log_level), item.sock) for item in listeners if item.server == "uvicorn"]
+    tasks = [asyncio.create_task(server.serve(sockets=[sock])) for server, sock in uvicorns]
+    others = [item for item in listeners if item.server != "uvicorn"]
+    if others:
+        from trinity_beast.transports import granian_server
+
+        tasks += [asyncio.create_task(granian_server.serve(item.app, item.sock, log_level, stop)) for item in others]
     stopper = asyncio.create_task(stop.wait())
     try:
         await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for server, _ in servers:
+        stop.set()
+        for server, _ in uvicorns:
             server.should_exit = True
         await asyncio.gather(*tasks, return_exceptions=True)
         stopper.cancel()

@@ -36,6 +36,7 @@ class Client:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     closing: tuple[int, str] | None = None
     direct: DirectSocket | None = None  # the server's connection, when updates can be written to it as ready frames
+    reader: asyncio.Task[None] | None = None  # the task reading the client's frames (hub.serve)
 
     def __post_init__(self) -> None:
         self.key_json = orjson.dumps(self.key.id)
