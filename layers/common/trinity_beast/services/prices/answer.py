@@ -17,12 +17,13 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 from trinity_beast.domain.book import Median, age, median, pick
 from trinity_beast.stores.cache import CacheUnavailable
 from trinity_beast.domain.errors import DatabaseUnavailable
-from trinity_beast.domain.envelope import Envelopes, utc_iso, utc_readable
+from trinity_beast.domain.envelope import Envelopes, dumps, utc_iso, utc_readable
 from trinity_beast.domain.keys import ApiKey
 from trinity_beast.domain.tick import Tick
 from trinity_beast.domain.usage import Quota, usage_fields
 from trinity_beast.services.auth import KEYS_UNAVAILABLE, authenticate, quota_for
 from trinity_beast.services.prices.errors import BadRequest, NoPrice
+from trinity_beast.services.prices.splice import Prebuilt, Shapes
 
 if TYPE_CHECKING:
     from trinity_beast.domain.settings import Settings
@@ -93,21 +94,40 @@ class PriceRequest:
 @dataclass(frozen=True, slots=True)
 class PriceAnswer:
     status: int
-    body: dict[str, Any]
+    body: dict[str, Any] | None  # None when `payload` holds the answer already serialized
     key: ApiKey | None = None
     quota: Quota | None = None
+    payload: bytes | None = None  # a prebuilt answer (splice.py)
+
+    def encoded(self) -> bytes:
+        return self.payload if self.payload is not None else dumps(self.body)
+
+
+def entry_timing(tick: Tick, now: float, latency_s: float) -> dict[str, Any]:
+    """The fields of an asset's entry that change with every answer (splice.py splices these)."""
+    return {"cache_age_seconds": round(age(tick, now), 3), "latency_ms": round(latency_s * 1000, 3)}
+
+
+def data_timing(started: float, quota: Quota) -> dict[str, Any]:
+    """The fields of an answer's data that change with every answer (splice.py splices these)."""
+    return {"duration_ms": round((time.perf_counter() - started) * 1000, 3), **usage_fields(quota)}
+
+
+def price_data(entries: list[dict[str, Any]], failed: list[dict[str, Any]], timing: dict[str, Any]) -> dict[str, Any]:
+    return {"assets": entries, "failed": failed, **timing}
 
 
 def asset_entry(tick: Tick, now: float, latency_s: float, cached: bool = True) -> dict[str, Any]:
+    timing = entry_timing(tick, now, latency_s)
     entry: dict[str, Any] = {
         "asset": tick.asset,
         "price": float(tick.price),
         "exchange": tick.label,
         "cached": cached,
-        "cache_age_seconds": round(age(tick, now), 3),
+        "cache_age_seconds": timing["cache_age_seconds"],
         "timestamp": utc_iso(tick.exchange_ts),
         "readable_timestamp": utc_readable(tick.exchange_ts),
-        "latency_ms": round(latency_s * 1000, 3),
+        "latency_ms": timing["latency_ms"],
     }
     if tick.usd_rate is not None:
         entry["converted_from"] = {"quote": tick.quote, "usd_rate": float(tick.usd_rate)}
@@ -154,6 +174,7 @@ class PriceDesk:
         self._meter = meter
         self._live = live
         self._fallback = fallback
+        self._prebuilt = Prebuilt(live, settings, Shapes(asset_entry, entry_timing, price_data, data_timing, ENDPOINT))
 
     async def held(self, asset: str) -> dict[str, Tick]:
         """The ticks this process holds for `asset`, reading the cache once on a local miss."""
@@ -223,6 +244,14 @@ class PriceDesk:
             message = f"monthly limit of {quota.limit} requests reached; the limit resets at {utc_iso(quota.reset_at)}"
             return finish(429, usage_fields(quota), message, ",".join(assets), quota)
 
+        if aggregate == "best" and max_age_s is None:  # the common request: a prebuilt answer when prices are fresh
+            counted = Quota(used=quota.used + 1, limit=quota.limit, reset_at=quota.reset_at)
+            payload = self._prebuilt.payload(envelopes, tuple(assets), key.id, counted, started)
+            if payload is not None:
+                latency = time.perf_counter() - started
+                meter.record(key.id, ENDPOINT, ",".join(assets), request.protocol, 200, latency, billable=True)
+                return PriceAnswer(200, None, key, counted, payload)
+
         now = time.time()
         entries: list[dict[str, Any]] = []
         failed: list[dict[str, str]] = []
@@ -240,11 +269,6 @@ class PriceDesk:
         if status == 200:
             # This request counts towards the month: report usage including it.
             quota = Quota(used=quota.used + 1, limit=quota.limit, reset_at=quota.reset_at)
-        data = {
-            "assets": entries,
-            "failed": failed,
-            "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-            **usage_fields(quota),
-        }
+        data = price_data(entries, failed, data_timing(started, quota))
         error = None if entries else "no price available for " + ", ".join(f["asset"] for f in failed)
         return finish(status, data, error, ",".join(assets), quota)

@@ -123,7 +123,7 @@ class LpoHttp:
         headers = rate_limit_headers(answer.quota)
         if answer.status == 401:
             headers.append((b"www-authenticate", b'Bearer realm="trinity-beast"'))
-        await send_body(send, answer.status, dumps(answer.body), headers)
+        await send_body(send, answer.status, answer.encoded(), headers)
 
     async def health(self, scope: Scope, send: Send) -> None:
         if scope["method"] not in ("GET", "HEAD"):

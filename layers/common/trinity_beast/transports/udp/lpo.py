@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from trinity_beast.domain.envelope import dumps
 from trinity_beast.transports.udp.datagram import SMALL_ANSWER_BYTES, BadDatagram, DatagramServer, decode_object, fit, small_error
 from trinity_beast.services.prices.answer import ENDPOINT, PriceRequest
 
@@ -63,9 +62,10 @@ class UdpPriceServer(DatagramServer):
         answer = await self.rt.prices.answer(request, self.envelopes)
         if answer.key is None:  # not authenticated: small answers only
             self.refused += 1
-            return answer.status, small_error(self.envelopes, ENDPOINT, answer.status, answer.body["error"] or "unauthorized")
+            error = (answer.body or {}).get("error") or "unauthorized"
+            return answer.status, small_error(self.envelopes, ENDPOINT, answer.status, error)
         advice = "ask for fewer assets per datagram, or use HTTP /price"
-        return fit(self.envelopes, ENDPOINT, answer.status, dumps(answer.body), answer.key.id, advice)
+        return fit(self.envelopes, ENDPOINT, answer.status, answer.encoded(), answer.key.id, advice)
 
     def stats(self) -> dict[str, int]:
         return {"answered": self.answered, "refused": self.refused}
