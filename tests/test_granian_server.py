@@ -261,11 +261,12 @@ def test_beast_serve_with_two_granian_workers_answers_and_stops_cleanly(
     try:
         put_btc(p.env, "65000.5")
         secret = next(line.split()[1] for line in p.first_output.splitlines() if line.strip().startswith("key:"))
-        deadline, seen = time.time() + 60, 0
+        deadline, seen, last = time.time() + 60, 0, ""
         while seen < 20 and time.time() < deadline:  # a new connection each: the kernel spreads them
-            r = httpx.get(p.url + "/price?asset=BTC", headers={"Authorization": f"Bearer {secret}"}, timeout=10)
-            seen = seen + 1 if r.status_code == 200 and r.headers.get("server") == "granian" else 0
-        assert seen == 20
+            r = httpx.get(p.url + "/price?asset=BTC", headers={"Authorization": f"Bearer {secret}"}, timeout=30)
+            ok = r.status_code == 200 and r.headers.get("server") == "granian"
+            seen, last = (seen + 1, last) if ok else (0, f"{r.status_code} {r.headers} {r.text[:300]}")
+        assert seen == 20, last
     finally:
         code, err = stop_beast(p)
     assert code == 0, err
