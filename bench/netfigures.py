@@ -227,11 +227,12 @@ def bench_ws(h: Harness, beast: dict[str, Any], server: str, workers: int) -> No
     url = beast["url"].replace("http://", "ws://") + f"/ws/prices?api_key={beast['key']}"
     for mode in MODES:
         pin(beast["proc"], mode)
-        seconds = h.seconds + 6
+        settle = 2 if h.quick else 4  # for the clients to connect and subscribe
+        seconds = h.seconds + settle + 2
         loaders = [subprocess.Popen([*load_prefix(mode), h.py, str(h.bench / "loadgen.py"), "ws", url,
                                      ",".join(WS_ASSETS), str(clients // procs), str(seconds)],
                                     stdout=subprocess.PIPE, text=True) for _ in range(procs)]
-        time.sleep(4)  # connect and subscribe
+        time.sleep(settle)
         sent = _publish(h, beast, h.seconds, WS_RATE, mode)
         results = [json.loads(p.communicate(timeout=180)[0]) for p in loaders]
         deliveries = sum(r["deliveries"] for r in results)

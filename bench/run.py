@@ -266,7 +266,7 @@ def bench_cold_start(h: Harness) -> None:
     sys.path.insert(0, str(BENCH))
     import lambda_import
 
-    runs = 3 if h.quick else 7
+    runs = 1 if h.quick else 7
     base, figures = lambda_import.measure(runs, h.work / "cold")
     for f in figures:
         h.add(Figure(
