@@ -144,15 +144,19 @@ def bench_http_and_ws(h: Harness, workers: int) -> None:
     (the simulator stopped first, so only the publisher's ticks reach the clients)."""
     base: dict[str, dict] = {}
     ours: dict[str, dict[str, dict]] = {}
+    before, ws_figures = h.figures, []
     for server in SERVERS:
         beast = h.start_beast(workers=workers, server=server)
         if not base:
             base = bare_http(h, beast, workers)
         ours[server] = measure_http(h, beast)
         h.stop(beast["sim"])
+        h.figures = ws_figures  # listed after the HTTP figures, which are reported once both servers ran
         bench_ws(h, beast, server, workers)
+        h.figures = before
         h.stop_beast(beast)
     report_http(h, workers, base, ours)
+    h.figures.extend(ws_figures)
 
 
 def udp_closed(h: Harness, mode: str, port: int, payload: Path) -> dict:

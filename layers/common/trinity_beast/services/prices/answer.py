@@ -100,7 +100,10 @@ class PriceAnswer:
     payload: bytes | None = None  # a prebuilt answer (splice.py)
 
     def encoded(self) -> bytes:
-        return self.payload if self.payload is not None else dumps(self.body)
+        if self.payload is not None:
+            return self.payload
+        assert self.body is not None, "an answer has a body or a payload"
+        return dumps(self.body)
 
 
 def entry_timing(tick: Tick, now: float, latency_s: float) -> dict[str, Any]:
