@@ -139,8 +139,8 @@ class Meter:
                     slot[0] += n
                     slot[1] += us
                     slot[2] = max(slot[2], top)
-                for k, n in months.items():
-                    self._month_pending[k] += n
+                for month_key, n in months.items():
+                    self._month_pending[month_key] += n
                 return 0
             month_totals = totals[len(totals) - len(month_items) :] if month_items else []
             for (key, _), total in zip(month_items, month_totals, strict=True):

@@ -61,7 +61,7 @@ class RestPrices:
         )
         tick = convert(raw, self.usd_rate)
         if tick is None:
-            raise NoUsdRate(f"{exchange}: no live {raw.quote}/USD rate to convert its price")
+            raise NoUsdRate(exchange, f"no live {raw.quote}/USD rate to convert its price")
         self._live.apply(tick)
         try:
             await self._cache.put_tick(tick)
