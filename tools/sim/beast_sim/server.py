@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import orjson
@@ -171,7 +171,7 @@ class Simulator(SimState):
                 )
         return Response(orjson.dumps({"ok": True, "state": self.snapshot()}), media_type="application/json")
 
-    def _ws_endpoint(self, exchange: str):
+    def _ws_endpoint(self, exchange: str) -> Callable[[WebSocket], Awaitable[None]]:
         async def endpoint(websocket: WebSocket) -> None:
             await serve_connection(self, exchange, websocket)
 

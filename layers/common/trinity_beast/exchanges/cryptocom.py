@@ -113,7 +113,7 @@ class CryptoCom(Connector):
     def ticker_request(self, rest_symbol: str) -> RestRequest:
         return RestRequest(TICKER_PATH, {"instrument_name": rest_symbol})
 
-    def _check(self, doc: dict) -> None:
+    def _check(self, doc: dict[str, object]) -> None:
         if doc.get("code", 0) not in (0, "0"):
             raise ExchangeError(self.name, f"{doc.get('message') or 'error'} (code {doc.get('code')})")
 

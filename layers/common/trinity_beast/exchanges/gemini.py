@@ -121,7 +121,7 @@ class Gemini(Connector):
     def _apply_trade(self, book: Book, t: dict[str, Any]) -> float | None:
         price = to_price(t.get("price"))
         ts = ms_to_s(t.get("timestamp"))
-        eid = t.get("event_id") if isinstance(t.get("event_id"), int) else 0
+        eid = event_id if isinstance(event_id := t.get("event_id"), int) else 0
         if price is None or ts is None:
             return None
         return ts if book.trade(price, ts, eid) else None

@@ -137,7 +137,11 @@ class Kraken(Connector):
         if len(result) != 1:
             raise ExchangeError(self.name, f"{asset}: expected one pair in result, got {len(result)}")
         t = as_dict(next(iter(result.values())))
-        first = lambda k: as_list(t.get(k))[0] if as_list(t.get(k)) else None  # noqa: E731
+
+        def first(k: str) -> object:
+            values = as_list(t.get(k))
+            return values[0] if values else None
+
         return self.rest_tick(asset, quote, first("c"), first("b"), first("a"), None, received_ts)
 
     def instruments_request(self) -> RestRequest:

@@ -101,7 +101,7 @@ class OKX(Connector):
     def ticker_request(self, rest_symbol: str) -> RestRequest:
         return RestRequest(TICKER_PATH, {"instId": rest_symbol})
 
-    def _check(self, doc: dict) -> None:
+    def _check(self, doc: dict[str, object]) -> None:
         if str(doc.get("code")) != "0":
             raise ExchangeError(self.name, f"{doc.get('msg') or 'error'} (code {doc.get('code')})")
 

@@ -102,9 +102,9 @@ class Metrics:
         for collector in self._collectors.values():
             try:
                 produced = collector()
-                if hasattr(produced, "__await__"):
-                    produced = await produced  # type: ignore[misc]
-                samples.extend(produced)  # type: ignore[arg-type]
+                if isinstance(produced, Awaitable):
+                    produced = await produced
+                samples.extend(produced)
             except Exception:  # one broken collector must not hide the others
                 log.exception("metrics collector failed")
         return self._text(samples)
@@ -126,7 +126,12 @@ class Metrics:
         out.append("# HELP beast_requests_total Requests answered, per service, endpoint, protocol and status.")
         out.append("# TYPE beast_requests_total counter")
         for (service, endpoint, protocol, status), n in sorted(self._requests.items()):
-            labels = (("service", service), ("endpoint", endpoint), ("protocol", protocol), ("status", str(status)))
+            labels: Labels = (
+                ("service", service),
+                ("endpoint", endpoint),
+                ("protocol", protocol),
+                ("status", str(status)),
+            )
             out.append(f"beast_requests_total{_labels(labels)} {n}")
         out.append(
             "# HELP beast_request_duration_seconds Time to answer a request, per service, endpoint and protocol."

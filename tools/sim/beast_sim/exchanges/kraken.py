@@ -70,7 +70,7 @@ class KrakenSim(SimProtocol):
         stamp = {"time_in": rfc3339_us(), "time_out": rfc3339_us()}
         if method == "ping":
             return [dumps({"method": "pong", "req_id": req_id, **stamp})]
-        params = msg.get("params") if isinstance(msg.get("params"), dict) else {}
+        params = given if isinstance(given := msg.get("params"), dict) else {}
         if method not in ("subscribe", "unsubscribe") or params.get("channel") != "ticker":
             return [
                 dumps(
@@ -83,7 +83,7 @@ class KrakenSim(SimProtocol):
                     }
                 )
             ]
-        symbols = params.get("symbol") if isinstance(params.get("symbol"), list) else []
+        symbols = listed if isinstance(listed := params.get("symbol"), list) else []
         out: list[str] = []
         for sym in symbols:
             inst = s.lookup(sym)

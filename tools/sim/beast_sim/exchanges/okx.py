@@ -63,7 +63,7 @@ class OKXSim(SimProtocol):
             arg = arg if isinstance(arg, dict) else {}
             sym = arg.get("instId")
             inst = s.lookup(sym) if arg.get("channel") == "tickers" else None
-            if inst is None:
+            if inst is None or not isinstance(sym, str):  # (lookup finds only str symbols)
                 out.append(
                     dumps(
                         {

@@ -38,7 +38,7 @@ def parse_cidr(raw: str) -> ipaddress.IPv4Network:
         raise CidrError(f"invalid CIDR {text[:60]!r}: only IPv4 networks are supported")
     if str(network) != text:
         raise CidrError(f"invalid CIDR {text!r}: host bits are set; did you mean {network}?")
-    return network  # type: ignore[return-value]
+    return network
 
 
 def check_partner_cidr(raw: str, own_vpc: str, active: Iterable[tuple[str, str]] = ()) -> ipaddress.IPv4Network:

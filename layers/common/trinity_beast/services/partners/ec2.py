@@ -97,7 +97,8 @@ class Ec2Network:
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            return getattr(self.client, operation)(**params)
+            answer: dict[str, Any] = getattr(self.client, operation)(**params)
+            return answer
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             if code in ok_codes:

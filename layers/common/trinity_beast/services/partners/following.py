@@ -128,6 +128,7 @@ class FollowingEc2(ABC):
     def teardown_plan(self, partner_id: str) -> dict[str, Any]:
         """What revoking or rejecting this partner would remove, and what would stay (read-only)."""
         partner = self.get(partner_id)
+        remove: list[Piece]
         if not self._configured(partner):
             remove, stay = [], self._unread(partner)
         else:

@@ -7,6 +7,7 @@ in between leaves the record where it was and the same action can simply be repe
 
 from __future__ import annotations
 
+import builtins
 import threading
 import time
 from collections.abc import Callable
@@ -71,10 +72,10 @@ class PartnerService(UdpAccess, FollowingEc2):
     def list(self) -> list[Partner]:
         return self.db.list_partners()
 
-    def active(self, excluding: str | None = None) -> list[Partner]:
+    def active(self, excluding: str | None = None) -> builtins.list[Partner]:
         return [p for p in self.db.list_partners("active") if p.id != excluding]
 
-    def audit(self, partner_id: str | None = None, limit: int = 200) -> list[AuditEntry]:
+    def audit(self, partner_id: str | None = None, limit: int = 200) -> builtins.list[AuditEntry]:
         return self.db.audit_trail(partner_id, limit)
 
     def onboarding(self, partner: Partner) -> dict[str, Any]:
@@ -272,7 +273,7 @@ class PartnerService(UdpAccess, FollowingEc2):
         return bool(partner.cidr) and any(p.cidr == partner.cidr for p in self.active(partner.id))
 
     # --- refusing and revoking ------------------------------------------------------------
-    def _close_network(self, partner: Partner) -> tuple[dict[str, Any], list[Piece]]:
+    def _close_network(self, partner: Partner) -> tuple[dict[str, Any], builtins.list[Piece]]:
         """Remove every network piece the partner has in EC2 (each step a no-op when already
         undone); what must stay is returned with the reason."""
         if not self._configured(partner):
@@ -302,7 +303,7 @@ class PartnerService(UdpAccess, FollowingEc2):
             ) from None
         return done, stay
 
-    def reject(self, partner_id: str, actor: str, reason: str = "") -> tuple[Partner, bool, list[Piece]]:
+    def reject(self, partner_id: str, actor: str, reason: str = "") -> tuple[Partner, bool, builtins.list[Piece]]:
         """Refuse an invited or pending partner (its request too) and revoke its key."""
         with self._lock(partner_id):
             partner = self.get(partner_id)
@@ -312,7 +313,7 @@ class PartnerService(UdpAccess, FollowingEc2):
                 raise PartnerError(409, f"partner {partner.id} is revoked: there is nothing left to reject")
             return self._end(partner, "rejected", "reject", actor, reason)
 
-    def revoke(self, partner_id: str, actor: str, reason: str = "") -> tuple[Partner, bool, list[Piece]]:
+    def revoke(self, partner_id: str, actor: str, reason: str = "") -> tuple[Partner, bool, builtins.list[Piece]]:
         """Cut a partner off: connection, route, UDP rules, key. Safe to repeat: on a revoked
         partner it removes whatever EC2 still has (an earlier revoke that stopped half-way)."""
         with self._lock(partner_id):
@@ -325,7 +326,7 @@ class PartnerService(UdpAccess, FollowingEc2):
 
     def _end(
         self, partner: Partner, status: str, action: str, actor: str, reason: str
-    ) -> tuple[Partner, bool, list[Piece]]:
+    ) -> tuple[Partner, bool, builtins.list[Piece]]:
         done, stay = self._close_network(partner)
         remain = {"remain": [p.message for p in stay]} if stay else {}
         if partner.status == status:  # again: only what EC2 still had

@@ -70,7 +70,7 @@ def parse_options(aggregate: str | None, max_age_ms: str | None) -> tuple[str, f
     mode = (aggregate or "best").strip().lower()
     if mode not in ("best", "median"):
         raise BadRequest(
-            f"unknown aggregate {aggregate[:20]!r}: use aggregate=median, or leave it out for the priority price"
+            f"unknown aggregate {(aggregate or '')[:20]!r}: use aggregate=median, or leave it out for the priority price"
         )
     if max_age_ms is None:
         return mode, None

@@ -58,7 +58,9 @@ def plan(rest: RestPrices, assets: list[str]) -> dict[str, list[str]]:
     for asset in assets:
         listed = [ex for ex in priority if registry.instrument(asset, ex) is not None]
         if asset in STABLECOINS:  # a stablecoin's own price must be in USD: it is the conversion rate
-            listed = [ex for ex in listed if registry.instrument(asset, ex).quote == "USD"]
+            listed = [
+                ex for ex in listed if (inst := registry.instrument(asset, ex)) is not None and inst.quote == "USD"
+            ]
         if not listed:
             continue
         best = min(listed, key=lambda ex: (load[ex] + 1) / CONNECTORS[ex].rest_rate)

@@ -87,7 +87,9 @@ def render_text(rows: Sequence[Row], total: int) -> bytes:
 
 
 def filename(f: ReportFilters) -> str:
-    day = lambda ts: datetime.fromtimestamp(ts, tz=UTC).strftime("%Y%m%d")  # noqa: E731
+    def day(ts: float) -> str:
+        return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y%m%d")
+
     ext = {"csv": "csv", "tsv": "tsv", "text": "txt", "json": "json"}[f.format]
     return f"usage-{day(f.start)}-{day(max(f.end - 1, f.start))}-{f.granularity}.{ext}"
 

@@ -99,13 +99,14 @@ class _RedisSubscription(Subscription):
             while True:
                 message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
                 if message is not None and message["type"] == "message":
-                    return message["data"]
+                    data: bytes = message["data"]
+                    return data
         except RedisError as exc:
             raise CacheUnavailable(str(exc)) from exc
 
     async def aclose(self) -> None:
         try:
-            await self._pubsub.aclose()
+            await self._pubsub.aclose()  # type: ignore[no-untyped-call]  # redis leaves PubSub.aclose unannotated
         except RedisError:
             pass
 
@@ -153,7 +154,7 @@ class RedisCache(Cache):
             raw = await self._redis.hgetall(self._k(f"price:{asset}"))
         except RedisError as exc:
             raise CacheUnavailable(str(exc)) from exc
-        return {ex.decode(): Tick.from_json(v) for ex, v in raw.items()}
+        return {ex.decode(): Tick.from_json(v) for ex, v in raw.items()}  # type: ignore[union-attr]  # redis types replies bytes | str; this client never decodes them
 
     async def all_ticks(self) -> dict[str, dict[str, Tick]]:
         prefix = self._k("price:")
@@ -162,7 +163,7 @@ class RedisCache(Cache):
             async for key in self._redis.scan_iter(match=prefix + "*", count=500):
                 raw = await self._redis.hgetall(key)
                 if raw:
-                    out[key.decode()[len(prefix) :]] = {ex.decode(): Tick.from_json(v) for ex, v in raw.items()}
+                    out[key.decode()[len(prefix) :]] = {ex.decode(): Tick.from_json(v) for ex, v in raw.items()}  # type: ignore[union-attr]  # redis types replies bytes | str; this client never decodes them
         except RedisError as exc:
             raise CacheUnavailable(str(exc)) from exc
         return out
@@ -178,7 +179,7 @@ class RedisCache(Cache):
         try:
             await pubsub.subscribe(self._k(channel))
         except RedisError as exc:
-            await pubsub.aclose()
+            await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis leaves PubSub.aclose unannotated
             raise CacheUnavailable(str(exc)) from exc
         return _RedisSubscription(pubsub)
 
@@ -206,7 +207,7 @@ class RedisCache(Cache):
             raw = await self._redis.hgetall(self._k(key))
         except RedisError as exc:
             raise CacheUnavailable(str(exc)) from exc
-        return {f.decode(): int(v) for f, v in raw.items()}
+        return {f.decode(): int(v) for f, v in raw.items()}  # type: ignore[union-attr]  # redis types replies bytes | str; this client never decodes them
 
     async def keys(self, prefix: str) -> list[str]:
         full = self._k(prefix)

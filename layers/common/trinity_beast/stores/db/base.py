@@ -49,7 +49,7 @@ class Database(PartnerRows, UsageRows, DeploymentRows, SchemaMigrations, ABC):
 
     # --- what a backend supplies -------------------------------------------------------
     @abstractmethod
-    def _execute(self, sql: str, params: dict[str, Any] | None = None) -> tuple[list[tuple], int]:
+    def _execute(self, sql: str, params: dict[str, Any] | None = None) -> tuple[list[tuple[Any, ...]], int]:
         """Run one statement; return (rows, affected row count)."""
 
     @abstractmethod
@@ -110,7 +110,7 @@ class Database(PartnerRows, UsageRows, DeploymentRows, SchemaMigrations, ABC):
                     self._clear_deadline()
                 self._rollback()
 
-    def query(self, sql: str, **params: Any) -> list[tuple]:
+    def query(self, sql: str, **params: Any) -> list[tuple[Any, ...]]:
         with self._lock:
             return self._execute(sql, params)[0]
 

@@ -123,7 +123,7 @@ class PostgresDatabase(Database):
             except Exception:  # already broken: nothing to close cleanly
                 pass
 
-    def _run(self, sql: str, params: dict[str, Any] | None = None) -> tuple[list, int]:
+    def _run(self, sql: str, params: dict[str, Any] | None = None) -> tuple[list[Any], int]:
         retry = not self._in_tx and self._conn is not None
         while True:
             conn = self._connect()
@@ -147,7 +147,7 @@ class PostgresDatabase(Database):
                     raise DatabaseUnavailable(f"PostgreSQL cannot serve: {_one_line(exc)}") from None
                 retry = False
 
-    def _execute(self, sql: str, params: dict[str, Any] | None = None) -> tuple[list[tuple], int]:
+    def _execute(self, sql: str, params: dict[str, Any] | None = None) -> tuple[list[tuple[Any, ...]], int]:
         rows, count = self._run(sql, params)
         return [tuple(r) for r in rows], count
 

@@ -16,11 +16,11 @@ class Repository(ABC):
     dialect: str = ""  # "sqlite" or "postgres": the few statements that differ pick by it
 
     @abstractmethod
-    def _execute(self, sql: str, params: dict[str, Any] | None = None) -> tuple[list[tuple], int]:
+    def _execute(self, sql: str, params: dict[str, Any] | None = None) -> tuple[list[tuple[Any, ...]], int]:
         """Run one statement; return (rows, affected row count)."""
 
     @abstractmethod
-    def query(self, sql: str, **params: Any) -> list[tuple]: ...
+    def query(self, sql: str, **params: Any) -> list[tuple[Any, ...]]: ...
 
     @abstractmethod
     def transaction(self) -> AbstractContextManager[None]: ...

@@ -28,7 +28,7 @@ class SqliteDatabase(Database):
         self._conn.execute("PRAGMA busy_timeout=30000")
         self._in_tx = False
 
-    def _execute(self, sql: str, params: dict[str, Any] | None = None) -> tuple[list[tuple], int]:
+    def _execute(self, sql: str, params: dict[str, Any] | None = None) -> tuple[list[tuple[Any, ...]], int]:
         try:
             cur = self._conn.execute(sql, params or {})
             rows = cur.fetchall()

@@ -91,7 +91,8 @@ class UsageRows(Repository):
             items = sorted(counts.items())
             for i in range(0, len(items), _ROWS_PER_INSERT):
                 chunk = items[i : i + _ROWS_PER_INSERT]
-                values, params = [], {"start": int(minute_start)}
+                values: list[str] = []
+                params: dict[str, Any] = {"start": int(minute_start)}
                 for j, (g, c) in enumerate(chunk):
                     values.append(f"('minute', :start, :k{j}, :e{j}, :a{j}, :p{j}, :s{j}, :n{j}, :u{j}, :m{j})")
                     params.update(

@@ -74,11 +74,13 @@ class LazyTracer:
             self._tracer = Tracer(service=self._service, patch_modules=PATCHED)
         return self._tracer
 
-    def capture_lambda_handler(self, handler: Callable | None = None, *, capture_response: bool = False) -> Callable:
+    def capture_lambda_handler(
+        self, handler: Callable[..., Any] | None = None, *, capture_response: bool = False
+    ) -> Callable[..., Any]:
         """Tracer.capture_lambda_handler; responses are not captured by default (they carry API keys)."""
         if handler is None:
             return functools.partial(self.capture_lambda_handler, capture_response=capture_response)
-        traced: Callable | None = None
+        traced: Callable[..., Any] | None = None
 
         @functools.wraps(handler)
         def run(event: Any, context: Any) -> Any:
@@ -204,7 +206,9 @@ class LambdaRuntime:
 
         return self.loop.run_until_complete(invocation())
 
-    def serve(self, adapter: Callable[[dict, Any], dict], event: dict, context: Any) -> dict[str, Any]:
+    def serve(
+        self, adapter: Callable[[dict[str, Any], Any], dict[str, Any]], event: dict[str, Any], context: Any
+    ) -> dict[str, Any]:
         """Run a Mangum adapter on this container's loop (Mangum uses the current loop), then flush usage."""
         rt = self.runtime()
         asyncio.set_event_loop(self.loop)
@@ -227,7 +231,7 @@ class AsgiFunction:
         self._profile = profile  # the agent profile kind of answers given before the app runs
         self._envelopes: Envelopes | None = None
         self.runtime = LambdaRuntime()
-        self._adapter: Callable[[dict, Any], dict] | None = None
+        self._adapter: Callable[[dict[str, Any], Any], dict[str, Any]] | None = None
 
     @property
     def envelopes(self) -> Envelopes:
@@ -235,7 +239,7 @@ class AsgiFunction:
             self._envelopes = Envelopes.for_service(envelope_settings(), self._service, self._profile)
         return self._envelopes
 
-    def adapter(self) -> Callable[[dict, Any], dict]:
+    def adapter(self) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
         if self._adapter is None:
             from mangum import Mangum
 
@@ -263,7 +267,7 @@ class AsgiFunction:
 # --- the assets function: no stores, the Powertools resolver ------------------------------------
 
 
-def envelope_response(body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+def envelope_response(body: dict[str, Any], headers: dict[str, str] | None = None) -> Response[str]:
     from aws_lambda_powertools.event_handler import Response
 
     return Response(
@@ -281,12 +285,12 @@ def make_resolver(service: str) -> tuple[APIGatewayRestResolver, Envelopes]:
     envelopes = Envelopes.for_service(envelope_settings(), service)
 
     @app.not_found
-    def not_found(exc: NotFoundError) -> Response:
+    def not_found(exc: NotFoundError) -> Response[str]:
         path = app.current_event.path
         return envelope_response(envelopes.error(path, 404, f"unknown path {path}"))
 
-    @app.exception_handler(Exception)
-    def failed(exc: Exception) -> Response:
+    @app.exception_handler(Exception)  # type: ignore[untyped-decorator]  # Powertools leaves exception_handler unannotated
+    def failed(exc: Exception) -> Response[str]:
         logger.exception("request failed")
         path = app.current_event.path
         return envelope_response(envelopes.error(path, 500, "internal error; the failure was logged"))

@@ -82,7 +82,7 @@ class OnceOnly:
             store = DynamoDBPersistenceLayer(table_name=os.environ["IDEMPOTENCY_TABLE"].strip())
             answer = self._function.answer  # counted once, by the caller
 
-            @idempotent_function(data_keyword_argument="request", persistence_store=store, config=self._config)
+            @idempotent_function(data_keyword_argument="request", persistence_store=store, config=self._config)  # type: ignore[untyped-decorator]  # Powertools types it as returning Any
             def create_partner(request: dict[str, str], event: dict[str, Any], context: Any) -> dict[str, Any]:
                 response = answer(event, context)
                 if not 200 <= response["statusCode"] < 300:

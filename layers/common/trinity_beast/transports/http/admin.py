@@ -213,6 +213,7 @@ def add_command_center(api: FastAPI, rt: Runtime, envelopes: Envelopes) -> None:
         key, refused = await _admin(rt, request, envelopes)
         if refused is not None:
             return refused
+        assert key is not None  # _admin returns a key or a refusal
         s = rt.settings
         stack = StackNetwork.from_settings(s)
         missing = {
@@ -238,6 +239,7 @@ def add_command_center(api: FastAPI, rt: Runtime, envelopes: Envelopes) -> None:
         key, refused = await _admin(rt, request, envelopes)
         if refused is not None:
             return refused
+        assert key is not None  # _admin returns a key or a refusal
         window = request.query_params.get("range", "1h")
         if window not in RANGES:
             body = envelopes.error(
@@ -264,6 +266,7 @@ def add_command_center(api: FastAPI, rt: Runtime, envelopes: Envelopes) -> None:
         key, refused = await _admin(rt, request, envelopes)
         if refused is not None:
             return refused
+        assert key is not None  # _admin returns a key or a refusal
         held = rt.live.assets()
         listed = [a["asset"] for a in rt.registry.listing()["assets"]]
         data = {

@@ -3,6 +3,7 @@ of a request, and GET /usage/me (served by both the LPO and the LRS)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
     from trinity_beast.services.runtime import Runtime
 
 
-def envelope_response(body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+def envelope_response(body: dict[str, Any], headers: Mapping[str, str] | None = None) -> Response:
     return Response(dumps(body), status_code=body["status_code"], media_type="application/json", headers=headers)
 
 

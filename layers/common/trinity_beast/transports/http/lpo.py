@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Scope = dict[str, Any]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]  # as Starlette declares it: FastAPI gets our send
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 
 JSON = b"application/json"
@@ -53,7 +53,7 @@ def query_params(raw: bytes) -> dict[str, list[str]]:
     return params
 
 
-async def send_body(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] = ()) -> None:
+async def send_body(send: Send, status: int, body: bytes, headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
     await send(
         {
             "type": "http.response.start",
@@ -101,11 +101,11 @@ class LpoHttp:
             return await self.method_not_allowed(scope, send, "GET")
         query = query_params(scope["query_string"])
         request = PriceRequest(
-            credentials(scope["headers"], (query.get("api_key") or [None])[0]),
+            credentials(scope["headers"], next(iter(query.get("api_key") or []), None)),
             query.get("asset", []),
             "http",
-            aggregate=(query.get("aggregate") or [None])[0],
-            max_age_ms=(query.get("max_age_ms") or [None])[0],
+            aggregate=next(iter(query.get("aggregate") or []), None),
+            max_age_ms=next(iter(query.get("max_age_ms") or []), None),
         )
         try:
             answer = await self.rt.prices.answer(request, self.envelopes)

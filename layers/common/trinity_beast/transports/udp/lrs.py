@@ -116,7 +116,7 @@ class UdpReportServer(DatagramServer):
             rows, missing = await gather(self.rt.cache, self.rt.report_reader, filters)
         except StatementTimeout:
             return done(503, error=report_too_slow(self.rt.report_reader.limits.timeout_s))
-        data = {
+        summary = {
             "type": "usage_summary",
             "from": iso(filters.start),
             "to": iso(filters.end),
@@ -124,4 +124,4 @@ class UdpReportServer(DatagramServer):
             **summarize(rows),
             "missing": list(missing),
         }
-        return done(200, data)
+        return done(200, summary)

@@ -58,7 +58,7 @@ class Hub:
         self.writer = Writer(self.deliveries, self.messages)
         self.revalidate_s = REVALIDATE_S
         self.push_interval_s = 1.0 / rt.settings.ws_max_pushes_per_s  # per client and asset
-        self._revalidating: asyncio.Task | None = None
+        self._revalidating: asyncio.Task[Any] | None = None
         rt.live.on_update(self.on_tick)
 
     def served(self, asset: str) -> Tick | None:
@@ -227,7 +227,7 @@ class Hub:
             if not ids:
                 continue
             try:
-                current = await asyncio.to_thread(lambda ids=ids: {i: self.rt.db.key_by_id(i) for i in ids})
+                current = await asyncio.to_thread(lambda ids: {i: self.rt.db.key_by_id(i) for i in ids}, ids)
             except Exception:
                 log.warning("could not re-check WebSocket keys; will retry")
                 continue
