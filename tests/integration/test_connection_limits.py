@@ -177,7 +177,7 @@ async def test_a_spoofed_forwarded_for_cannot_pass_the_per_address_limit(
                 refused
             )
             expected = "203.0.113.7" if trusted else "127.0.0.1"
-            assert set(srv.app.hub.per_ip) == {expected}
+            assert set(srv.app.hub.limits.per_ip) == {expected}
         finally:
             for ws in results:
                 if hasattr(ws, "close"):

@@ -68,7 +68,7 @@ First start: created an admin key. It is shown once; keep it somewhere safe.
 <!-- run: udp-sizes rows=one,each,frame,fit -->
 | answer | measured |
 |---|---|
-| one asset | about 690 bytes |
+| one asset | about 3,000 bytes |
 | each further asset | about 255 bytes more |
 | under 1,400 bytes | 3 |
 | fit in 4,096 | 13 |
@@ -116,7 +116,7 @@ def test_the_runner_refuses_docs_that_claim_what_is_not_so(tmp_path: Path) -> No
         r"\(top\): documented but not answered: extra",
         r"\(top\): answered but not documented: .*\bstatus\b",
         r"documented 3 line\(s\), printed \d+",
-        r"one asset: documented about 690 bytes, measured \d+",
+        r"one asset: documented about 3,000 bytes, measured \d+",
         r"each further asset: documented about 255 bytes more, measured \d+",
         r"fit in 4,096: documented 13, measured \d+",
         r"\[fields on embedded\]: answered but not documented: .*\bduration_ms\b",

@@ -134,5 +134,5 @@ def test_the_lpo_with_feeds_off_has_no_feeds_to_report(
 def test_feeds_mode_refuses_what_it_cannot_do(tmp_path: Path, extra: dict[str, str], error: str) -> None:
     env = {"BEAST_DATA_DIR": str(tmp_path / "data"), **extra}
     result = run_beast(["serve", "--only", "feeds"], env, cwd=tmp_path)
-    assert result.returncode == 1 and result.stderr.strip() == error, result.stderr
+    assert result.returncode == 2 and result.stderr.strip() == error, result.stderr
     assert not (tmp_path / "data").exists()  # refused before touching anything

@@ -101,7 +101,7 @@ def test_beast_serve_stops_in_one_line_when_secrets_manager_is_unreachable(pg_ur
         "BEAST_LRS_PORT": str(free_port()),
     }
     result = run_beast(["serve"], env, timeout=120, cwd=tmp_path)
-    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.returncode == 2, result.stdout + result.stderr  # a start-up failure: one line, exit 2
     [line] = result.stderr.strip().splitlines()
     assert (
         line.startswith("beast: BEAST_ADMIN_KEY_SECRET_ARN: cannot store the first admin key in ")

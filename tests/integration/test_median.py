@@ -35,6 +35,8 @@ ENTRY_FIELDS = {
     "timestamp",
     "readable_timestamp",
     "latency_ms",
+    "timestamp_ms",
+    "latency_us",
     "sources",
     "consensus",
     "dispersion",

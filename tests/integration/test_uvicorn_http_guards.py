@@ -58,7 +58,7 @@ def test_the_server_config_runs_the_guarded_protocol() -> None:
     config = make_server(app, "warning").config
     config.load()
     require(
-        config.http_protocol_class is LimitedHttpTools,
+        isinstance(config.http_protocol_class, type) and issubclass(config.http_protocol_class, LimitedHttpTools),
         MODULE,
         "uvicorn.Config(http=<a protocol class>) serving HTTP with that class",
         f"it serves {config.http_protocol_class!r}",

@@ -268,6 +268,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("botocore").setLevel(logging.WARNING)  # "Found credentials in environment variables" is noise too
     try:
         if args.command == "serve":
+            if args.only == "feeds":  # refused before anything is created
+                from trinity_beast.app.feeds_only import check_settings
+
+                check_settings(settings, args.workers)
             check_host(settings.host)  # before anything is created (the first admin key)
         if args.command in ("serve", "migrate", "keys"):
             check_sqlite(settings)

@@ -133,10 +133,6 @@ def _closer(transport: asyncio.BaseTransport) -> Callable[[], Awaitable[None]]:
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from trinity_beast.app.first_admin import first_start
 
-    if args.only == "feeds":
-        from trinity_beast.app.feeds_only import check_settings
-
-        check_settings(settings, args.workers)
     if not args.reuse_port:
         probe_ports(args, settings)  # a busy port fails now, before a first admin key is made and shown
     db = make_database(settings)
