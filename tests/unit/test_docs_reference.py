@@ -126,7 +126,7 @@ LINK = re.compile(
 
 
 def markdown_files() -> list[Path]:
-    skip = {".venv", ".sam-venv", ".aws-sam", "node_modules", ".git", ".pytest_cache"}
+    skip = {".venv", ".venv313", ".sam-venv", ".lint-venv", ".aws-sam", "node_modules", ".git", ".pytest_cache"}
     return [p for p in REPO.rglob("*.md") if not skip & set(p.relative_to(REPO).parts)]
 
 

@@ -20,6 +20,7 @@ from fastapi.responses import FileResponse, Response
 
 from trinity_beast.domain.envelope import Envelopes
 from trinity_beast.domain.keys import ApiKey
+from trinity_beast.domain.usage import NO_ASSET
 from trinity_beast.services.auth import authenticate
 from trinity_beast.services.partners.wizard import REGIONS, StackNetwork
 from trinity_beast.services.reports.filters import parse_filters
@@ -38,6 +39,7 @@ STATIC_FILES = {
     "chart.umd.min.js": "text/javascript",
     "favicon.svg": "image/svg+xml",
 }
+UNLISTED = "unlisted or malformed names (not stored)"
 RANGES = {"1h": (3600, "minute"), "24h": (86400, "hour"), "7d": (7 * 86400, "hour")}
 TOP_KEYS = 8
 TICKER_ASSETS = 8
@@ -131,7 +133,10 @@ async def usage_series(rt: Runtime, window: str, now: float | None = None, key_i
         totals["requests"] += n
         totals["errors"] += n if row.group.status >= 400 else 0
         for asset in row.group.asset.split(","):
-            if asset and asset != "-":
+            if asset == NO_ASSET:  # refused names are stored under this one label (docs/usage.md)
+                if row.group.status >= 400:
+                    invalid[NO_ASSET] += n
+            elif asset:
                 (assets if asset in listed else invalid)[asset] += n
     ranked = sorted(per_key, key=lambda k: -sum(per_key[k]))
     keys = [
@@ -165,7 +170,8 @@ async def usage_series(rt: Runtime, window: str, now: float | None = None, key_i
                 "asset": f"invalid names ({len(invalid)})",
                 "requests": sum(invalid.values()),
                 "invalid": True,
-                "names": sorted(invalid, key=lambda a: -invalid[a])[:20],
+                # Names no exchange lists are counted under one label, never stored (docs/usage.md).
+                "names": [UNLISTED if a == NO_ASSET else a for a in sorted(invalid, key=lambda a: -invalid[a])[:20]],
             }
         )
     return {

@@ -299,6 +299,11 @@
     try {
       data = await busy(button, () => api("POST", "/partners/reconcile", {}));
     } catch (e) {
+      if (!button && /partner network not configured/.test(e.message)) {
+        // The banner above says why; the automatic refresh says only that AWS was not read.
+        $("#reconcile-note").textContent = `Not compared with AWS: ${e.message}.`;
+        return;
+      }
       $("#reconcile-note").textContent = "";
       return notify("Refresh from AWS failed", e.message);
     }
