@@ -337,8 +337,6 @@ class Meter:
                         await self._settle_offline()
                     self._down = False
                 totals = await self._cache.hincr(increments, maxima) if increments else []
-                current = month_of(self._clock())
-                fresh = await self._cache.hgetall(f"{MONTH_PREFIX}{current}")
             except CacheUnavailable as exc:
                 self.flush_failures += 1
                 self._go_down(exc)
@@ -349,14 +347,25 @@ class Meter:
                     slot[1] += us
                     slot[2] = max(slot[2], top)
                 return 0
+            # The increments are in the cache from here on: whatever fails next must not put them
+            # back in the buffer, or the next flush would count them twice.
             for key, n in month_items:  # flushed: now part of the cache's total
                 self._month_pending[key] -= n
             month_totals = totals[len(totals) - len(month_items) :] if month_items else []
             for (key, _), total in zip(month_items, month_totals, strict=True):
                 self._raise_known(key, total)
+            sent = sum(slot[0] for slot in minutes.values())
+            current = month_of(self._clock())
+            try:
+                fresh = await self._cache.hgetall(f"{MONTH_PREFIX}{current}")
+            except CacheUnavailable as exc:  # only the other processes' totals are unknown for now
+                self.flush_failures += 1
+                self._go_down(exc)
+                log.warning("usage flush: counts sent, month totals not read (cache unavailable): %s", exc)
+                return sent
             for key_id, total in fresh.items():
                 self._raise_known((current, key_id), total)
-            return sum(slot[0] for slot in minutes.values())
+            return sent
 
     async def run(self, interval: float, after: Hook | None = None) -> None:
         """Flush every `interval` seconds; `after` runs after each flush (the embedded mode
