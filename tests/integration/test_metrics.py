@@ -15,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from support import in_process_server, stack_env
 from websockets.sync.client import connect
 
+from trinity_beast.domain.envelope import FIELDS
 from trinity_beast.domain.settings import EXCHANGES
 
 
@@ -119,20 +120,7 @@ def test_metrics_count_every_protocol_and_show_feeds_cache_usage_and_sync(
             lambda: httpx.get(srv.url + "/ready", timeout=10).json(), lambda b: b["status_code"] == 503, 15, "503"
         )
         assert body["error"].startswith("not ready: no fresh price feed") and body["data"]["checks"]["cache"]["ok"]
-        assert tuple(body) == (
-            "status",
-            "status_code",
-            "endpoint",
-            "cluster_node",
-            "region",
-            "language",
-            "api_key_id",
-            "ip_address",
-            "agent_profile_arn",
-            "timestamp",
-            "data",
-            "error",
-        )
+        assert tuple(body) == FIELDS
         assert all(v == 0 for _, v in scrape(srv.url)["beast_feed_up"])
         srv.sim.reset()
         poll(lambda: httpx.get(srv.url + "/ready", timeout=10).status_code, lambda s: s == 200, 15, "ready again")
