@@ -22,7 +22,7 @@ from support import InProcessServer, in_process_server, stack_env
 from trinity_beast.domain.book import OUTLIER_FRACTION, median
 from trinity_beast.domain.settings import EXCHANGES
 from trinity_beast.domain.tick import Tick
-from trinity_beast.services.prices.answer import median_entry
+from trinity_beast.services.prices.shape import median_entry
 
 NOW = 1_800_000_000.0
 STALE_AFTER_S = 30.0

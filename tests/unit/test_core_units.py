@@ -202,7 +202,7 @@ def test_month_reset_is_the_first_of_next_month_utc() -> None:
 
 
 def test_parse_assets() -> None:
-    assert parse_assets(["btc, eth", "SOL,btc"]) == ["BTC", "ETH", "SOL"]
+    assert parse_assets(["btc, eth", "SOL,btc"]) == ("BTC", "ETH", "SOL")
     for bad in ([], [""], ["BTC;DROP"], ["x" * 16], [",".join(f"A{i}" for i in range(51))]):
         with pytest.raises(BadRequest):
             parse_assets(bad)

@@ -101,6 +101,11 @@ class Envelopes:
         mark = "✅" if status_code < 400 else "❌"
         return f"{mark} [{self.service}] [{self.region}] [{self.cluster_node}] [{endpoint}] [{status_code}]"
 
+    def per_request(self, api_key_id: str | None) -> dict[str, Any]:
+        """The envelope fields that differ from one answer to the next (the rest is fixed per
+        service, endpoint and status): what a prebuilt answer splices in (services/prices/splice.py)."""
+        return {"api_key_id": api_key_id, "timestamp": utc_iso()}
+
     def build(
         self,
         endpoint: str,
@@ -109,6 +114,7 @@ class Envelopes:
         error: str | None = None,
         api_key_id: str | None = None,
     ) -> dict[str, Any]:
+        fresh = self.per_request(api_key_id)
         return {
             "status": self.status_line(endpoint, status_code),
             "status_code": status_code,
@@ -116,10 +122,10 @@ class Envelopes:
             "cluster_node": self.cluster_node,
             "region": self.region,
             "language": self.language,
-            "api_key_id": api_key_id,
+            "api_key_id": fresh["api_key_id"],
             "ip_address": self.ip_address,
             "agent_profile_arn": self.agent_profile_arn,
-            "timestamp": utc_iso(),
+            "timestamp": fresh["timestamp"],
             "data": data,
             "error": error or "",  # the seed's clients read "" as success, never null
         }

@@ -110,7 +110,7 @@ def credentials(headers: Iterable[tuple[str | bytes, str | bytes]], fallback: st
         return Credentials(None, MALFORMED_AUTHORIZATION)
     scheme, _, token = found[0].strip().partition(" ")
     token = token.strip()
-    if scheme.lower() != "bearer" or not token or any(c.isspace() for c in token):
+    if scheme.lower() != "bearer" or len(token.split()) != 1:  # no token, or whitespace inside it
         return Credentials(None, MALFORMED_AUTHORIZATION)
     return Credentials(token)
 

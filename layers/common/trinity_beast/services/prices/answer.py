@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from trinity_beast.domain.book import Median, age, median, pick
-from trinity_beast.domain.envelope import Envelopes, unix_ms, unix_seconds, utc_iso
+from trinity_beast.domain.book import age, median, pick
+from trinity_beast.domain.envelope import Envelopes, dumps, utc_iso
 from trinity_beast.domain.errors import DatabaseUnavailable
 from trinity_beast.domain.keys import ApiKey
 from trinity_beast.domain.text import asset_symbol, whole_number
@@ -23,6 +23,8 @@ from trinity_beast.domain.tick import Tick
 from trinity_beast.domain.usage import NO_ASSET, Quota, usage_fields
 from trinity_beast.services.auth import KEYS_UNAVAILABLE, Credentials, authenticate, quota_for
 from trinity_beast.services.prices.errors import BadRequest, NoPrice, Throttled
+from trinity_beast.services.prices.shape import asset_entry, data_timing, median_entry, price_data
+from trinity_beast.services.prices.splice import Prebuilt, Template
 from trinity_beast.stores.cache import CacheUnavailable
 
 if TYPE_CHECKING:
@@ -36,9 +38,9 @@ MAX_ASSETS = 50
 ENDPOINT = "/price"
 
 
-def parse_assets(values: Iterable[str]) -> list[str]:
-    """`["BTC,eth", "SOL"]` -> `["BTC", "ETH", "SOL"]`: upper-cased, de-duplicated, validated."""
-    return list(_parse_assets(tuple(values)))
+def parse_assets(values: Iterable[str]) -> tuple[str, ...]:
+    """`["BTC,eth", "SOL"]` -> `("BTC", "ETH", "SOL")`: upper-cased, de-duplicated, validated."""
+    return _parse_assets(tuple(values))
 
 
 @functools.lru_cache(maxsize=2048)
@@ -94,52 +96,22 @@ class PriceRequest:
 @dataclass(frozen=True, slots=True)
 class PriceAnswer:
     status: int
-    body: dict[str, Any]
+    body: dict[str, Any] | None  # None when `payload` holds the answer already serialized
     key: ApiKey | None = None
     quota: Quota | None = None
+    payload: bytes | None = None  # a prebuilt answer (splice.py)
 
+    def encoded(self) -> bytes:
+        """The answer's JSON bytes."""
+        if self.payload is not None:
+            return self.payload
+        assert self.body is not None, "an answer has a body or a payload"
+        return dumps(self.body)
 
-def asset_entry(tick: Tick, now: float, latency_s: float, cached: bool = True) -> dict[str, Any]:
-    """One priced asset: the seed's eight fields with its types, then ours (docs/api.md)."""
-    entry: dict[str, Any] = {
-        "asset": tick.asset,
-        "price": float(tick.price),
-        "exchange": tick.label,
-        "cached": cached,
-        "cache_age_seconds": round(age(tick, now), 3),
-        "timestamp": unix_seconds(tick.exchange_ts),
-        "readable_timestamp": utc_iso(tick.exchange_ts),
-        "latency_ms": round(latency_s * 1000),
-        # Added: the precision the seed's integer fields leave out.
-        "timestamp_ms": unix_ms(tick.exchange_ts),
-        "latency_us": round(latency_s * 1_000_000),
-    }
-    if tick.usd_rate is not None:
-        entry["converted_from"] = {"quote": tick.quote, "usd_rate": float(tick.usd_rate)}
-    return entry
-
-
-def median_entry(asset: str, m: Median, now: float, latency_s: float) -> dict[str, Any]:
-    newest = max(m.used, key=lambda t: t.exchange_ts)
-    entry = asset_entry(newest, now, latency_s)
-    entry["asset"] = asset
-    entry["price"] = float(m.price)
-    entry["exchange"] = "median"
-    entry["cache_age_seconds"] = round(min(age(t, now) for t in m.used), 3)
-    entry["consensus"] = m.consensus
-    entry["dispersion"] = round(float(m.dispersion), 6)
-    entry["rejected"] = [t.label for t in m.rejected]
-    entry["sources"] = [
-        {
-            "exchange": s.tick.label,
-            "price": float(s.tick.price),
-            "age_seconds": round(s.age_s, 3),
-            "rejected": s.rejected,
-            **({"converted_from": s.tick.quote} if s.tick.usd_rate is not None else {}),
-        }
-        for s in m.sources
-    ]
-    return entry
+    @property
+    def error(self) -> str:
+        """The envelope's error ("" for a prebuilt answer: only successes are prebuilt)."""
+        return "" if self.body is None else str(self.body.get("error") or "")
 
 
 class PriceDesk:
@@ -162,6 +134,7 @@ class PriceDesk:
         self._meter = meter
         self._live = live
         self._fallback = fallback
+        self._prebuilt = Prebuilt(live, settings, ENDPOINT)
 
     async def held(self, asset: str) -> dict[str, Tick]:
         """The ticks this process holds for `asset`, reading the cache once on a local miss."""
@@ -251,20 +224,20 @@ class PriceDesk:
             return finish(429, usage_fields(quota), limit_reached(quota), [], quota)
 
         now = time.time()
-        entries: list[dict[str, Any]] = []
-        failed: list[dict[str, str]] = []
-        if len(assets) == 1:  # the common case needs no task per asset
-            results = [await self.lookup(assets[0], now, aggregate, max_age_s)]
+        template: Template | None = None
+        if aggregate == "best" and max_age_s is None:  # the common request: prebuilt while its prices are fresh
+            template = self._prebuilt.template(envelopes, assets, now)
+        if template is not None:
+            grant = await meter.reserve(key.id, limit, len(assets)) if limit else None
+            if grant is None or grant.units == len(assets):
+                return self._spliced(template, envelopes, request, key, grant.quota if grant else None, now, started)
+            entries = template.entries(now, started)  # only some granted: the full answer below
+            failed: list[dict[str, str]] = []
         else:
-            results = await asyncio.gather(*(self.lookup(a, now, aggregate, max_age_s) for a in assets))
-        for asset, (entry, reason) in zip(assets, results, strict=True):
-            if entry is None:
-                failed.append({"asset": asset, "reason": reason or "no price"})
-            else:
-                entries.append(entry)
+            entries, failed = await self._look_up(assets, now, aggregate, max_age_s)
+            grant = await meter.reserve(key.id, limit, len(entries)) if entries and limit else None
 
-        if entries and limit:
-            grant = await meter.reserve(key.id, limit, len(entries))
+        if grant is not None:
             quota = grant.quota
             if grant.units < len(entries):
                 why = OFFLINE_REFUSAL if grant.offline and not quota.exhausted else limit_reached(quota)
@@ -275,16 +248,45 @@ class PriceDesk:
                     return finish(status, usage_fields(quota), why, [], quota)
 
         status = 200 if entries else 404
-        duration_s = time.perf_counter() - started
-        data = {
-            "assets": entries,
-            "failed": failed,
-            "duration_ms": round(duration_s * 1000),
-            **usage_fields(quota),
-            "duration_us": round(duration_s * 1_000_000),  # added: the seed's duration_ms is whole
-        }
+        data = price_data(entries, failed, data_timing(time.perf_counter() - started, quota))
         error = None if entries else "no price available for " + ", ".join(f["asset"] for f in failed)
         return finish(status, data, error, [e["asset"] for e in entries], quota)
+
+    async def _look_up(
+        self, assets: tuple[str, ...], now: float, aggregate: str, max_age_s: float | None
+    ) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+        """(entries, failed): each asset looked up; several concurrently, so one miss holds up no other."""
+        if len(assets) == 1:  # the common case needs no task per asset
+            results = [await self.lookup(assets[0], now, aggregate, max_age_s)]
+        else:
+            results = await asyncio.gather(*(self.lookup(a, now, aggregate, max_age_s) for a in assets))
+        entries: list[dict[str, Any]] = []
+        failed: list[dict[str, str]] = []
+        for asset, (entry, reason) in zip(assets, results, strict=True):
+            if entry is None:
+                failed.append({"asset": asset, "reason": reason or "no price"})
+            else:
+                entries.append(entry)
+        return entries, failed
+
+    def _spliced(
+        self,
+        template: Template,
+        envelopes: Envelopes,
+        request: PriceRequest,
+        key: ApiKey,
+        quota: Quota | None,
+        now: float,
+        started: float,
+    ) -> PriceAnswer:
+        """A 200 from the template: metered like the full path (finish), usage including this request."""
+        meter = self._meter
+        latency = time.perf_counter() - started
+        for tick in template.ticks:
+            meter.record(key.id, ENDPOINT, tick.asset, request.protocol, 200, latency, billable=quota is None)
+        if quota is None:  # an unlimited key: usage as counted, including what was just recorded
+            quota = meter.quota(key.id, 0)
+        return PriceAnswer(200, None, key, quota, template.render(envelopes, key.id, quota, now, started))
 
 
 OFFLINE_REFUSAL = "usage store unreachable and this process's allowance for limited keys is used up; retry shortly"

@@ -118,7 +118,7 @@ class LpoHttp:
             headers.append((b"www-authenticate", b'Bearer realm="trinity-beast"'))
         elif answer.status == 503:  # as every other route's 503 (transports/http/common.py)
             headers.append((b"retry-after", b"5"))
-        await send_body(send, answer.status, dumps(answer.body), headers)
+        await send_body(send, answer.status, answer.encoded(), headers)
 
     async def health(self, scope: Scope, send: Send) -> None:
         if scope["method"] not in ("GET", "HEAD"):

@@ -1,7 +1,9 @@
 """What the two UDP servers share: one JSON object per datagram in, one envelope out.
 
 A `DatagramServer` answers every datagram in its own task, so one slow or bad request never
-holds up another, and sends back what the service's `answer` coroutine returns. A UDP source
+holds up another, and sends back what the service's `answer` coroutine returns. On Python
+3.12+ that task starts eagerly (`asyncio.eager_task_factory`): an answer that needs no I/O (a
+price from the in-process book) is sent inside `datagram_received`, and no task is scheduled. A UDP source
 address can be spoofed, so a sender that did not prove a valid key (`Reply.trusted` False)
 gets at most `amplification` times the bytes it sent (RFC 9000's anti-amplification rule,
 3 by default) or nothing at all: its error is sent only when that error fits, else the
@@ -23,6 +25,9 @@ from trinity_beast.domain.envelope import Envelopes, dumps
 from trinity_beast.services.auth import MISSING_KEY
 
 log = logging.getLogger(__name__)
+
+# Python 3.12+: run a task's first step at once; None on 3.11 (every datagram is scheduled).
+EAGER_TASK_FACTORY: Callable[..., asyncio.Task[None]] | None = getattr(asyncio, "eager_task_factory", None)
 
 MAX_REQUEST_BYTES = 2048
 MAX_ANSWER_BYTES = 4096  # the buffer the documented client reads with
@@ -125,7 +130,12 @@ class DatagramServer(asyncio.DatagramProtocol):
         self.transport = transport  # type: ignore[assignment]
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
-        task = asyncio.ensure_future(self._answer(data, addr))
+        if EAGER_TASK_FACTORY is not None:
+            task = EAGER_TASK_FACTORY(asyncio.get_running_loop(), self._answer(data, addr))
+            if task.done():  # answered already, without ever being scheduled
+                return
+        else:
+            task = asyncio.ensure_future(self._answer(data, addr))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from trinity_beast.domain.envelope import dumps
 from trinity_beast.services.prices.answer import ENDPOINT, PriceRequest
 from trinity_beast.transports.udp.datagram import (
     SMALL_ANSWER_BYTES,
@@ -74,10 +73,10 @@ class UdpPriceServer(DatagramServer):
         if answer.key is None:  # not authenticated: small answers only, and only when they fit the rule
             self.refused += 1
             return stranger_error(
-                self.envelopes, ENDPOINT, answer.status, answer.body["error"] or "unauthorized", self.budget(data)
+                self.envelopes, ENDPOINT, answer.status, answer.error or "unauthorized", self.budget(data)
             )
         advice = "ask for fewer assets per datagram, or use HTTP /price"
-        return fit(self.envelopes, ENDPOINT, answer.status, dumps(answer.body), answer.key.id, advice)
+        return fit(self.envelopes, ENDPOINT, answer.status, answer.encoded(), answer.key.id, advice)
 
     def stats(self) -> dict[str, int]:
         return {"answered": self.answered, "refused": self.refused}
