@@ -8,11 +8,21 @@ import pytest
 from dockerfiles import IMAGES, REPO, instructions, parse
 
 
+# The Python each image runs, and the tests run on it: the LPO's on 3.13 (`make test-py313`: eager
+# UDP tasks), the LRS's with the rest of the suite on 3.11 (the Lambda layer's version).
+PYTHON = {"lpo": "3.13", "lrs": "3.11"}
+
+
+def test_the_price_servers_python_is_the_one_its_tests_run_on() -> None:
+    makefile = (REPO / "Makefile").read_text()
+    assert f"versions/{PYTHON['lpo']}" in makefile and "test-py313:" in makefile
+
+
 @pytest.mark.parametrize("image", sorted(IMAGES))
 def test_dockerfile_is_slim_non_root_and_exec_form(image: str) -> None:
     port_setting, udp_setting, exposed, command = IMAGES[image]
     df = parse(REPO / "containers" / image / "Dockerfile")
-    assert all(stage.startswith("python:3.11-slim") for stage in df.stages), df.stages
+    assert all(stage.startswith(f"python:{PYTHON[image]}-slim") for stage in df.stages), df.stages
     assert df.user and df.user.split(":")[0] not in ("root", "0"), "the service must not run as root"
     assert df.expose == exposed
     assert df.env[port_setting] == exposed[0].split("/")[0] and df.env[udp_setting] == exposed[1].split("/")[0]
