@@ -8,7 +8,9 @@ out at once or waited for a free connection. wrk2 does this; it is not in Debian
 
 `http HOST PORT PATH RATE SECONDS CONNECTIONS [HEADER ...]` (HTTP/1.1 keep-alive, one request
 in flight per connection) and `udp HOST PORT PAYLOAD_FILE RATE SECONDS SOCKETS` (answers on
-a socket are matched to its requests in order; one not back within 1 s counts as lost) print
+a socket are matched to its requests in order, as the protocol has no request id; one not back
+within 1 s counts as lost, and until then later answers on that socket are matched one request
+early, so a run with losses reads pessimistic, never flattering) print
 JSON: offered and achieved rate, completed, errors, non-2xx, p50/p90/p99/p99.9/max in ms.
 """
 
