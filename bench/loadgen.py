@@ -90,13 +90,13 @@ class RawFeedClient(asyncio.Protocol):
 
     SAMPLE_EVERY = 25
 
-    def __init__(self, request: bytes, subscribe: bytes, stats: dict) -> None:
+    def __init__(self, request: bytes, subscribe: bytes, stats: dict, snapshots: int = 1) -> None:
         self.request = request
         self.subscribe = subscribe
         self.stats = stats
         self.buf = bytearray()
         self.upgraded = False
-        self.snapshot = True
+        self.snapshots = snapshots  # the current prices sent on subscribe, one per asset: not updates
         self.transport: asyncio.Transport | None = None
         self.ready = asyncio.get_running_loop().create_future()
 
@@ -134,10 +134,12 @@ class RawFeedClient(asyncio.Protocol):
                 break
             start = pos + head
             if opcode == 1 and buf.find(b'"type":"price"', start, start + n) >= 0:
+                if self.snapshots:  # the price sent on subscribe carries its original, older time
+                    self.snapshots -= 1
+                    pos = start + n
+                    continue
                 self.stats["deliveries"] += 1
-                if self.snapshot:  # the price sent on subscribe carries its original, older time
-                    self.snapshot = False
-                elif self.stats["deliveries"] % self.SAMPLE_EVERY == 0:
+                if self.stats["deliveries"] % self.SAMPLE_EVERY == 0:
                     msg = json.loads(bytes(buf[start : start + n]))
                     self.stats["latencies"].append(time.time() * 1000 - msg["data"]["timestamp_ms"])
             elif opcode == 9:  # ping: answer, or the server closes us
@@ -166,7 +168,7 @@ async def ws(url: str, assets: list[str], clients: int, seconds: float) -> dict:
     transports = []
     for _ in range(clients):
         transport, client = await loop.create_connection(
-            lambda: RawFeedClient(request, subscribe, stats), parts.hostname, parts.port
+            lambda: RawFeedClient(request, subscribe, stats, len(assets)), parts.hostname, parts.port
         )
         try:
             await asyncio.wait_for(client.ready, 30)
