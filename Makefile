@@ -88,13 +88,14 @@ layer-requirements:
 PY313   ?= $(or $(shell python3.13 -c "import sys; print(sys.executable)" 2>/dev/null),$(firstword \
 	$(wildcard /usr/local/bin/python3.13 /usr/bin/python3.13 $(or $(PYENV_ROOT),$(HOME)/.pyenv)/versions/3.13*/bin/python3.13)))
 VENV313 := .venv313
-# The tests of the price server's hot paths (HTTP /price, WS, UDP), run on 3.13 by `make test-py313`.
-# test_udp_eager.py, test_prebuilt_answers.py and test_granian_server.py land with the branches that
-# add them; until then pytest fails on the missing files, on purpose.
-TESTS_PY313 ?= tests/integration/test_price_http.py tests/integration/test_realtime.py \
-	tests/integration/test_udp_amplification.py tests/integration/test_lrs_udp.py tests/unit \
-	tests/integration/test_udp_eager.py tests/integration/test_prebuilt_answers.py \
-	tests/integration/test_granian_server.py
+# The price server's tests (HTTP /price, WS, UDP, the meter, the uvicorn and granian wrappers, hostile
+# clients), run on 3.13 by `make test-py313`: the LPO image runs 3.13 (tests/unit/test_dockerfiles.py).
+TESTS_PY313 ?= tests/unit tests/integration/test_price_http.py tests/integration/test_prebuilt_answers.py \
+	tests/integration/test_udp_eager.py tests/integration/test_udp_amplification.py \
+	tests/integration/test_lrs_udp.py tests/integration/test_realtime.py tests/integration/test_live_prices.py \
+	tests/integration/test_billing_meter.py tests/integration/test_hostile.py \
+	tests/integration/test_uvicorn_http_guards.py tests/integration/test_uvicorn_ws_direct.py \
+	tests/integration/test_uvicorn_server.py tests/integration/test_granian_server.py
 
 $(VENV313)/.test: pyproject.toml
 	@test -n "$(PY313)" || { echo "make: no Python 3.13 found (python3.13 on PATH, /usr/bin, /usr/local/bin, pyenv versions/3.13*): the 3.13 venv ($(VENV313)) cannot be built; install one (pyenv install 3.13) or set PY313=/path/to/python3.13" >&2; exit 1; }
