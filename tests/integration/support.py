@@ -83,6 +83,7 @@ class InProcessServer:
     udp_port: int = 0
     lrs_url: str | None = None  # the LRS (reports, partners, /admin), when started with lrs=True
     udp_server: Any = None  # the UdpPriceServer (its `answered` / `unanswered` counters)
+    server: str = "uvicorn"  # what serves the LPO (BEAST_SERVER in the env; the LRS stays on uvicorn)
 
     def call(self, coro: Any, timeout: float = 10) -> Any:
         """Run a coroutine on the server's loop (e.g. write a tick into its cache)."""
@@ -105,12 +106,13 @@ class InProcessServer:
 def in_process_server(
     env: dict[str, str], sim: bool = False, feeds: bool = False, lrs: bool = False, **sim_options: Any
 ) -> Iterator[InProcessServer]:
-    """`beast serve` in this process: optional simulator (every exchange pointed at it), feeds and LRS."""
+    """`beast serve` in this process: optional simulator (every exchange pointed at it), feeds and LRS;
+    the LPO served by what BEAST_SERVER in `env` names (uvicorn by default, or granian)."""
     from beast_sim import Simulator
     from trinity_beast.services.prices.ingest import start_feeds
     from trinity_beast.services.runtime import Runtime, ensure_admin_key
     from trinity_beast.transports.http.lpo import build_lpo
-    from trinity_beast.transports.server import bind_tcp, bind_udp, make_server
+    from trinity_beast.transports.server import bind_tcp, bind_udp, make_server, serve_granian
     from trinity_beast.transports.udp.lpo import UdpPriceServer
 
     env = {**env, "BEAST_LPO_PORT": str(free_port())}
@@ -142,6 +144,7 @@ def in_process_server(
         lrs_sock = bind_tcp("127.0.0.1", 0, "BEAST_LRS_PORT")
         lrs_srv = make_server(build_lrs(rt), "warning", settings)
     ready = threading.Event()
+    stop = asyncio.Event()  # ends a granian-served LPO (uvicorn's ends by should_exit)
     udp_holder: list[Any] = [None]
 
     async def main() -> None:
@@ -151,7 +154,11 @@ def in_process_server(
         )
         if feeds:
             await start_feeds(rt)
-        task = asyncio.create_task(srv.serve(sockets=[sock]))
+        if settings.server == "granian":
+            srv.started = True  # the socket listens already: granian takes its connections once it runs
+            task = asyncio.create_task(serve_granian(app, sock, "warning", settings, stop))
+        else:
+            task = asyncio.create_task(srv.serve(sockets=[sock]))
         lrs_task = None if lrs_srv is None else asyncio.create_task(lrs_srv.serve(sockets=[lrs_sock]))
         while not srv.started or (lrs_srv is not None and not lrs_srv.started):
             await asyncio.sleep(0.01)
@@ -179,9 +186,11 @@ def in_process_server(
             udp_sock.getsockname()[1],
             None if lrs_sock is None else f"http://127.0.0.1:{lrs_sock.getsockname()[1]}",
             udp_holder[0],
+            settings.server,
         )
     finally:
         srv.should_exit = True
+        loop.call_soon_threadsafe(stop.set)
         if lrs_srv is not None:
             lrs_srv.should_exit = True
         thread.join(15)

@@ -78,6 +78,7 @@ def test_serve_first_start_prints_an_admin_key_that_works(
             "beast: invalid setting BEAST_OKX_WS_URL: expected a URL starting with ws:// or wss://, got 'https://x'",
         ),
         ("APP_REPORT_SERVER", "maybe", "beast: invalid setting APP_REPORT_SERVER: expected true or false, got 'maybe'"),
+        ("BEAST_SERVER", "nginx", "beast: invalid setting BEAST_SERVER: expected uvicorn or granian, got 'nginx'"),
     ],
 )
 def test_an_invalid_setting_stops_start_up_with_one_line(

@@ -27,7 +27,7 @@ def test_defaults_are_the_documented_ones() -> None:
     assert (s.lpo_port, s.lrs_port, s.lpo_udp_port, s.lrs_udp_port) == (8080, 9090, 2679, 2680)
     assert s.redis_url is None and s.database_url is None
     assert str(s.data_dir) == "data" and s.region == "us-east-2" and s.cluster_node == "BeastMain"
-    assert s.report_server is True
+    assert s.report_server is True and s.server == "uvicorn"
     assert {ex: ws_url(s, ex) for ex in EXCHANGES} == {ex: c.ws_url for ex, c in CONNECTORS.items()}
     assert {ex: rest_url(s, ex) for ex in EXCHANGES} == {ex: c.rest_url for ex, c in CONNECTORS.items()}
     assert ws_url(s, "okx") == "wss://ws.okx.com:8443/ws/v5/public"
@@ -87,6 +87,7 @@ def test_priority_puts_named_exchanges_first() -> None:
         ({"BEAST_AGENT_PROFILE_PARTNERS": "-lead"}, "BEAST_AGENT_PROFILE_PARTNERS"),
         ({"BEAST_AGENT_PROFILE_ARN": "arn:aws:iam::123456789012:role/x"}, "BEAST_AGENT_PROFILE_ARN"),  # retired
         ({"BEAST_LOG_LEVEL": "LOUD"}, "BEAST_LOG_LEVEL"),
+        ({"BEAST_SERVER": "nginx"}, "BEAST_SERVER"),
         ({"BEAST_REDIS_NAMESPACE": "a b"}, "BEAST_REDIS_NAMESPACE"),
         ({"BEAST_KRAKEN_REST_URL": "ftp://x"}, "BEAST_KRAKEN_REST_URL"),
     ],

@@ -54,9 +54,8 @@ async def serve(settings: Settings, args: argparse.Namespace) -> None:
 
         listeners.append(Listener(build_feeds_app(rt), bind_tcp(settings.host, settings.lpo_port, "BEAST_LPO_PORT")))
     if lpo:
-        listeners.append(
-            Listener(build_lpo(rt), bind_tcp(settings.host, settings.lpo_port, "BEAST_LPO_PORT", args.reuse_port))
-        )
+        lpo_sock = bind_tcp(settings.host, settings.lpo_port, "BEAST_LPO_PORT", args.reuse_port)
+        listeners.append(Listener(build_lpo(rt), lpo_sock, settings.server))  # BEAST_SERVER: uvicorn or granian
     if lrs:
         from trinity_beast.transports.http.lrs import build_lrs
 

@@ -30,6 +30,15 @@ def port_number(env: Mapping[str, str], name: str, default: int) -> int:
     return value
 
 
+def choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    """One of `choices` (case-insensitive); unset or empty is the first."""
+    raw = env.get(name, "")
+    value = raw.strip().lower() or choices[0]
+    if value not in choices:
+        raise ConfigError(f"{name}: expected {', '.join(choices[:-1])} or {choices[-1]}, got {raw!r}")
+    return value
+
+
 def limit(env: Mapping[str, str], name: str, default: int) -> int:
     """A whole number >= 0, where 0 means no limit."""
     raw = env.get(name)

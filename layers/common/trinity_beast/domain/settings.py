@@ -18,6 +18,7 @@ from trinity_beast.domain.setting_values import (
     aws_id,
     boolean,
     bounded,
+    choice,
     limit,
     networks,
     port_number,
@@ -45,6 +46,9 @@ AGENT_PROFILES: dict[str, str] = {
 }
 AGENT_ACCOUNT_ID = "211998422884"  # the seed's published account
 
+
+# What serves the LPO's HTTP and WebSockets (BEAST_SERVER); the first is the default.
+SERVERS: tuple[str, ...] = ("uvicorn", "granian")
 
 # The longest report range per granularity, in days (BEAST_REPORT_MAX_DAYS_<GRANULARITY>).
 REPORT_MAX_DAYS: dict[str, int] = {"minute": 7, "hour": 400, "day": 3660, "month": 36525}
@@ -83,6 +87,7 @@ class Settings:
     usage_hour_days: float = 90.0
     key_cache_s: float = 5.0
     log_level: str = "INFO"
+    server: str = "uvicorn"  # the LPO listener's HTTP/WebSocket server: one of SERVERS
     # The stack's own network, for partner onboarding (docs/partners.md); empty = not set.
     partner_service_name: str = ""
     vpc_id: str = ""
@@ -263,6 +268,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ws_max_pushes_per_s=positive_number(env, "BEAST_WS_MAX_PUSHES_PER_S", 10.0, "pushes per second"),
         rest_min_interval_s=positive_number(env, "BEAST_REST_MIN_INTERVAL_S", 1.0),
         log_level=log_level,
+        server=choice(env, "BEAST_SERVER", SERVERS),
         partner_service_name=aws_id(env, "BEAST_PARTNER_SERVICE_NAME", "service_name"),
         vpc_id=aws_id(env, "BEAST_VPC_ID", "vpc"),
         vpc_cidr=aws_id(env, "BEAST_VPC_CIDR", "cidr", "10.0.0.0/16"),

@@ -1,4 +1,8 @@
-"""Running several ASGI servers in one process under one signal handler."""
+"""Running several ASGI servers in one process under one signal handler.
+
+uvicorn is run here (the one module that runs it); a listener whose `server` is "granian"
+(BEAST_SERVER) is served by transports/granian_server.py instead, imported only then.
+"""
 
 from __future__ import annotations
 
@@ -12,9 +16,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import uvicorn
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from trinity_beast.domain.settings import Settings
 from trinity_beast.transports import redact
+from trinity_beast.transports.http.body_limit import BodyLimit
 from trinity_beast.transports.http.guards import ConnectionLimits, LimitedHttpTools
 from trinity_beast.transports.ws.frames import MAX_FRAME_BYTES
 
@@ -75,6 +81,7 @@ class QuietServer(uvicorn.Server):
 class Listener:
     app: Any
     sock: socket.socket
+    server: str = "uvicorn"  # or "granian" (BEAST_SERVER, domain.settings.SERVERS)
 
 
 KEEP_ALIVE_S = 5  # an idle keep-alive connection is closed after this long
@@ -118,19 +125,46 @@ def make_server(app: Any, log_level: str, settings: Settings | None = None) -> u
 
 async def run_until_signal(listeners: list[Listener], log_level: str, settings: Settings | None = None) -> None:
     """Serve every listener until SIGINT/SIGTERM (or one server fails), then drain them all."""
-    servers = [(make_server(item.app, log_level, settings), item.sock) for item in listeners]
+    servers = [
+        (make_server(item.app, log_level, settings), item.sock) for item in listeners if item.server == "uvicorn"
+    ]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     tasks = [asyncio.create_task(server.serve(sockets=[sock])) for server, sock in servers]
+    tasks += [
+        asyncio.create_task(serve_granian(item.app, item.sock, log_level, settings, stop))
+        for item in listeners
+        if item.server == "granian"
+    ]
     stopper = asyncio.create_task(stop.wait())
     try:
         await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
     finally:
+        stop.set()
         for server, _ in servers:
             server.should_exit = True
         await asyncio.gather(*tasks, return_exceptions=True)
         stopper.cancel()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+
+
+def granian_app(app: Any, settings: Settings | None = None) -> Any:
+    """`app` as granian serves it: with the body limits uvicorn's protocol would enforce
+    (transports/http/body_limit.py) and, behind BEAST_TRUSTED_PROXIES, the client address from
+    X-Forwarded-For by the same rule as make_server (uvicorn's ProxyHeadersMiddleware)."""
+    settings = settings or Settings()
+    app = BodyLimit(app, body_timeout_s=settings.body_timeout_s)
+    trusted = list(settings.trusted_proxies)
+    return ProxyHeadersMiddleware(app, trusted_hosts=trusted) if trusted else app
+
+
+async def serve_granian(
+    app: Any, sock: socket.socket, log_level: str, settings: Settings | None, stop: asyncio.Event
+) -> None:
+    """Serve `app` on granian (BEAST_SERVER=granian) on `sock` until `stop` is set."""
+    from trinity_beast.transports import granian_server
+
+    await granian_server.serve(granian_app(app, settings), sock, log_level, stop)

@@ -36,6 +36,7 @@ class Client:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     closing: tuple[int, str] | None = None
     direct: DirectSocket | None = None  # the server's connection, when updates can be written to it as ready frames
+    reader: asyncio.Task[None] | None = None  # the task reading the client's frames (Hub.serve)
     last_push: dict[str, float] = field(default_factory=dict)  # asset -> monotonic time of its last update
     held: dict[str, tuple[bytes, bytes, float]] = field(default_factory=dict)  # asset -> newest update not yet due
 

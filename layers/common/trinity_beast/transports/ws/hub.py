@@ -197,7 +197,7 @@ class Hub:
         self.clients.add(client)
         if self._revalidating is None:
             self._revalidating = self.rt.spawn(self.revalidate(), "ws-revalidate")
-        reader = asyncio.create_task(self._read(client, receive))
+        reader = client.reader = asyncio.create_task(self._read(client, receive))
         writer = asyncio.create_task(self.writer.run(client))
         try:
             # Either side ends the connection: the peer leaves (reader) or we close it (writer).

@@ -10,6 +10,7 @@ reader costs a bounded queue and never holds up the fan-out.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 
@@ -21,6 +22,7 @@ from trinity_beast.transports.ws.metering import Deliveries
 log = logging.getLogger(__name__)
 
 SLOW_CLIENT_S = 10.0  # a client that accepts nothing for this long is dropped
+CLOSE_SEND_S = 1.0  # the longest our close frame may take to go out
 
 
 class Writer:
@@ -64,21 +66,26 @@ class Writer:
                         raise
                     self.deliveries.one(client.key.id, asset, time.perf_counter() - published, billable=not limit)
                 if client.closing is not None:
-                    code, reason = client.closing
-                    await asyncio.wait_for(client.send({"type": "websocket.close", "code": code, "reason": reason}), 1)
+                    await _close(client, *client.closing)
                     return
         except TimeoutError:
             self.dropped_slow += 1
             log.info("dropping slow WebSocket client %s", client.key.id)
             client.closing = (1008, f"too slow: nothing read for {self.slow_client_s:g} s")
-            try:
-                await asyncio.wait_for(
-                    client.send({"type": "websocket.close", "code": 1008, "reason": client.closing[1]}), 1
-                )
-            except Exception:
-                pass
+            await _close(client, *client.closing)
         except Exception:  # the peer went away mid-send
             client.closing = client.closing or (1006, "")
+
+
+async def _close(client: Client, code: int, reason: str) -> None:
+    """Send our close frame (at most CLOSE_SEND_S). The reader stops first: granian holds a close
+    back while a receive is pending, and the client's close reply needs no reading here."""
+    reader = client.reader
+    if reader is not None and not reader.done():
+        reader.cancel()
+        await asyncio.wait((reader,), timeout=CLOSE_SEND_S)
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(client.send({"type": "websocket.close", "code": code, "reason": reason}), CLOSE_SEND_S)
 
 
 async def _send(client: Client, payload: bytes) -> None:
