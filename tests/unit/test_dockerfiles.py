@@ -7,7 +7,6 @@ import pytest
 
 from dockerfiles import IMAGES, REPO, instructions, parse
 
-
 # The Python each image runs, and the tests run on it: the LPO's on 3.13 (`make test-py313`: eager
 # UDP tasks), the LRS's with the rest of the suite on 3.11 (the Lambda layer's version).
 PYTHON = {"lpo": "3.13", "lrs": "3.11"}
