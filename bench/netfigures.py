@@ -137,6 +137,7 @@ def measure_http(h: Harness, beast: dict[str, Any]) -> dict[str, dict]:
         }
     pin(beast["proc"], "unpinned")
     got["ten"] = h.wrk(beast["url"] + f"/price?asset={TEN}", headers)
+    got["limited"] = h.wrk(beast["url"] + "/price?asset=BTC", {"Authorization": f"Bearer {beast['limited_key']}"})
     return got
 
 
@@ -178,6 +179,19 @@ def report_http(h: Harness, workers: int, base: dict[str, dict], ours: dict[str,
                     "ratio = our p99 / the bare p99",
                 )
             )
+    for server, got in ours.items():
+        o, lim = got["unpinned"]["wrk"], got["limited"]
+        h.add(
+            Figure(
+                f"HTTP GET /price?asset=BTC, a limited key (each price reserved in Redis first), {server}",
+                f"{lim['rps']:.0f} req/s, p99 {lim['p99_ms']:.2f} ms, non-2xx {lim['non2xx']}",
+                f"an unlimited key, same server, same run: {o['rps']:.0f} req/s",
+                round(lim["rps"] / o["rps"], 3),
+                "measured with the reservation (issue 12: exact limits); no goal of its own",
+                None,
+                f"wrk -t1 -c50 -d{h.seconds}s --latency -H 'Authorization: Bearer LIMITED_KEY' URL",
+            )
+        )
     for server, got in ours.items():
         o, t = got["unpinned"]["wrk"], got["ten"]
         h.add(

@@ -145,16 +145,21 @@ class Harness:
             **NO_CONNECTION_CAPS,
             **(extra_env or {}),
         }
-        key = json.loads(
-            subprocess.run(
-                [PY, "-m", "trinity_beast", "keys", "create", "--name", "bench", "--tier", "partner", "--json"],
+
+        def create_key(*options: str) -> str:
+            created = subprocess.run(
+                [PY, "-m", "trinity_beast", "keys", "create", "--name", "bench", *options, "--json"],
                 env={**os.environ, **env},
                 capture_output=True,
                 text=True,
                 check=True,
                 cwd=self.work,
-            ).stdout
-        )["key"]
+            )
+            return str(json.loads(created.stdout)["key"])
+
+        key = create_key("--tier", "partner")
+        # A limited key far from its limit: every price is reserved in Redis before it is served.
+        limited_key = create_key("--tier", "subscriber", "--monthly-limit", "1000000000")
         args = [python, "-m", "trinity_beast", "serve"]
         if workers > 1:
             args += ["--workers", str(workers)]
@@ -172,6 +177,7 @@ class Harness:
             "proc": proc,
             "url": url,
             "key": key,
+            "limited_key": limited_key,
             "env": env,
             "sim_port": sim_port,
             "namespace": namespace,
