@@ -394,6 +394,24 @@ def test_an_answer_too_big_for_one_datagram_says_so(srv: InProcessServer) -> Non
     assert answer["_bytes"] <= 4096
 
 
+def test_an_answer_too_big_for_one_datagram_costs_nothing(srv: InProcessServer) -> None:
+    """The 413 is decided before metering: no unit reserved or billed for prices never sent."""
+    assets = srv.rt.registry.assets[:30]
+    for asset in assets:
+        put(srv, asset, "1.5")
+    deadline = time.time() + 30
+    while not all(srv.rt.live.get(a) for a in assets) and time.time() < deadline:
+        time.sleep(0.02)
+    key_id, secret = srv.create_key(monthly_limit=100)
+    for key in (secret, srv.admin_key):
+        before = srv.rt.meter.quota(key_id if key == secret else srv.admin_id, 0).used
+        for _ in range(2):  # the prebuilt answer (second ask) as well as the full one
+            answer = udp_ask(srv, json.dumps({"asset": assets, "api_key": key}).encode())
+            assert answer["status_code"] == 413 and "datagram limit" in answer["error"], answer
+        one = udp_ask(srv, json.dumps({"asset": "BTC", "api_key": key}).encode())
+        assert one["status_code"] == 200 and one["data"]["monthly_usage"] == before + 1
+
+
 async def test_the_key_in_a_first_message_works(srv: InProcessServer) -> None:
     """A browser cannot set headers: the Command Center sends {"auth": KEY} first, keeping the
     key out of the URL. A wrong key there is refused like any other."""

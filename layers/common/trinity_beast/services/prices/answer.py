@@ -8,6 +8,7 @@ Transports only adapt their input to `PriceRequest` and their output from `Price
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import time
 from collections.abc import Callable, Iterable
@@ -91,6 +92,7 @@ class PriceRequest:
     protocol: str  # "http" or "udp"
     aggregate: str | None = None
     max_age_ms: str | None = None
+    max_datagram_bytes: int = 0  # UDP: an answer larger than this is refused (413) and nothing is billed
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,18 +202,38 @@ class PriceDesk:
         assert key is not None
         limit = 0 if key.unlimited else key.monthly_limit
 
-        def finish(status: int, data: Any, error: str | None, served: list[str], quota: Quota | None) -> PriceAnswer:
+        def build(status: int, data: Any, error: str | None, served: list[str], quota: Quota | None) -> PriceAnswer:
+            if quota is not None and not limit:  # usage as it stands once `record` has counted `served`
+                quota = Quota(meter.quota(key.id, 0).used + len(served), 0, quota.reset_at)
+                if data is not None and "monthly_usage" in data:
+                    data.update(usage_fields(quota))
+            body = envelopes.build(ENDPOINT, status, data=data, error=error, api_key_id=key.id)
+            return PriceAnswer(status, body, key, quota)
+
+        def record(status: int, served: list[str] | tuple[str, ...]) -> None:
             latency = time.perf_counter() - started
             for asset in served:  # one row per price delivered: its label is a served (known) asset
                 meter.record(key.id, ENDPOINT, asset, request.protocol, status, latency, billable=not limit)
             if not served:  # refusals, errors and misses: one row in the fixed bucket, never billed
                 meter.record(key.id, ENDPOINT, NO_ASSET, request.protocol, status, latency, billable=False)
-            if quota is not None and not limit:
-                quota = meter.quota(key.id, 0)  # includes what was just recorded
-                if data is not None and "monthly_usage" in data:
-                    data.update(usage_fields(quota))
-            body = envelopes.build(ENDPOINT, status, data=data, error=error, api_key_id=key.id)
-            return PriceAnswer(status, body, key, quota)
+
+        def finish(status: int, data: Any, error: str | None, served: list[str], quota: Quota | None) -> PriceAnswer:
+            answer = build(status, data, error, served, quota)
+            record(status, served)
+            return answer
+
+        async def deliver(answer: PriceAnswer, served: list[str] | tuple[str, ...]) -> PriceAnswer:
+            """Meter an answer that serves prices, unless it is too large for its datagram: then
+            the units go back and the client gets a 413 that costs nothing."""
+            if request.max_datagram_bytes:
+                payload = answer.encoded()
+                if len(payload) > request.max_datagram_bytes:
+                    if limit:
+                        await meter.release(key.id, len(served))
+                    return finish(413, None, too_large(len(payload), request.max_datagram_bytes), [], None)
+                answer = dataclasses.replace(answer, payload=payload)
+            record(answer.status, served)
+            return answer
 
         try:
             assets = parse_assets(request.assets)
@@ -230,7 +252,9 @@ class PriceDesk:
         if template is not None:
             grant = await meter.reserve(key.id, limit, len(assets)) if limit else None
             if grant is None or grant.units == len(assets):
-                return self._spliced(template, envelopes, request, key, grant.quota if grant else None, now, started)
+                quota = grant.quota if grant else Quota(meter.quota(key.id, 0).used + len(assets), 0, quota.reset_at)
+                payload = template.render(envelopes, key.id, quota, now, started)
+                return await deliver(PriceAnswer(200, None, key, quota, payload), assets)
             entries = template.entries(now, started)  # only some granted: the full answer below
             failed: list[dict[str, str]] = []
         else:
@@ -247,10 +271,12 @@ class PriceDesk:
                     status = 503 if grant.offline and not quota.exhausted else 429
                     return finish(status, usage_fields(quota), why, [], quota)
 
-        status = 200 if entries else 404
+        if not entries:
+            data = price_data([], failed, data_timing(time.perf_counter() - started, quota))
+            return finish(404, data, "no price available for " + ", ".join(f["asset"] for f in failed), [], quota)
+        served = [e["asset"] for e in entries]
         data = price_data(entries, failed, data_timing(time.perf_counter() - started, quota))
-        error = None if entries else "no price available for " + ", ".join(f["asset"] for f in failed)
-        return finish(status, data, error, [e["asset"] for e in entries], quota)
+        return await deliver(build(200, data, None, served, quota), served)
 
     async def _look_up(
         self, assets: tuple[str, ...], now: float, aggregate: str, max_age_s: float | None
@@ -269,27 +295,12 @@ class PriceDesk:
                 entries.append(entry)
         return entries, failed
 
-    def _spliced(
-        self,
-        template: Template,
-        envelopes: Envelopes,
-        request: PriceRequest,
-        key: ApiKey,
-        quota: Quota | None,
-        now: float,
-        started: float,
-    ) -> PriceAnswer:
-        """A 200 from the template: metered like the full path (finish), usage including this request."""
-        meter = self._meter
-        latency = time.perf_counter() - started
-        for tick in template.ticks:
-            meter.record(key.id, ENDPOINT, tick.asset, request.protocol, 200, latency, billable=quota is None)
-        if quota is None:  # an unlimited key: usage as counted, including what was just recorded
-            quota = meter.quota(key.id, 0)
-        return PriceAnswer(200, None, key, quota, template.render(envelopes, key.id, quota, now, started))
-
 
 OFFLINE_REFUSAL = "usage store unreachable and this process's allowance for limited keys is used up; retry shortly"
+
+
+def too_large(size: int, limit: int) -> str:
+    return f"the answer would be {size} bytes, over the {limit}-byte datagram limit: ask for fewer assets per datagram, or use HTTP /price"
 
 
 def limit_reached(quota: Quota) -> str:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from trinity_beast.services.prices.answer import ENDPOINT, PriceRequest
 from trinity_beast.transports.udp.datagram import (
+    MAX_ANSWER_BYTES,
     SMALL_ANSWER_BYTES,
     BadDatagram,
     DatagramServer,
@@ -48,7 +49,15 @@ def parse_datagram(data: bytes) -> PriceRequest:
         if value is not None and (isinstance(value, bool) or not isinstance(value, (str, int))):
             raise BadDatagram(400, f"{name} must be a string or a whole number")
         options[name] = None if value is None else str(value)
-    return PriceRequest(msg.get("api_key"), assets, "udp", **options)
+    # An answer over one datagram is refused by the desk before it is billed (a 413 costs nothing).
+    return PriceRequest(
+        msg.get("api_key"),
+        assets,
+        "udp",
+        aggregate=options["aggregate"],
+        max_age_ms=options["max_age_ms"],
+        max_datagram_bytes=MAX_ANSWER_BYTES,
+    )
 
 
 class UdpPriceServer(DatagramServer):
