@@ -375,3 +375,33 @@ def test_beast_serve_with_two_granian_workers_answers_and_stops_cleanly(
     finally:
         code, err = stop_beast(p)
     assert code == 0, err
+
+
+def test_sigterm_closes_open_websockets_with_1012_under_granian(request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    """granian would drop open WebSockets without a close frame: the hub closes them first (1012)."""
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed
+
+    env = {**granian_env(request, "production", tmp_path), "BEAST_LOG_LEVEL": "WARNING"}
+    p = start_beast_serve(env, cwd=tmp_path)
+    put_btc(p.env, "65000.5")
+    secret = next(line.split()[1] for line in p.first_output.splitlines() if line.strip().startswith("key:"))
+
+    async def scenario() -> int | None:
+        async with connect(p.url.replace("http://", "ws://") + f"/ws/prices?api_key={secret}") as ws:
+            await ws.send('{"subscribe": ["BTC"]}')
+            while json.loads(await asyncio.wait_for(ws.recv(), 60)).get("data", {}).get("type") != "price":
+                pass
+            p.proc.terminate()
+            try:
+                while True:
+                    await asyncio.wait_for(ws.recv(), 30)
+            except ConnectionClosed as closed:
+                return closed.rcvd.code if closed.rcvd else None
+
+    try:
+        code = asyncio.run(scenario())
+    finally:
+        exit_code, err = stop_beast(p)
+    assert code == 1012, (code, err)
+    assert exit_code == 0 and "Traceback" not in err, err

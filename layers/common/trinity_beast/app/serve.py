@@ -55,7 +55,9 @@ async def serve(settings: Settings, args: argparse.Namespace) -> None:
         listeners.append(Listener(build_feeds_app(rt), bind_tcp(settings.host, settings.lpo_port, "BEAST_LPO_PORT")))
     if lpo:
         lpo_sock = bind_tcp(settings.host, settings.lpo_port, "BEAST_LPO_PORT", args.reuse_port)
-        listeners.append(Listener(build_lpo(rt), lpo_sock, settings.server))  # BEAST_SERVER: uvicorn or granian
+        lpo_app = build_lpo(rt)
+        # BEAST_SERVER: uvicorn or granian (which needs the WebSockets closed before it stops)
+        listeners.append(Listener(lpo_app, lpo_sock, settings.server, lpo_app.hub.close_all))
     if lrs:
         from trinity_beast.transports.http.lrs import build_lrs
 

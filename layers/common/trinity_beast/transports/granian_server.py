@@ -32,6 +32,7 @@ import asyncio
 import logging
 import os
 import socket
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from granian._granian import SocketHolder
@@ -97,8 +98,14 @@ class GranianServer(Server):
         self._shd = SocketHolder(served_fd, False, BACKLOG)  # type: ignore[assignment,call-arg]
 
 
-async def serve(app: Any, sock: socket.socket, log_level: str, stop: asyncio.Event) -> None:
-    """Serve `app` on `sock` until `stop` is set, then let granian finish its connections."""
+async def serve(
+    app: Any,
+    sock: socket.socket,
+    log_level: str,
+    stop: asyncio.Event,
+    before_stop: Callable[[], Awaitable[None]] | None = None,
+) -> None:
+    """Serve `app` on `sock` until `stop` is set, run `before_stop`, then let granian finish its connections."""
     server = GranianServer(app, sock, log_level)
     task = asyncio.create_task(server.serve())
     stopper = asyncio.create_task(stop.wait())
@@ -106,6 +113,11 @@ async def serve(app: Any, sock: socket.socket, log_level: str, stop: asyncio.Eve
         await asyncio.wait([task, stopper], return_when=asyncio.FIRST_COMPLETED)
     finally:
         if not task.done():
+            if before_stop is not None:
+                try:
+                    await before_stop()
+                except Exception:  # stopping goes on whatever happens here
+                    log.exception("closing before granian stops failed")
             server.stop()  # type: ignore[no-untyped-call]
         stopper.cancel()
         await task

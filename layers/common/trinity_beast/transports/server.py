@@ -11,7 +11,7 @@ import contextlib
 import errno
 import signal
 import socket
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,6 +82,7 @@ class Listener:
     app: Any
     sock: socket.socket
     server: str = "uvicorn"  # or "granian" (BEAST_SERVER, domain.settings.SERVERS)
+    before_stop: Callable[[], Awaitable[None]] | None = None  # granian: close what it would drop (WebSockets)
 
 
 KEEP_ALIVE_S = 5  # an idle keep-alive connection is closed after this long
@@ -134,7 +135,7 @@ async def run_until_signal(listeners: list[Listener], log_level: str, settings: 
         loop.add_signal_handler(sig, stop.set)
     tasks = [asyncio.create_task(server.serve(sockets=[sock])) for server, sock in servers]
     tasks += [
-        asyncio.create_task(serve_granian(item.app, item.sock, log_level, settings, stop))
+        asyncio.create_task(serve_granian(item.app, item.sock, log_level, settings, stop, item.before_stop))
         for item in listeners
         if item.server == "granian"
     ]
@@ -162,9 +163,15 @@ def granian_app(app: Any, settings: Settings | None = None) -> Any:
 
 
 async def serve_granian(
-    app: Any, sock: socket.socket, log_level: str, settings: Settings | None, stop: asyncio.Event
+    app: Any,
+    sock: socket.socket,
+    log_level: str,
+    settings: Settings | None,
+    stop: asyncio.Event,
+    before_stop: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
-    """Serve `app` on granian (BEAST_SERVER=granian) on `sock` until `stop` is set."""
+    """Serve `app` on granian (BEAST_SERVER=granian) on `sock` until `stop` is set; `before_stop`
+    runs first (granian drops open WebSockets without a close frame; uvicorn sends them 1012)."""
     from trinity_beast.transports import granian_server
 
-    await granian_server.serve(granian_app(app, settings), sock, log_level, stop)
+    await granian_server.serve(granian_app(app, settings), sock, log_level, stop, before_stop)

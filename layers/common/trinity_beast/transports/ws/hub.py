@@ -14,6 +14,7 @@ metering.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import defaultdict
@@ -53,6 +54,7 @@ class Hub:
         self.messages = Messages(rt.envelopes("WS"))
         self.by_asset: dict[str, set[Client]] = defaultdict(set)
         self.clients: set[Client] = set()
+        self._all_gone = asyncio.Event()  # set whenever the last client leaves (close_all waits for it)
         self.limits = ConnectionLimits()
         self.deliveries = Deliveries(rt.meter, rt.metrics)
         self.writer = Writer(self.deliveries, self.messages)
@@ -169,8 +171,20 @@ class Hub:
                     del self.by_asset[asset]
         client.reply(self.messages.subscribed(client.key.id, sorted(client.assets), removed))
 
+    async def close_all(self, code: int = 1012, reason: str = "service restart", wait_s: float = 2.0) -> None:
+        """Close every connection with `code` and wait (at most `wait_s`) until they are gone: a
+        server that does not close WebSockets on shutdown itself (granian) calls this first."""
+        self._all_gone.clear()
+        for client in list(self.clients):
+            client.close(code, reason)
+        if self.clients:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._all_gone.wait(), wait_s)
+
     def drop(self, client: Client) -> None:
         self.clients.discard(client)
+        if not self.clients:
+            self._all_gone.set()
         for asset in client.assets:
             subscribers = self.by_asset.get(asset)
             if subscribers is not None:
