@@ -10,6 +10,7 @@ and holds them until the file is removed.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import random
@@ -152,7 +153,9 @@ class RawFeedClient(asyncio.Protocol):
         del buf[:pos]
 
 
-async def ws(url: str, assets: list[str], clients: int, seconds: float) -> dict:
+async def ws(url: str, assets: list[str], clients: int, seconds: float, spread: bool = False) -> dict:
+    """`clients` connections each watching every asset of `assets`, or with `spread` one asset each
+    (client i watches assets[i % len(assets)])."""
     from urllib.parse import urlsplit
 
     _raise_fd_limit()
@@ -161,14 +164,16 @@ async def ws(url: str, assets: list[str], clients: int, seconds: float) -> dict:
         f"GET {parts.path}?{parts.query} HTTP/1.1\r\nHost: {parts.netloc}\r\nUpgrade: websocket\r\n"
         f"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
     ).encode()
-    subscribe = json.dumps({"subscribe": assets}).encode()
+    watches = [[a] for a in assets] if spread else [assets]
     stats: dict = {"deliveries": 0, "latencies": []}
     loop = asyncio.get_running_loop()
     connected = 0
     transports = []
-    for _ in range(clients):
+    for i in range(clients):
+        watched = watches[i % len(watches)]
+        subscribe = json.dumps({"subscribe": watched}).encode()
         transport, client = await loop.create_connection(
-            lambda: RawFeedClient(request, subscribe, stats, len(assets)), parts.hostname, parts.port
+            functools.partial(RawFeedClient, request, subscribe, stats, len(watched)), parts.hostname, parts.port
         )
         try:
             await asyncio.wait_for(client.ready, 30)
@@ -209,7 +214,8 @@ def main() -> None:
         result = uvloop.run(udp(host, int(port), Path(path).read_bytes(), float(seconds), int(inflight)))
     elif kind == "ws":
         url, assets, clients, seconds = sys.argv[2:6]
-        result = uvloop.run(ws(url, assets.split(","), int(clients), float(seconds)))
+        spread = sys.argv[6:7] == ["spread"]
+        result = uvloop.run(ws(url, assets.split(","), int(clients), float(seconds), spread))
     elif kind == "idle":
         url, clients, hold = sys.argv[2:5]
         uvloop.run(idle(url, int(clients), Path(hold)))
