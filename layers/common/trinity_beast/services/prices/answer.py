@@ -8,7 +8,6 @@ Transports only adapt their input to `PriceRequest` and their output from `Price
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import functools
 import time
 from collections.abc import Callable, Iterable
@@ -231,7 +230,7 @@ class PriceDesk:
                     if limit:
                         await meter.release(key.id, len(served))
                     return finish(413, None, too_large(len(payload), request.max_datagram_bytes), [], None)
-                answer = dataclasses.replace(answer, payload=payload)
+                answer = PriceAnswer(answer.status, None, answer.key, answer.quota, payload)
             record(answer.status, served)
             return answer
 
@@ -252,7 +251,8 @@ class PriceDesk:
         if template is not None:
             grant = await meter.reserve(key.id, limit, len(assets)) if limit else None
             if grant is None or grant.units == len(assets):
-                quota = grant.quota if grant else Quota(meter.quota(key.id, 0).used + len(assets), 0, quota.reset_at)
+                # Unlimited: `quota` is current (nothing awaited since quota_for); this answer's units added.
+                quota = grant.quota if grant else Quota(quota.used + len(assets), 0, quota.reset_at)
                 payload = template.render(envelopes, key.id, quota, now, started)
                 return await deliver(PriceAnswer(200, None, key, quota, payload), assets)
             entries = template.entries(now, started)  # only some granted: the full answer below

@@ -36,7 +36,9 @@ if TYPE_CHECKING:
 
 MAX_TEMPLATES = 1024  # asset lists remembered per process; past this the memory starts over
 _ENVELOPE, _DATA = -2, -1  # where a spliced field lives (entries are numbered from 0)
-_MARK = re.compile(rb'"\\u0000(\d+)\\u0000"')  # a mark "\x00N\x00" as orjson writes it
+_BLOCK = "\x00block\x00"  # the key standing for data_timing's fields, spliced as one run of `"k":v` pairs
+# A mark "\x00N\x00" as orjson writes it, with the block key before it when it stands for the block.
+_MARK = re.compile(rb'(?:"\\u0000block\\u0000":)?"\\u0000(\d+)\\u0000"')
 
 Fields = dict[str, Any]
 
@@ -49,7 +51,8 @@ class Template:
     generations: tuple[int, ...]
     expires: float  # time.time() at which the oldest served tick turns stale
     parts: tuple[bytes, ...]  # the fixed bytes, one more than the slots
-    slots: tuple[tuple[int, str], ...]  # (where, field) of each spliced value, in the order written
+    slots: tuple[tuple[int, str | None], ...]  # (where, field) of each spliced value in the order written;
+    # field None: all of `where`'s fields as `"k":v` pairs (data_timing, contiguous at the end of data)
 
     def render(self, envelopes: Envelopes, key_id: str, quota: Quota, now: float, started: float) -> bytes:
         """The answer's bytes for this request: `quota` is the key's usage including it."""
@@ -60,7 +63,7 @@ class Template:
         dumps, parts = orjson.dumps, self.parts
         out = [parts[0]]
         for n, (where, field) in enumerate(self.slots, 1):
-            out.append(dumps(values[where][field]))
+            out.append(dumps(values[where][field]) if field is not None else dumps(values[where])[1:-1])
             out.append(parts[n])
         return b"".join(out)
 
@@ -107,9 +110,9 @@ class Prebuilt:
             if tick is None or not fresh:
                 return None
             ticks.append(tick)
-        slots: list[tuple[int, str]] = []
+        slots: list[tuple[int, str | None]] = []
 
-        def mark(where: int, field: str) -> str:
+        def mark(where: int, field: str | None) -> str:
             slots.append((where, field))
             return f"\x00{len(slots) - 1}\x00"
 
@@ -119,8 +122,7 @@ class Prebuilt:
             for field in entry_timing(tick, now, 0.0):
                 entry[field] = mark(i, field)
             entries.append(entry)
-        timing = {field: mark(_DATA, field) for field in data_timing(0.0, Quota(0, 0, 0))}
-        body = envelopes.build(self._endpoint, 200, data=price_data(entries, [], timing))
+        body = envelopes.build(self._endpoint, 200, data=price_data(entries, [], {_BLOCK: mark(_DATA, None)}))
         for field in envelopes.per_request(None):
             body[field] = mark(_ENVELOPE, field)
         pieces = _MARK.split(orjson.dumps(body))
