@@ -387,21 +387,27 @@ def test_sigterm_closes_open_websockets_with_1012_under_granian(request: pytest.
     put_btc(p.env, "65000.5")
     secret = next(line.split()[1] for line in p.first_output.splitlines() if line.strip().startswith("key:"))
 
-    async def scenario() -> int | None:
-        async with connect(p.url.replace("http://", "ws://") + f"/ws/prices?api_key={secret}") as ws:
-            await ws.send('{"subscribe": ["BTC"]}')
-            while json.loads(await asyncio.wait_for(ws.recv(), 60)).get("data", {}).get("type") != "price":
-                pass
+    async def one(ws: Any) -> int | None:
+        try:
+            while True:
+                await asyncio.wait_for(ws.recv(), 30)
+        except ConnectionClosed as closed:
+            return closed.rcvd.code if closed.rcvd else None
+
+    async def scenario() -> list[int | None]:
+        url = p.url.replace("http://", "ws://") + f"/ws/prices?api_key={secret}"
+        async with contextlib.AsyncExitStack() as stack:
+            sockets = [await stack.enter_async_context(connect(url)) for _ in range(10)]
+            for ws in sockets:
+                await ws.send('{"subscribe": ["BTC"]}')
+                while json.loads(await asyncio.wait_for(ws.recv(), 60)).get("data", {}).get("type") != "price":
+                    pass
             p.proc.terminate()
-            try:
-                while True:
-                    await asyncio.wait_for(ws.recv(), 30)
-            except ConnectionClosed as closed:
-                return closed.rcvd.code if closed.rcvd else None
+            return list(await asyncio.gather(*(one(ws) for ws in sockets)))
 
     try:
-        code = asyncio.run(scenario())
+        codes = asyncio.run(scenario())
     finally:
         exit_code, err = stop_beast(p)
-    assert code == 1012, (code, err)
+    assert codes == [1012] * 10, (codes, err)
     assert exit_code == 0 and "Traceback" not in err, err

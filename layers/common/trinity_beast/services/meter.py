@@ -234,6 +234,11 @@ class Meter:
         except CacheUnavailable as exc:
             self._go_down(exc)
             self._offline[key] -= rest  # settled (with the lower own total) by the next flush
+        else:
+            # The total this process knows included these units (reserve raised it past them):
+            # without this a given-back request would still count against the key here (429s).
+            if key in self._month_known:
+                self._month_known[key] = max(self._month_known[key] - rest, 0)
 
     def _go_down(self, exc: BaseException) -> None:
         if not self._down:

@@ -249,6 +249,10 @@ class PriceDesk:
         if aggregate == "best" and max_age_s is None:  # the common request: prebuilt while its prices are fresh
             template = self._prebuilt.template(envelopes, assets, now)
         if template is not None:
+            if request.max_datagram_bytes:  # too large even if fully served: refused before any unit is taken
+                size = len(template.render(envelopes, key.id, Quota(quota.used + len(assets), limit, 0), now, started))
+                if size > request.max_datagram_bytes:
+                    return finish(413, None, too_large(size, request.max_datagram_bytes), [], None)
             grant = await meter.reserve(key.id, limit, len(assets)) if limit else None
             if grant is None or grant.units == len(assets):
                 # Unlimited: `quota` is current (nothing awaited since quota_for); this answer's units added.
@@ -259,6 +263,14 @@ class PriceDesk:
             failed: list[dict[str, str]] = []
         else:
             entries, failed = await self._look_up(assets, now, aggregate, max_age_s)
+            if entries and request.max_datagram_bytes:  # as above, before any unit is taken
+                whole = Quota(quota.used + len(entries), limit, quota.reset_at)
+                body = envelopes.build(
+                    ENDPOINT, 200, price_data(entries, failed, data_timing(0.0, whole)), api_key_id=key.id
+                )
+                size = len(dumps(body))
+                if size > request.max_datagram_bytes:
+                    return finish(413, None, too_large(size, request.max_datagram_bytes), [], None)
             grant = await meter.reserve(key.id, limit, len(entries)) if entries and limit else None
 
         if grant is not None:

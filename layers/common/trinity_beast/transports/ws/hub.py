@@ -54,7 +54,8 @@ class Hub:
         self.messages = Messages(rt.envelopes("WS"))
         self.by_asset: dict[str, set[Client]] = defaultdict(set)
         self.clients: set[Client] = set()
-        self._all_gone = asyncio.Event()  # set whenever the last client leaves (close_all waits for it)
+        self._serving = 0  # connections inside serve(), up to the end of their cleanup
+        self._all_gone = asyncio.Event()  # set whenever the last of them returns (close_all waits for it)
         self.limits = ConnectionLimits()
         self.deliveries = Deliveries(rt.meter, rt.metrics)
         self.writer = Writer(self.deliveries, self.messages)
@@ -177,14 +178,12 @@ class Hub:
         self._all_gone.clear()
         for client in list(self.clients):
             client.close(code, reason)
-        if self.clients:
+        if self._serving:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._all_gone.wait(), wait_s)
 
     def drop(self, client: Client) -> None:
         self.clients.discard(client)
-        if not self.clients:
-            self._all_gone.set()
         for asset in client.assets:
             subscribers = self.by_asset.get(asset)
             if subscribers is not None:
@@ -213,6 +212,7 @@ class Hub:
             self._revalidating = self.rt.spawn(self.revalidate(), "ws-revalidate")
         reader = client.reader = asyncio.create_task(self._read(client, receive))
         writer = asyncio.create_task(self.writer.run(client))
+        self._serving += 1
         try:
             # Either side ends the connection: the peer leaves (reader) or we close it (writer).
             await asyncio.wait((reader, writer), return_when=asyncio.FIRST_COMPLETED)
@@ -221,7 +221,12 @@ class Hub:
             self.limits.closed(key, ip)
             client.close(1000, "")
             reader.cancel()
-            await asyncio.gather(reader, writer, return_exceptions=True)
+            try:
+                await asyncio.gather(reader, writer, return_exceptions=True)
+            finally:
+                self._serving -= 1
+                if not self._serving:
+                    self._all_gone.set()
 
     async def _read(self, client: Client, receive: Receive) -> None:
         while True:
