@@ -182,6 +182,9 @@ async def test_a_release_gives_back_exactly_what_was_not_delivered(redis_url: st
         await meter.release("k", 1)
         month = f"{MONTH_PREFIX}{month_of(time.time())}"
         assert (await cache.hgetall(month))["k"] == 3
+        assert meter.quota("k", 20).used == 3  # what this process knows goes down too (no 429 for given-back units)
+        assert (await meter.reserve("k", 4, 1)).units == 1  # the released unit is there to take again
+        await meter.release("k", 1)
         meter._go_down(RuntimeError("simulated outage"))
         assert (await meter.reserve("k", 20, 2)).units == 2
         await meter.release("k", 1)  # one of the offline units
