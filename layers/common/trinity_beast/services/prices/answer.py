@@ -249,15 +249,16 @@ class PriceDesk:
         if aggregate == "best" and max_age_s is None:  # the common request: prebuilt while its prices are fresh
             template = self._prebuilt.template(envelopes, assets, now)
         if template is not None:
-            if request.max_datagram_bytes:  # too large even if fully served: refused before any unit is taken
-                size = len(template.render(envelopes, key.id, Quota(quota.used + len(assets), limit, 0), now, started))
-                if size > request.max_datagram_bytes:
-                    return finish(413, None, too_large(size, request.max_datagram_bytes), [], None)
+            # Usage if every asset is served; an unlimited key's is final (nothing awaited since quota_for).
+            whole = Quota(quota.used + len(assets), limit, quota.reset_at)
+            payload = template.render(envelopes, key.id, whole, now, started) if request.max_datagram_bytes else None
+            if payload is not None and len(payload) > request.max_datagram_bytes:  # refused before any unit is taken
+                return finish(413, None, too_large(len(payload), request.max_datagram_bytes), [], None)
             grant = await meter.reserve(key.id, limit, len(assets)) if limit else None
             if grant is None or grant.units == len(assets):
-                # Unlimited: `quota` is current (nothing awaited since quota_for); this answer's units added.
-                quota = grant.quota if grant else Quota(quota.used + len(assets), 0, quota.reset_at)
-                payload = template.render(envelopes, key.id, quota, now, started)
+                quota = grant.quota if grant else whole
+                if payload is None or quota != whole:
+                    payload = template.render(envelopes, key.id, quota, now, started)
                 return await deliver(PriceAnswer(200, None, key, quota, payload), assets)
             entries = template.entries(now, started)  # only some granted: the full answer below
             failed: list[dict[str, str]] = []
