@@ -82,14 +82,14 @@ layer-requirements:
 	$(PYTHON) tools/layer_requirements.py > layers/common/requirements.txt
 
 
-# Python 3.13, the version the containers deploy on: Debian 12 packages only 3.11, so this uses an
+# Python 3.13 (the images run 3.11; see bench/GAPS.md): Debian 12 packages only 3.11, so this uses an
 # interpreter already on the machine: a python3.13 on PATH that runs (pyenv's shim does not unless
 # 3.13 is selected), else pyenv's 3.13 install; nothing downloads one. PY313=... to choose.
 PY313   ?= $(or $(shell python3.13 -c "import sys; print(sys.executable)" 2>/dev/null),$(firstword \
 	$(wildcard /usr/local/bin/python3.13 /usr/bin/python3.13 $(or $(PYENV_ROOT),$(HOME)/.pyenv)/versions/3.13*/bin/python3.13)))
 VENV313 := .venv313
 # The price server's tests (HTTP /price, WS, UDP, the meter, the uvicorn and granian wrappers, hostile
-# clients), run on 3.13 by `make test-py313`: the LPO image runs 3.13 (tests/unit/test_dockerfiles.py).
+# clients), run on 3.13 by `make test-py313`, so the next Python is known to work before an image moves to it.
 TESTS_PY313 ?= tests/unit tests/integration/test_price_http.py tests/integration/test_prebuilt_answers.py \
 	tests/integration/test_udp_eager.py tests/integration/test_udp_amplification.py \
 	tests/integration/test_lrs_udp.py tests/integration/test_realtime.py tests/integration/test_live_prices.py \
