@@ -224,8 +224,15 @@ async def test_paging_walks_every_row_once(lrs: Lrs) -> None:
     full = (await lrs.get("/reports/usage", admin, granularity="minute", endpoint="/price")).json()["data"]["rows"]
     assert len(full) == 6
     seen, cursor, pages = [], None, 0
+    # A fixed `to`: the default (now + 60 s) can tick between the JSON and the CSV request of a page.
+    to = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 120))
     while True:
-        params = {"granularity": "minute", "endpoint": "/price", "limit": "4", **({"cursor": cursor} if cursor else {})}
+        params = {
+            "granularity": "minute",
+            "endpoint": "/price",
+            "limit": "4",
+            **({"cursor": cursor} if cursor else {"to": to}),
+        }
         data = (await lrs.get("/reports/usage", admin, **params)).json()["data"]
         assert data["paging"]["total"] == 6
         seen += data["rows"]
