@@ -221,6 +221,9 @@ class PriceDesk:
             record(status, served)
             return answer
 
+        def oversize(size: int) -> PriceAnswer:  # a 413 that costs nothing: no unit is reserved or billed
+            return finish(413, None, too_large(size, request.max_datagram_bytes), [], None)
+
         async def deliver(answer: PriceAnswer, served: list[str] | tuple[str, ...]) -> PriceAnswer:
             """Meter an answer that serves prices, unless it is too large for its datagram: then
             the units go back and the client gets a 413 that costs nothing."""
@@ -229,7 +232,7 @@ class PriceDesk:
                 if len(payload) > request.max_datagram_bytes:
                     if limit:
                         await meter.release(key.id, len(served))
-                    return finish(413, None, too_large(len(payload), request.max_datagram_bytes), [], None)
+                    return oversize(len(payload))
                 answer = PriceAnswer(answer.status, None, answer.key, answer.quota, payload)
             record(answer.status, served)
             return answer
@@ -253,7 +256,7 @@ class PriceDesk:
             whole = Quota(quota.used + len(assets), limit, quota.reset_at)
             payload = template.render(envelopes, key.id, whole, now, started) if request.max_datagram_bytes else None
             if payload is not None and len(payload) > request.max_datagram_bytes:  # refused before any unit is taken
-                return finish(413, None, too_large(len(payload), request.max_datagram_bytes), [], None)
+                return oversize(len(payload))
             grant = await meter.reserve(key.id, limit, len(assets)) if limit else None
             if grant is None or grant.units == len(assets):
                 quota = grant.quota if grant else whole
@@ -271,7 +274,7 @@ class PriceDesk:
                 )
                 size = len(dumps(body))
                 if size > request.max_datagram_bytes:
-                    return finish(413, None, too_large(size, request.max_datagram_bytes), [], None)
+                    return oversize(size)
             grant = await meter.reserve(key.id, limit, len(entries)) if entries and limit else None
 
         if grant is not None:
@@ -312,8 +315,12 @@ class PriceDesk:
 OFFLINE_REFUSAL = "usage store unreachable and this process's allowance for limited keys is used up; retry shortly"
 
 
-def too_large(size: int, limit: int) -> str:
-    return f"the answer would be {size} bytes, over the {limit}-byte datagram limit: ask for fewer assets per datagram, or use HTTP /price"
+DATAGRAM_ADVICE = "ask for fewer assets per datagram, or use HTTP /price"
+
+
+def too_large(size: int, limit: int, advice: str = DATAGRAM_ADVICE) -> str:
+    """The 413's error for an answer over one datagram (this desk's and transports/udp's fit)."""
+    return f"the answer would be {size} bytes, over the {limit}-byte datagram limit: {advice}"
 
 
 def limit_reached(quota: Quota) -> str:

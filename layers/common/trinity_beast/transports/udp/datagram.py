@@ -23,6 +23,7 @@ import orjson
 
 from trinity_beast.domain.envelope import Envelopes, dumps
 from trinity_beast.services.auth import MISSING_KEY
+from trinity_beast.services.prices.answer import too_large
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,7 @@ def fit(envelopes: Envelopes, endpoint: str, status: int, payload: bytes, key_id
     """The answer to a trusted sender, or a 413 saying how to ask when it would not fit one datagram."""
     if len(payload) <= MAX_ANSWER_BYTES:
         return Reply(status, payload, True)
-    message = f"the answer would be {len(payload)} bytes, over the {MAX_ANSWER_BYTES}-byte datagram limit: {advice}"
+    message = too_large(len(payload), MAX_ANSWER_BYTES, advice)
     return Reply(413, dumps(envelopes.error(endpoint, 413, message, api_key_id=key_id)), True)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from trinity_beast.services.prices.answer import ENDPOINT, PriceRequest
+from trinity_beast.services.prices.answer import DATAGRAM_ADVICE, ENDPOINT, PriceRequest
 from trinity_beast.transports.udp.datagram import (
     MAX_ANSWER_BYTES,
     SMALL_ANSWER_BYTES,
@@ -84,8 +84,7 @@ class UdpPriceServer(DatagramServer):
             return stranger_error(
                 self.envelopes, ENDPOINT, answer.status, answer.error or "unauthorized", self.budget(data)
             )
-        advice = "ask for fewer assets per datagram, or use HTTP /price"
-        return fit(self.envelopes, ENDPOINT, answer.status, answer.encoded(), answer.key.id, advice)
+        return fit(self.envelopes, ENDPOINT, answer.status, answer.encoded(), answer.key.id, DATAGRAM_ADVICE)
 
     def stats(self) -> dict[str, int]:
         return {"answered": self.answered, "refused": self.refused}
