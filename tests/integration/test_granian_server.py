@@ -46,8 +46,8 @@ from test_price_http import (
 )
 from test_realtime import (
     flood,
-    put,
     recv,
+    seed_prices,
     small_window_socket,
     test_a_bad_or_missing_key_is_refused_with_1008,  # noqa: F401
     test_a_revoked_key_is_disconnected,  # noqa: F401
@@ -150,12 +150,7 @@ def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[InProcess
 @pytest.fixture(params=["embedded", "production"])
 def srv(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[InProcessServer]:
     with in_process_server(granian_env(request, request.param, tmp_path)) as srv:
-        for asset, price in (("BTC", "64000"), ("ETH", "3000"), ("SOL", "150")):
-            put(srv, asset, price)
-        deadline = time.time() + 10
-        while len(srv.rt.live.get("SOL")) == 0 and time.time() < deadline:
-            time.sleep(0.02)
-        yield srv
+        yield seed_prices(srv)
 
 
 async def body_app(scope: dict[str, Any], receive: Any, send: Any) -> None:

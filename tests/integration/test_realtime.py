@@ -62,15 +62,20 @@ async def recv_price(ws: Any, timeout: float = 5.0) -> dict:
             return msg
 
 
+def seed_prices(server: InProcessServer) -> InProcessServer:
+    """BTC, ETH and SOL priced, and (within 10 s) in the server's live copy."""
+    for asset, price in (("BTC", "64000"), ("ETH", "3000"), ("SOL", "150")):
+        put(server, asset, price)
+    deadline = time.time() + 10
+    while len(server.rt.live.get("SOL")) == 0 and time.time() < deadline:
+        time.sleep(0.02)
+    return server
+
+
 @pytest.fixture(params=["embedded", "production"])
 def srv(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
     with in_process_server(stack_env(request, request.param, tmp_path)) as server:
-        for asset, price in (("BTC", "64000"), ("ETH", "3000"), ("SOL", "150")):
-            put(server, asset, price)
-        deadline = time.time() + 5
-        while len(server.rt.live.get("SOL")) == 0 and time.time() < deadline:
-            time.sleep(0.02)
-        yield server
+        yield seed_prices(server)
 
 
 async def test_subscribe_confirm_snapshot_live_updates_unsubscribe_ping(srv: InProcessServer) -> None:
